@@ -1,0 +1,277 @@
+"""Is it safe to type into this pane right now?
+
+`refusal(state)` returns a one-line reason to refuse (exit 3), or None. It reads
+tmux's pane flags, the foreground process (from /proc, psutil elsewhere) and the
+visible screen with its attributes: an idle agent's input box often shows faint
+placeholder text, which is not a draft, while a real draft may sit either side
+of the cursor (Home pressed) or continue on the rows below the prompt glyph.
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from dataclasses import dataclass, field
+
+SHELLS = frozenset({"bash", "zsh", "fish", "sh", "dash", "ksh", "mksh", "tcsh", "csh", "ash"})
+NOT_AN_INPUT = frozenset(
+    {"vi", "vim", "nvim", "nano", "emacs", "less", "more", "most", "man", "top", "htop", "watch"}
+)
+# Prompt ends: a shell's `$ # %`, REPLs' `> >>>`, agent TUIs' `❯ › »`.
+_PROMPT_GLYPHS = frozenset("$#%>❯›»")
+_TUI_GLYPHS = frozenset("❯›»>")
+_SPACES = frozenset(" \u00a0\t")
+_RULE_CHARS = frozenset("─━═-")
+# Characters that frame an input box rather than belong to a draft.
+_FRAME = frozenset("│┃║|╭╮╰╯┌┐└┘")
+
+
+@dataclass(frozen=True)
+class Cell:
+    char: str
+    faint: bool
+
+
+@dataclass(frozen=True)
+class PaneState:
+    """What tmux says about a pane, plus its visible screen with SGR escapes."""
+
+    pane_id: str
+    dead: bool = False
+    in_mode: bool = False
+    mode: str = ""
+    cursor_x: int = 0
+    cursor_y: int = 0
+    cursor_visible: bool = True
+    alternate_on: bool = False
+    current_command: str = ""
+    pane_pid: int = 0
+    accept: str = ""
+    screen: str = ""
+    foreground: str = field(default="", compare=False)
+
+    @property
+    def accepts_shell(self) -> bool:
+        return "shell" in self.accept.replace(",", " ").split()
+
+
+def refusal(state: PaneState) -> str | None:
+    """Why the pane must not be typed into now, or None when it is ready."""
+    if state.dead:
+        return "its pane is dead (the program exited)"
+    if state.in_mode:
+        mode = state.mode or "a tmux mode"
+        return f"its pane is in {mode}, which would swallow the text (press q there)"
+    program = state.foreground or state.current_command
+    base = os.path.basename(program)
+    if base in NOT_AN_INPUT:
+        return f"its foreground program is {base}, not an agent input"
+    rows = parse_screen(state.screen)
+    draft = find_draft(rows, state.cursor_x, state.cursor_y, shell_like=_shell_like(base))
+    if draft:
+        return f"it looks mid-prompt ({draft})"
+    if base in SHELLS and not state.accepts_shell:
+        return (
+            f"it is an interactive shell ({base}) at its prompt, where a message would run "
+            "as a command; opt in with: tmux set -w -t <target> @agent-accept shell"
+        )
+    return None
+
+
+def _shell_like(program: str) -> bool:
+    return program in SHELLS or program.startswith("python")
+
+
+def foreground_program(pane_pid: int) -> str:
+    """Name of the process group in the pane's terminal foreground ('' if unknown).
+
+    tmux's pane_current_command is the foreground process's comm, which for
+    node-based agents is often just `node`; the cmdline says more. /proc is read
+    directly on Linux (cheap); psutil covers the rest.
+    """
+    if pane_pid <= 0:
+        return ""
+    try:
+        with open(f"/proc/{pane_pid}/stat", "rb") as fh:
+            stat = fh.read()
+        tpgid = int(stat[stat.rindex(b")") + 2 :].split()[5])
+        if tpgid <= 0:
+            return ""
+        with open(f"/proc/{tpgid}/comm", "rb") as fh:
+            return fh.read().decode("utf-8", "replace").strip()
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import psutil
+
+        proc = psutil.Process(pane_pid)
+        terminal = proc.terminal()
+        if not terminal:
+            return ""
+        for child in [proc, *proc.children(recursive=True)]:
+            if child.terminal() == terminal and os.getpgid(child.pid) == os.tcgetpgrp(
+                os.open(terminal, os.O_RDONLY | os.O_NOCTTY)
+            ):
+                return str(child.name())
+    except Exception:
+        return ""
+    return ""
+
+
+# --- screen parsing ---------------------------------------------------------
+
+
+def parse_screen(screen: str) -> list[list[Cell]]:
+    """Rows of cells from `capture-pane -e`, tracking whether each is drawn faint.
+
+    Faint means SGR 2, bright black (90), or a grey 256-colour / true-colour
+    foreground: what TUIs use for placeholders and suggestions.
+    """
+    rows: list[list[Cell]] = []
+    for line in screen.split("\n"):
+        cells: list[Cell] = []
+        faint_attr = grey_fg = False
+        i, n = 0, len(line)
+        while i < n:
+            ch = line[i]
+            if ch == "\x1b" and i + 1 < n and line[i + 1] == "[":
+                j = i + 2
+                while j < n and not ("@" <= line[j] <= "~"):
+                    j += 1
+                if j < n and line[j] == "m":
+                    faint_attr, grey_fg = _apply_sgr(line[i + 2 : j], faint_attr, grey_fg)
+                i = j + 1
+                continue
+            if ch == "\x1b":  # other escapes (e.g. OSC 8 links): skip to the terminator
+                j = line.find("\x1b\\", i + 1)
+                i = n if j < 0 else j + 2
+                continue
+            cells.append(Cell(ch, faint_attr or grey_fg))
+            if unicodedata.east_asian_width(ch) in ("W", "F"):
+                cells.append(Cell("", faint_attr or grey_fg))  # the wide char's second column
+            i += 1
+        rows.append(cells)
+    return rows
+
+
+def _apply_sgr(params: str, faint: bool, grey: bool) -> tuple[bool, bool]:
+    codes = [int(p) if p.isdigit() else 0 for p in params.replace(":", ";").split(";")] or [0]
+    k = 0
+    while k < len(codes):
+        code = codes[k]
+        if code == 0:
+            faint = grey = False
+        elif code == 2:
+            faint = True
+        elif code == 22:
+            faint = False
+        elif code == 39 or 30 <= code <= 37 or 91 <= code <= 97:
+            grey = False
+        elif code == 90:
+            grey = True
+        elif code == 38 and k + 2 < len(codes) and codes[k + 1] == 5:
+            grey = _grey_256(codes[k + 2])
+            k += 2
+        elif code == 38 and k + 4 < len(codes) and codes[k + 1] == 2:
+            grey = _grey_rgb(codes[k + 2], codes[k + 3], codes[k + 4])
+            k += 4
+        k += 1
+    return faint, grey
+
+
+def _grey_256(n: int) -> bool:
+    return n in (8, 59, 102, 145) or 236 <= n <= 250
+
+
+def _grey_rgb(r: int, g: int, b: int) -> bool:
+    return max(r, g, b) - min(r, g, b) <= 24 and 60 <= max(r, g, b) <= 190
+
+
+def _text(cells: list[Cell], include_faint: bool = False) -> str:
+    return "".join(c.char for c in cells if include_faint or not c.faint)
+
+
+def _is_rule(cells: list[Cell]) -> bool:
+    text = _text(cells, include_faint=True).strip()
+    return len(text) >= 8 and all(ch in _RULE_CHARS for ch in text)
+
+
+def _prompt_end(cells: list[Cell]) -> int:
+    """Index just past the last prompt glyph (plus its one space) in a row, or -1.
+
+    A glyph counts when followed by a space or when it ends the row (`$` at the
+    cursor), so `a>b` inside a draft is not mistaken for a prompt.
+    """
+    end = -1
+    for idx, cell in enumerate(cells):
+        if cell.char not in _PROMPT_GLYPHS or cell.faint:
+            continue
+        nxt = cells[idx + 1].char if idx + 1 < len(cells) else " "
+        if nxt in _SPACES or nxt == "":
+            end = idx + 2 if idx + 1 < len(cells) else idx + 1
+    return end
+
+
+def _draft_text(cells: list[Cell]) -> str:
+    return "".join(c.char for c in cells if not c.faint and c.char not in _FRAME).strip(" \u00a0\t")
+
+
+def _tui_prompt_row(cells: list[Cell]) -> int:
+    """For a row like `❯ draft` or `│ > draft │`, the index after the glyph, else -1."""
+    for idx, cell in enumerate(cells):
+        if cell.char in _SPACES or cell.char in _FRAME or cell.char == "":
+            continue
+        if cell.char in _TUI_GLYPHS and not cell.faint:
+            nxt = cells[idx + 1].char if idx + 1 < len(cells) else " "
+            if nxt in _SPACES:
+                return idx + 1
+        return -1
+    return -1
+
+
+def find_draft(rows: list[list[Cell]], cursor_x: int, cursor_y: int, shell_like: bool) -> str:
+    """Describe a draft the user is typing, or '' if the input is empty."""
+    if not (0 <= cursor_y < len(rows)):
+        return ""
+    row = rows[cursor_y]
+    lead = _text(row, include_faint=True)
+    # Continuation prompts: a multi-line statement is being typed in a shell/REPL.
+    continuation = lead.startswith(("... ", "> ")) or lead.strip() in ("...", ">")
+    if shell_like and (continuation or lead.lstrip().startswith("...:")):
+        return "a continuation line of a multi-line command"
+    # Text right of the cursor: a draft with the cursor moved left (Home pressed).
+    after = _draft_text(row[cursor_x:])
+    if after:
+        return f"text right of the cursor: {after[:40]!r}"
+    before = row[:cursor_x]
+    end = _prompt_end(before)
+    if end >= 0:
+        typed = _draft_text(before[end:])
+        if typed:
+            return f"a draft after the prompt: {typed[:40]!r}"
+    # Agent TUIs: the prompt row at or above the cursor, inside the input box...
+    for y in range(cursor_y, max(-1, cursor_y - 12), -1):
+        if _is_rule(rows[y]):
+            break
+        if _tui_prompt_row(rows[y]) >= 0:
+            return _input_box_draft(rows, y)
+    # ...or, when the TUI parks its cursor elsewhere, the last glyph row on screen.
+    for y in range(len(rows) - 1, max(-1, len(rows) - 16), -1):
+        start = _tui_prompt_row(rows[y])
+        if start >= 0 and rows[y][start - 1].char in "❯›»":
+            return _input_box_draft(rows, y)
+    return ""
+
+
+def _input_box_draft(rows: list[list[Cell]], y: int) -> str:
+    """Text after the glyph on row y, or on its continuation rows down to the rule."""
+    typed = _draft_text(rows[y][_tui_prompt_row(rows[y]) :])
+    if typed:
+        return f"a draft in the input box: {typed[:40]!r}"
+    for below in rows[y + 1 : y + 12]:
+        if _is_rule(below) or not _text(below, include_faint=True).startswith("  "):
+            break
+        more = _draft_text(below)
+        if more:
+            return f"a draft in the input box: {more[:40]!r}"
+    return ""

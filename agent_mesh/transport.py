@@ -1,0 +1,44 @@
+"""How a message reaches the host that runs the recipient's tmux.
+
+One interface, two implementations: `LocalTransport` delivers on this host;
+`SshTransport` (paramiko, imported only when a remote host is contacted) sends
+the envelope to `agent-mesh rpc` on the peer, which runs the same delivery.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from agent_mesh.model import Agent, DeliveryResult, Envelope
+
+
+class Transport(Protocol):
+    host: str
+
+    def deliver(
+        self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
+    ) -> DeliveryResult:
+        """Deliver envelope to agent's pane, dropping file_data into the inbox first."""
+        ...
+
+
+class LocalTransport:
+    """Delivery to a pane of this host's own tmux server."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def deliver(
+        self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
+    ) -> DeliveryResult:
+        from agent_mesh.deliver import deliver_envelope
+
+        return deliver_envelope(envelope, agent, file_data)
+
+
+def transport_for(host: str, self_host: str) -> Transport:
+    if host == self_host:
+        return LocalTransport(host)
+    from agent_mesh.errors import WireError
+
+    raise WireError(f"{host}: remote delivery is not available in this build")

@@ -1,0 +1,146 @@
+"""Shared fixtures: every test gets its own HOME and its own private tmux server.
+
+The autouse `isolated_env` fixture points HOME, TMUX_TMPDIR and ~/.agents at a
+temp dir and unsets TMUX/TMUX_PANE, so a test run from inside tmux never talks
+to the developer's real server. Socket paths are kept short (Unix sockets are
+limited to ~108 bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+BIN = Path(sys.executable).parent
+SELF_HOST = "testhost"
+
+T = TypeVar("T")
+
+_CLEAR = ("TMUX", "TMUX_PANE", "AGENT_NAME", "FORCE_SEND", "SKIP_DISMISS", "AGENT_MESH_HOME",
+          "TMUX_SOCKET", "AGENT_ROLE", "AGENT_SCOPE", "AGENT_MESH_SETTLE")
+
+
+def retry_until(fn: Callable[[], T], timeout: float = 5.0, interval: float = 0.05) -> T:
+    """Call fn until it returns something truthy; its last value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value {value!r})")
+        time.sleep(interval)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private HOME (with self.conf = testhost) and TMUX_TMPDIR for each test."""
+    base = Path(tempfile.mkdtemp(prefix="am", dir="/tmp"))
+    home = base / "h"
+    home.mkdir()
+    (home / ".agents").mkdir()
+    (home / ".agents" / "self.conf").write_text(f"{SELF_HOST}\n")
+    for name in _CLEAR:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TMUX_TMPDIR", str(base))
+    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    yield home
+    subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class Pane:
+    """A pane running a real program on the test's tmux server."""
+
+    server: TmuxServer
+    pane_id: str
+    window_id: str
+
+    def capture(self, escapes: bool = False) -> str:
+        args = ["capture-pane", "-p", "-t", self.pane_id] + (["-e"] if escapes else [])
+        return self.server.run(*args).stdout
+
+    def send_keys(self, *keys: str, literal: bool = False) -> None:
+        args = ["send-keys", "-t", self.pane_id] + (["-l", "--"] if literal else []) + list(keys)
+        self.server.run(*args)
+
+    def wait_for(self, text: str, timeout: float = 5.0) -> str:
+        return retry_until(lambda: text in self.capture() and self.capture(), timeout)
+
+    def display(self, fmt: str) -> str:
+        return self.server.run("display-message", "-p", "-t", self.pane_id, fmt).stdout.strip()
+
+
+class TmuxServer:
+    """The test's private tmux server (default socket under the test's TMUX_TMPDIR)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+    def run(self, *args: str, check: bool = True, input: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", *args], capture_output=True, text=True, check=check,
+                              input=input)
+
+    def start(self, session: str = "main", window: str = "shell",
+              argv: list[str] | None = None) -> Pane:
+        args = ["-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "40",
+                "-s", session, "-n", window, "-P", "-F", "#{pane_id} #{window_id}"]
+        out = self.run(*args, *(argv or ["bash", "--norc", "--noprofile"])).stdout.split()
+        return Pane(self, out[0], out[1])
+
+    def new_window(self, session: str, name: str, argv: list[str] | None = None,
+                   detached: bool = True) -> Pane:
+        args = ["new-window", "-t", f"={session}:", "-n", name, "-P", "-F",
+                "#{pane_id} #{window_id}"] + (["-d"] if detached else [])
+        out = self.run(*args, *(argv or ["bash", "--norc", "--noprofile"])).stdout.split()
+        return Pane(self, out[0], out[1])
+
+    def install_hooks(self) -> None:
+        """Install hooks/ as install.sh does and load tmux.conf.snippet into the server."""
+        share = self.home / ".local" / "share" / "agent-mesh" / "hooks"
+        share.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / "hooks" / "tmux-event", share / "tmux-event")
+        local_bin = self.home / ".local" / "bin"
+        local_bin.mkdir(parents=True, exist_ok=True)
+        link = local_bin / "agent-register-hook"
+        if not link.exists():
+            link.symlink_to(BIN / "agent-register-hook")
+        self.run("source-file", str(REPO / "tmux.conf.snippet"))
+
+
+@pytest.fixture
+def tmux_server(isolated_env: Path) -> Iterator[TmuxServer]:
+    server = TmuxServer(isolated_env)
+    yield server
+    server.run("kill-server", check=False)
+
+
+def run_cli(*argv: str, input: bytes | None = None, env: dict[str, str] | None = None,
+            timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+    """Run one of the installed console scripts as a user would."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([str(BIN / argv[0]), *argv[1:]], input=input, capture_output=True,
+                          env=full_env, timeout=timeout, check=False)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:6]}"
