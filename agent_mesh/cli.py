@@ -72,7 +72,8 @@ def list_cmd(as_json: bool) -> None:
             )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
-            click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+            cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            click.echo("  ".join(cells).rstrip())
 
     _run_guarded("agent-mesh list", body)
 

@@ -9,7 +9,9 @@ from pathlib import Path
 from conftest import SELF_HOST, TmuxServer, retry_until, run_cli
 
 
-def test_hook_registers_windows_and_notify_delivers(tmux_server: TmuxServer, tmp_path: Path) -> None:
+def test_hook_registers_windows_and_notify_delivers(
+    tmux_server: TmuxServer, tmp_path: Path
+) -> None:
     log = tmp_path / "got.jsonl"
     code = (
         "import json, readline, sys\n"
