@@ -37,8 +37,9 @@ class LocalTransport:
 
 
 def transport_for(host: str, self_host: str) -> Transport:
+    """Local for this host; SSH (paramiko imported only now) for any other."""
     if host == self_host:
         return LocalTransport(host)
-    from agent_mesh.errors import WireError
+    from agent_mesh.ssh import SshTransport
 
-    raise WireError(f"{host}: remote delivery is not available in this build")
+    return SshTransport(host)

@@ -1,0 +1,124 @@
+"""`agent-mesh rpc`: the fixed entrypoint a peer's SshTransport runs over SSH.
+
+Reads one JSON request on stdin, answers one JSON reply on stdout, always exit 0
+(errors travel in the reply with the same exit codes as a local run). It runs
+the very same delivery as a local notify-pane, against this host's own tmux
+server and its own registry slice: the sender's view of pane ids may be stale.
+No click here: this is on every remote message's path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import replace
+from typing import Any
+
+from agent_mesh import __version__, paths, registry
+from agent_mesh.errors import MeshError, UnknownAgent, UsageError
+from agent_mesh.wire import PROTOCOL, envelope_from_json
+
+MAX_REQUEST = 64 * 1024 * 1024
+
+
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
+        raise UsageError(
+            f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
+            "install the same version on both"
+        )
+    op = request.get("op")
+    if op == "hello":
+        return {"host": registry.self_alias()}
+    if op == "deliver":
+        return {"result": _deliver(request)}
+    if op == "exchange":
+        return _exchange(request)
+    raise UsageError(f"unknown request {op!r}")
+
+
+def _deliver(request: dict[str, Any]) -> dict[str, Any]:
+    from agent_mesh.deliver import deliver_envelope, drop_notice
+
+    envelope = envelope_from_json(request["envelope"])
+    agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
+    upload = request.get("file")
+    if upload:
+        shown, size = place_upload(
+            str(upload["tmp"]), envelope.sender, str(upload["name"]), int(upload["size"])
+        )
+        envelope = replace(envelope, body=drop_notice(shown, size, envelope.body))
+    result = deliver_envelope(envelope, agent)
+    return {
+        "address": result.address, "target": result.target, "pane_id": result.pane_id,
+        "bytes_sent": result.bytes_sent, "notes": result.notes,
+    }
+
+
+def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]:
+    """Move a file the sender uploaded over SFTP into ~/.agent-inbox/<sender>/<name>.
+
+    The upload's name is checked to be ours (under ~/.agent-inbox/.incoming, no
+    `..`), its size must match, and the final rename is atomic.
+    """
+    from agent_mesh.deliver import safe_component, sender_dir_name
+
+    incoming = (paths.inbox_dir() / ".incoming").resolve()
+    source = (paths.home() / tmp).resolve()
+    if source.parent != incoming or not source.name.endswith(".part"):
+        raise UsageError(f"refusing upload path {tmp!r}")
+    try:
+        actual = source.stat().st_size
+    except FileNotFoundError:
+        raise UsageError("the uploaded file is missing") from None
+    if actual != size:
+        source.unlink(missing_ok=True)
+        raise UsageError(f"upload truncated ({actual} of {size} bytes)")
+    folder = sender_dir_name(sender)
+    base = safe_component(os.path.basename(name), "file")
+    target_dir = paths.inbox_dir() / folder
+    target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(target_dir, 0o700)
+    os.replace(source, target_dir / base)
+    return f"~/.agent-inbox/{folder}/{base}", size
+
+
+def _exchange(request: dict[str, Any]) -> dict[str, Any]:
+    """Store the sender's slice (if sent), answer with ours. Never pushes onward."""
+    from agent_mesh import sync
+
+    sender = str(request.get("from", ""))
+    text = request.get("slice")
+    if text is not None:
+        sync.accept_pushed_slice(sender, str(text))
+    try:
+        ours = paths.local_slice().read_text(encoding="utf-8")
+    except FileNotFoundError:
+        ours = ""
+    return {"slice": ours}
+
+
+def main() -> int:
+    reply: dict[str, Any]
+    try:
+        raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
+        if len(raw) > MAX_REQUEST:
+            raise UsageError("request too large")
+        request = json.loads(raw)
+        if not isinstance(request, dict):
+            raise UsageError("request is not a JSON object")
+        reply = {"ok": True, **handle(request)}
+    except MeshError as exc:
+        reply = {"ok": False, "code": exc.exit_code, "error": str(exc)}
+        if isinstance(exc, UnknownAgent):
+            reply["address"] = exc.address
+    except json.JSONDecodeError as exc:
+        reply = {"ok": False, "code": 1, "error": f"bad request: {exc}"}
+    except Exception as exc:  # answer, never a traceback on the wire
+        reply = {"ok": False, "code": 4, "error": f"peer error: {type(exc).__name__}: {exc}"}
+    reply.update(protocol=PROTOCOL, version=__version__, host=registry.self_alias())
+    sys.stdout.write(json.dumps(reply))
+    sys.stdout.flush()
+    os.close(1)
+    return 0
