@@ -7,6 +7,7 @@ peers. Everything else is the click group in cli.py.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -15,7 +16,8 @@ def main() -> None:
     if command == ["rpc"]:
         from agent_mesh import rpc
 
-        sys.exit(rpc.main())
+        rpc.main()
+        os._exit(0)  # the reply is flushed; skip interpreter teardown on the hot path
     if command == ["push"]:
         from agent_mesh import sync
 
