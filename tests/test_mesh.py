@@ -1,0 +1,333 @@
+"""The mesh across real hosts: network namespaces, each with its own sshd, user
+(different uids), HOME, ~/.ssh and tmux server (tests/lab). Needs root; skips
+with the reason otherwise.
+
+h1..h3 run agent-mesh; h4 is a peer without agent-mesh installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import retry_until
+from lab.netlab import Lab, LabHost, lab_available
+
+pytestmark = pytest.mark.lab
+
+RECEIVER = (
+    "import json, readline, sys\n"
+    "while True:\n"
+    "    line = input('>>> ')\n"
+    "    with open(sys.argv[1], 'a') as fh:\n"
+    "        fh.write(json.dumps(line) + '\\n')\n"
+)
+
+ADVERSARIAL = [
+    "tests green",
+    "quotes ' \" and ; trailing;",
+    "ends with a semicolon;",
+    "escaped \\; and $(touch /tmp/pwned) and `id` and $HOME",
+    "-rf leading dash",
+    "--",
+    "back\\slashes \\\\ \\n not a newline",
+    "tab\there\tand\tthere",
+    "unicode: héllo wörld ✓ 日本語 🚀",
+]
+
+
+class Mesh:
+    """A started lab with a python receiver window on h1..h3, registered and synced."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.python = str(lab.venv / "bin" / "python")
+
+    def host(self, name: str) -> LabHost:
+        return self.lab.hosts[name]
+
+    def log(self, name: str, window: str = "py") -> Path:
+        return self.host(name).home / f"{window}.jsonl"
+
+    def received(self, name: str, window: str = "py") -> list[str]:
+        path = self.log(name, window)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def start_receiver(self, name: str, window: str = "py") -> None:
+        host = self.host(name)
+        out = host.tmux("new-window", "-d", "-t", "main:", "-n", window, self.python, "-q",
+                        "-c", RECEIVER, str(self.log(name, window)))
+        assert out.returncode == 0, out.stderr
+        retry_until(lambda: ">>>" in self.screen(name, window))
+
+    def screen(self, name: str, window: str) -> str:
+        return self.host(name).tmux("capture-pane", "-p", "-t", f"main:{window}").stdout.decode()
+
+    def run(self, name: str, *argv: str, env: dict[str, str] | None = None,
+            input: bytes | None = None, timeout: float = 30):  # type: ignore[no-untyped-def]
+        return self.host(name).run(list(argv), env=env, input=input, timeout=timeout)
+
+    def sync_all(self) -> None:
+        for name in ("h1", "h2", "h3"):
+            self.run(name, "agent-mesh", "sync")
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[Mesh]:
+    reason = lab_available()
+    if reason is not None:
+        pytest.skip(reason)
+    lab = Lab(n_hosts=4, missing_agent_mesh={"h4"})
+    try:
+        lab.start()
+        m = Mesh(lab)
+        for name in ("h1", "h2", "h3"):
+            m.start_receiver(name)
+            assert m.run(name, "agent-discover").returncode == 0
+        m.sync_all()
+        yield m
+    finally:
+        lab.stop()
+
+
+def send(m: Mesh, src: str, address: str, *args: str, env: dict[str, str] | None = None
+         ):  # type: ignore[no-untyped-def]
+    return m.run(src, "notify-pane", address, *args, env=env)
+
+
+def wait_received(m: Mesh, host: str, count: int, window: str = "py",
+                  timeout: float = 10) -> list[str]:
+    return retry_until(lambda: len(m.received(host, window)) >= count and
+                       m.received(host, window), timeout)
+
+
+def test_registration_is_visible_on_every_host(mesh: Mesh) -> None:
+    for name in ("h1", "h2", "h3"):
+        listed = mesh.run(name, "notify-pane", "--list").stdout.decode().split()
+        for owner in ("h1", "h2", "h3"):
+            assert f"{owner}-main-py" in listed, (name, listed)
+
+
+def test_remote_text_arrives_byte_exact(mesh: Mesh) -> None:
+    before = len(mesh.received("h1"))
+    bodies = [*ADVERSARIAL, "x" * 2000]
+    for body in bodies:
+        out = send(mesh, "h2", "h1-main-py", body)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr == b""
+    got = wait_received(mesh, "h1", before + len(bodies))[before:]
+    for body, line in zip(bodies, got, strict=True):
+        assert line.startswith("[from h2 @ ")
+        assert line.split("] ", 1)[1] == body
+
+
+def test_remote_100kb_body_arrives_whole_and_submitted_once(mesh: Mesh) -> None:
+    before = len(mesh.received("h3"))
+    body = "".join(f"{i:06d} lorem ipsum; $(x) `y` 'z' \"w\"\n"[:-1] + " " for i in range(2500))
+    body = body[:100_000]
+    out = mesh.run("h1", "notify-pane", "h3-main-py", "--stdin", input=body.encode(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = wait_received(mesh, "h3", before + 1, timeout=30)
+    assert len(got) == before + 1
+    assert got[-1].split("] ", 1)[1] == body
+
+
+def test_remote_control_characters_are_stripped_with_a_note(mesh: Mesh) -> None:
+    before = len(mesh.received("h1"))
+    out = send(mesh, "h3", "h1-main-py", "before\x1b[201~after\x07bell")
+    assert out.returncode == 0, out.stderr
+    assert b"control character" in out.stderr
+    assert wait_received(mesh, "h1", before + 1)[-1].endswith("] before[201~afterbell")
+
+
+def test_remote_file_drop_is_exact_and_announced(mesh: Mesh) -> None:
+    h2 = mesh.host("h2")
+    data = bytes(range(256)) * 400 + b"\n; $(rm -rf ~)\n"
+    src = h2.home / "report.bin"
+    src.write_bytes(data)
+    os.chown(src, h2.uid, h2.gid)
+    before = len(mesh.received("h1"))
+    out = send(mesh, "h2", "h1-main-py", "--file", str(src), "see attached")
+    assert out.returncode == 0, out.stderr
+    dropped = mesh.host("h1").home / ".agent-inbox" / "h2" / "report.bin"
+    assert dropped.read_bytes() == data
+    assert dropped.stat().st_uid == mesh.host("h1").uid
+    assert oct(dropped.parent.stat().st_mode & 0o777) == "0o700"
+    notice = wait_received(mesh, "h1", before + 1)[-1]
+    assert notice.endswith(
+        f"] file dropped at ~/.agent-inbox/h2/report.bin ({len(data)} bytes): see attached"
+    )
+    leftovers = list((mesh.host("h1").home / ".agent-inbox" / ".incoming").iterdir())
+    assert leftovers == []
+
+
+def test_remote_file_with_hostile_name_lands_inside_the_inbox(mesh: Mesh) -> None:
+    h3 = mesh.host("h3")
+    src = h3.home / "..evil\nname.txt"
+    src.write_bytes(b"payload")
+    os.chown(src, h3.uid, h3.gid)
+    before = len(mesh.received("h1"))
+    out = send(mesh, "h3", "h1-main-py", "--file", str(src))
+    assert out.returncode == 0, out.stderr
+    wait_received(mesh, "h1", before + 1)
+    inbox = mesh.host("h1").home / ".agent-inbox" / "h3"
+    names = [p.name for p in inbox.iterdir()]
+    assert any(n.endswith("name.txt") and "/" not in n and "\n" not in n for n in names)
+
+
+def test_remote_refusal_when_recipient_is_mid_prompt(mesh: Mesh) -> None:
+    h1 = mesh.host("h1")
+    retry_until(lambda: mesh.screen("h1", "py").rstrip().endswith(">>>"))  # idle prompt
+    h1.tmux("send-keys", "-t", "main:py", "-l", "half typed draft")
+    retry_until(lambda: "half typed draft" in mesh.screen("h1", "py"))
+    before = len(mesh.received("h1"))
+    out = send(mesh, "h2", "h1-main-py", "not now")
+    assert out.returncode == 3, out.stderr
+    assert b"mid-prompt" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    forced = send(mesh, "h2", "h1-main-py", "now anyway", env={"FORCE_SEND": "1"})
+    assert forced.returncode == 0, forced.stderr
+    got = wait_received(mesh, "h1", before + 1)
+    assert got[-1].startswith("half typed draft[from h2 @ ")
+
+
+def test_remote_unknown_address_suggests_close_matches(mesh: Mesh) -> None:
+    out = send(mesh, "h2", "h1-main-pyy", "hello")
+    assert out.returncode == 2
+    assert b"h1-main-py" in out.stderr
+
+
+def test_partitioned_host_fails_fast_and_keeps_its_entries(mesh: Mesh) -> None:
+    mesh.lab.partition("h3")
+    try:
+        started = time.monotonic()
+        out = send(mesh, "h1", "h3-main-py", "are you there?")
+        elapsed = time.monotonic() - started
+        assert out.returncode == 4, out.stderr
+        assert elapsed <= 5.0, elapsed
+        assert b"h3" in out.stderr and b"unreachable" in out.stderr
+        # the rest of the mesh keeps working
+        before = len(mesh.received("h2"))
+        assert send(mesh, "h1", "h2-main-py", "still here").returncode == 0
+        wait_received(mesh, "h2", before + 1)
+        report = mesh.run("h1", "agent-mesh", "sync")
+        assert b"h3: unreachable" in report.stdout, report.stdout
+        assert b"h2: ok" in report.stdout
+        listed = mesh.run("h1", "notify-pane", "--list").stdout.decode().split()
+        assert "h3-main-py" in listed
+        doc = json.loads(mesh.run("h1", "notify-pane", "--list", "--json").stdout)
+        h3_entries = [a for a in doc if a["host"] == "h3"]
+        assert h3_entries and all(a["stale"] for a in h3_entries)
+        assert all(a["last_seen"] for a in h3_entries)
+    finally:
+        mesh.lab.heal("h3")
+    report = mesh.run("h1", "agent-mesh", "sync")
+    assert b"h3: ok" in report.stdout, report.stdout
+    doc = json.loads(mesh.run("h1", "notify-pane", "--list", "--json").stdout)
+    assert not any(a["stale"] for a in doc if a["host"] == "h3")
+
+
+def test_unknown_host_key_is_refused_and_nothing_is_sent(mesh: Mesh) -> None:
+    known = mesh.host("h1").home / ".ssh" / "known_hosts"
+    saved = known.read_bytes()
+    mesh.lab.forget_host_key("h1", "h2")
+    try:
+        before = len(mesh.received("h2"))
+        out = send(mesh, "h1", "h2-main-py", "should not arrive")
+        assert out.returncode == 4
+        assert b"h2" in out.stderr and b"host key" in out.stderr and b"unknown" in out.stderr
+        time.sleep(0.5)
+        assert len(mesh.received("h2")) == before
+        assert known.read_bytes() != saved  # nothing was added back behind our back
+    finally:
+        known.write_bytes(saved)
+
+
+def test_changed_host_key_is_refused(mesh: Mesh) -> None:
+    saved = {n: (mesh.host(n).home / ".ssh" / "known_hosts").read_bytes() for n in ("h1", "h2")}
+    mesh.lab.replace_host_key("h3")
+    try:
+        out = send(mesh, "h1", "h3-main-py", "mitm?")
+        assert out.returncode == 4
+        assert b"CHANGED" in out.stderr
+    finally:
+        fresh = mesh.lab.host_key_line("h3")
+        for name, data in saved.items():
+            lines = [ln for ln in data.decode().splitlines()
+                     if not ln.startswith(mesh.host("h3").ip + " ")]
+            path = mesh.host(name).home / ".ssh" / "known_hosts"
+            path.write_text("\n".join([*lines, fresh]) + "\n")
+    assert send(mesh, "h1", "h3-main-py", "trusted again").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("hostile", "reason"),
+    [
+        ("[agents.h3-x\nbroken", b"invalid TOML"),
+        ('[agents.h3-main-py]\nhost = "h1"\ntarget = "main:1"\n', b"claims host"),
+        ('[agents."h1-main-py"]\nhost = "h3"\ntarget = "main:1"\n', b"not a valid address"),
+        ('[agents."h3-$(rm -rf ~)"]\nhost = "h3"\ntarget = "main:1"\n', b"not a valid address"),
+        ("# padding\n" * 200_000, b"larger than"),
+    ],
+)
+def test_hostile_slice_is_rejected_and_last_good_kept(mesh: Mesh, hostile: str,
+                                                      reason: bytes) -> None:
+    h3 = mesh.host("h3")
+    slice_path = h3.home / ".agents" / "local.toml"
+    good = slice_path.read_bytes()
+    try:
+        slice_path.write_text(hostile)
+        report = mesh.run("h2", "agent-mesh", "sync")
+        assert b"h3: rejected" in report.stdout and reason in report.stdout, report.stdout
+        doc = json.loads(mesh.run("h2", "notify-pane", "--list", "--json").stdout)
+        kept = [a for a in doc if a["host"] == "h3"]
+        assert kept and all(a["stale"] for a in kept)
+        assert all(a["address"].startswith("h3-") for a in kept)
+        assert mesh.run("h2", "notify-pane", "h1-main-py", "h1 unaffected").returncode == 0
+    finally:
+        slice_path.write_bytes(good)
+        os.chown(slice_path, h3.uid, h3.gid)
+    assert b"h3: ok" in mesh.run("h2", "agent-mesh", "sync").stdout
+
+
+def test_peer_without_agent_mesh_is_a_clear_wire_failure(mesh: Mesh) -> None:
+    report = mesh.run("h1", "agent-mesh", "sync")
+    assert b"h4: unreachable: agent-mesh is not installed there" in report.stdout, report.stdout
+    # an address that says it lives on h4 (e.g. left from an old install)
+    slices = mesh.host("h1").home / ".agents" / "slices"
+    (slices / "h4.toml").write_text(
+        '[slice.meta]\nhost = "h4"\nfetched = "2026-01-01T00:00:00Z"\nstale = true\n\n'
+        '[agents.h4-main-py]\nhost = "h4"\ntarget = "main:1"\npane_id = "%1"\n'
+    )
+    mesh.run("h1", "agent-discover")
+    out = send(mesh, "h1", "h4-main-py", "anyone?")
+    assert out.returncode == 4
+    assert b"h4" in out.stderr and b"not installed" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_two_host_smoke_like_the_bash_tools_ci(mesh: Mesh) -> None:
+    """Register a window on each of two hosts, sync, list, deliver text and a file."""
+    for name in ("h1", "h2"):
+        mesh.start_receiver(name, "smoke")
+        assert mesh.run(name, "agent-discover").returncode == 0
+    for name in ("h1", "h2"):
+        assert mesh.run(name, "agent-mesh", "sync").returncode in (0, 4)  # h4 has no agent-mesh
+    for name in ("h1", "h2"):
+        listed = mesh.run(name, "notify-pane", "--list").stdout.decode().split()
+        assert {"h1-main-smoke", "h2-main-smoke"} <= set(listed)
+    assert send(mesh, "h1", "h2-main-smoke", "ping from alpha").returncode == 0
+    assert wait_received(mesh, "h2", 1, "smoke")[-1].endswith("] ping from alpha")
+    h2 = mesh.host("h2")
+    payload = b"smoke file\n" * 100
+    (h2.home / "smoke.txt").write_bytes(payload)
+    os.chown(h2.home / "smoke.txt", h2.uid, h2.gid)
+    assert send(mesh, "h2", "h1-main-smoke", "--file", "smoke.txt").returncode == 0
+    assert (mesh.host("h1").home / ".agent-inbox" / "h2" / "smoke.txt").read_bytes() == payload
+    assert "file dropped at ~/.agent-inbox/h2/smoke.txt" in wait_received(mesh, "h1", 1,
+                                                                           "smoke")[-1]
