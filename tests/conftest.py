@@ -144,3 +144,99 @@ def run_cli(*argv: str, input: bytes | None = None, env: dict[str, str] | None =
 
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:6]}"
+
+
+# --- delivery harness: real receiving programs in registered windows ---------
+# (used by tests/test_delivery*.py, test_readiness*.py, test_notify_cli*.py)
+
+AGENT_TUI = PROGRAMS / "agent_tui.py"
+PY_RECEIVER = PROGRAMS / "py_receiver.py"
+SENDER = "tester"
+
+
+@dataclass
+class Receiver:
+    """A registered window running a real program, and the log its submitted input lands in.
+
+    The agent TUI and the python receiver log `json.dumps(line)` per submit; bash
+    appends each command line to its HISTFILE (`history -a` in PROMPT_COMMAND).
+    """
+
+    pane: Pane
+    address: str
+    log: Path
+    json_log: bool = True
+
+    def lines(self) -> list[str]:
+        import json
+
+        try:
+            text = self.log.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        rows = text.splitlines()
+        return [json.loads(row) for row in rows] if self.json_log else rows
+
+    def wait_lines(self, count: int, timeout: float = 15.0) -> list[str]:
+        retry_until(lambda: len(self.lines()) >= count, timeout)
+        return self.lines()
+
+
+class Spawner:
+    """Starts receiving programs as windows of session `dev` and registers them."""
+
+    session = "dev"
+
+    def __init__(self, server: TmuxServer, tmp: Path) -> None:
+        self.server = server
+        self.tmp = tmp
+        self.started = False
+
+    def window(self, name: str, argv: list[str]) -> Pane:
+        if not self.started:
+            self.started = True
+            return self.server.start(self.session, name, argv)
+        return self.server.new_window(self.session, name, argv)
+
+    def register(self) -> None:
+        from agent_mesh.registry import rescan
+        from agent_mesh.tmux import Tmux
+
+        rescan(Tmux())
+
+    def _receiver(self, name: str, argv: list[str], ready: str, log: Path,
+                  json_log: bool = True) -> Receiver:
+        pane = self.window(name, argv)
+        pane.wait_for(ready, timeout=15)
+        self.register()
+        return Receiver(pane, f"{SELF_HOST}-{self.session}-{name}", log, json_log)
+
+    def agent_tui(self, name: str = "agent", *opts: str) -> Receiver:
+        log = self.tmp / f"{name}.jsonl"
+        argv = [sys.executable, str(AGENT_TUI), str(log), *opts]
+        return self._receiver(name, argv, "? for shortcuts", log)
+
+    def py_receiver(self, name: str = "py") -> Receiver:
+        log = self.tmp / f"{name}.jsonl"
+        return self._receiver(name, [sys.executable, str(PY_RECEIVER), str(log)], ">>>", log)
+
+    def python_repl(self, name: str = "repl") -> Receiver:
+        return self._receiver(name, [sys.executable, "-q"], ">>>", self.tmp / "none")
+
+    def bash(self, name: str = "sh") -> Receiver:
+        log = self.tmp / f"{name}.history"
+        argv = ["env", "PS1=$ ", "PS2=> ", f"HISTFILE={log}", "PROMPT_COMMAND=history -a",
+                "bash", "--norc", "--noprofile"]
+        return self._receiver(name, argv, "$", log, json_log=False)
+
+
+@pytest.fixture
+def spawn(tmux_server: TmuxServer, tmp_path: Path) -> Spawner:
+    return Spawner(tmux_server, tmp_path)
+
+
+def notify(*args: str, env: dict[str, str] | None = None, input: bytes | None = None,
+           timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """Run notify-pane as the sender `tester` (AGENT_NAME), as an agent would."""
+    return run_cli("notify-pane", *args, input=input, env={"AGENT_NAME": SENDER, **(env or {})},
+                   timeout=timeout)
