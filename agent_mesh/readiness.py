@@ -46,6 +46,7 @@ class PaneState:
     alternate_on: bool = False
     current_command: str = ""
     pane_pid: int = 0
+    width: int = 0
     accept: str = ""
     screen: str = ""
     foreground: str = field(default="", compare=False)
@@ -58,16 +59,18 @@ class PaneState:
 def refusal(state: PaneState) -> str | None:
     """Why the pane must not be typed into now, or None when it is ready."""
     if state.dead:
-        return "its pane is dead (the program exited)"
+        return DEAD_REASON
     if state.in_mode:
         mode = state.mode or "a tmux mode"
         return f"its pane is in {mode}, which would swallow the text (press q there)"
-    program = state.foreground or state.current_command
-    base = os.path.basename(program)
+    program = os.path.basename(state.foreground or state.current_command)
+    base = program.split(".")[0]  # vim.basic, nvim.appimage
     if base in NOT_AN_INPUT:
-        return f"its foreground program is {base}, not an agent input"
+        return f"its foreground program is {program}, not an agent input"
     rows = parse_screen(state.screen)
-    draft = find_draft(rows, state.cursor_x, state.cursor_y, shell_like=_shell_like(base))
+    draft = find_draft(
+        rows, state.cursor_x, state.cursor_y, width=state.width, line_editor=_line_editor(base)
+    )
     if draft:
         return f"it looks mid-prompt ({draft})"
     if base in SHELLS and not state.accepts_shell:
@@ -78,8 +81,15 @@ def refusal(state: PaneState) -> str | None:
     return None
 
 
-def _shell_like(program: str) -> bool:
-    return program in SHELLS or program.startswith("python")
+DEAD_REASON = "its pane is dead (the program exited; respawn it with tmux respawn-pane)"
+
+
+def _line_editor(program: str) -> bool:
+    """Shells and REPLs: readline-style prompts with PS2/`...` continuations and wrapping."""
+    return program in SHELLS or program.startswith(_REPLS)
+
+
+_REPLS = ("python", "ipython", "bpython", "ptpython", "pypy")
 
 
 def foreground_program(pane_pid: int) -> str:
@@ -197,23 +207,40 @@ def _is_rule(cells: list[Cell]) -> bool:
 
 
 def _prompt_end(cells: list[Cell]) -> int:
-    """Index just past the last prompt glyph (plus its one space) in a row, or -1.
+    """Index just past the first prompt marker (plus its one space) in a row, or -1.
 
-    A glyph counts when followed by a space or when it ends the row (`$` at the
-    cursor), so `a>b` inside a draft is not mistaken for a prompt.
+    A marker is a glyph followed by a space (`$ `, `>>> `, `% `, `❯ `) or by the
+    end of the row, or ipython's `]: ` / `...: `. The first one wins: prompts end
+    at their first marker far more often than a PS1 holds one in the middle, and
+    taking the last would hide a draft that itself ends in `> ` or `$ `.
     """
-    end = -1
     for idx, cell in enumerate(cells):
-        if cell.char not in _PROMPT_GLYPHS or cell.faint:
+        ch = cell.char
+        if cell.faint:
             continue
-        nxt = cells[idx + 1].char if idx + 1 < len(cells) else " "
-        if nxt in _SPACES or nxt == "":
-            end = idx + 2 if idx + 1 < len(cells) else idx + 1
-    return end
+        marker = ch in _PROMPT_GLYPHS or (ch == ":" and idx > 0 and cells[idx - 1].char in "].")
+        if not marker:
+            continue
+        if idx + 1 >= len(cells):
+            return idx + 1
+        if cells[idx + 1].char in _SPACES:
+            return idx + 2
+    return -1
 
 
 def _draft_text(cells: list[Cell]) -> str:
     return "".join(c.char for c in cells if not c.faint and c.char not in _FRAME).strip(" \u00a0\t")
+
+
+def _text_after_cursor(cells: list[Cell], column: int, width: int) -> str:
+    """Non-faint text right of the cursor, except a right-aligned status (zsh RPROMPT,
+    a TUI's hint) that starts well away from the cursor and touches the right edge."""
+    lead = 0
+    while lead < len(cells) and (cells[lead].char in _SPACES or cells[lead].char == ""):
+        lead += 1
+    if lead >= 4 and width and column + len(cells) >= width - 2:
+        return ""
+    return _draft_text(cells)
 
 
 def _tui_prompt_row(cells: list[Cell]) -> int:
@@ -229,28 +256,65 @@ def _tui_prompt_row(cells: list[Cell]) -> int:
     return -1
 
 
-def find_draft(rows: list[list[Cell]], cursor_x: int, cursor_y: int, shell_like: bool) -> str:
-    """Describe a draft the user is typing, or '' if the input is empty."""
+def _logical_line(
+    rows: list[list[Cell]], cursor_x: int, cursor_y: int, width: int
+) -> tuple[list[Cell], int]:
+    """The cursor row joined with the rows it wrapped from, and the cursor's index in it.
+
+    A line editor wraps a long line at the pane width; a row above that is filled to
+    the last column continues onto the next one.
+    """
+    start = cursor_y
+    while width and start > 0 and _fills_row(rows[start - 1], width):
+        start -= 1
+    line: list[Cell] = []
+    for y in range(start, cursor_y):
+        line.extend(rows[y][:width])
+    offset = len(line)
+    line.extend(rows[cursor_y])
+    return line, offset + cursor_x
+
+
+def _fills_row(cells: list[Cell], width: int) -> bool:
+    return len(cells) >= width and cells[width - 1].char not in _SPACES
+
+
+def find_draft(
+    rows: list[list[Cell]],
+    cursor_x: int,
+    cursor_y: int,
+    width: int = 0,
+    line_editor: bool = False,
+) -> str:
+    """Describe a draft the user is typing, or '' if the input is empty.
+
+    Looks, in order, for a continuation prompt (line editors), a prompt on the
+    cursor's line with text either side of the cursor, and an agent input box (a
+    `❯`/`›` row and its two-space continuation rows) around or, when the cursor
+    is parked elsewhere, near the bottom of the screen.
+    """
     if not (0 <= cursor_y < len(rows)):
         return ""
     row = rows[cursor_y]
     lead = _text(row, include_faint=True)
-    # Continuation prompts: a multi-line statement is being typed in a shell/REPL.
-    continuation = lead.startswith(("... ", "> ")) or lead.strip() in ("...", ">")
-    if shell_like and (continuation or lead.lstrip().startswith("...:")):
-        return "a continuation line of a multi-line command"
-    # Text right of the cursor: a draft with the cursor moved left (Home pressed).
-    after = _draft_text(row[cursor_x:])
+    if line_editor:
+        continuation = lead.startswith(("... ", "> ")) or lead.strip() in ("...", ">")
+        if continuation or lead.lstrip().startswith("...:"):
+            return "a continuation line of a multi-line command"
+    line, cx = row, cursor_x
+    if line_editor and _prompt_end(row[:cursor_x]) < 0:
+        line, cx = _logical_line(rows, cursor_x, cursor_y, width)
+    end = _prompt_end(line[:cx])
+    after = _text_after_cursor(line[cx:], cursor_x, width)
     if after:
         return f"text right of the cursor: {after[:40]!r}"
-    before = row[:cursor_x]
-    end = _prompt_end(before)
     if end >= 0:
-        typed = _draft_text(before[end:])
+        typed = _draft_text(line[end:cx])
         if typed:
             return f"a draft after the prompt: {typed[:40]!r}"
-    # Agent TUIs: the prompt row at or above the cursor, inside the input box...
-    for y in range(cursor_y, max(-1, cursor_y - 12), -1):
+        return _input_box_draft(rows, cursor_y) if _tui_prompt_row(row) >= 0 else ""
+    # Agent TUIs: the prompt row above the cursor, inside the input box...
+    for y in range(cursor_y - 1, max(-1, cursor_y - 12), -1):
         if _is_rule(rows[y]):
             break
         if _tui_prompt_row(rows[y]) >= 0:
