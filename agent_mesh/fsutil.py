@@ -3,6 +3,10 @@
 Readers never see a half-written file (temp file in the same directory, fsync,
 rename), and concurrent writers (tmux runs `run-shell -b` hooks in parallel)
 serialise on flock, which the kernel releases even if the holder is killed.
+
+The tmux hook imports this module, so it uses os.path rather than pathlib and a
+small class rather than contextlib (each import costs milliseconds on a slow host).
+Paths may be given as str or any os.PathLike.
 """
 
 from __future__ import annotations
@@ -10,48 +14,85 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import TypeAlias
+
+    PathArg: TypeAlias = str | os.PathLike[str]
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace path with data in one rename, creating parent directories."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+def atomic_write(path: PathArg, data: bytes, mode: int = 0o644) -> None:
+    """Replace path with data in one rename, creating parent directories.
+
+    The temp file lives next to the target (same filesystem, so the rename is
+    atomic) and is removed again on any failure: nothing is left behind.
+    """
+    target = os.fspath(path)
+    parent, name = os.path.split(target)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
     except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:  # noqa: SIM105 - contextlib would cost the hook an import
+            os.unlink(tmp)
+        except OSError:
+            pass
         raise
 
 
-@contextmanager
-def locked(lock_path: Path, timeout: float = 30.0) -> Iterator[int]:
-    """Hold an exclusive flock on lock_path; TimeoutError after timeout seconds."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(f"lock {lock_path} held too long") from None
-                time.sleep(0.005)
-        yield fd
-    finally:
-        os.close(fd)
+class locked:  # lowercase: used like a function, `with locked(path):`
+    """Hold an exclusive flock on lock_path; TimeoutError after timeout seconds.
+
+    Polls with a short growing sleep rather than blocking, so the timeout works
+    in any thread (no SIGALRM) and a killed holder never wedges the waiters.
+    """
+
+    def __init__(self, lock_path: PathArg, timeout: float = 30.0) -> None:
+        self.path = os.fspath(lock_path)
+        self.timeout = timeout
+        self.fd = -1
+
+    def __enter__(self) -> int:
+        parent = os.path.dirname(self.path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + self.timeout
+        pause = 0.001
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise TimeoutError(f"lock {self.path} held too long") from None
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.02)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+        return fd
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the only descriptor releases the flock
+            self.fd = -1

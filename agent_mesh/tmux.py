@@ -3,7 +3,8 @@
 Every tmux call goes through `Tmux.run`, which passes arguments as an argv list
 (never a shell string) and message text only on stdin. It spawns with
 `os.posix_spawnp` instead of `subprocess`: importing subprocess costs ~10 ms, a
-third of the hook's whole budget.
+third of the hook's whole budget. For the same reason this module imports
+nothing beyond os, select and the builtin `_signal` (the tmux hook imports it).
 
 tmux window and session names may hold any byte, tabs and newlines included, so
 no separator is safe in `-F` output. Every field is emitted length-prefixed
@@ -15,24 +16,47 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+
+# `signal` imports enum (~2 ms on a slow host); the builtin `_signal` has the numbers.
+from _signal import SIGKILL, SIGPIPE, SIGXFSZ
 
 from agent_mesh.errors import WireError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _READ_CHUNK = 65536
 
 
-@dataclass(frozen=True)
 class TmuxResult:
-    returncode: int
-    stdout: bytes
-    stderr: bytes
+    """What one tmux client call returned (a plain class: dataclasses cost an import)."""
+
+    __slots__ = ("returncode", "stderr", "stdout")
+
+    def __init__(self, returncode: int, stdout: bytes, stderr: bytes) -> None:
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __repr__(self) -> str:
+        return f"TmuxResult({self.returncode!r}, {self.stdout!r}, {self.stderr!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TmuxResult):
+            return NotImplemented
+        return (self.returncode, self.stdout, self.stderr) == (
+            other.returncode,
+            other.stdout,
+            other.stderr,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def error_line(self) -> str:
+        """The last line tmux wrote to stderr (what went wrong), else the exit status."""
         text = self.stderr.decode("utf-8", "replace").strip() or f"exit {self.returncode}"
         return text.splitlines()[-1]
 
@@ -42,7 +66,7 @@ class Tmux:
 
     With no socket given, tmux resolves the server from $TMUX (inside tmux) or
     $TMUX_TMPDIR, as a user expects. $TMUX_SOCKET (the bash tool's variable)
-    selects an explicit socket path.
+    selects an explicit socket path; $TMUX_BIN another tmux binary.
     """
 
     def __init__(self, socket_path: str | None = None, binary: str | None = None) -> None:
@@ -64,14 +88,20 @@ class Tmux:
     ) -> TmuxResult:
         """Run one tmux client command list; raise WireError on failure if check."""
         argv = self.argv(args)
+        what = args[0] if args else "(no command)"
         try:
             result = _spawn(argv, input, timeout)
         except FileNotFoundError as exc:
-            raise WireError(f"tmux not found ({self.binary}): install tmux") from exc
+            raise WireError(
+                f"tmux not found ({self.binary!r} is not on PATH): install tmux "
+                "or point $TMUX_BIN at it"
+            ) from exc
         except TimeoutError as exc:
-            raise WireError(f"tmux did not answer within {timeout:g}s: {args[0]}") from exc
+            raise WireError(f"tmux did not answer within {timeout:g}s: {what}") from exc
+        except OSError as exc:
+            raise WireError(f"cannot run tmux ({self.binary!r}): {exc.strerror or exc}") from exc
         if check and result.returncode != 0:
-            raise WireError(f"tmux {args[0]} failed: {result.error_line}")
+            raise WireError(f"tmux {what} failed: {result.error_line}")
         return result
 
 
@@ -81,21 +111,33 @@ def fields_format(fields: Sequence[str]) -> str:
 
 
 def parse_records(out: bytes, fields: Sequence[str]) -> list[dict[str, str]]:
-    """Parse newline-terminated records of length-prefixed fields (see fields_format)."""
+    """Parse newline-terminated records of length-prefixed fields (see fields_format).
+
+    Values are taken by byte count, so `:`, newlines and digits inside them are
+    just data; anything that does not add up raises WireError.
+    """
     records: list[dict[str, str]] = []
     pos, end = 0, len(out)
-    while pos < end:
-        record: dict[str, str] = {}
-        for name in fields:
-            colon = out.index(b":", pos)
-            size = int(out[pos:colon])
-            start = colon + 1
-            record[name] = out[start : start + size].decode("utf-8", "replace")
-            pos = start + size
-        if out[pos : pos + 1] != b"\n":
-            raise WireError("tmux returned a malformed record")
-        pos += 1
-        records.append(record)
+    try:
+        while pos < end:
+            record: dict[str, str] = {}
+            for name in fields:
+                colon = out.index(b":", pos)
+                digits = out[pos:colon]
+                if not digits.isdigit():
+                    raise ValueError(f"bad length {digits[:20]!r}")
+                start = colon + 1
+                stop = start + int(digits)
+                if stop > end:
+                    raise ValueError("field runs past the end")
+                record[name] = out[start:stop].decode("utf-8", "replace")
+                pos = stop
+            if out[pos : pos + 1] != b"\n":
+                raise ValueError("record does not end in a newline")
+            pos += 1
+            records.append(record)
+    except ValueError as exc:
+        raise WireError(f"tmux returned a malformed record at byte {pos}: {exc}") from None
     return records
 
 
@@ -110,7 +152,10 @@ def _spawn(argv: list[str], input: bytes | None, timeout: float) -> TmuxResult:
         (os.POSIX_SPAWN_DUP2, err_w, 2),
     ]
     try:
-        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+        # Python ignores SIGPIPE; give tmux the default dispositions, as subprocess does.
+        pid = os.posix_spawnp(
+            argv[0], argv, os.environ, file_actions=actions, setsigdef=(SIGPIPE, SIGXFSZ)
+        )
     except BaseException:
         for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
             os.close(fd)
@@ -132,18 +177,21 @@ def _spawn(argv: list[str], input: bytes | None, timeout: float) -> TmuxResult:
         poller.register(fd, select.POLLIN)
     if in_w >= 0:
         poller.register(in_w, select.POLLOUT)
+    status = 0
     try:
         while open_readers or in_w >= 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, SIGKILL)
                 os.waitpid(pid, 0)
                 raise TimeoutError
-            for fd, _event in poller.poll(remaining * 1000):
+            for fd, _event in poller.poll(int(remaining * 1000) + 1):
                 if fd == in_w:
                     try:
                         written = os.write(in_w, pending[:_READ_CHUNK])
-                    except BrokenPipeError:
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # tmux stopped reading: the rest is moot
                         written = len(pending)
                     pending = pending[written:]
                     if not pending:

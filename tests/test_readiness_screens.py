@@ -159,3 +159,9 @@ def test_sgr_parsing_marks_faint_and_grey_only() -> None:
         ("a", False), ("b", True), ("c", False), ("d", True), ("e", False), ("f", True),
         ("g", False), ("h", True), ("i", False), ("j", False),
     ]
+
+
+def test_quoted_output_above_an_idle_prompt_is_not_an_input_box() -> None:
+    screen = "> quoted reply line\n> another\n>>> "
+    assert verdict(screen, 4, 2, program="python3") is None
+    assert verdict("> quoted\n$ ", 2, 1, program="bash", accept="shell") is None
