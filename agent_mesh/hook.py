@@ -1,12 +1,20 @@
 """The tmux-hook entrypoint (`agent-register-hook`).
 
-tmux runs it from `run-shell -b` on session and window events. It must be fast
-(stdlib only, no click, no subprocess module) and must never fail loudly inside
-tmux: every outcome goes to ~/.agents/hook.log and the exit status is always 0.
+tmux runs it from `run-shell -b` on session and window events, through
+hooks/tmux-event. It must be fast (stdlib only, no click, no subprocess, no re:
+see agent_mesh.store) and must never fail loudly inside tmux: every outcome
+goes to ~/.agents/hook.log as one line and the exit status is always 0.
 
     agent-register-hook on <session>     re-register one session (name or $id)
     agent-register-hook off <session>    drop one session's entries
     agent-register-hook rescan [EVENT]   rebuild this host's slice from live tmux
+
+Python's `site` import alone costs more than the rest of the hook, so
+hooks/tmux-event starts Python with `-I -S` and puts this package on sys.path
+itself. It learns where the interpreter and the package are from
+~/.agents/hook.launch, which this module writes when the launcher runs the
+console script instead (first run, or after a reinstall) and sets
+AGENT_MESH_HOOK_LAUNCH.
 """
 
 from __future__ import annotations
@@ -15,54 +23,100 @@ import os
 import sys
 import time
 
-from agent_mesh import paths
-
 _LOG_MAX = 1_000_000
+USAGE = "usage: agent-register-hook on|off <session> | rescan [event]"
+HELP = f"""{USAGE}
+
+Keeps ~/.agents/local.toml (this host's tmux windows) and registry.toml current.
+tmux runs it from the hooks in tmux.conf.snippet; it logs to ~/.agents/hook.log
+and always exits 0.
+
+  on <session>     re-register one session (by name or $id)
+  off <session>    drop one session's entries
+  rescan [event]   rebuild this host's whole slice from live tmux"""
+
+
+def _one_line(message: str) -> str:
+    """Names may hold newlines or escapes: one printable line per event."""
+    text = " ".join(message.split())
+    return "".join("?" if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F else ch for ch in text)
 
 
 def log(message: str) -> None:
     """Append one line to hook.log, rotating it at ~1 MB; never raises."""
     try:
-        path = paths.hook_log()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        from agent_mesh.store import ensure_agents_dir
+
+        path = os.path.join(ensure_agents_dir(), "hook.log")
         try:
-            if path.stat().st_size > _LOG_MAX:
-                os.replace(path, path.with_suffix(".log.1"))
+            if os.stat(path).st_size > _LOG_MAX:
+                os.replace(path, path + ".1")
         except FileNotFoundError:
             pass
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        line = " ".join(message.split())  # names may hold newlines; keep one line per event
         with open(path, "a", encoding="utf-8", errors="replace") as fh:
-            fh.write(f"{stamp} [{os.getpid()}] {line}\n")
+            fh.write(f"{stamp} [{os.getpid()}] {_one_line(message)}\n")
     except Exception:
         pass
 
 
 def run(args: list[str]) -> str:
     """Carry out one hook call; returns what to log."""
-    from agent_mesh import registry
+    from agent_mesh import store
     from agent_mesh.tmux import Tmux
 
     action = args[0] if args else "rescan"
-    if action == "on" and len(args) >= 2:
-        fresh = registry.register_session(Tmux(), args[1])
+    if action == "on" and len(args) == 2:
+        fresh = store.register_session(Tmux(), args[1])
         return f"on {args[1]!r}: {len(fresh)} window(s)"
-    if action == "off" and len(args) >= 2:
-        removed = registry.unregister_session(args[1])
+    if action == "off" and len(args) == 2:
+        removed = store.unregister_session(args[1])
         return f"off {args[1]!r}: removed {len(removed)}"
-    if action == "rescan":
-        agents = registry.rescan(Tmux())
+    if action == "rescan" and len(args) <= 2:
+        tables = store.rescan(Tmux())
         event = args[1] if len(args) > 1 else "manual"
-        return f"rescan ({event}): {len(agents)} window(s)"
-    return f"ignored: usage is on|off <session> or rescan [event], got {args!r}"
+        return f"rescan ({event}): {len(tables)} window(s)"
+    return f"ignored {args!r}: {USAGE}"
+
+
+def remember_launch() -> None:
+    """Record this interpreter and package root for hooks/tmux-event's fast path."""
+    import agent_mesh
+    from agent_mesh.fsutil import atomic_write
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(agent_mesh.__file__)))
+    text = f"{sys.executable}\n{root}\n"
+    if text.count("\n") != 2 or not sys.executable:
+        return  # a path with a newline can't go through `read`; stay on the slow path
+    from agent_mesh.store import ensure_agents_dir
+
+    path = os.path.join(ensure_agents_dir(), "hook.launch")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.read() == text:
+                os.utime(path)  # newer than the console script again
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write(path, text.encode("utf-8"))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one hook call; log the outcome or the error; always exit 0."""
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in ("-h", "--help"):
+        print(HELP)
+        return 0
     started = time.monotonic()
+    if os.environ.get("AGENT_MESH_HOOK_LAUNCH") == "1":
+        try:
+            remember_launch()
+        except Exception as exc:
+            log(f"cannot write hook.launch: {type(exc).__name__}: {exc}")
     try:
         outcome = run(args)
-        log(f"{outcome} in {(time.monotonic() - started) * 1000:.1f} ms")
+        lean = " [no-site]" if sys.flags.no_site else ""
+        log(f"{outcome} in {(time.monotonic() - started) * 1000:.1f} ms{lean}")
     except BaseException as exc:  # the hook must never fail loudly inside tmux
         log(f"error on {args!r}: {type(exc).__name__}: {exc}")
     return 0
