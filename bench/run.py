@@ -1,13 +1,14 @@
 """agent-mesh benchmarks: medians and ratios against the bash tool's way, in one run.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only hook,local]
+    .venv/bin/python bench/run.py [--rounds N] [--only hook,local,remote]
 
 Each benchmark runs ours and its baseline alternately in the same process on
 the same private tmux server, so machine load affects both alike, and prints
 medians, p90s and the ratio ours/baseline with the target. Baselines live in
 bench/baseline/ and do the work the way the bash tool does (per-window tmux
 calls; `send-keys -l` then `send-keys Enter`). Results also go to
-bench/results/latest.json.
+bench/results/latest.json. The remote benchmarks build the test lab (three
+network-namespace hosts with their own sshd; needs root) and skip without it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE = REPO / "bench" / "baseline"
@@ -182,9 +184,87 @@ def bench_local_delivery(rounds: int) -> Result:
         box.close()
 
 
-BENCHMARKS: dict[str, Callable[[int], Result]] = {
-    "hook": bench_hook,
-    "local": bench_local_delivery,
+def _remote_lab() -> Any:
+    """A 3-host namespace lab (tests/lab), or None with the reason printed."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from lab.netlab import Lab, lab_available
+
+    reason = lab_available()
+    if reason is not None:
+        print(f"remote benchmarks skipped: {reason}")
+        return None
+    lab = Lab(n_hosts=3)
+    lab.start()
+    return lab
+
+
+def bench_remote(rounds: int) -> list[Result]:
+    """Remote message, remote file drop and 3-host sync on real namespace hosts.
+
+    Sender h2, recipient a python prompt on h1; baselines copied into h2's HOME
+    and run as h2's user, like ours.
+    """
+    lab = _remote_lab()
+    if lab is None:
+        return []
+    try:
+        h1, h2 = lab.hosts["h1"], lab.hosts["h2"]
+        python = str(lab.venv / "bin" / "python")
+        log = h1.home / "got.jsonl"
+        h1.tmux("new-window", "-d", "-t", "main:", "-n", "py", python, "-q", "-c", RECEIVER,
+                str(log))
+        for host in lab.hosts.values():
+            host.run(["agent-discover"], check=True)
+        for name in ("notify-pane.sh", "sync.sh"):
+            shutil.copy2(BASELINE / name, h2.home / name)
+            os.chown(h2.home / name, h2.uid, h2.gid)
+        payload = h2.home / "payload.bin"
+        payload.write_bytes(os.urandom(10_000))
+        os.chown(payload, h2.uid, h2.gid)
+        address = "h1-main-py"
+        message = Result("remote message (h2 -> h1)", target=0.35)
+        drop = Result("remote file drop, 10 KB (h2 -> h1)", target=0.3)
+        for i in range(rounds + 1):
+            for result, extra in ((message, []), (drop, ["--file", str(payload)])):
+                order = ["ours", "baseline"] if i % 2 == 0 else ["baseline", "ours"]
+                for who in order:
+                    body = f"{who} {i} remote"
+                    argv = (["notify-pane", address, *extra, body] if who == "ours" else
+                            ["./notify-pane.sh", address, *extra, body])
+                    env = {"FORCE_SEND": "1"} if who == "baseline" else None
+                    start = time.perf_counter()
+                    out = h2.run(argv, env=env)
+                    elapsed = (time.perf_counter() - start) * 1000
+                    if out.returncode != 0:
+                        raise RuntimeError(f"{who}: {out.stderr.decode().strip()}")
+                    deadline = time.monotonic() + 10
+                    while body not in (log.read_text() if log.exists() else ""):
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{who} remote message never submitted")
+                        time.sleep(0.005)
+                    if i:
+                        (result.ours if who == "ours" else result.baseline).append(elapsed)
+                    time.sleep(0.3)
+        sync = Result("3-host sync (from h2)", target=0.3)
+        for i in range(rounds + 1):
+            pair = [("ours", ["agent-mesh", "sync"]), ("baseline", ["./sync.sh"])]
+            for who, argv in pair if i % 2 == 0 else reversed(pair):
+                start = time.perf_counter()
+                out = h2.run(argv)
+                elapsed = (time.perf_counter() - start) * 1000
+                if out.returncode != 0:
+                    raise RuntimeError(f"{who} sync: {out.stderr.decode().strip()}")
+                if i:
+                    (sync.ours if who == "ours" else sync.baseline).append(elapsed)
+        return [message, drop, sync]
+    finally:
+        lab.stop()
+
+
+BENCHMARKS: dict[str, Callable[[int], list[Result]]] = {
+    "hook": lambda n: [bench_hook(n)],
+    "local": lambda n: [bench_local_delivery(n)],
+    "remote": bench_remote,
 }
 
 
@@ -205,7 +285,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--only", default=",".join(BENCHMARKS))
     args = parser.parse_args()
-    results = [BENCHMARKS[name](args.rounds) for name in args.only.split(",") if name]
+    results = [r for name in args.only.split(",") if name for r in BENCHMARKS[name](args.rounds)]
     report(results)
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
