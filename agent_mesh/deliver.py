@@ -13,7 +13,6 @@ and a message still waiting for its Enter is not mistaken for a user's draft.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ from agent_mesh import paths
 from agent_mesh.errors import NotReady, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.readiness import PaneState, foreground_program, refusal
+from agent_mesh.readiness import DEAD_REASON, PaneState, foreground_program, refusal
 from agent_mesh.tmux import Tmux, fields_format
 
 SETTLE_SECONDS = 0.25
@@ -37,6 +36,7 @@ _STATE_FIELDS = (
     "cursor_x",
     "cursor_y",
     "cursor_flag",
+    "pane_width",
     "alternate_on",
     "pane_current_command",
     "pane_pid",
@@ -96,10 +96,14 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
     )
     record, screen = _split_state(result.stdout)
     if not record.get("pane_id", "").startswith("%"):
-        raise PaneGone(
-            f"its pane {target} no longer exists; the registry is out of date "
-            "(run agent-discover on that host)"
-        )
+        # tmux says "can't find pane" (or prints empty fields) for a pane that is
+        # gone; anything else (no server, a broken tmux) is a tmux failure.
+        if result.returncode == 0 or b"can't find" in result.stderr:
+            raise PaneGone(
+                f"its pane {target} no longer exists; the registry is out of date "
+                "(run agent-discover on that host)"
+            )
+        raise WireError(f"tmux failed reading pane {target}: {result.error_line}")
     pane_pid = int(record["pane_pid"] or 0)
     return PaneState(
         pane_id=record["pane_id"],
@@ -109,6 +113,7 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
         cursor_x=int(record["cursor_x"] or 0),
         cursor_y=int(record["cursor_y"] or 0),
         cursor_visible=record["cursor_flag"] != "0",
+        width=int(record["pane_width"] or 0),
         alternate_on=record["alternate_on"] == "1",
         current_command=record["pane_current_command"],
         pane_pid=pane_pid,
@@ -136,6 +141,19 @@ class PaneGone(WireError):
     """The registry names a pane tmux no longer has."""
 
     exit_code = 2
+
+
+class PaneDead(NotReady):
+    """The pane's program exited (remain-on-exit). Not overridable: nothing would read
+    the message, and tmux 3.3a's server crashes on `paste-buffer` into a dead pane."""
+
+    overridable = False
+
+    def __init__(self) -> None:
+        super().__init__(f"{DEAD_REASON}; FORCE_SEND cannot deliver to it")
+
+
+_DEAD_SENTINEL = b"agent-mesh:pane-dead"
 
 
 # --- delivery ---------------------------------------------------------------
@@ -166,31 +184,55 @@ def deliver_text(
     settle = settle_seconds()
     pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
     lock = paths.locks_dir() / f"pane-{hash_text(_server_key(tmux))}-{pane.lstrip('%')}.lock"
-    with locked(lock, timeout=120) as fd:
-        previous_deadline = _read_deadline(fd)
-        wait = previous_deadline - time.time()
-        if wait > 0:
-            time.sleep(wait + 0.05)
-        state = pane_state(tmux, pane)
-        if not force:
-            reason = refusal(state)
-            recently_used = time.time() - previous_deadline < _RECENT_WINDOW
-            if reason and recently_used:
-                state, reason = _poll_ready(tmux, pane)
-            if reason:
-                raise NotReady(reason)
-        if not skip_dismiss:
-            modal = detect_modal(state.screen)
-            if modal:
-                tmux.run("send-keys", "-t", pane, "Escape")
-                time.sleep(0.5)
-                notes.append(f"dismissed the {modal} dialog first")
-        if state.in_mode:
-            tmux.run("copy-mode", "-q", "-t", pane)
-            notes.append("left tmux copy mode first")
-        _paste_and_submit(tmux, pane, text, settle)
-        _write_deadline(fd, time.time() + settle)
+    try:
+        with locked(lock, timeout=_LOCK_TIMEOUT) as fd:
+            _deliver_locked(tmux, fd, pane, text, force, skip_dismiss, settle, notes)
+    except TimeoutError:
+        raise NotReady(
+            f"another sender has held the pane {pane} for {_LOCK_TIMEOUT:g} s; try again"
+        ) from None
     return pane, notes
+
+
+_LOCK_TIMEOUT = 120.0
+
+
+def _deliver_locked(
+    tmux: Tmux,
+    fd: int,
+    pane: str,
+    text: str,
+    force: bool,
+    skip_dismiss: bool,
+    settle: float,
+    notes: list[str],
+) -> None:
+    """Under the pane lock: wait out the previous message, check, paste, schedule Enter."""
+    previous_deadline = _read_deadline(fd)
+    wait = previous_deadline - time.time()
+    if wait > 0:
+        time.sleep(wait + 0.05)
+    state = pane_state(tmux, pane)
+    if state.dead:
+        raise PaneDead()
+    if not force:
+        reason = refusal(state)
+        recently_used = time.time() - previous_deadline < _RECENT_WINDOW
+        if reason and recently_used:
+            state, reason = _poll_ready(tmux, pane)
+        if reason:
+            raise NotReady(reason)
+    if not skip_dismiss:
+        modal = detect_modal(state.screen)
+        if modal:
+            tmux.run("send-keys", "-t", pane, "Escape")
+            time.sleep(0.5)
+            notes.append(f"dismissed the {modal} dialog first")
+    if state.in_mode:
+        tmux.run("copy-mode", "-q", "-t", pane)
+        notes.append("left tmux copy mode first")
+    _paste_and_submit(tmux, pane, text, settle)
+    _write_deadline(fd, time.time() + settle)
 
 
 def _server_key(tmux: Tmux) -> str:
@@ -215,15 +257,23 @@ def _is_pane_id(target: str) -> bool:
 
 
 def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
+    """One tmux call: load the text from stdin, paste it unless the pane has died
+    meanwhile (checked inside tmux's queue, so there is no window for the crash),
+    and schedule Enter after the settle. Only the pane id and our buffer name, never
+    message text, appear in the command strings."""
     if not _is_pane_id(pane):
         raise WireError(f"refusing to address pane {pane!r}: not a tmux pane id")
-    buffer = f"agent-mesh-{os.getpid()}-{secrets.token_hex(4)}"
-    tmux.run(
+    buffer = f"agent-mesh-{os.getpid()}-{os.urandom(4).hex()}"
+    result = tmux.run(
         "load-buffer", "-b", buffer, "-", ";",
-        "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane, ";",
+        "if-shell", "-F", "-t", pane, "#{pane_dead}",
+        f"delete-buffer -b {buffer} ; display-message -p {_DEAD_SENTINEL.decode()}",
+        f"paste-buffer -p -r -d -b {buffer} -t {pane}", ";",
         "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter",
         input=text.encode("utf-8"),
     )
+    if _DEAD_SENTINEL in result.stdout:
+        raise PaneDead()
 
 
 def _read_deadline(fd: int) -> float:

@@ -7,10 +7,8 @@ where click's import alone (~30 ms) would cost more than the delivery itself.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from dataclasses import asdict
 
 from agent_mesh import __version__
 from agent_mesh.errors import MeshError, NotReady, UsageError
@@ -52,9 +50,11 @@ def _preview(body: str) -> str:
 
 def run(argv: list[str]) -> int:
     """Parse argv, call the core, print the outcome; returns the exit code."""
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE, end="", file=sys.stdout if argv else sys.stderr)
-        return 0 if argv else 1
+    if not argv:
+        raise UsageError('usage: notify-pane <agent> "<message>" (see notify-pane --help)')
+    if argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
     if argv[0] == "--version":
         print(f"notify-pane (agent-mesh) {__version__}")
         return 0
@@ -104,11 +104,26 @@ def _list(as_json: bool, extra: list[str]) -> int:
 
     agents = load_agents()
     if as_json:
-        print(json.dumps([{"address": a, **asdict(ag)} for a, ag in agents.items()], indent=2))
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(ag) for ag in agents.values()], indent=2, ensure_ascii=False))
     else:
         for address in agents:
             print(address)
     return 0
+
+
+def _one_line(text: str) -> str:
+    """Failures are one line: names and paths echoed back may hold newlines or escapes."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in " ".join(text.split("\n"))
+    )
+
+
+def _fail(message: str) -> None:
+    print(f"notify-pane: {_one_line(message)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,20 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         return run(args)
     except NotReady as exc:
         address = args[0] if args else "?"
-        print(
-            f"notify-pane: refusing to deliver to '{address}': {exc} "
-            "(FORCE_SEND=1 to override)",
-            file=sys.stderr,
-        )
+        hint = " (FORCE_SEND=1 to override)" if getattr(exc, "overridable", True) else ""
+        _fail(f"refusing to deliver to '{address}': {exc}{hint}")
         return exc.exit_code
     except MeshError as exc:
-        print(f"notify-pane: {exc}", file=sys.stderr)
+        _fail(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
-        print("notify-pane: interrupted", file=sys.stderr)
+        _fail("interrupted")
         return 130
     except Exception as exc:  # a bug must still be one line, not a traceback
-        print(f"notify-pane: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        _fail(f"unexpected error: {type(exc).__name__}: {exc}")
         return 1
 
 
