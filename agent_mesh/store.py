@@ -276,24 +276,34 @@ def parse_toml(text: str) -> dict[str, object]:
     return tomllib.loads(text)
 
 
-def clean_table(table: Mapping[str, object], keys: Iterable[str] = FIELDS) -> Table:
-    """Known keys only, in write order; strings, except `stale` (a bool)."""
+def clean_table(
+    table: Mapping[str, object], keys: Iterable[str] = FIELDS, extra: bool = False
+) -> Table:
+    """Known keys in write order, as strings (`stale` a bool); with extra, then any
+    other string/bool/integer keys as they were (a newer version's fields)."""
     out: Table = {}
-    for key in keys:
+    wanted = tuple(keys)
+    for key in wanted:
         if key not in table:
             continue
         value = table[key]
         out[key] = bool(value) if key == "stale" else str(value)
+    if extra:
+        for key, value in table.items():
+            if key not in wanted and key not in FIELDS and isinstance(value, str | int):
+                out[key] = value
     return out
 
 
-def tables_from(doc: Mapping[str, object], keys: Iterable[str] = FIELDS) -> dict[str, Table]:
-    """The `[agents.*]` tables of a parsed registry file, cleaned."""
+def tables_from(
+    doc: Mapping[str, object], keys: Iterable[str] = FIELDS, extra: bool = False
+) -> dict[str, Table]:
+    """The `[agents.*]` tables of a parsed registry file, cleaned (see clean_table)."""
     agents = doc.get("agents", {})
     if not isinstance(agents, dict):
         return {}
     fields = tuple(keys)
-    return {a: clean_table(t, fields) for a, t in agents.items() if isinstance(t, dict)}
+    return {a: clean_table(t, fields, extra) for a, t in agents.items() if isinstance(t, dict)}
 
 
 def _read_text(path: str) -> str:
@@ -438,9 +448,13 @@ def in_session(table: Mapping[str, object], session: str) -> bool:
 
 
 def _parse_slice(text: str) -> dict[str, Table] | None:
-    """The agents of local.toml's text; None when it is not valid TOML."""
+    """The agents of local.toml's text; None when it is not valid TOML.
+
+    Keys this version doesn't know are kept, so `on`/`off` of one session
+    leaves every other entry exactly as it was.
+    """
     try:
-        return tables_from(parse_toml(text), _SLICE_ONLY) if text else {}
+        return tables_from(parse_toml(text), _SLICE_ONLY, extra=True) if text else {}
     except ValueError:  # tomllib.TOMLDecodeError
         return None
 
