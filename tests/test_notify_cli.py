@@ -1,0 +1,201 @@
+"""notify-pane as a command: every exit code with its one-line error, the sender id,
+--whoami, --list, and what the hot path may import."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BIN, SELF_HOST, SENDER, Receiver, Spawner, notify, retry_until, run_cli
+
+
+def one_line_failure(res: subprocess.CompletedProcess[bytes], code: int) -> str:
+    """The exit code is `code` and stderr is exactly one line, no traceback, no stdout."""
+    err = res.stderr.decode()
+    assert res.returncode == code, err
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("notify-pane: ") and "Traceback" not in err, err
+    assert res.stdout == b""
+    return err
+
+
+@pytest.fixture
+def tui(spawn: Spawner) -> Receiver:
+    return spawn.agent_tui()
+
+
+# --- exit 1: usage ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        ([], "usage: notify-pane"),
+        (["testhost-dev-agent"], "no message given"),
+        (["testhost-dev-agent", ""], "no message given"),
+        (["--bogus"], "unknown option '--bogus'"),
+        (["-x", "hello"], "unknown option '-x'"),
+        (["testhost-dev-agent", "--file"], "--file needs a path"),
+        (["testhost-dev-agent", "-f"], "--file needs a path"),
+        (["testhost-dev-agent", "--file", "/nonexistent/report.txt"], "cannot read"),
+        (["testhost-dev-agent", "--file", "/tmp", "hi"], "is a directory"),
+        (["--list", "extra"], "unexpected argument 'extra'"),
+    ],
+)
+def test_usage_errors_exit_1(argv: list[str], fragment: str) -> None:
+    assert fragment in one_line_failure(notify(*argv), 1)
+
+
+def test_help_and_version_exit_0() -> None:
+    res = notify("--help")
+    assert res.returncode == 0 and b"exit codes:" in res.stdout and res.stderr == b""
+    assert notify("--version").returncode == 0
+
+
+def test_invalid_utf8_body_exit_1(tui: Receiver) -> None:
+    res = subprocess.run([str(BIN / "notify-pane"), tui.address, b"caf\xe9"],
+                         capture_output=True, env={**os.environ, "AGENT_NAME": SENDER},
+                         check=False)
+    assert "not valid UTF-8" in one_line_failure(res, 1)
+
+
+def test_corrupt_registry_exit_1() -> None:
+    (Path.home() / ".agents" / "registry.toml").write_text("[agents\n")
+    assert "not valid TOML" in one_line_failure(notify("anyone", "hi"), 1)
+
+
+# --- exit 2: unknown agent, pane gone ---------------------------------------
+
+
+def test_unknown_agent_suggests_close_matches(tui: Receiver) -> None:
+    err = one_line_failure(notify("testhost-dev-agnet", "hi"), 2)
+    assert "unknown agent 'testhost-dev-agnet'" in err and "testhost-dev-agent" in err
+    err = one_line_failure(notify("agent", "hi"), 2)
+    assert "did you mean testhost-dev-agent" in err
+
+
+def test_unknown_agent_without_registry_and_odd_address() -> None:
+    err = one_line_failure(notify("no\nsuch\x1b[31m", "hi"), 2)
+    assert "unknown agent" in err
+
+
+def test_pane_gone_exit_2(spawn: Spawner) -> None:
+    spawn.agent_tui("keep")
+    gone = spawn.agent_tui("gone")
+    spawn.server.run("kill-window", "-t", gone.pane.window_id)  # registry now stale
+    err = one_line_failure(notify(gone.address, "hi"), 2)
+    assert "no longer exists" in err and "agent-discover" in err
+
+
+# --- exit 4: tmux failures --------------------------------------------------
+
+
+def test_tmux_server_gone_exit_4(tui: Receiver) -> None:
+    tui.pane.server.run("kill-server")
+    err = one_line_failure(notify(tui.address, "hi"), 4)
+    assert "tmux" in err
+
+
+@pytest.mark.parametrize("script", ["exit 1", "echo 'fatal: bus error' >&2; exit 3",
+                                    "kill -SEGV $$"])
+def test_failing_tmux_binary_exit_4(tui: Receiver, tmp_path: Path, script: str) -> None:
+    fake = tmp_path / "tmux"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    one_line_failure(notify(tui.address, "hi", env={"TMUX_BIN": str(fake)}), 4)
+
+
+def test_missing_tmux_binary_exit_4(tui: Receiver) -> None:
+    err = one_line_failure(notify(tui.address, "hi", env={"TMUX_BIN": "/nonexistent/tmux"}), 4)
+    assert "tmux not found" in err
+
+
+# --- sender id ----------------------------------------------------------------
+
+
+def tag_sender(line: str) -> str:
+    return line[len("[from ") : line.index(" @ ")]
+
+
+def test_sender_is_agent_name_else_host_alias(tui: Receiver) -> None:
+    assert run_cli("notify-pane", "--whoami").stdout == f"{SELF_HOST}\n".encode()
+    assert run_cli("notify-pane", "--whoami", env={"AGENT_NAME": "ci-bot"}).stdout == b"ci-bot\n"
+    assert run_cli("notify-pane", tui.address, "one").returncode == 0
+    assert run_cli("notify-pane", tui.address, "two", env={"AGENT_NAME": "ci-bot"}).returncode == 0
+    assert [tag_sender(line) for line in tui.wait_lines(2)] == [SELF_HOST, "ci-bot"]
+
+
+def test_sender_inside_a_pane_is_that_panes_address(spawn: Spawner, tmp_path: Path) -> None:
+    """Run from a registered window's shell: TMUX and TMUX_PANE say who is sending."""
+    tui = spawn.agent_tui()
+    sh = spawn.bash("worker")
+    out = tmp_path / "whoami.txt"
+    sh.pane.send_keys(f"notify-pane --whoami > {out}; notify-pane {tui.address} 'done here'",
+                      literal=True)
+    sh.pane.send_keys("Enter")
+    (line,) = tui.wait_lines(1)
+    assert tag_sender(line) == "testhost-dev-worker" and line.endswith("] done here")
+    assert out.read_text() == "testhost-dev-worker\n"
+    # AGENT_NAME still wins inside a pane.
+    sh.pane.send_keys(f"AGENT_NAME=named notify-pane --whoami > {out}", literal=True)
+    sh.pane.send_keys("Enter")
+    retry_until(lambda: out.read_text() == "named\n")
+
+
+def test_sender_inside_an_unregistered_pane_is_host_and_session(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    spawn.agent_tui()
+    out = tmp_path / "whoami.txt"
+    spawn.server.run("new-session", "-d", "-s", "scratch", "bash", "--norc", "--noprofile")
+    spawn.server.run("send-keys", "-t", "scratch:", "-l", f"notify-pane --whoami > {out}")
+    spawn.server.run("send-keys", "-t", "scratch:", "Enter")
+    retry_until(lambda: out.exists() and out.read_text() == f"{SELF_HOST}[scratch]\n")
+
+
+# --- --list -------------------------------------------------------------------
+
+
+def test_list_plain_and_json(spawn: Spawner) -> None:
+    spawn.agent_tui("agent")
+    spawn.py_receiver("py")
+    res = notify("--list")
+    assert res.returncode == 0 and res.stderr == b""
+    assert res.stdout.decode().splitlines() == ["testhost-dev-agent", "testhost-dev-py"]
+    res = notify("--list", "--json")
+    assert res.returncode == 0 and res.stderr == b""
+    entries = json.loads(res.stdout)
+    assert [e["address"] for e in entries] == ["testhost-dev-agent", "testhost-dev-py"]
+    assert {e["host"] for e in entries} == {SELF_HOST}
+    assert all(e["pane_id"].startswith("%") and e["target"].startswith("dev:") for e in entries)
+
+
+def test_list_with_no_registry_is_empty() -> None:
+    res = notify("--list")
+    assert (res.returncode, res.stdout, res.stderr) == (0, b"", b"")
+    assert json.loads(notify("--list", "--json").stdout) == []
+
+
+# --- the hot path ---------------------------------------------------------------
+
+
+def test_local_delivery_imports_no_heavy_modules(tui: Receiver) -> None:
+    """No click, subprocess, psutil (Linux reads /proc), paramiko or tomlkit on the way."""
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c",
+         "import sys; from agent_mesh.notify_cli import main; sys.exit(main())",
+         tui.address, "timed"],
+        capture_output=True, env={**os.environ, "AGENT_NAME": SENDER}, check=False,
+    )
+    assert res.returncode == 0, res.stderr[-500:]
+    imported = {line.split("|")[-1].strip() for line in res.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "agent_mesh.deliver" in imported
+    heavy = {"click", "subprocess", "psutil", "paramiko", "tomlkit"}
+    assert not heavy & {name.split(".")[0] for name in imported}
+    tui.wait_lines(1)
