@@ -4,6 +4,7 @@ mapped here to the bash tool's exit codes with a one-line message."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import sys
@@ -16,7 +17,9 @@ import click
 
 from agent_mesh import __version__, registry
 from agent_mesh.errors import MeshError, UsageError
-from agent_mesh.tmux import Tmux
+from agent_mesh.tmux import Tmux, fields_format, parse_records
+
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def _run_guarded(prog: str, func: Callable[[], Any]) -> None:
@@ -24,16 +27,28 @@ def _run_guarded(prog: str, func: Callable[[], Any]) -> None:
     try:
         func()
     except MeshError as exc:
-        click.echo(f"{prog}: {exc}", err=True)
+        click.echo(f"{prog}: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)
 
 
+def printable(text: str) -> str:
+    """Text safe for a terminal: names may hold ESC, tabs, newlines (shown as `\\e` etc.)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or 0x7F <= code <= 0x9F:
+            out.append({"\n": "\\n", "\t": "\\t", "\x1b": "\\e"}.get(ch, f"\\x{code:02x}"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def _age(updated: str) -> str:
     try:
-        then = time.mktime(time.strptime(updated, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        then = calendar.timegm(time.strptime(updated, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return "?"
     seconds = max(0, int(time.time() - then))
@@ -46,34 +61,33 @@ def _age(updated: str) -> str:
 # --- agent-mesh ---------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings=_CONTEXT)
 @click.version_option(__version__, prog_name="agent-mesh")
 def mesh() -> None:
     """agent-mesh: message CLI agents in tmux panes, on this host and mesh peers."""
 
 
 @mesh.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print the agents as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the agents as a JSON array.")
 def list_cmd(as_json: bool) -> None:
-    """Show every registered agent: address, host, role, command, age."""
+    """Show every registered agent: address, host, role, scope, command, age."""
 
     def body() -> None:
         agents = registry.load_agents()
         if as_json:
             click.echo(json.dumps([asdict(a) for a in agents.values()], indent=2))
             return
-        rows = [("ADDRESS", "HOST", "ROLE", "SCOPE", "COMMAND", "AGE")]
+        rows: list[list[str]] = [["ADDRESS", "HOST", "ROLE", "SCOPE", "COMMAND", "AGE"]]
         for agent in agents.values():
             age = _age(agent.last_seen or agent.updated)
             if agent.stale:
                 age += " (stale)"
-            rows.append(
-                (agent.address, agent.host, agent.role[:40], agent.scope[:40], agent.command, age)
-            )
+            fields = (agent.address, agent.host, agent.role, agent.scope, agent.command)
+            rows.append([printable(f)[:40] for f in fields] + [age])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
-            cells = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-            click.echo("  ".join(cells).rstrip())
+            padded = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+            click.echo("  ".join(padded).rstrip())
 
     _run_guarded("agent-mesh list", body)
 
@@ -85,12 +99,36 @@ def discover_cmd() -> None:
 
 
 def _discover() -> None:
+    from agent_mesh import sync
+
     agents = registry.rescan(Tmux())
     sessions = {a.session for a in agents.values()}
     click.echo(
         f"agent-discover: {len(sessions)} session(s), {len(agents)} window(s) "
-        f"on {registry.self_alias()}"
+        f"on {printable(registry.self_alias())}"
     )
+    for report in sync.sync():  # failures are reported, not fatal: the timer runs this
+        click.echo(f"agent-discover: {printable(report.line())}")
+
+
+@mesh.command("sync")
+def sync_cmd() -> None:
+    """Exchange slices with every peer in peers.conf, in parallel, and rebuild
+    registry.toml. One line per peer; exit 4 if any peer failed (its last good
+    slice is kept, marked stale)."""
+
+    def body() -> None:
+        from agent_mesh import sync
+
+        reports = sync.sync()
+        if not reports:
+            click.echo("agent-mesh sync: no peers in ~/.agents/peers.conf; registry is this host")
+        for report in reports:
+            click.echo(printable(report.line()))
+        if any(r.status != "ok" for r in reports):
+            sys.exit(4)
+
+    _run_guarded("agent-mesh sync", body)
 
 
 def mesh_main() -> None:
@@ -100,7 +138,7 @@ def mesh_main() -> None:
 # --- agent-discover -----------------------------------------------------------
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(context_settings=_CONTEXT)
 def discover() -> None:
     """Rebuild this host's slice (~/.agents/local.toml) from live tmux, then
     re-assemble the registry. Authoritative: windows whose close hook was missed
@@ -114,46 +152,63 @@ def discover_main() -> None:
 
 # --- agent-self-identify --------------------------------------------------------
 
+_WINDOW_FIELDS = ("session_id", "session_name", "window_id", "window_index", "pane_id")
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--role", default=None, help="What this agent is (default: $AGENT_ROLE or inferred).")
-@click.option("--scope", default=None, help="What it works on (default: $AGENT_SCOPE or inferred).")
-@click.option(
-    "-t", "--target", default=None, help="tmux window to label (default: the current pane's)."
-)
+
+@click.command(context_settings=_CONTEXT)
+@click.option("--role", default=None,
+              help='What this agent is, e.g. "Claude Code reviewer" (default: $AGENT_ROLE). '
+                   "An empty value removes the label.")
+@click.option("--scope", default=None,
+              help="What it works on (default: $AGENT_SCOPE). An empty value removes the label.")
+@click.option("-t", "--target", default=None,
+              help="tmux window or pane to label (default: this pane, from $TMUX_PANE).")
 def self_identify(role: str | None, scope: str | None, target: str | None) -> None:
-    """Set @agent-role / @agent-scope on a tmux window and re-register it."""
+    """Label a tmux window with @agent-role / @agent-scope and re-register its
+    session, so `notify-pane --list` shows what the agent is. Labels not given
+    are left as they are; unlabelled windows get a role inferred from their
+    command (Claude Code, Codex, shell, ...)."""
 
     def body() -> None:
         tmux = Tmux()
         where = target or os.environ.get("TMUX_PANE", "")
         if not where:
             raise UsageError("not inside tmux: pass -t <session:window>")
-        fields = ("session_id", "session_name", "window_name", "window_index", "pane_id",
-                  "pane_current_command", "pane_current_path")
-        from agent_mesh.tmux import fields_format, parse_records
-
-        out = tmux.run("display-message", "-p", "-t", where, fields_format(fields), check=False)
-        records = parse_records(out.stdout, fields) if out.returncode == 0 else []
-        if not records or not records[0]["pane_id"]:
-            raise UsageError(f"no tmux window {where!r}")
+        out = tmux.run(
+            "display-message", "-p", "-t", where, fields_format(_WINDOW_FIELDS), check=False
+        )
+        records = parse_records(out.stdout, _WINDOW_FIELDS) if out.returncode == 0 else []
+        if not records or not records[0]["window_id"].startswith("@"):
+            raise UsageError(f"no tmux window {printable(where)!r}")
         info = records[0]
-        tmux_target = f"{info['session_id']}:{info['window_index']}"
+        labels = {
+            "@agent-role": role if role is not None else os.environ.get("AGENT_ROLE"),
+            "@agent-scope": scope if scope is not None else os.environ.get("AGENT_SCOPE"),
+        }
+        for option, value in labels.items():
+            if value is None:
+                continue
+            if value:
+                tmux.run("set-option", "-w", "-t", info["window_id"], "--", option, value)
+            else:
+                tmux.run("set-option", "-w", "-u", "-t", info["window_id"], option)
+        fresh = registry.register_session(tmux, info["session_id"])
+        mine = [a for a in fresh.values() if a.window_id == info["window_id"]]
         label = f"{info['session_name']}:{info['window_index']}"
-        new_role = role or os.environ.get("AGENT_ROLE") or registry.infer_role(
-            info["pane_current_command"], info["session_name"], info["window_name"]
+        if not mine:
+            click.echo(
+                f"agent-self-identify: labelled {printable(label)}; its session is not "
+                "registered (scratch sessions never are)"
+            )
+            return
+        agent = mine[0]
+        click.echo(
+            f"agent-self-identify: {agent.address} ({printable(label)}) "
+            f'role="{printable(agent.role)}" scope="{printable(agent.scope)}"'
         )
-        new_scope = scope or os.environ.get("AGENT_SCOPE") or registry.infer_scope(
-            info["pane_current_path"], label
-        )
-        tmux.run("set-option", "-w", "-t", tmux_target, "--", "@agent-role", new_role)
-        tmux.run("set-option", "-w", "-t", tmux_target, "--", "@agent-scope", new_scope)
-        registry.register_session(tmux, info["session_id"])
-        click.echo(f'agent-self-identify: {label} role="{new_role}" scope="{new_scope}"')
 
     _run_guarded("agent-self-identify", body)
 
 
 def self_identify_main() -> None:
     self_identify(prog_name="agent-self-identify")
-
