@@ -1,7 +1,7 @@
 """Is it safe to type into this pane right now?
 
 `refusal(state)` returns a one-line reason to refuse (exit 3), or None. It reads
-tmux's pane flags, the foreground process (from /proc, psutil elsewhere) and the
+tmux's pane flags, the foreground process (from /proc, else tmux's view) and the
 visible screen with its attributes: an idle agent's input box often shows faint
 placeholder text, which is not a draft, while a real draft may sit either side
 of the cursor (Home pressed) or continue on the rows below the prompt glyph.
@@ -10,6 +10,7 @@ of the cursor (Home pressed) or continue on the rows below the prompt glyph.
 from __future__ import annotations
 
 import os
+import sys
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -93,39 +94,27 @@ _REPLS = ("python", "ipython", "bpython", "ptpython", "pypy")
 
 
 def foreground_program(pane_pid: int) -> str:
-    """Name of the process group in the pane's terminal foreground ('' if unknown).
+    """Name of the process group leader in the pane's terminal foreground ('' if unknown).
 
-    tmux's pane_current_command is the foreground process's comm, which for
-    node-based agents is often just `node`; the cmdline says more. /proc is read
-    directly on Linux (cheap); psutil covers the rest.
+    On Linux two small /proc reads (the pane process's tpgid, then that group
+    leader's comm) give the kernel's answer without importing psutil, whose import
+    alone costs more than a delivery. Elsewhere '' makes the caller use tmux's
+    pane_current_command, which tmux computes the same way (tcgetpgrp on the pty
+    master, which only tmux holds: psutil cannot ask a terminal that is not the
+    caller's controlling one).
     """
-    if pane_pid <= 0:
+    if pane_pid <= 0 or not sys.platform.startswith("linux"):
         return ""
     try:
         with open(f"/proc/{pane_pid}/stat", "rb") as fh:
             stat = fh.read()
-        tpgid = int(stat[stat.rindex(b")") + 2 :].split()[5])
+        tpgid = int(stat[stat.rindex(b")") + 2 :].split()[5])  # field 8: tpgid
         if tpgid <= 0:
             return ""
         with open(f"/proc/{tpgid}/comm", "rb") as fh:
             return fh.read().decode("utf-8", "replace").strip()
     except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import psutil
-
-        proc = psutil.Process(pane_pid)
-        terminal = proc.terminal()
-        if not terminal:
-            return ""
-        for child in [proc, *proc.children(recursive=True)]:
-            if child.terminal() == terminal and os.getpgid(child.pid) == os.tcgetpgrp(
-                os.open(terminal, os.O_RDONLY | os.O_NOCTTY)
-            ):
-                return str(child.name())
-    except Exception:
         return ""
-    return ""
 
 
 # --- screen parsing ---------------------------------------------------------

@@ -199,3 +199,11 @@ def test_local_delivery_imports_no_heavy_modules(tui: Receiver) -> None:
     heavy = {"click", "subprocess", "psutil", "paramiko", "tomlkit"}
     assert not heavy & {name.split(".")[0] for name in imported}
     tui.wait_lines(1)
+
+
+def test_body_from_stdin(tui: Receiver) -> None:
+    body = "from a pipe\nwith two lines; and $(no expansion)"
+    res = notify(tui.address, "--stdin", input=body.encode())
+    assert res.returncode == 0, res.stderr
+    (line,) = tui.wait_lines(1)
+    assert line.endswith("] " + body)

@@ -4,12 +4,13 @@ and the negatives that matter most: an idle agent or Python prompt is never refu
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 from conftest import SENDER, Receiver, Spawner, notify, retry_until
 
 from agent_mesh.deliver import PaneDead, _paste_and_submit, pane_state
-from agent_mesh.readiness import refusal
+from agent_mesh.readiness import foreground_program, refusal
 from agent_mesh.tmux import Tmux
 
 TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+\] ")
@@ -256,3 +257,20 @@ def test_pager_and_editor_refused_and_forced(spawn: Spawner, argv: list[str]) ->
     viewer = Receiver(pane, "testhost-dev-viewer", spawn.tmp / "none")
     assert_refused(viewer, "not an agent input")
     forced(viewer, "hi")
+
+
+def test_foreground_program_is_the_foreground_job(
+    spawn: Spawner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel's view of the foreground job on Linux; elsewhere tmux's view is used."""
+    sh = spawn.bash()
+    pid = int(sh.pane.display("#{pane_pid}"))
+    assert foreground_program(pid) == "bash"
+    type_keys(sh, "sleep 30", literal=True)
+    type_keys(sh, "Enter")
+    retry_until(lambda: foreground_program(pid) == "sleep")
+    assert pane_state(Tmux(), sh.pane.pane_id).current_command == "sleep"
+    assert foreground_program(999_999_999) == ""
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert foreground_program(pid) == ""
+    type_keys(sh, "C-c")
