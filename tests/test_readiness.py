@@ -248,7 +248,7 @@ def test_python_continuation_refused_and_forced(spawn: Spawner) -> None:
 # --- programs that are not an input -----------------------------------------------
 
 
-@pytest.mark.parametrize("argv", [["vim", "-u", "NONE", "-N"], ["less", "/etc/hostname"]],
+@pytest.mark.parametrize("argv", [["vim", "-u", "NONE", "-N", "-n"], ["less", "/etc/hostname"]],
                          ids=["vim", "less"])
 def test_pager_and_editor_refused_and_forced(spawn: Spawner, argv: list[str]) -> None:
     pane = spawn.window("viewer", argv)
