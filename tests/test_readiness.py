@@ -66,8 +66,10 @@ def test_idle_agent_with_faint_placeholder_is_never_refused(
 ) -> None:
     tui = spawn.agent_tui("agent", *opts)
     screen = tui.pane.capture(escapes=True)
-    placeholder = re.search(r"\x1b\[[0-9;]*m(?=Try \"fix)", screen)
-    assert placeholder, screen  # drawn faint or grey, only visible with -e
+    sgr = re.search(r"\x1b\[([0-9;]*)m(?=Try \"fix)", screen)  # only visible with -e
+    assert sgr, screen
+    params = sgr.group(1).split(";")
+    assert ("2" in params) if "grey" not in opts else (params[:2] == ["38", "5"]), params
     assert reason_now(tui) is None
     res = notify(tui.address, "first")
     assert res.returncode == 0, res.stderr
