@@ -276,3 +276,23 @@ def test_foreground_program_is_the_foreground_job(
     monkeypatch.setattr(sys, "platform", "darwin")
     assert foreground_program(pid) == ""
     type_keys(sh, "C-c")
+
+
+def test_real_ipython_prompts(spawn: Spawner) -> None:
+    """ipython draws `In [1]: ` and `   ...: ` (prompt_toolkit, coloured prompts)."""
+    pytest.importorskip("IPython")
+    ipython = [sys.executable, "-m", "IPython", "--no-banner", "--HistoryManager.enabled=False"]
+    pane = spawn.window("ipy", ipython)
+    pane.wait_for("In [1]:", timeout=20)
+    spawn.register()
+    repl = Receiver(pane, "testhost-dev-ipy", spawn.tmp / "none")
+    assert reason_now(repl) is None
+    type_keys(repl, "x = 1", literal=True)
+    assert_refused(repl, "a draft after the prompt")
+    type_keys(repl, "Home")
+    assert_refused(repl, "text right of the cursor")
+    type_keys(repl, "C-c")
+    retry_until(lambda: reason_now(repl) is None)
+    type_keys(repl, "for i in range(2):", literal=True)
+    type_keys(repl, "Enter")
+    assert_refused(repl, "continuation")
