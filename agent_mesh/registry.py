@@ -118,7 +118,7 @@ def unregister_session(session: str, tmux: Tmux | None = None) -> list[str]:
 
 def assemble() -> dict[str, Agent]:
     """Rewrite registry.toml from local.toml and the peers' last good slices."""
-    return _agents(store.assemble())
+    return agents_from(tomllib.loads(store.assemble()))
 
 
 def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:

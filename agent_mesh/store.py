@@ -298,12 +298,20 @@ def clean_table(
 def tables_from(
     doc: Mapping[str, object], keys: Iterable[str] = FIELDS, extra: bool = False
 ) -> dict[str, Table]:
-    """The `[agents.*]` tables of a parsed registry file, cleaned (see clean_table)."""
+    """The `[agents.*]` tables of a parsed registry file, cleaned (see clean_table).
+
+    An entry without a string `host` and `target` can't be delivered to (nor
+    made into a model.Agent): it is skipped rather than crash every reader.
+    """
     agents = doc.get("agents", {})
     if not isinstance(agents, dict):
         return {}
     fields = tuple(keys)
-    return {a: clean_table(t, fields, extra) for a, t in agents.items() if isinstance(t, dict)}
+    return {
+        a: clean_table(t, fields, extra)
+        for a, t in agents.items()
+        if isinstance(t, dict) and all(isinstance(t.get(k), str) for k in ("host", "target"))
+    }
 
 
 def _read_text(path: str) -> str:
@@ -534,44 +542,122 @@ def read_slice(path: str) -> tuple[dict[str, object], dict[str, Table]]:
     return (meta if isinstance(meta, dict) else {}), tables_from(doc)
 
 
-def assemble(local: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, Table]:
+_PEER_CACHE = ".peers.cache"
+
+
+def _peer_signature(files: list[str]) -> str:
+    """Identity of every peer slice file: name, inode, mtime and size.
+
+    Slices are replaced by rename, so any rewrite changes the inode.
+    """
+    parts = [f"v{__version__}"]
+    for path in files:
+        st = os.stat(path)
+        name = os.path.basename(path).encode("utf-8", "surrogateescape").hex()
+        parts.append(f"{name}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+    return " ".join(parts)
+
+
+def _render_peers(files: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Parse the peer slices: their aliases and their tables as emitted lines.
+
+    The first peer (by file name) to claim an address keeps it. A slice whose
+    meta says `stale = true` marks its agents stale with the time it was last
+    fetched, so they stay addressable through a network blip.
+    """
+    sources: list[str] = []
+    blocks: list[list[str]] = []
+    seen_addresses: set[str] = set()
+    for path in files:
+        try:
+            meta, tables = read_slice(path)
+        except (OSError, ValueError):
+            continue
+        sources.append(os.path.basename(path)[: -len(".toml")])
+        stale = bool(meta.get("stale"))
+        fetched = str(meta.get("fetched", ""))
+        for address, table in tables.items():
+            if address in seen_addresses:
+                continue
+            seen_addresses.add(address)
+            entry = clean_table(table, _SLICE_ONLY)
+            if stale:
+                entry["stale"] = True
+                if fetched:
+                    entry["last_seen"] = fetched
+            blocks.append(_table_lines(address, entry))
+    return sources, blocks
+
+
+def _peer_section() -> tuple[list[str], list[list[str]]]:
+    """The peers' part of registry.toml, re-parsed only when a slice file changed.
+
+    Parsing needs tomllib (~13 ms to import) and every peer file, on every
+    hook; the rendered result is cached in ~/.agents/.peers.cache under the
+    signature of the files it came from, with a checksum so a damaged cache is
+    rebuilt rather than copied into registry.toml.
+    """
+    files = peer_slice_files()
+    if not files:
+        return [], []
+    try:
+        signature = _peer_signature(files)
+    except OSError:  # a slice vanished meanwhile: don't cache this round
+        return _render_peers(files)
+    from binascii import crc32
+
+    cache = os.path.join(agents_dir(), _PEER_CACHE)
+    try:
+        head, checksum, body = _read_text(cache).split("\n", 2)
+        if head == signature and checksum == f"{crc32(body.encode()):08x}":
+            lines = body.split("\n")
+            sources = lines[0].split("\t") if lines[0] else []
+            blocks: list[list[str]] = []
+            for line in lines[1:]:
+                if line.startswith("["):
+                    blocks.append([line])
+                elif line and blocks:
+                    blocks[-1].append(line)
+            return sources, blocks
+    except (OSError, ValueError):
+        pass
+    sources, blocks = _render_peers(files)
+    body = "\t".join(_comment(s)[2:].replace("\t", "?") for s in sources) + "\n"
+    body += "".join(line + "\n" for block in blocks for line in block)
+    text = f"{signature}\n{crc32(body.encode()):08x}\n{body}"
+    atomic_write(cache, text.encode("utf-8"))
+    return sources, blocks
+
+
+def assemble(local: Mapping[str, Mapping[str, object]] | None = None) -> str:
     """Write registry.toml: this host's slice, then each peer's last good slice.
 
     `local` is the slice just written (callers that hold the slice lock pass it,
     so two hooks can't assemble in the wrong order); without it local.toml is
-    read. A peer slice whose meta says `stale = true` marks its agents stale
-    with the time it was last fetched, so they stay addressable through a
-    network blip. This host's own agents win any address clash.
+    read. This host's own agents win any address clash. Returns the text written.
     """
-    merged: dict[str, Table] = {}
-    sources = [self_alias()]
     ensure_agents_dir()
     with locked(_registry_lock()):
         if local is None:
             local = _parse_slice(_read_text(local_slice_path())) or {}
-        merged.update((a, clean_table(t, _SLICE_ONLY)) for a, t in local.items())
-        for path in peer_slice_files():
-            try:
-                meta, tables = read_slice(path)
-            except (OSError, ValueError):
-                continue
-            sources.append(os.path.basename(path)[: -len(".toml")])
-            stale = bool(meta.get("stale"))
-            seen = str(meta.get("fetched", ""))
-            for address, table in tables.items():
-                if address in merged:
-                    continue
-                entry = clean_table(table, _SLICE_ONLY)
-                if stale:
-                    entry["stale"] = True
-                    if seen:
-                        entry["last_seen"] = seen
-                merged[address] = entry
-        header = [
-            "agent-mesh registry: assembled from every host's ~/.agents/local.toml. Do not edit.",
-            f"Mesh: {' '.join(sources)}",
-            f"Last assembled: {now_iso()}",
+        lines = [
+            _comment("agent-mesh registry: assembled from every host's ~/.agents/local.toml."
+                     " Do not edit."),
+            "",  # the Mesh: line, once the peers are known
+            _comment(f"Last assembled: {now_iso()}"),
         ]
-        text = dump_tables(header, {"agents": merged})
+        mine = set()
+        for address, table in local.items():
+            block = _table_lines(address, clean_table(table, _SLICE_ONLY))
+            mine.add(block[0])
+            lines.append("")
+            lines.extend(block)
+        sources, blocks = _peer_section()
+        lines[1] = _comment(f"Mesh: {' '.join([self_alias(), *sources])}")
+        for block in blocks:
+            if block[0] not in mine:
+                lines.append("")
+                lines.extend(block)
+        text = "\n".join(lines) + "\n"
         atomic_write(registry_path(), text.encode("utf-8"))
-    return merged
+    return text

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from conftest import REPO
 
 from agent_mesh import paths, registry, store
 from agent_mesh.fsutil import atomic_write, locked
@@ -306,6 +309,64 @@ def test_assemble_merges_peers_local_wins_and_marks_stale(isolated_env: Path) ->
     text = (agents / "registry.toml").read_text()
     assert "# Mesh: testhost peer1 peer2" in text
     assert registry.load_agents() == merged
+
+
+def _write_peer(agents: Path, alias: str, tables: dict[str, dict[str, object]],
+                **meta: object) -> None:
+    text = store.dump_tables([], {"slice": {"meta": {"host": alias, **meta}}, "agents": tables})
+    atomic_write(agents / "slices" / f"{alias}.toml", text.encode())
+
+
+def test_peer_section_is_cached_until_a_slice_changes(isolated_env: Path) -> None:
+    agents = isolated_env / ".agents"
+    (agents / "slices").mkdir()
+    _write_peer(agents, "p1", {"p1-a-b": {"host": "p1", "target": "a:0", "window": "b\n"}})
+    _write_peer(agents, "p2", {"p2-a-b": {"host": "p2", "target": "a:0"}}, stale=True,
+                fetched="2020-01-01T00:00:00Z")
+    first = registry.assemble()
+    cache = agents / ".peers.cache"
+    assert cache.exists() and set(first) == {"p1-a-b", "p2-a-b"}
+    assert first["p1-a-b"].window == "b\n" and first["p2-a-b"].stale
+    assert registry.assemble() == first  # from the cache
+    _write_peer(agents, "p1", {"p1-x-y": {"host": "p1", "target": "x:1"}})
+    assert set(registry.assemble()) == {"p1-x-y", "p2-a-b"}
+    cache.write_text(cache.read_text().replace("p1-x-y", "p1-x-z"))  # damaged: checksum fails
+    assert set(registry.assemble()) == {"p1-x-y", "p2-a-b"}
+    # This host's agents win a clash even when the peers come from the cache.
+    (agents / "local.toml").write_text(_slice_text({"p1-x-y": {"host": "testhost",
+                                                               "target": "t:0"}}))
+    merged = registry.assemble()
+    assert merged["p1-x-y"].host == "testhost" and len(merged) == 2
+    (agents / "slices" / "p2.toml").unlink()
+    assert set(registry.assemble()) == {"p1-x-y"}
+    assert "# Mesh: testhost p1\n" in (agents / "registry.toml").read_text()
+
+
+def test_hook_with_cached_peers_does_not_import_tomllib(isolated_env: Path) -> None:
+    agents = isolated_env / ".agents"
+    (agents / "slices").mkdir()
+    _write_peer(agents, "p1", {"p1-a-b": {"host": "p1", "target": "a:0"}})
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from agent_mesh import hook\nhook.main(['rescan'])\n"
+        "print('tomllib' in sys.modules)"
+    )
+    runs = [subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                           text=True, check=True).stdout.strip() for _ in range(2)]
+    assert runs == ["True", "False"]
+    assert set(tomllib.loads((agents / "registry.toml").read_text())["agents"]) == {"p1-a-b"}
+
+
+def test_malformed_entries_are_skipped_not_fatal(isolated_env: Path) -> None:
+    (isolated_env / ".agents" / "registry.toml").write_text(
+        '[agents.no-target]\nhost = "h"\n'
+        '[agents.int-target]\nhost = "h"\ntarget = 5\n'
+        '[agents.not-a-table]\n'
+        '[agents.fine]\nhost = "h"\ntarget = "s:0"\nextra = [1, 2]\nstale = "yes"\n'
+    )
+    agents = registry.load_agents()
+    assert set(agents) == {"fine"}
+    assert agents["fine"].target == "s:0" and agents["fine"].stale is True
 
 
 # --- atomic writes and locks --------------------------------------------------
