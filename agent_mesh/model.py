@@ -38,7 +38,10 @@ class Agent:
 
     @classmethod
     def from_table(cls, address: str, table: dict[str, object]) -> Agent:
-        """Build from a parsed TOML table, ignoring unknown keys (newer peers)."""
+        """Build from a parsed TOML table, ignoring unknown keys (newer peers).
+
+        Raises ValueError (not a bare TypeError) when `host` or `target` is missing.
+        """
         known = {f.name for f in fields(cls)} - {"address"}
         values: dict[str, object] = {}
         for key, value in table.items():
@@ -48,6 +51,9 @@ class Agent:
                 values[key] = bool(value)
             else:
                 values[key] = str(value)
+        missing = [key for key in ("host", "target") if key not in values]
+        if missing:
+            raise ValueError(f"agent {address!r} has no {' or '.join(missing)}")
         return cls(address=address, **values)  # type: ignore[arg-type]
 
 

@@ -264,6 +264,9 @@ def test_odd_window_and_session_names_are_stored_exactly(hooked: TmuxServer) -> 
     panes = {name: hooked.new_window("main", name) for name in ODD_WINDOW_NAMES}
     tmux("new-session", "-d", "-s", evil, "-n", f"w`touch {marker}`")
     tmux("new-session", "-d", "-s", quotes, "-n", "$HOME")
+    # tmux stores control characters in session names vis-escaped (`\\t`): the
+    # registry must hold exactly what tmux reports (in_step compares them).
+    tmux("new-session", "-d", "-s", "ses\tsion\nx\x1b ünï|\\")
     wait_in_step(hooked)
     tables = read_agents() or {}
     by_pane = {t["pane_id"]: (address, t) for address, t in tables.items()}
@@ -278,6 +281,7 @@ def test_odd_window_and_session_names_are_stored_exactly(hooked: TmuxServer) -> 
     assert {(t["session"], t["window"]) for t in tables.values()} >= {
         (evil, f"w`touch {marker}`"), (quotes, "$HOME"),
     }
+    assert "ses\\tsion\\nx\\033 ünï|\\\\" in {t["session"] for t in tables.values()}
     assert not Path(marker).exists()
     text = (agents_dir() / "registry.toml").read_text()
     assert "\x1b" not in text and "\t" not in text.replace("\n", "")

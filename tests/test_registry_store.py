@@ -421,3 +421,10 @@ def test_lock_excludes_and_times_out(tmp_path: Path) -> None:
         assert time.monotonic() - started >= 0.2
     with locked(str(lock), timeout=1):
         pass
+
+
+def test_agent_from_table_names_missing_fields() -> None:
+    with pytest.raises(ValueError, match="'x' has no target"):
+        Agent.from_table("x", {"host": "h"})
+    with pytest.raises(ValueError, match="has no host or target"):
+        Agent.from_table("x", {})
