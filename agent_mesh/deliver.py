@@ -368,7 +368,12 @@ def deliver_envelope(
     notes: list[str] = []
     body = envelope.body
     if file_data is not None:
-        shown, size = drop_file(file_data, envelope.sender, envelope.file_name or "file")
+        try:
+            shown, size = drop_file(file_data, envelope.sender, envelope.file_name or "file")
+        except OSError as exc:  # the recipient's disk, not the sender's arguments
+            raise WireError(
+                f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
+            ) from None
         body = drop_notice(shown, size, body)
     clean = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
     if clean.removed:

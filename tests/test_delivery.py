@@ -192,3 +192,15 @@ def test_drop_file_never_leaves_the_inbox() -> None:
         assert size == 4
     assert sorted(p.name for p in inbox().iterdir()) == ["_.._outside"]
     assert not (Path.home() / "outside").exists()
+
+
+def test_file_drop_failure_is_one_line_exit_4(spawn: Spawner, tmp_path: Path) -> None:
+    tui = spawn.agent_tui()
+    inbox().write_text("not a directory")
+    src = tmp_path / "a.txt"
+    src.write_text("x")
+    res = notify(tui.address, "--file", str(src))
+    err = res.stderr.decode()
+    assert res.returncode == 4 and err.count("\n") == 1, err
+    assert err.startswith("notify-pane: could not drop the file into ~/.agent-inbox: "), err
+    assert tui.lines() == []
