@@ -208,9 +208,11 @@ def _check_server(tmux: Any) -> list[Check]:
     missing = [e for e in HOOK_EVENTS if e not in live]
     if not missing:
         return [server, _ok("tmux-hooks", f"all {len(HOOK_EVENTS)} hooks live in the server")]
+    managed = paths.home() / ".local" / "share" / "agent-mesh" / "tmux.conf"  # install.sh's
     if conf is not None:
-        fix = (f"tmux source-file {_tilde(conf)} (keep the agent-mesh block after any plain "
-               "`set-hook -g` lines there, which clear a whole hook array)")
+        fix = (f"tmux source-file {_tilde(managed if managed.exists() else conf)} (and keep "
+               f"the agent-mesh block in {_tilde(conf)} after any plain `set-hook -g` lines, "
+               "which clear a whole hook array)")
     else:
         fix = f"{INSTALL}; it adds them to ~/.tmux.conf and reloads tmux"
     if len(missing) == len(HOOK_EVENTS):

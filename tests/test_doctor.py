@@ -145,6 +145,20 @@ def test_broken_setup_reports_each_failure_with_its_fix(tmux_server: TmuxServer,
     assert "ok   self.conf: this host is 'testhost'" in lines
 
 
+def test_hooks_reload_from_the_installed_snippet(tmux_server: TmuxServer,
+                                                 isolated_env: Path) -> None:
+    tmux_server.start()
+    snippet = (Path(__file__).resolve().parent.parent / "tmux.conf.snippet").read_text()
+    (isolated_env / ".tmux.conf").write_text(snippet)
+    managed = isolated_env / ".local" / "share" / "agent-mesh" / "tmux.conf"
+    managed.parent.mkdir(parents=True)
+    managed.write_text(snippet)
+    hooks = by_name(doctor.check_tmux())["tmux-hooks"]
+    assert not hooks.ok
+    assert hooks.fix.startswith("tmux source-file ~/.local/share/agent-mesh/tmux.conf (and keep "
+                                "the agent-mesh block in ~/.tmux.conf after")
+
+
 def test_hooks_without_tmux_conf_point_at_install(tmux_server: TmuxServer, tools: Path) -> None:
     tmux_server.start()
     hooks = by_name(doctor.check_tmux())["tmux-hooks"]
