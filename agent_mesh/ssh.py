@@ -118,8 +118,14 @@ def import_paramiko() -> Any:
     """Import paramiko, ~40 ms faster: its optional `invoke` import serves only
     `Match exec` in ssh_config, which `ssh -G` already evaluated for us."""
     sys.modules.setdefault("invoke", None)  # type: ignore[arg-type]
+    import logging
+
     import paramiko
 
+    # paramiko logs handshake failures with tracebacks from its own thread; we
+    # report every failure ourselves, as one line.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    logging.getLogger("paramiko").propagate = False
     return paramiko
 
 
@@ -191,6 +197,11 @@ class SshTransport:
             ) from None
         except paramiko.SSHException as exc:
             sock.close()
+            if "banner" in str(exc) or "No existing session" in str(exc):
+                raise self._fail(
+                    f"unreachable (no SSH handshake from {target.hostname}:{target.port} "
+                    f"within {t:g}s)"
+                ) from None
             if "known_hosts" in str(exc):
                 raise self._fail(
                     f"host key for {target.hostname} is unknown; nothing was sent. "

@@ -10,6 +10,7 @@ by push are stored the same way and never pushed onward: nothing echoes.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import os
 import time
@@ -144,7 +145,7 @@ def accept_pushed_slice(sender: str, text: str) -> None:
 
 def _ago(stamp: str) -> str:
     try:
-        then = time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
+        then = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return "never"
     seconds = max(0, int(time.time() - then))
