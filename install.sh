@@ -450,7 +450,7 @@ tmux_live() {
   if out=$(tmux source-file "$root/tmux.conf" 2>&1); then
     say "loaded the hooks into the running tmux server"
   else
-    problem "tmux source-file $root/tmux.conf failed: $out; fix: agent-mesh needs tmux >= 3.0 (this is $(tmux -V 2>/dev/null || echo unknown)); upgrade tmux, then run: tmux source-file ~/.local/share/agent-mesh/tmux.conf"
+    problem "tmux source-file $root/tmux.conf failed: $out; fix: agent-mesh needs tmux >= 3.2 (this is $(tmux -V 2>/dev/null || echo unknown)); upgrade tmux, then run: tmux source-file ~/.local/share/agent-mesh/tmux.conf"
   fi
 }
 
