@@ -88,7 +88,7 @@ def test_self_identify_from_inside_a_pane(tmux_server: TmuxServer, tmp_path: Pat
     command = (f"{BIN / 'agent-self-identify'} --role 'Builder' --scope \"$PWD\"; "
                f"echo $? > {shlex.quote(str(done))}")
     pane.send_keys(command, "Enter")
-    retry_until(lambda: done.exists() and done.read_text().strip(), timeout=20)
+    retry_until(lambda: done.exists() and done.read_text().strip(), timeout=30)
     assert done.read_text().strip() == "0"
     table = read_agents()[f"{SELF_HOST}-crew-worker"]
     assert table["role"] == "Builder" and table["scope"].startswith("/")
