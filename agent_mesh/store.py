@@ -44,8 +44,11 @@ _SHELLS = frozenset({"bash", "zsh", "fish", "sh", "dash", "ksh", "tcsh", "csh"})
 _SCRATCH_NAMES = frozenset({"scratch", "tmp", "temp", "test"})
 
 # What one `list-windows -a` call reads for every window. `#{@agent-role}` is
-# looked up by tmux in the window's options, then the session's: exactly the
-# precedence wanted (window option over session option over inferred).
+# looked up by tmux in the window's options, then the session's, then the
+# global session options (`set -g`): the precedence wanted (window option over
+# session option over inferred). One quirk of tmux's lookup: a *global window*
+# option (`set -gw @agent-role ...`) counts as the window's own and so beats
+# session options; use `set -g` for a global default.
 SCAN_FIELDS = (
     "session_id",
     "session_name",
