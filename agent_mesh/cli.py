@@ -64,7 +64,10 @@ def _age(updated: str) -> str:
 @click.group(context_settings=_CONTEXT)
 @click.version_option(__version__, prog_name="agent-mesh")
 def mesh() -> None:
-    """agent-mesh: message CLI agents in tmux panes, on this host and mesh peers."""
+    """agent-mesh: message CLI agents in tmux panes, on this host and mesh peers.
+
+    Internal subcommands, not listed: `rpc` (what a peer runs over SSH) and
+    `push` (what the tmux hooks start to push this host's slice to the peers)."""
 
 
 @mesh.command("list")
@@ -129,6 +132,33 @@ def sync_cmd() -> None:
             sys.exit(4)
 
     _run_guarded("agent-mesh sync", body)
+
+
+@mesh.command("doctor")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+@click.option("--no-peers", is_flag=True, help="Skip contacting the peers (local checks only).")
+def doctor_cmd(as_json: bool, no_peers: bool) -> None:
+    """Check tmux, hooks, PATH, config, the timer, the registry and every peer.
+    One line per check with the fix for each failure; exit 1 if anything is broken."""
+    from agent_mesh import doctor
+
+    checks = doctor.run_checks(include_peers=not no_peers)
+    if as_json:
+        click.echo(doctor.to_json(checks))
+    else:
+        click.echo(doctor.render(checks))
+        click.echo(doctor.summary(checks))
+    sys.exit(doctor.exit_code(checks))
+
+
+@mesh.command("demo")
+@click.option("--keep", is_flag=True, help="Leave the demo's tmux server running to attach.")
+def demo_cmd(keep: bool) -> None:
+    """Two agents on a private tmux server: register them, deliver a message and a
+    file between them, show what each pane shows. Touches none of your own files."""
+    from agent_mesh import demo
+
+    sys.exit(demo.run_demo(keep=keep))
 
 
 def mesh_main() -> None:

@@ -426,10 +426,7 @@ def _peer_failure(alias: str, message: str) -> Check:
     if "is unknown" in detail and "host key" in detail:
         detail = detail.split(". Check and add it", 1)[0]  # the fix says it
         fix = f"check the key's fingerprint, then accept it once: ssh {alias} true"
-    elif "protocol banner" in detail or "No existing session" in detail:
-        # paramiko's words for a port that accepts TCP but never completes an SSH
-        # handshake (which one depends on which of two equal timeouts fires first)
-        detail += " (the port accepts connections, but no SSH handshake finished in time)"
+    elif "no SSH handshake" in detail:
         fix = f"check HostName and Port of `Host {alias}` in ~/.ssh/config, and that sshd runs"
     elif "CHANGED" in detail:
         fix = (f"if {alias} was reinstalled, verify its new key, then ssh-keygen -R HOST "

@@ -60,8 +60,59 @@ def log(message: str) -> None:
         pass
 
 
+def _slice_identity() -> tuple[int, int] | None:
+    """local.toml's inode and mtime: the store rewrites it only when it changed."""
+    from agent_mesh.store import local_slice_path
+
+    try:
+        st = os.stat(local_slice_path())
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def push_to_peers() -> str:
+    """Start `agent-mesh push` detached when there are peers: a new window is
+    addressable mesh-wide within seconds, and the hook does not wait for SSH."""
+    from agent_mesh.store import agents_dir, self_alias
+
+    try:
+        with open(os.path.join(agents_dir(), "peers.conf"), encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    me = self_alias()
+    if not any(line.split("#", 1)[0].strip() not in ("", me) for line in lines):
+        return ""
+    exe = os.path.join(os.path.dirname(sys.executable), "agent-mesh")
+    if not os.access(exe, os.X_OK):
+        return f"; cannot push: {exe} missing"
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log_fd = os.open(os.path.join(agents_dir(), "push.log"),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.posix_spawn(
+            exe, [exe, "push"], os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                          (os.POSIX_SPAWN_DUP2, log_fd, 2)],
+            setsid=True,
+        )
+    finally:
+        os.close(devnull)
+        os.close(log_fd)
+    return "; pushing to peers"
+
+
 def run(args: list[str]) -> str:
     """Carry out one hook call; returns what to log."""
+    before = _slice_identity()
+    outcome = _apply(args)
+    if _slice_identity() != before:
+        outcome += push_to_peers()
+    return outcome
+
+
+def _apply(args: list[str]) -> str:
     from agent_mesh import store
     from agent_mesh.tmux import Tmux
 

@@ -436,7 +436,14 @@ def write_slice(tables: Mapping[str, Mapping[str, object]], host: str) -> None:
     ]
     meta = {"host": host, "generated": now_iso(), "version": __version__}
     text = dump_tables(header, {"slice": {"meta": meta}, "agents": tables})
+    if _content(text) == _content(_read_text(local_slice_path())):
+        return  # unchanged: keep the file (and its inode), so nothing is pushed to peers
     atomic_write(local_slice_path(), text.encode("utf-8"))
+
+
+def _content(text: str) -> list[str]:
+    """A slice's lines without the generation stamp: what peers care about."""
+    return [line for line in text.splitlines() if not line.startswith("generated = ")]
 
 
 def rescan(tmux: Tmux) -> dict[str, Table]:

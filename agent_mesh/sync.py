@@ -11,8 +11,6 @@ by push are stored the same way and never pushed onward: nothing echoes.
 from __future__ import annotations
 
 import calendar
-import contextlib
-import os
 import time
 from dataclasses import dataclass
 
@@ -100,7 +98,10 @@ def validate_slice(alias: str, text: str) -> dict[str, Agent]:
         pane = str(table.get("pane_id", ""))
         if pane and not (pane.startswith("%") and pane[1:].isdigit()):
             raise SliceRejected(f"entry {address} has pane id {pane[:20]!r}")
-        agents[address] = Agent.from_table(address, table)
+        try:
+            agents[address] = Agent.from_table(address, table)
+        except ValueError as exc:
+            raise SliceRejected(f"entry {address}: {exc}") from None
     return agents
 
 
@@ -222,29 +223,3 @@ def push_pending() -> list[PeerReport]:
         except TimeoutError:
             return reports  # the holder will see our mark
     return reports
-
-
-def spawn_background_push() -> None:
-    """Start `agent-mesh push` detached (new session, no tty), if there are peers."""
-    try:
-        if not read_peers():
-            return
-    except UsageError:
-        return
-    import sys
-
-    exe = os.path.join(os.path.dirname(sys.executable), "agent-mesh")
-    if not os.path.exists(exe):
-        return
-    devnull = os.open(os.devnull, os.O_RDWR)
-    log = os.open(paths.agents_dir() / "push.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    with contextlib.ExitStack() as stack:
-        stack.callback(os.close, devnull)
-        stack.callback(os.close, log)
-        os.posix_spawn(
-            exe, [exe, "push"], os.environ,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, log, 1),
-                          (os.POSIX_SPAWN_DUP2, log, 2)],
-            setsid=True,
-        )
-
