@@ -18,6 +18,7 @@ from conftest import retry_until
 from lab.netlab import Lab, LabHost, lab_available
 
 pytestmark = pytest.mark.lab
+REPO = Path(__file__).resolve().parent.parent
 
 RECEIVER = (
     "import json, readline, sys\n"
@@ -331,3 +332,31 @@ def test_two_host_smoke_like_the_bash_tools_ci(mesh: Mesh) -> None:
     assert (mesh.host("h1").home / ".agent-inbox" / "h2" / "smoke.txt").read_bytes() == payload
     assert "file dropped at ~/.agent-inbox/h2/smoke.txt" in wait_received(mesh, "h1", 1,
                                                                            "smoke")[-1]
+
+
+def test_new_window_reaches_the_peers_within_seconds_without_a_sync(mesh: Mesh) -> None:
+    """The hook pushes the changed slice in the background; no timer tick needed."""
+    h1 = mesh.host("h1")
+    share = h1.home / ".local" / "share" / "agent-mesh" / "hooks"
+    share.mkdir(parents=True, exist_ok=True)
+    launcher = share / "tmux-event"
+    launcher.write_bytes((REPO / "hooks" / "tmux-event").read_bytes())
+    launcher.chmod(0o755)
+    for path in (h1.home / ".local", h1.home / ".local" / "share",
+                 share.parent, share, launcher):
+        os.chown(path, h1.uid, h1.gid)
+    snippet = h1.home / "agent-mesh.tmux.conf"
+    snippet.write_bytes((REPO / "tmux.conf.snippet").read_bytes())
+    assert h1.tmux("source-file", str(snippet)).returncode == 0
+    started = time.monotonic()
+    assert h1.tmux("new-window", "-d", "-t", "main:", "-n", "pushed").returncode == 0
+
+    def on_peers() -> bool:
+        return all("h1-main-pushed" in mesh.run(name, "notify-pane", "--list").stdout.decode()
+                   for name in ("h2", "h3"))
+
+    retry_until(on_peers, timeout=10)
+    print(f"new window visible on h2 and h3 after {time.monotonic() - started:.2f}s")
+    assert h1.tmux("kill-window", "-t", "main:pushed").returncode == 0
+    retry_until(lambda: not on_peers() and "h1-main-pushed" not in
+                mesh.run("h2", "notify-pane", "--list").stdout.decode(), timeout=10)
