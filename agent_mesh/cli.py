@@ -10,7 +10,6 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 import click
@@ -78,7 +77,7 @@ def list_cmd(as_json: bool) -> None:
     def body() -> None:
         agents = registry.load_agents()
         if as_json:
-            click.echo(json.dumps([asdict(a) for a in agents.values()], indent=2))
+            click.echo(json.dumps([a.as_dict() for a in agents.values()], indent=2))
             return
         rows: list[list[str]] = [["ADDRESS", "HOST", "ROLE", "SCOPE", "COMMAND", "AGE"]]
         for agent in agents.values():

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 from agent_mesh import paths
 from agent_mesh.errors import NotReady, UsageError, WireError
@@ -58,13 +57,7 @@ def settle_seconds() -> float:
 # --- message text -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class CleanText:
-    text: str
-    removed: int
-
-
-def sanitize(body: str) -> CleanText:
+def sanitize(body: str) -> tuple[str, int]:
     """Drop what could escape the bracketed paste or act as a key.
 
     ESC (an `ESC[201~` would end the paste early), other C0 controls, DEL and C1
@@ -81,7 +74,7 @@ def sanitize(body: str) -> CleanText:
         for ch in text
         if ch in "\t\n" or not (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F)
     ]
-    return CleanText("".join(kept), len(text) - len(kept))
+    return "".join(kept), len(text) - len(kept)
 
 
 # --- pane state -------------------------------------------------------------
@@ -183,7 +176,9 @@ def deliver_text(
     notes: list[str] = []
     settle = settle_seconds()
     pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
-    lock = paths.locks_dir() / f"pane-{hash_text(_server_key(tmux))}-{pane.lstrip('%')}.lock"
+    lock = os.path.join(
+        paths.locks_dir(), f"pane-{hash_text(_server_key(tmux))}-{pane.lstrip('%')}.lock"
+    )
     try:
         with locked(lock, timeout=_LOCK_TIMEOUT) as fd:
             _deliver_locked(tmux, fd, pane, text, force, skip_dismiss, settle, notes)
@@ -347,12 +342,12 @@ def drop_file(data: bytes, sender: str, name: str) -> tuple[str, int]:
     folder = sender_dir_name(sender)
     base = safe_component(os.path.basename(name), "file")
     inbox = paths.inbox_dir()
-    inbox.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(inbox, 0o700)
-    target_dir = inbox / folder
-    target_dir.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(target_dir, 0o700)
-    atomic_write(target_dir / base, data, mode=0o600)
+    target_dir = os.path.join(inbox, folder)
+    for folder_path in (inbox, target_dir):
+        if not os.path.isdir(folder_path):
+            os.makedirs(folder_path, 0o700, exist_ok=True)
+        os.chmod(folder_path, 0o700)
+    atomic_write(os.path.join(target_dir, base), data, mode=0o600)
     return f"~/.agent-inbox/{folder}/{base}", len(data)
 
 
@@ -375,18 +370,18 @@ def deliver_envelope(
                 f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
             ) from None
         body = drop_notice(shown, size, body)
-    clean = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
-    if clean.removed:
-        notes.append(f"removed {clean.removed} control character(s) from the message")
+    text, removed = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
+    if removed:
+        notes.append(f"removed {removed} control character(s) from the message")
     target = agent.pane_id or agent.target
     pane, more = deliver_text(
-        clean.text, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
+        text, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
     )
     return DeliveryResult(
         address=agent.address,
         host=agent.host,
         target=agent.target,
         pane_id=pane,
-        bytes_sent=len(clean.text.encode("utf-8")),
+        bytes_sent=len(text.encode("utf-8")),
         notes=notes + more,
     )

@@ -77,7 +77,7 @@ def _warn(name: str, detail: str, fix: str) -> Check:
 
 def _tilde(path: Path | str) -> str:
     """A path as the user would type it (~/...), for short, copy-pasteable lines."""
-    text, home = str(path), str(paths.home())
+    text, home = str(path), str(Path(paths.home()))
     if home not in ("", "/") and (text == home or text.startswith(home + os.sep)):
         return "~" + text[len(home):]
     return text
@@ -135,7 +135,7 @@ def parse_tmux_version(text: str) -> tuple[int, int] | None:
 
 def _tmux_conf_has_hooks() -> Path | None:
     """The tmux config file that installs our hooks, if any (what a new server loads)."""
-    home = paths.home()
+    home = Path(paths.home())
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
     for path in (home / ".tmux.conf", Path(xdg) / "tmux" / "tmux.conf"):
         try:
@@ -208,7 +208,7 @@ def _check_server(tmux: Any) -> list[Check]:
     missing = [e for e in HOOK_EVENTS if e not in live]
     if not missing:
         return [server, _ok("tmux-hooks", f"all {len(HOOK_EVENTS)} hooks live in the server")]
-    managed = paths.home() / ".local" / "share" / "agent-mesh" / "tmux.conf"  # install.sh's
+    managed = Path(paths.home()) / ".local" / "share" / "agent-mesh" / "tmux.conf"  # install.sh's
     if conf is not None:
         fix = (f"tmux source-file {_tilde(managed if managed.exists() else conf)} (and keep "
                f"the agent-mesh block in {_tilde(conf)} after any plain `set-hook -g` lines, "
@@ -227,12 +227,12 @@ def _check_server(tmux: Any) -> list[Check]:
 
 
 def hook_launcher_path() -> Path:
-    return paths.home() / ".local" / "share" / "agent-mesh" / "hooks" / "tmux-event"
+    return Path(paths.home()) / ".local" / "share" / "agent-mesh" / "hooks" / "tmux-event"
 
 
 def hook_command_path() -> Path:
     """Where hooks/tmux-event looks for agent-register-hook ($AGENT_MESH_BIN overrides)."""
-    return Path(os.environ.get("AGENT_MESH_BIN") or paths.home() / ".local" / "bin") / (
+    return Path(os.environ.get("AGENT_MESH_BIN") or Path(paths.home()) / ".local" / "bin") / (
         "agent-register-hook")
 
 
@@ -257,7 +257,7 @@ def check_path() -> Check:
     if not missing:
         dirs = sorted({_tilde(os.path.dirname(str(w))) for w in found.values()})
         return _ok("path", f"{', '.join(COMMANDS)} in {', '.join(dirs)}")
-    local_bin = paths.home() / ".local" / "bin"
+    local_bin = Path(paths.home()) / ".local" / "bin"
     if all((local_bin / c).exists() for c in missing):
         fix = ('add ~/.local/bin to PATH: export PATH="$HOME/.local/bin:$PATH" '
                "(install.sh adds it to your shell rc; open a new shell)")
@@ -269,7 +269,7 @@ def check_path() -> Check:
 def check_self_conf() -> Check:
     from agent_mesh.sync import valid_alias
 
-    path = paths.self_conf()
+    path = Path(paths.self_conf())
     fix = ("echo ALIAS > ~/.agents/self.conf, where ALIAS is the name your peers use for "
            "this host (their ~/.ssh/config Host and peers.conf)")
     try:
@@ -292,7 +292,7 @@ def check_peers_conf() -> tuple[Check, list[str]]:
     """peers.conf exists and every alias in it is valid; returns the peers too."""
     from agent_mesh.sync import read_peers
 
-    path = paths.peers_conf()
+    path = Path(paths.peers_conf())
     if not path.exists():
         return _fail("peers.conf", f"{_tilde(path)} is missing",
                      f"{INSTALL}, or create it: one SSH alias (a Host from ~/.ssh/config) "
@@ -330,10 +330,10 @@ def _read_toml(name: str, path: Path) -> tuple[Check | None, dict[str, object]]:
 def check_registry_files(now: float) -> list[Check]:
     """local.toml (this host) and registry.toml (the merged view notify-pane reads)."""
     checks: list[Check] = []
-    failed, doc = _read_toml("local.toml", paths.local_slice())
+    failed, doc = _read_toml("local.toml", Path(paths.local_slice()))
     checks.append(failed or _ok("local.toml", f"{len(registry.agents_from(doc))} agent(s) "
                                 "on this host"))
-    path = paths.registry_file()
+    path = Path(paths.registry_file())
     failed, doc = _read_toml("registry.toml", path)
     if failed:
         return [*checks, failed]
@@ -367,7 +367,7 @@ def _hook_log_errors(text: str, mtime: float) -> list[tuple[float, str]]:
 
 
 def check_hook_log(now: float) -> Check:
-    path = paths.hook_log()
+    path = Path(paths.hook_log())
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -498,7 +498,7 @@ def _probe(alias: str, results: dict[str, Check]) -> None:
 def check_slice(alias: str, now: float) -> Check:
     """How fresh our last good copy of the peer's agents is."""
     name = f"slice:{alias}"
-    path = paths.slices_dir() / f"{alias}.toml"
+    path = Path(paths.slices_dir()) / f"{alias}.toml"
     if not path.exists():
         return _warn(name, "never fetched", "agent-mesh sync (once the peer check passes)")
     try:
@@ -539,7 +539,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     try:
         from agent_mesh.sync import read_peers
 
-        peers = read_peers() if paths.peers_conf().exists() else []
+        peers = read_peers() if Path(paths.peers_conf()).exists() else []
     except Exception:
         peers = []  # the peers.conf check reports why
     results: dict[str, Check] = {}

@@ -105,9 +105,7 @@ def _list(as_json: bool, extra: list[str]) -> int:
     agents = load_agents()
     if as_json:
         import json
-        from dataclasses import asdict
-
-        print(json.dumps([asdict(ag) for ag in agents.values()], indent=2, ensure_ascii=False))
+        print(json.dumps([ag.as_dict() for ag in agents.values()], indent=2, ensure_ascii=False))
     else:
         for address in agents:
             print(address)

@@ -1,56 +1,61 @@
-"""Every file location in one place.
+"""Every file location in one place, as plain strings.
 
-Functions, not constants: tests and the lab point HOME (or AGENT_MESH_HOME) elsewhere
-after import.
+Functions, not constants: tests and the lab point HOME (or AGENT_MESH_HOME)
+elsewhere after import. Strings, not pathlib: the hook and notify-pane import
+this, and pathlib's import alone (~9 ms here) costs more than a delivery's
+tmux calls. Callers that want path objects wrap them in Path().
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 
-def home() -> Path:
-    return Path(os.environ.get("HOME") or os.path.expanduser("~"))
+def home() -> str:
+    return os.environ.get("HOME") or os.path.expanduser("~")
 
 
-def agents_dir() -> Path:
+def agents_dir() -> str:
     """~/.agents, overridable with AGENT_MESH_HOME."""
-    override = os.environ.get("AGENT_MESH_HOME")
-    return Path(override) if override else home() / ".agents"
+    return os.environ.get("AGENT_MESH_HOME") or os.path.join(home(), ".agents")
 
 
-def local_slice() -> Path:
+def local_slice() -> str:
     """This host's own entries, rewritten by the tmux hooks."""
-    return agents_dir() / "local.toml"
+    return os.path.join(agents_dir(), "local.toml")
 
 
-def registry_file() -> Path:
+def registry_file() -> str:
     """The merged view of every host's slice that notify-pane reads."""
-    return agents_dir() / "registry.toml"
+    return os.path.join(agents_dir(), "registry.toml")
 
 
-def slices_dir() -> Path:
+def registry_cache() -> str:
+    """registry.toml as marshal data, keyed by that file's identity (see registry)."""
+    return os.path.join(agents_dir(), ".registry.cache")
+
+
+def slices_dir() -> str:
     """Last good copy of each peer's slice, one file per peer alias."""
-    return agents_dir() / "slices"
+    return os.path.join(agents_dir(), "slices")
 
 
-def peers_conf() -> Path:
-    return agents_dir() / "peers.conf"
+def peers_conf() -> str:
+    return os.path.join(agents_dir(), "peers.conf")
 
 
-def self_conf() -> Path:
-    return agents_dir() / "self.conf"
+def self_conf() -> str:
+    return os.path.join(agents_dir(), "self.conf")
 
 
-def hook_log() -> Path:
-    return agents_dir() / "hook.log"
+def hook_log() -> str:
+    return os.path.join(agents_dir(), "hook.log")
 
 
-def locks_dir() -> Path:
-    return agents_dir() / "locks"
+def locks_dir() -> str:
+    return os.path.join(agents_dir(), "locks")
 
 
-def inbox_dir() -> Path:
+def inbox_dir() -> str:
     """Where file drops land: ~/.agent-inbox/<sender>/<name>."""
-    return home() / ".agent-inbox"
+    return os.path.join(home(), ".agent-inbox")

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import sys
 import unicodedata
-from dataclasses import dataclass, field
+from collections import namedtuple
+
+from agent_mesh.model import Frozen
 
 SHELLS = frozenset({"bash", "zsh", "fish", "sh", "dash", "ksh", "mksh", "tcsh", "csh", "ash"})
 NOT_AN_INPUT = frozenset(
@@ -27,30 +29,43 @@ _RULE_CHARS = frozenset("─━═-")
 _FRAME = frozenset("│┃║|╭╮╰╯┌┐└┘")
 
 
-@dataclass(frozen=True)
-class Cell:
-    char: str
-    faint: bool
+# A screen cell: (character, drawn faint?). A namedtuple, not a class: a screen
+# has thousands of them and a tuple is the cheapest object to build.
+Cell = namedtuple("Cell", ("char", "faint"))
 
 
-@dataclass(frozen=True)
-class PaneState:
+class PaneState(Frozen):
     """What tmux says about a pane, plus its visible screen with SGR escapes."""
 
+    FIELDS = (
+        "pane_id", "dead", "in_mode", "mode", "cursor_x", "cursor_y", "cursor_visible",
+        "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground"
+    )
+    __slots__ = FIELDS
     pane_id: str
-    dead: bool = False
-    in_mode: bool = False
-    mode: str = ""
-    cursor_x: int = 0
-    cursor_y: int = 0
-    cursor_visible: bool = True
-    alternate_on: bool = False
-    current_command: str = ""
-    pane_pid: int = 0
-    width: int = 0
-    accept: str = ""
-    screen: str = ""
-    foreground: str = field(default="", compare=False)
+    dead: bool
+    in_mode: bool
+    mode: str
+    cursor_x: int
+    cursor_y: int
+    cursor_visible: bool
+    alternate_on: bool
+    current_command: str
+    pane_pid: int
+    width: int
+    accept: str
+    screen: str
+    foreground: str
+
+    def __init__(self, pane_id: str, dead: bool = False, in_mode: bool = False, mode: str = "",
+                 cursor_x: int = 0, cursor_y: int = 0, cursor_visible: bool = True,
+                 alternate_on: bool = False, current_command: str = "", pane_pid: int = 0,
+                 width: int = 0, accept: str = "", screen: str = "",
+                 foreground: str = "") -> None:
+        self._set(pane_id=pane_id, dead=dead, in_mode=in_mode, mode=mode, cursor_x=cursor_x,
+                  cursor_y=cursor_y, cursor_visible=cursor_visible, alternate_on=alternate_on,
+                  current_command=current_command, pane_pid=pane_pid, width=width,
+                  accept=accept, screen=screen, foreground=foreground)
 
     @property
     def accepts_shell(self) -> bool:

@@ -8,12 +8,13 @@ with tomllib, and resolves addresses for senders.
 
 from __future__ import annotations
 
-import tomllib
+import marshal
+import os
 from collections.abc import Mapping
-from pathlib import Path
 
-from agent_mesh import paths, store
+from agent_mesh import __version__, paths, store
 from agent_mesh.errors import UnknownAgent, UsageError
+from agent_mesh.fsutil import atomic_write
 from agent_mesh.model import Agent
 from agent_mesh.store import (
     ADDRESS_MAX,
@@ -67,17 +68,22 @@ def _agents(tables: Mapping[str, Mapping[str, object]]) -> dict[str, Agent]:
     return {address: Agent.from_table(address, dict(t)) for address, t in tables.items()}
 
 
-def read_toml(path: Path) -> dict[str, object]:
+def read_toml(path: str | os.PathLike[str]) -> dict[str, object]:
     """Parse a TOML file; a missing file is empty; invalid TOML raises UsageError."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return _parse(data, path)
+
+
+def _parse(data: bytes, path: object) -> dict[str, object]:
     try:
-        return tomllib.loads(data.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        return store.parse_toml(data.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
         raise UsageError(
             f"{path} is not valid TOML ({exc}); run agent-discover to rebuild it"
         ) from exc
@@ -88,12 +94,60 @@ def agents_from(doc: Mapping[str, object]) -> dict[str, Agent]:
     return _agents(store.tables_from(doc))
 
 
-def load_agents(path: Path | None = None) -> dict[str, Agent]:
-    """The agents of a registry file (default: the merged registry.toml)."""
-    return agents_from(read_toml(path or paths.registry_file()))
+def load_agents(path: str | os.PathLike[str] | None = None) -> dict[str, Agent]:
+    """The agents of a registry file (default: the merged registry.toml, cached)."""
+    if path is None:
+        return _agents(_registry_tables())
+    return agents_from(read_toml(path))
 
 
-def read_slice_file(path: Path) -> tuple[dict[str, object], dict[str, Agent]]:
+def _registry_tables() -> dict[str, dict[str, object]]:
+    """registry.toml's entries, through a marshal cache keyed by the file's identity.
+
+    Importing tomllib costs ~13 ms here, more than a local delivery's tmux calls,
+    while the registry only changes when windows come and go. The cache holds the
+    parsed tables with the (inode, size, mtime, version) of the file they came
+    from, read from the same descriptor, so any rewrite of registry.toml (always a
+    rename, so a new inode) or a hand edit makes it miss.
+    """
+    path = paths.registry_file()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        st = os.fstat(fd)
+        key = (st.st_ino, st.st_size, st.st_mtime_ns, __version__)
+        cached = _read_cache(key)
+        if cached is not None:
+            return cached
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    tables = {a: dict(t) for a, t in store.tables_from(_parse(b"".join(chunks), path)).items()}
+    try:  # noqa: SIM105 - contextlib would cost the hot path an import
+        atomic_write(paths.registry_cache(), marshal.dumps((key, tables)), mode=0o600)
+    except OSError:
+        pass  # a cache that can't be written only costs the next reader a parse
+    return tables
+
+
+def _read_cache(key: tuple[object, ...]) -> dict[str, dict[str, object]] | None:
+    try:
+        with open(paths.registry_cache(), "rb") as fh:
+            cached_key, tables = marshal.load(fh)
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+    if cached_key != key or not isinstance(tables, dict):
+        return None
+    return tables
+
+
+def read_slice_file(path: str | os.PathLike[str]) -> tuple[dict[str, object], dict[str, Agent]]:
     """A stored slice's `[slice.meta]` table and its agents."""
     doc = read_toml(path)
     slice_tables = doc.get("slice", {})
@@ -118,7 +172,7 @@ def unregister_session(session: str, tmux: Tmux | None = None) -> list[str]:
 
 def assemble() -> dict[str, Agent]:
     """Rewrite registry.toml from local.toml and the peers' last good slices."""
-    return agents_from(tomllib.loads(store.assemble()))
+    return agents_from(store.parse_toml(store.assemble()))
 
 
 def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:

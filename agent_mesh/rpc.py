@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import replace
-from typing import Any
 
 from agent_mesh import __version__, paths, registry
 from agent_mesh.errors import MeshError, UnknownAgent, UsageError
 from agent_mesh.wire import PROTOCOL, envelope_from_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs an import on every remote message's path
+    from typing import Any
 
 MAX_REQUEST = 64 * 1024 * 1024
 
@@ -48,7 +50,7 @@ def _deliver(request: dict[str, Any]) -> dict[str, Any]:
         shown, size = place_upload(
             str(upload["tmp"]), envelope.sender, str(upload["name"]), int(upload["size"])
         )
-        envelope = replace(envelope, body=drop_notice(shown, size, envelope.body))
+        envelope = envelope.replace(body=drop_notice(shown, size, envelope.body))
     result = deliver_envelope(envelope, agent)
     return {
         "address": result.address, "target": result.target, "pane_id": result.pane_id,
@@ -64,23 +66,23 @@ def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]
     """
     from agent_mesh.deliver import safe_component, sender_dir_name
 
-    incoming = (paths.inbox_dir() / ".incoming").resolve()
-    source = (paths.home() / tmp).resolve()
-    if source.parent != incoming or not source.name.endswith(".part"):
+    incoming = os.path.realpath(os.path.join(paths.inbox_dir(), ".incoming"))
+    source = os.path.realpath(os.path.join(paths.home(), tmp))
+    if os.path.dirname(source) != incoming or not source.endswith(".part"):
         raise UsageError(f"refusing upload path {tmp!r}")
     try:
-        actual = source.stat().st_size
+        actual = os.stat(source).st_size
     except FileNotFoundError:
         raise UsageError("the uploaded file is missing") from None
     if actual != size:
-        source.unlink(missing_ok=True)
+        os.unlink(source)
         raise UsageError(f"upload truncated ({actual} of {size} bytes)")
     folder = sender_dir_name(sender)
     base = safe_component(os.path.basename(name), "file")
-    target_dir = paths.inbox_dir() / folder
-    target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target_dir = os.path.join(paths.inbox_dir(), folder)
+    os.makedirs(target_dir, mode=0o700, exist_ok=True)
     os.chmod(target_dir, 0o700)
-    os.replace(source, target_dir / base)
+    os.replace(source, os.path.join(target_dir, base))
     return f"~/.agent-inbox/{folder}/{base}", size
 
 
@@ -93,7 +95,8 @@ def _exchange(request: dict[str, Any]) -> dict[str, Any]:
     if text is not None:
         sync.accept_pushed_slice(sender, str(text))
     try:
-        ours = paths.local_slice().read_text(encoding="utf-8")
+        with open(paths.local_slice(), encoding="utf-8") as fh:
+            ours = fh.read()
     except FileNotFoundError:
         ours = ""
     return {"slice": ours}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from agent_mesh import registry
 from agent_mesh.errors import UsageError
@@ -23,8 +22,8 @@ def sender_id(tmux: Tmux | None = None) -> str:
     if not pane or not os.environ.get("TMUX"):
         return host
     try:
-        for agent in registry.load_agents(registry.paths.local_slice()).values():
-            if agent.pane_id == pane:
+        for agent in registry.load_agents().values():
+            if agent.pane_id == pane and agent.host == host:
                 return agent.address
     except UsageError:
         pass
@@ -38,7 +37,8 @@ def sender_id(tmux: Tmux | None = None) -> str:
 
 def read_file(path: str) -> bytes:
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            return fh.read()
     except IsADirectoryError:
         raise UsageError(f"cannot read {path}: it is a directory") from None
     except OSError as exc:

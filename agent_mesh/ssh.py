@@ -28,6 +28,7 @@ from typing import Any
 from agent_mesh import __version__
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
+from agent_mesh.transport import Transport
 from agent_mesh.wire import PROTOCOL, REMOTE_COMMAND, envelope_to_json, error_from_reply
 
 DEFAULT_CONNECT_TIMEOUT = 4.0
@@ -148,7 +149,7 @@ class _QuickAckSocket:
         return getattr(self._sock, name)
 
 
-class SshTransport:
+class SshTransport(Transport):
     """A lazily opened connection to one peer, reused for every request to it."""
 
     def __init__(self, alias: str) -> None:

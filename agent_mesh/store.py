@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 
-from agent_mesh import __version__
+from agent_mesh import __version__, paths
 from agent_mesh.fsutil import atomic_write, locked
 
 TYPE_CHECKING = False
@@ -81,28 +81,12 @@ FIELDS = (
 _SLICE_ONLY = FIELDS[:-2]  # a host's own slice never carries the merged view's marks
 
 
-# --- file locations (mirrors agent_mesh.paths without pathlib) ---------------
+# --- file locations ------------------------------------------------------------
 
-
-def agents_dir() -> str:
-    """~/.agents, overridable with AGENT_MESH_HOME (as paths.agents_dir)."""
-    override = os.environ.get("AGENT_MESH_HOME")
-    if override:
-        return override
-    home = os.environ.get("HOME") or os.path.expanduser("~")
-    return os.path.join(home, ".agents")
-
-
-def local_slice_path() -> str:
-    return os.path.join(agents_dir(), "local.toml")
-
-
-def registry_path() -> str:
-    return os.path.join(agents_dir(), "registry.toml")
-
-
-def slices_path() -> str:
-    return os.path.join(agents_dir(), "slices")
+agents_dir = paths.agents_dir
+local_slice_path = paths.local_slice
+registry_path = paths.registry_file
+slices_path = paths.slices_dir
 
 
 def _slice_lock() -> str:

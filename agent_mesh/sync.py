@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from agent_mesh import paths, registry
 from agent_mesh.errors import UsageError, WireError
@@ -53,7 +54,7 @@ def valid_alias(alias: str) -> bool:
 def read_peers() -> list[str]:
     """Aliases from peers.conf (one per line, `#` comments), without this host."""
     try:
-        text = paths.peers_conf().read_text(encoding="utf-8")
+        text = Path(paths.peers_conf()).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
     me = registry.self_alias()
@@ -63,7 +64,7 @@ def read_peers() -> list[str]:
         if not alias or alias == me or alias in peers:
             continue
         if not valid_alias(alias):
-            raise UsageError(f"{paths.peers_conf()}: invalid host alias {alias!r}")
+            raise UsageError(f"{Path(paths.peers_conf())}: invalid host alias {alias!r}")
         peers.append(alias)
     return peers
 
@@ -114,13 +115,13 @@ def store_slice(alias: str, agents: dict[str, Agent], fetched: str, stale: bool 
         [f"agent-mesh: last good slice of {alias}. Do not edit."],
         {"slice": {"meta": meta}, "agents": {a: ag.to_table() for a, ag in agents.items()}},
     )
-    atomic_write(paths.slices_dir() / f"{alias}.toml", text.encode("utf-8"))
+    atomic_write(Path(paths.slices_dir()) / f"{alias}.toml", text.encode("utf-8"))
 
 
 def mark_stale(alias: str, error: str) -> tuple[int, str]:
     """Keep the last good slice but flag it; returns (agents kept, last fetch time)."""
-    path = paths.slices_dir() / f"{alias}.toml"
-    with locked(paths.slices_dir() / f".{alias}.lock"):
+    path = Path(paths.slices_dir()) / f"{alias}.toml"
+    with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
         try:
             meta, agents = registry.read_slice_file(path)
         except UsageError:
@@ -139,7 +140,7 @@ def accept_pushed_slice(sender: str, text: str) -> None:
         agents = validate_slice(sender, text)
     except SliceRejected as exc:
         raise UsageError(f"slice from {sender} rejected: {exc}") from None
-    with locked(paths.slices_dir() / f".{sender}.lock"):
+    with locked(Path(paths.slices_dir()) / f".{sender}.lock"):
         store_slice(sender, agents, registry.now_iso())
     registry.assemble()
 
@@ -175,7 +176,7 @@ def sync_one(alias: str, local_text: str | None) -> PeerReport:
         kept, fetched = mark_stale(alias, f"rejected: {exc}")
         return PeerReport(alias, "rejected", f"{exc}; keeping {kept} agent(s) from "
                           f"{_ago(fetched)} (stale)", kept)
-    with locked(paths.slices_dir() / f".{alias}.lock"):
+    with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
         store_slice(alias, agents, registry.now_iso())
     return PeerReport(alias, "ok", "", len(agents), elapsed)
 
@@ -186,17 +187,17 @@ def sync(push: bool = True) -> list[PeerReport]:
     local_text: str | None = None
     if push:
         try:
-            local_text = paths.local_slice().read_text(encoding="utf-8")
+            local_text = Path(paths.local_slice()).read_text(encoding="utf-8")
         except FileNotFoundError:
             local_text = None
-    paths.slices_dir().mkdir(parents=True, exist_ok=True)
+    Path(paths.slices_dir()).mkdir(parents=True, exist_ok=True)
     reports: list[PeerReport] = []
     if peers:
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(max_workers=min(16, len(peers))) as pool:
             reports = list(pool.map(lambda alias: sync_one(alias, local_text), peers))
-    for old in paths.slices_dir().glob("*.toml"):
+    for old in Path(paths.slices_dir()).glob("*.toml"):
         if old.stem not in peers:  # no longer a member
             old.unlink(missing_ok=True)
     registry.assemble()
@@ -210,8 +211,8 @@ def push_pending() -> list[PeerReport]:
     no mark is left, so 30 hooks firing together cost one or two rounds, and a
     change made during a round is never lost.
     """
-    pending = paths.agents_dir() / "push.pending"
-    lock_path = paths.agents_dir() / "push.lock"
+    pending = Path(paths.agents_dir()) / "push.pending"
+    lock_path = Path(paths.agents_dir()) / "push.lock"
     pending.touch()
     reports: list[PeerReport] = []
     while pending.exists():

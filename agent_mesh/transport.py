@@ -7,22 +7,25 @@ the envelope to `agent-mesh rpc` on the peer, which runs the same delivery.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
 
-class Transport(Protocol):
+class Transport:
+    """The interface (a plain base class: typing.Protocol costs an import on the hot path)."""
+
     host: str
 
     def deliver(
         self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
     ) -> DeliveryResult:
         """Deliver envelope to agent's pane, dropping file_data into the inbox first."""
-        ...
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release any connection (nothing to do locally)."""
 
 
-class LocalTransport:
+class LocalTransport(Transport):
     """Delivery to a pane of this host's own tmux server."""
 
     def __init__(self, host: str) -> None:

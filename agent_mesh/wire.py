@@ -5,10 +5,12 @@ Shared by the SSH transport (sender side) and `agent-mesh rpc` (peer side).
 
 from __future__ import annotations
 
-from typing import Any
-
 from agent_mesh.errors import MeshError, NotReady, UnknownAgent, UsageError, WireError
 from agent_mesh.model import Envelope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs an import on every remote message's path
+    from typing import Any
 
 PROTOCOL = 1
 # Runs under the peer user's login shell: plain words and single quotes only, so it

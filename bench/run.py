@@ -285,6 +285,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--only", default=",".join(BENCHMARKS))
     args = parser.parse_args()
+    # An installed package has bytecode (pip compiles it); a dev checkout under
+    # PYTHONDONTWRITEBYTECODE would recompile every module on every run instead.
+    import compileall
+
+    compileall.compile_dir(str(REPO / "agent_mesh"), quiet=1)
     results = [r for name in args.only.split(",") if name for r in BENCHMARKS[name](args.rounds)]
     report(results)
     out = REPO / "bench" / "results"
