@@ -427,3 +427,21 @@ def test_agent_from_table_names_missing_fields() -> None:
         Agent.from_table("x", {"host": "h"})
     with pytest.raises(ValueError, match="has no host or target"):
         Agent.from_table("x", {})
+
+
+def test_registry_cache_follows_every_rewrite_and_hand_edit(isolated_env: Path) -> None:
+    """notify-pane reads registry.toml through a marshal cache keyed by the file's
+    identity: a rewrite by the store or a hand edit must never serve stale entries."""
+    from agent_mesh import paths, registry
+
+    path = Path(paths.registry_file())
+    path.write_text('[agents.h-s-a]\nhost = "h"\ntarget = "s:0"\n')
+    assert list(registry.load_agents()) == ["h-s-a"]
+    assert Path(paths.registry_cache()).exists()
+    assert list(registry.load_agents()) == ["h-s-a"]  # served from the cache
+    path.write_text('[agents.h-s-b]\nhost = "h"\ntarget = "s:1"\n')  # same size, new content
+    assert list(registry.load_agents()) == ["h-s-b"]
+    Path(paths.registry_cache()).write_bytes(b"not marshal data")
+    assert list(registry.load_agents()) == ["h-s-b"]
+    path.unlink()
+    assert registry.load_agents() == {}
