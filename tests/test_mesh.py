@@ -360,3 +360,32 @@ def test_new_window_reaches_the_peers_within_seconds_without_a_sync(mesh: Mesh) 
     assert h1.tmux("kill-window", "-t", "main:pushed").returncode == 0
     retry_until(lambda: not on_peers() and "h1-main-pushed" not in
                 mesh.run("h2", "notify-pane", "--list").stdout.decode(), timeout=10)
+
+
+def test_proxyjump_from_ssh_config_is_honoured(mesh: Mesh) -> None:
+    """An alias reached through a jump host (ProxyJump h2), resolved by ssh -G."""
+    h1, h3 = mesh.host("h1"), mesh.host("h3")
+    config = h1.home / ".ssh" / "config"
+    saved = config.read_bytes()
+    try:
+        with config.open("a") as fh:
+            fh.write(f"\nHost h3-via-h2\n    HostName {h3.ip}\n    User {h3.user}\n"
+                     "    ProxyJump h2\n    IdentityFile ~/.ssh/id_ed25519\n")
+        code = ("from agent_mesh.ssh import SshTransport\n"
+                "t = SshTransport('h3-via-h2')\n"
+                "print(t.call({'op': 'hello'})['host'])\n"
+                "print(t._jump is not None and t._jump.host)\n")
+        out = mesh.run("h1", str(mesh.lab.venv / "bin" / "python"), "-c", code)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.decode().split() == ["h3", "h2"]
+    finally:
+        config.write_bytes(saved)
+
+
+def test_version_mismatch_is_refused_by_the_peer(mesh: Mesh) -> None:
+    """A peer running another agent-mesh version answers with a clear error."""
+    request = json.dumps({"op": "hello", "protocol": 1, "version": "0.0.0-other"}).encode()
+    out = mesh.run("h1", "agent-mesh", "rpc", input=request)
+    reply = json.loads(out.stdout)
+    assert out.returncode == 0 and reply["ok"] is False and reply["code"] == 1
+    assert "0.0.0-other" in reply["error"] and "same version" in reply["error"]
