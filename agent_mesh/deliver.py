@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 
 from agent_mesh import paths
 from agent_mesh.errors import NotReady, UsageError, WireError
@@ -161,7 +162,7 @@ def hash_text(text: str) -> int:
 
 
 def deliver_text(
-    text: str,
+    text: str | Callable[[], str],
     target: str,
     *,
     force: bool = False,
@@ -170,7 +171,9 @@ def deliver_text(
 ) -> tuple[str, list[str]]:
     """Paste text into the pane `target` and submit it; returns (pane_id, notes).
 
-    Raises NotReady (unless force), PaneGone, WireError.
+    `text` may be a function, called only once the pane has been found ready
+    (under its lock): a file drop then happens only for a message that will be
+    delivered. Raises NotReady (unless force), PaneGone, WireError.
     """
     tmux = tmux or Tmux()
     notes: list[str] = []
@@ -196,7 +199,7 @@ def _deliver_locked(
     tmux: Tmux,
     fd: int,
     pane: str,
-    text: str,
+    text: str | Callable[[], str],
     force: bool,
     skip_dismiss: bool,
     settle: float,
@@ -217,6 +220,8 @@ def _deliver_locked(
             state, reason = _poll_ready(tmux, pane)
         if reason:
             raise NotReady(reason)
+    if callable(text):
+        text = text()
     if not skip_dismiss:
         modal = detect_modal(state.screen)
         if modal:
@@ -357,31 +362,53 @@ def drop_notice(display_path: str, size: int, body: str) -> str:
 
 
 def deliver_envelope(
-    envelope: Envelope, agent: Agent, file_data: bytes | None = None, tmux: Tmux | None = None
+    envelope: Envelope,
+    agent: Agent,
+    file_data: bytes | None = None,
+    tmux: Tmux | None = None,
+    place_file: Callable[[], tuple[str, int]] | None = None,
 ) -> DeliveryResult:
-    """The whole same-host delivery of one envelope: used locally and by `agent-mesh rpc`."""
+    """The whole same-host delivery of one envelope: used locally and by `agent-mesh rpc`.
+
+    A file (file_data here, or place_file for one the peer's rpc already
+    received) is put into the inbox only after the pane was found ready, so a
+    refused message leaves nothing behind.
+    """
+    sanitize(envelope.body)  # refuse text that is not valid Unicode before anything else
+    if file_data is not None and place_file is None:
+        data = file_data
+
+        def place_file() -> tuple[str, int]:
+            return drop_file(data, envelope.sender, envelope.file_name or "file")
+
     notes: list[str] = []
-    body = envelope.body
-    if file_data is not None:
-        try:
-            shown, size = drop_file(file_data, envelope.sender, envelope.file_name or "file")
-        except OSError as exc:  # the recipient's disk, not the sender's arguments
-            raise WireError(
-                f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
-            ) from None
-        body = drop_notice(shown, size, body)
-    text, removed = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
-    if removed:
-        notes.append(f"removed {removed} control character(s) from the message")
+    sent: list[str] = []
+
+    def compose() -> str:
+        body = envelope.body
+        if place_file is not None:
+            try:
+                shown, size = place_file()
+            except OSError as exc:  # the recipient's disk, not the sender's arguments
+                raise WireError(
+                    f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
+                ) from None
+            body = drop_notice(shown, size, body)
+        text, removed = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
+        if removed:
+            notes.append(f"removed {removed} control character(s) from the message")
+        sent.append(text)
+        return text
+
     target = agent.pane_id or agent.target
     pane, more = deliver_text(
-        text, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
+        compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
     )
     return DeliveryResult(
         address=agent.address,
         host=agent.host,
         target=agent.target,
         pane_id=pane,
-        bytes_sent=len(text.encode("utf-8")),
+        bytes_sent=len(sent[0].encode("utf-8")),
         notes=notes + more,
     )

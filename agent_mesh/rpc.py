@@ -41,21 +41,43 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deliver(request: dict[str, Any]) -> dict[str, Any]:
-    from agent_mesh.deliver import deliver_envelope, drop_notice
+    from agent_mesh.deliver import deliver_envelope
 
     envelope = envelope_from_json(request["envelope"])
-    agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
     upload = request.get("file")
-    if upload:
-        shown, size = place_upload(
-            str(upload["tmp"]), envelope.sender, str(upload["name"]), int(upload["size"])
-        )
-        envelope = envelope.replace(body=drop_notice(shown, size, envelope.body))
-    result = deliver_envelope(envelope, agent)
+    if not upload:
+        agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
+        result = deliver_envelope(envelope, agent)
+    else:
+        tmp, name, size = str(upload["tmp"]), str(upload["name"]), int(upload["size"])
+        placed = False
+
+        def place_file() -> tuple[str, int]:
+            nonlocal placed
+            shown = place_upload(tmp, envelope.sender, name, size)
+            placed = True
+            return shown
+
+        try:
+            agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
+            result = deliver_envelope(envelope, agent, place_file=place_file)
+        finally:
+            if not placed:  # refused or failed: the upload must not linger
+                _discard_upload(tmp)
     return {
         "address": result.address, "target": result.target, "pane_id": result.pane_id,
         "bytes_sent": result.bytes_sent, "notes": result.notes,
     }
+
+
+def _discard_upload(tmp: str) -> None:
+    incoming = os.path.realpath(os.path.join(paths.inbox_dir(), ".incoming"))
+    source = os.path.realpath(os.path.join(paths.home(), tmp))
+    if os.path.dirname(source) == incoming and source.endswith(".part"):
+        try:  # noqa: SIM105 - contextlib would cost the hot path an import
+            os.unlink(source)
+        except FileNotFoundError:
+            pass
 
 
 def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]:

@@ -204,3 +204,13 @@ def test_file_drop_failure_is_one_line_exit_4(spawn: Spawner, tmp_path: Path) ->
     assert res.returncode == 4 and err.count("\n") == 1, err
     assert err.startswith("notify-pane: could not drop the file into ~/.agent-inbox: "), err
     assert tui.lines() == []
+
+
+def test_refused_file_drop_leaves_nothing_in_the_inbox(spawn: Spawner, tmp_path: Path) -> None:
+    """The file goes into the inbox only once the pane is found ready."""
+    repl = spawn.bash()
+    src = tmp_path / "report.txt"
+    src.write_bytes(b"not yet")
+    res = notify(repl.address, "--file", str(src), "see attached")
+    assert res.returncode == 3, res.stderr
+    assert not (inbox() / SENDER / "report.txt").exists()

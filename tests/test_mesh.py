@@ -389,3 +389,23 @@ def test_version_mismatch_is_refused_by_the_peer(mesh: Mesh) -> None:
     reply = json.loads(out.stdout)
     assert out.returncode == 0 and reply["ok"] is False and reply["code"] == 1
     assert "0.0.0-other" in reply["error"] and "same version" in reply["error"]
+
+
+def test_refused_remote_file_drop_leaves_nothing_behind(mesh: Mesh) -> None:
+    """Refused on the peer: neither the file nor its SFTP upload stays there."""
+    h1, h2 = mesh.host("h1"), mesh.host("h2")
+    retry_until(lambda: mesh.screen("h1", "py").rstrip().endswith(">>>"))
+    h1.tmux("send-keys", "-t", "main:py", "-l", "busy typing")
+    retry_until(lambda: "busy typing" in mesh.screen("h1", "py"))
+    try:
+        src = h2.home / "refused.txt"
+        src.write_bytes(b"later")
+        os.chown(src, h2.uid, h2.gid)
+        out = send(mesh, "h2", "h1-main-py", "--file", str(src))
+        assert out.returncode == 3, out.stderr
+        inbox = h1.home / ".agent-inbox"
+        assert not (inbox / "h2" / "refused.txt").exists()
+        assert list((inbox / ".incoming").iterdir()) == []
+    finally:
+        h1.tmux("send-keys", "-t", "main:py", "C-u")
+        retry_until(lambda: mesh.screen("h1", "py").rstrip().endswith(">>>"))
