@@ -291,8 +291,17 @@ def _write_deadline(fd: int, deadline: float) -> None:
 # Claude Code dialogs that would eat a message into their own search box; the
 # bash tool dismisses them with Escape first (SKIP_DISMISS=1 opts out).
 def detect_modal(screen: str) -> str:
+    """Which Claude Code dialog is open, or "".
+
+    Escape also interrupts a working agent, so this must not misfire on text that
+    merely mentions these words: a dialog replaces the input box, so nothing is
+    recognised while an input prompt row is visible, and the markers must be in
+    the bottom 20 non-blank rows, where the dialogs are drawn.
+    """
     plain = _strip_sgr(screen)
-    lines = [line.strip() for line in plain.splitlines()[-30:]]
+    lines = [line.strip() for line in plain.splitlines() if line.strip()][-20:]
+    if any(_is_prompt_row(line) for line in lines[-8:]):
+        return ""
     joined = "\n".join(lines)
     if all(word in joined for word in ("Status", "Config", "Usage", "Stats")) and any(
         line.split()[:4] == ["Status", "Config", "Usage", "Stats"] for line in lines if line
@@ -305,6 +314,12 @@ def detect_modal(screen: str) -> str:
     ):
         return "/permissions"
     return ""
+
+
+def _is_prompt_row(line: str) -> bool:
+    """`❯ …`, `› …`, `> …` (or the glyph alone): an agent's input box row."""
+    row = line.lstrip("│ ")
+    return row[:1] in ("❯", "›", ">") and (len(row) == 1 or row[1] in " \u00a0")
 
 
 def _strip_sgr(text: str) -> str:

@@ -165,3 +165,18 @@ def test_quoted_output_above_an_idle_prompt_is_not_an_input_box() -> None:
     screen = "> quoted reply line\n> another\n>>> "
     assert verdict(screen, 4, 2, program="python3") is None
     assert verdict("> quoted\n$ ", 2, 1, program="bash", accept="shell") is None
+
+
+def test_modal_detection_needs_the_dialog_not_just_its_words() -> None:
+    """Escape interrupts a working agent: only a real dialog (no input box) counts."""
+    from agent_mesh.deliver import detect_modal
+
+    dialog = "\n".join(["", " Status   Config   Usage   Stats", "", "  Theme  dark", "",
+                        "  Esc to exit"])
+    assert detect_modal(dialog) == "/config"
+    rule = "─" * 40
+    transcript_then_box = f"{dialog}\n{rule}\n❯\u00a0\n{rule}\n  ? for shortcuts"
+    assert detect_modal(transcript_then_box) == ""
+    help_in_output = "Help\n/compact  summarise\n" + "─" * 40 + "\n> \n" + "─" * 40
+    assert detect_modal(help_in_output) == ""
+    assert detect_modal("Help\n/compact  summarise the conversation\n  Esc to cancel") == "/help"
