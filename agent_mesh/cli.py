@@ -4,17 +4,15 @@ mapped here to the bash tool's exit codes with a one-line message."""
 
 from __future__ import annotations
 
-import calendar
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import click
 
-from agent_mesh import __version__, registry
+from agent_mesh import __version__, registry, store
 from agent_mesh.errors import MeshError, UsageError
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
@@ -45,18 +43,6 @@ def printable(text: str) -> str:
     return "".join(out)
 
 
-def _age(updated: str) -> str:
-    try:
-        then = calendar.timegm(time.strptime(updated, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
-        return "?"
-    seconds = max(0, int(time.time() - then))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 # --- agent-mesh ---------------------------------------------------------------
 
 
@@ -81,7 +67,7 @@ def list_cmd(as_json: bool) -> None:
             return
         rows: list[list[str]] = [["ADDRESS", "HOST", "ROLE", "SCOPE", "COMMAND", "AGE"]]
         for agent in agents.values():
-            age = _age(agent.last_seen or agent.updated)
+            age = store.age(agent.last_seen or agent.updated) or "?"
             if agent.stale:
                 age += " (stale)"
             fields = (agent.address, agent.host, agent.role, agent.scope, agent.command)

@@ -134,6 +134,21 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def age(stamp: str) -> str:
+    """How long ago an ISO-8601 UTC stamp was, as `42s`, `5m`, `3h`, `2d` ('' if unparsable)."""
+    import calendar
+
+    try:
+        then = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return ""
+    seconds = max(0, int(time.time() - then))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 def slug(name: str) -> str:
     """Lowercase; every run of non-alphanumerics becomes one `-`; at most 40 chars."""
     out: list[str] = []

@@ -10,12 +10,10 @@ by push are stored the same way and never pushed onward: nothing echoes.
 
 from __future__ import annotations
 
-import calendar
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_mesh import paths, registry
+from agent_mesh import paths, registry, store
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent
@@ -146,15 +144,7 @@ def accept_pushed_slice(sender: str, text: str) -> None:
 
 
 def _ago(stamp: str) -> str:
-    try:
-        then = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
-    except ValueError:
-        return "never"
-    seconds = max(0, int(time.time() - then))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+    return f"{store.age(stamp)} ago" if store.age(stamp) else "never"
 
 
 def sync_one(alias: str, local_text: str | None) -> PeerReport:

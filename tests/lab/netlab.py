@@ -73,6 +73,11 @@ def _sh(
     return cp
 
 
+def _keygen(path: str, comment: str) -> None:
+    """A new passphrase-less ed25519 key pair at path (and path.pub)."""
+    _sh(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path])
+
+
 def _write(path: Path, text: str, mode: int = 0o644, owner: tuple[int, int] | None = None) -> None:
     path.write_text(text)
     path.chmod(mode)
@@ -635,34 +640,8 @@ class Lab:
             os.chown(h.tmux_tmpdir, h.uid, h.gid)
             ssh = h.home / ".ssh"
             ssh.mkdir(mode=0o700)
-            _sh(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    f"{h.user}@{h.name}",
-                    "-f",
-                    str(ssh / "id_ed25519"),
-                ]
-            )
-            _sh(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    f"host-{h.name}",
-                    "-f",
-                    str(h.hostdir / "ssh_host_ed25519_key"),
-                ]
-            )
+            _keygen(str(ssh / "id_ed25519"), f"{h.user}@{h.name}")
+            _keygen(str(h.hostdir / "ssh_host_ed25519_key"), f"host-{h.name}")
         uids = [h.uid for h in self.hosts.values()]
         assert len(set(uids)) == len(uids), f"lab uids not distinct: {uids}"
         pubkeys = "".join((h.home / ".ssh/id_ed25519.pub").read_text() for h in self.hosts.values())
@@ -723,20 +702,7 @@ class Lab:
         self._stop_sshd(h)
         for suffix in ("", ".pub"):
             (h.hostdir / f"ssh_host_ed25519_key{suffix}").unlink(missing_ok=True)
-        _sh(
-            [
-                "ssh-keygen",
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                f"host-{h.name}",
-                "-f",
-                str(h.hostdir / "ssh_host_ed25519_key"),
-            ]
-        )
+        _keygen(str(h.hostdir / "ssh_host_ed25519_key"), f"host-{h.name}")
         self._start_sshd(h)
         self._wait_sshd(h)
 
