@@ -378,6 +378,16 @@ def test_proxyjump_from_ssh_config_is_honoured(mesh: Mesh) -> None:
         out = mesh.run("h1", str(mesh.lab.venv / "bin" / "python"), "-c", code)
         assert out.returncode == 0, out.stderr
         assert out.stdout.decode().split() == ["h3", "h2"]
+        # a chain, with a hop given as user@host:port as ProxyJump allows
+        h2 = mesh.host("h2")
+        with config.open("a") as fh:
+            fh.write(f"\nHost h3-via-chain\n    HostName {h3.ip}\n    User {h3.user}\n"
+                     f"    ProxyJump h1,{h2.user}@{h2.ip}:22\n")
+        code = code.replace("h3-via-h2", "h3-via-chain")
+        out = mesh.run("h1", str(mesh.lab.venv / "bin" / "python"), "-c", code)
+        assert out.returncode == 0, out.stderr
+        reached, last_hop = out.stdout.decode().split()
+        assert reached == "h3" and h2.ip in last_hop and last_hop.startswith(h2.user)
     finally:
         config.write_bytes(saved)
 
