@@ -138,10 +138,6 @@ class Envelope(Frozen):
     def replace(self, **changes: object) -> Envelope:
         return Envelope(**{**self.as_dict(), **changes})  # type: ignore[arg-type]
 
-    def text(self) -> str:
-        """What lands in the pane: the bash tool's tag, then the body."""
-        return f"[from {self.sender} @ {self.timestamp}] {self.body}"
-
 
 class DeliveryResult(Frozen):
     """Where a message went and what the sender should be told about it."""

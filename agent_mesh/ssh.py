@@ -360,8 +360,10 @@ class SshTransport(Transport):
             notes=list(result.get("notes", [])),
         )
 
-    def exchange(self, self_alias: str, slice_text: str | None) -> tuple[str, float]:
+    def exchange(self, self_alias: str, slice_text: str | None,
+                 timeout: float = REQUEST_TIMEOUT) -> tuple[str, float]:
         """Push our slice (if given) and fetch theirs in one request; (text, ms)."""
         started = time.monotonic()
-        reply = self.call({"op": "exchange", "from": self_alias, "slice": slice_text})
+        reply = self.call({"op": "exchange", "from": self_alias, "slice": slice_text},
+                          timeout=timeout)
         return str(reply.get("slice", "")), (time.monotonic() - started) * 1000

@@ -20,7 +20,7 @@ from agent_mesh.model import Agent
 
 MAX_SLICE_BYTES = 1024 * 1024
 MAX_AGENTS = 2000
-SYNC_TIMEOUT = 20.0
+SYNC_TIMEOUT = 20.0  # a peer that connects but never answers must not hold up the rest
 _TEXT_FIELDS = ("host", "target", "session", "window", "role", "scope", "pane_id", "command",
                 "updated", "session_id", "window_id")
 
@@ -152,7 +152,7 @@ def sync_one(alias: str, local_text: str | None) -> PeerReport:
 
     transport = SshTransport(alias)
     try:
-        text, elapsed = transport.exchange(registry.self_alias(), local_text)
+        text, elapsed = transport.exchange(registry.self_alias(), local_text, SYNC_TIMEOUT)
     except (WireError, UsageError) as exc:
         kept, fetched = mark_stale(alias, str(exc))
         cause = str(exc).removeprefix(f"{alias}: ")
