@@ -21,7 +21,7 @@ from agent_mesh.errors import NotReady, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.readiness import DEAD_REASON, PaneState, foreground_program, refusal
-from agent_mesh.tmux import Tmux, fields_format
+from agent_mesh.tmux import Tmux, fields_format, parse_head
 
 SETTLE_SECONDS = 0.25
 # After the previous sender's Enter, how long a not-ready pane may take to clear.
@@ -118,17 +118,12 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
 
 
 def _split_state(out: bytes) -> tuple[dict[str, str], str]:
-    record: dict[str, str] = {}
-    pos = 0
+    """The display-message record, then the screen; ({}, "") when tmux printed none."""
     try:
-        for name in _STATE_FIELDS:
-            colon = out.index(b":", pos)
-            size = int(out[pos:colon])
-            record[name] = out[colon + 1 : colon + 1 + size].decode("utf-8", "replace")
-            pos = colon + 1 + size
-    except ValueError:
+        record, rest = parse_head(out, _STATE_FIELDS)
+    except WireError:
         return {}, ""
-    return record, out[pos + 1 :].decode("utf-8", "replace")
+    return record, rest.decode("utf-8", "replace")
 
 
 class PaneGone(WireError):

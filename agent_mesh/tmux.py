@@ -117,28 +117,43 @@ def parse_records(out: bytes, fields: Sequence[str]) -> list[dict[str, str]]:
     just data; anything that does not add up raises WireError.
     """
     records: list[dict[str, str]] = []
-    pos, end = 0, len(out)
-    try:
-        while pos < end:
-            record: dict[str, str] = {}
-            for name in fields:
-                colon = out.index(b":", pos)
-                digits = out[pos:colon]
-                if not digits.isdigit():
-                    raise ValueError(f"bad length {digits[:20]!r}")
-                start = colon + 1
-                stop = start + int(digits)
-                if stop > end:
-                    raise ValueError("field runs past the end")
-                record[name] = out[start:stop].decode("utf-8", "replace")
-                pos = stop
-            if out[pos : pos + 1] != b"\n":
-                raise ValueError("record does not end in a newline")
-            pos += 1
-            records.append(record)
-    except ValueError as exc:
-        raise WireError(f"tmux returned a malformed record at byte {pos}: {exc}") from None
+    pos = 0
+    while pos < len(out):
+        record, pos = _parse_record(out, fields, pos)
+        records.append(record)
     return records
+
+
+def parse_head(out: bytes, fields: Sequence[str]) -> tuple[dict[str, str], bytes]:
+    """The first record of out, and everything after it (e.g. a capture-pane that
+    followed a display-message in the same tmux call)."""
+    record, pos = _parse_record(out, fields, 0)
+    return record, out[pos:]
+
+
+def _parse_record(out: bytes, fields: Sequence[str], pos: int) -> tuple[dict[str, str], int]:
+    end = len(out)
+    start_of_record = pos
+    record: dict[str, str] = {}
+    try:
+        for name in fields:
+            colon = out.index(b":", pos)
+            digits = out[pos:colon]
+            if not digits.isdigit():
+                raise ValueError(f"bad length {digits[:20]!r}")
+            start = colon + 1
+            stop = start + int(digits)
+            if stop > end:
+                raise ValueError("field runs past the end")
+            record[name] = out[start:stop].decode("utf-8", "replace")
+            pos = stop
+        if out[pos : pos + 1] != b"\n":
+            raise ValueError("record does not end in a newline")
+    except ValueError as exc:
+        raise WireError(
+            f"tmux returned a malformed record at byte {max(pos, start_of_record)}: {exc}"
+        ) from None
+    return record, pos + 1
 
 
 def _spawn(argv: list[str], input: bytes | None, timeout: float) -> TmuxResult:
