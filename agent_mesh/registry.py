@@ -148,11 +148,16 @@ def _read_cache(key: tuple[object, ...]) -> dict[str, dict[str, object]] | None:
 
 
 def read_slice_file(path: str | os.PathLike[str]) -> tuple[dict[str, object], dict[str, Agent]]:
-    """A stored slice's `[slice.meta]` table and its agents."""
-    doc = read_toml(path)
-    slice_tables = doc.get("slice", {})
-    meta = slice_tables.get("meta", {}) if isinstance(slice_tables, dict) else {}
-    return (meta if isinstance(meta, dict) else {}), agents_from(doc)
+    """A stored slice's `[slice.meta]` table and its agents (a missing file is empty)."""
+    try:
+        meta, tables = store.read_slice(os.fspath(path))
+    except ValueError as exc:  # not TOML
+        raise UsageError(
+            f"{path} is not valid TOML ({exc}); run agent-discover to rebuild it"
+        ) from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return meta, _agents(tables)
 
 
 def rescan(tmux: Tmux) -> dict[str, Agent]:
