@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_mesh import __version__, paths, registry
+from agent_mesh import __version__, paths, registry, store
 from agent_mesh.errors import MeshError, UsageError, WireError
 
 # What tmux.conf.snippet installs: every hook runs this launcher with its event name.
@@ -84,11 +84,7 @@ def _tilde(path: Path | str) -> str:
 
 
 def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
-    return f"{seconds}s ago"
+    return f"{store.duration(seconds)} ago"
 
 
 def _parse_stamp(stamp: str) -> float | None:

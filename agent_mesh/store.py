@@ -142,11 +142,16 @@ def age(stamp: str) -> str:
         then = calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ"))
     except ValueError:
         return ""
-    seconds = max(0, int(time.time() - then))
+    return duration(time.time() - then)
+
+
+def duration(seconds: float) -> str:
+    """A span as `42s`, `5m`, `3h` or `2d` (largest whole unit; negative counts as 0)."""
+    whole = max(0, int(seconds))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
 
 
 def slug(name: str) -> str:
