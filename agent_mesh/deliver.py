@@ -58,6 +58,14 @@ def settle_seconds() -> float:
 # --- message text -----------------------------------------------------------
 
 
+def require_unicode(body: str) -> None:
+    """Refuse text that is not valid Unicode (undecodable argv bytes) as a usage error."""
+    try:
+        body.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UsageError("message is not valid UTF-8; refusing to guess what was meant") from exc
+
+
 def sanitize(body: str) -> tuple[str, int]:
     """Drop what could escape the bracketed paste or act as a key.
 
@@ -65,10 +73,7 @@ def sanitize(body: str) -> tuple[str, int]:
     are removed; tab and newline stay; CRLF and lone CR become LF. Text that is
     not valid Unicode (undecodable argv bytes) is refused rather than altered.
     """
-    try:
-        body.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError("message is not valid UTF-8; refusing to guess what was meant") from exc
+    require_unicode(body)
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     kept = [
         ch
@@ -384,7 +389,7 @@ def deliver_envelope(
     received) is put into the inbox only after the pane was found ready, so a
     refused message leaves nothing behind.
     """
-    sanitize(envelope.body)  # refuse text that is not valid Unicode before anything else
+    require_unicode(envelope.body)  # a usage error comes before any check of the pane
     if file_data is not None and place_file is None:
         data = file_data
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from agent_mesh import registry
 from agent_mesh.errors import UsageError
-from agent_mesh.model import DeliveryResult, Envelope
+from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.tmux import Tmux
 from agent_mesh.transport import transport_for
 
 
-def sender_id(tmux: Tmux | None = None) -> str:
+def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = None) -> str:
     """Who is sending: AGENT_NAME, else this pane's registry address, else
-    `<host>[<session>]` inside tmux, else the host alias."""
+    `<host>[<session>]` inside tmux, else the host alias. `agents` is the registry
+    when the caller has already read it."""
     name = os.environ.get("AGENT_NAME", "").strip()
     if name:
         return name
@@ -22,7 +24,7 @@ def sender_id(tmux: Tmux | None = None) -> str:
     if not pane or not os.environ.get("TMUX"):
         return host
     try:
-        for agent in registry.load_agents().values():
+        for agent in (registry.load_agents() if agents is None else agents).values():
             if agent.pane_id == pane and agent.host == host:
                 return agent.address
     except UsageError:
@@ -55,9 +57,10 @@ def send(
 ) -> DeliveryResult:
     """Deliver body (and optionally a file) to the agent at address."""
     file_data = read_file(file_path) if file_path is not None else None
-    agent = registry.resolve(address)
+    agents = registry.load_agents()
+    agent = registry.resolve(address, agents)
     envelope = Envelope(
-        sender=sender_id(),
+        sender=sender_id(agents=agents),
         address=address,
         body=body,
         timestamp=registry.now_iso(),
