@@ -8,8 +8,10 @@ what tmux itself lists.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import tomllib
 from pathlib import Path
@@ -502,10 +504,18 @@ def test_unwritable_agents_dir_exits_zero_and_logs_one_line(hooked: TmuxServer) 
                    if _python_ok_for_nobody(p)), None)
     if python is None:
         pytest.skip("no python 3.11+ that user nobody can run")
-    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-            "from agent_mesh.hook import main\nmain(['rescan', 'unwritable'])")
-    out = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True,
-                         timeout=30, check=False, user=65534, env={**os.environ})
+    # A fresh clone may sit in a 0700 directory (mktemp -d): give nobody a copy.
+    readable = Path(tempfile.mkdtemp(prefix="amnobody", dir="/tmp"))
+    try:
+        readable.chmod(0o755)
+        shutil.copytree(REPO / "agent_mesh", readable / "agent_mesh",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        code = (f"import sys; sys.path.insert(0, {str(readable)!r})\n"
+                "from agent_mesh.hook import main\nmain(['rescan', 'unwritable'])")
+        out = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True,
+                             timeout=30, check=False, user=65534, env={**os.environ})
+    finally:
+        shutil.rmtree(readable, ignore_errors=True)
     assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
     lines = hook_log().splitlines()[before:]
     assert len(lines) == 1 and "PermissionError" in lines[0], lines

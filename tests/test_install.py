@@ -102,6 +102,7 @@ class Installer:
     gid: int = field(default_factory=os.getgid)
     real_crontab: bool = False
     notes: list[str] = field(default_factory=list)
+    script: Path = INSTALL  # a copy the throwaway user can read, when there is one
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         dirs = [str(self.shims)]
@@ -133,9 +134,9 @@ class Installer:
                 closed_stdin: bool = False) -> subprocess.CompletedProcess[str]:
         """install.sh with stdin on /dev/null (or closed), from a cwd that is not the repo."""
         if closed_stdin:
-            return self.run("/bin/sh", "-c", 'exec 0<&-; exec bash "$@"', "sh", str(INSTALL),
-                            *args, env=env, timeout=600)
-        return self.run("bash", str(INSTALL), *args, env=env, timeout=600)
+            return self.run("/bin/sh", "-c", 'exec 0<&-; exec bash "$@"', "sh",
+                            str(self.script), *args, env=env, timeout=600)
+        return self.run("bash", str(self.script), *args, env=env, timeout=600)
 
     def tmux(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run("tmux", *args)
@@ -213,6 +214,12 @@ def _make_installer() -> Installer:
     for shim in shims.iterdir():
         shim.chmod(0o755)
     if installer.user:
+        # A fresh clone may sit in a 0700 directory (mktemp -d) the test user cannot
+        # enter: it installs from its own copy of the checkout, as a user would.
+        source = base / "src"
+        shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "__pycache__", "*.egg-info", "build", "tests", "bench"))
+        installer.script = source / "install.sh"
         for path in [base, *base.rglob("*")]:
             os.chown(path, installer.uid, installer.gid, follow_symlinks=False)
     return installer
