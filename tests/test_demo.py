@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import retry_until
 
-from agent_mesh import demo
+from agent_mesh.ops import demo
 
-RUN = "from agent_mesh.demo import run_demo; import sys; sys.exit(run_demo())"
+RUN = "from agent_mesh.ops.demo import run_demo; import sys; sys.exit(run_demo())"
 
 
 def demo_dir(output: str) -> Path:

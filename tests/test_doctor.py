@@ -25,8 +25,11 @@ from pathlib import Path
 import pytest
 from conftest import SELF_HOST, TmuxServer
 
-from agent_mesh import __version__, doctor, registry, sync
-from agent_mesh.doctor import Check
+from agent_mesh import __version__
+from agent_mesh.mesh import sync
+from agent_mesh.ops import doctor
+from agent_mesh.ops.doctor import Check
+from agent_mesh.registry import view as registry
 from agent_mesh.tmux import Tmux
 
 CRON_LINE = "*/5 * * * * $HOME/.local/bin/agent-discover >/dev/null 2>&1"
@@ -275,7 +278,7 @@ def silent_listener() -> Iterator[int]:
 @pytest.fixture
 def unknown_key_server() -> Iterator[int]:
     """A loopback SSH server whose host key is in no known_hosts file."""
-    from agent_mesh.ssh import import_paramiko
+    from agent_mesh.mesh.ssh import import_paramiko
 
     paramiko = import_paramiko()
     key = paramiko.RSAKey.generate(2048)
@@ -354,7 +357,7 @@ def test_unreachable_peers_fail_fast_with_the_cause(ssh_config: Path, isolated_e
     assert "FAIL peer:deadpeer: unreachable (" in text
 
 
-REPORT = ("import sys; from agent_mesh import doctor; checks = doctor.run_checks(); "
+REPORT = ("import sys; from agent_mesh.ops import doctor; checks = doctor.run_checks(); "
           "print(doctor.render(checks)); sys.exit(doctor.exit_code(checks))")
 
 
@@ -381,7 +384,7 @@ def test_no_peers_flag_skips_the_network(ssh_config: Path, isolated_env: Path) -
 
 # --- real peers: the namespace lab (root only) ------------------------------------
 
-DOCTOR_JSON = ("from agent_mesh.doctor import run_checks, to_json; "
+DOCTOR_JSON = ("from agent_mesh.ops.doctor import run_checks, to_json; "
                "print(to_json(run_checks()))")
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SELF_HOST, TmuxServer, retry_until, run_cli, unique
 
-from agent_mesh.store import is_scratch_session
+from agent_mesh.registry.store import is_scratch_session
 from agent_mesh.tmux import fields_format, parse_records
 
 _LIVE = ("session_id", "session_name", "window_id", "window_index", "window_name", "pane_id")
@@ -511,7 +511,7 @@ def test_unwritable_agents_dir_exits_zero_and_logs_one_line(hooked: TmuxServer) 
         shutil.copytree(REPO / "agent_mesh", readable / "agent_mesh",
                         ignore=shutil.ignore_patterns("__pycache__"))
         code = (f"import sys; sys.path.insert(0, {str(readable)!r})\n"
-                "from agent_mesh.hook import main\nmain(['rescan', 'unwritable'])")
+                "from agent_mesh.cli.hook import main\nmain(['rescan', 'unwritable'])")
         out = subprocess.run([python, "-I", "-S", "-c", code], capture_output=True,
                              timeout=30, check=False, user=65534, env={**os.environ})
     finally:
@@ -558,7 +558,7 @@ def test_launcher_records_and_uses_the_lean_path(hooked: TmuxServer) -> None:
     launch = agents_dir() / "hook.launch"
     retry_until(lambda: launch.exists(), timeout=SLOW)
     py, root = launch.read_text().splitlines()
-    assert Path(py).exists() and (Path(root) / "agent_mesh" / "hook.py").exists()
+    assert Path(py).exists() and (Path(root) / "agent_mesh" / "cli" / "hook.py").exists()
     hooked.new_window("main", "two")
     wait_in_step(hooked)
     out = _run_event("window-linked")
@@ -589,7 +589,7 @@ def test_hook_path_imports_stay_lean(tmux_server: TmuxServer) -> None:
     tmux_server.start("main")
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r}); before = set(sys.modules)\n"
-        "from agent_mesh import hook\nhook.main(['rescan'])\n"
+        "from agent_mesh.cli import hook\nhook.main(['rescan'])\n"
         "print(' '.join(sorted(set(sys.modules) - before)))"
     )
     out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,

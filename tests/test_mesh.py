@@ -371,7 +371,7 @@ def test_proxyjump_from_ssh_config_is_honoured(mesh: Mesh) -> None:
         with config.open("a") as fh:
             fh.write(f"\nHost h3-via-h2\n    HostName {h3.ip}\n    User {h3.user}\n"
                      "    ProxyJump h2\n    IdentityFile ~/.ssh/id_ed25519\n")
-        code = ("from agent_mesh.ssh import SshTransport\n"
+        code = ("from agent_mesh.mesh.ssh import SshTransport\n"
                 "t = SshTransport('h3-via-h2')\n"
                 "print(t.call({'op': 'hello'})['host'])\n"
                 "print(t._jump is not None and t._jump.host)\n")

@@ -191,14 +191,14 @@ def test_local_delivery_imports_no_heavy_modules(tui: Receiver) -> None:
     tui.wait_lines(1)
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-c",
-         "import sys; from agent_mesh.notify_cli import main; sys.exit(main())",
+         "import sys; from agent_mesh.cli.notify import main; sys.exit(main())",
          tui.address, "timed"],
         capture_output=True, env={**os.environ, "AGENT_NAME": SENDER}, check=False,
     )
     assert res.returncode == 0, res.stderr[-500:]
     imported = {line.split("|")[-1].strip() for line in res.stderr.decode().splitlines()
                 if line.startswith("import time:")}
-    assert "agent_mesh.deliver" in imported
+    assert "agent_mesh.delivery.paste" in imported
     heavy = {"click", "subprocess", "psutil", "paramiko", "tomlkit", "dataclasses", "pathlib",
              "typing", "tomllib"}
     assert not heavy & {name.split(".")[0] for name in imported}

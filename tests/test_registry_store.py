@@ -20,9 +20,11 @@ import pytest
 import tomlkit
 from conftest import REPO
 
-from agent_mesh import paths, registry, store
+from agent_mesh import paths
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent
+from agent_mesh.registry import store
+from agent_mesh.registry import view as registry
 
 # --- TOML round trip --------------------------------------------------------
 
@@ -347,7 +349,7 @@ def test_hook_with_cached_peers_does_not_import_tomllib(isolated_env: Path) -> N
     _write_peer(agents, "p1", {"p1-a-b": {"host": "p1", "target": "a:0"}})
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from agent_mesh import hook\nhook.main(['rescan'])\n"
+        "from agent_mesh.cli import hook\nhook.main(['rescan'])\n"
         "print('tomllib' in sys.modules)"
     )
     runs = [subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
@@ -432,7 +434,8 @@ def test_agent_from_table_names_missing_fields() -> None:
 def test_registry_cache_follows_every_rewrite_and_hand_edit(isolated_env: Path) -> None:
     """notify-pane reads registry.toml through a marshal cache keyed by the file's
     identity: a rewrite by the store or a hand edit must never serve stale entries."""
-    from agent_mesh import paths, registry
+    from agent_mesh import paths
+    from agent_mesh.registry import view as registry
 
     path = Path(paths.registry_file())
     path.write_text('[agents.h-s-a]\nhost = "h"\ntarget = "s:0"\n')

@@ -8,8 +8,8 @@ import pytest
 
 from agent_mesh import __version__
 from agent_mesh.errors import NotReady, UnknownAgent, WireError
-from agent_mesh.ssh import SshTransport
-from agent_mesh.wire import PROTOCOL, REMOTE_COMMAND
+from agent_mesh.mesh.ssh import SshTransport
+from agent_mesh.mesh.wire import PROTOCOL, REMOTE_COMMAND
 
 
 def reply(**fields: object) -> bytes:

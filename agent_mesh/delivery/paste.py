@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 
 from agent_mesh import paths
+from agent_mesh.delivery.state import DEAD_REASON, PaneState, foreground_program, refusal
 from agent_mesh.errors import NotReady, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.readiness import DEAD_REASON, PaneState, foreground_program, refusal
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
 SETTLE_SECONDS = 0.25

@@ -34,7 +34,7 @@ class LocalTransport(Transport):
     def deliver(
         self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
     ) -> DeliveryResult:
-        from agent_mesh.deliver import deliver_envelope
+        from agent_mesh.delivery.paste import deliver_envelope
 
         return deliver_envelope(envelope, agent, file_data)
 
@@ -43,6 +43,6 @@ def transport_for(host: str, self_host: str) -> Transport:
     """Local for this host; SSH (paramiko imported only now) for any other."""
     if host == self_host:
         return LocalTransport(host)
-    from agent_mesh.ssh import SshTransport
+    from agent_mesh.mesh.ssh import SshTransport
 
     return SshTransport(host)

@@ -26,8 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent_mesh import __version__, paths, registry, store
+from agent_mesh import __version__, paths
 from agent_mesh.errors import MeshError, UsageError, WireError
+from agent_mesh.registry import store
+from agent_mesh.registry import view as registry
 
 # What tmux.conf.snippet installs: every hook runs this launcher with its event name.
 HOOK_MARK = "agent-mesh/hooks/tmux-event"
@@ -263,7 +265,7 @@ def check_path() -> Check:
 
 
 def check_self_conf() -> Check:
-    from agent_mesh.sync import valid_alias
+    from agent_mesh.mesh.sync import valid_alias
 
     path = Path(paths.self_conf())
     fix = ("echo ALIAS > ~/.agents/self.conf, where ALIAS is the name your peers use for "
@@ -286,7 +288,7 @@ def check_self_conf() -> Check:
 
 def check_peers_conf() -> tuple[Check, list[str]]:
     """peers.conf exists and every alias in it is valid; returns the peers too."""
-    from agent_mesh.sync import read_peers
+    from agent_mesh.mesh.sync import read_peers
 
     path = Path(paths.peers_conf())
     if not path.exists():
@@ -445,7 +447,7 @@ def _peer_failure(alias: str, message: str) -> Check:
 
 def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
     """Connect (host key checked, never added) and ask the peer's agent-mesh `hello`."""
-    from agent_mesh.ssh import SshTransport, import_paramiko
+    from agent_mesh.mesh.ssh import SshTransport, import_paramiko
 
     name = f"peer:{alias}"
     import_paramiko()  # ~150 ms once per process: not part of the peer's latency
@@ -533,7 +535,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     now = time.time()
     started = time.monotonic()
     try:
-        from agent_mesh.sync import read_peers
+        from agent_mesh.mesh.sync import read_peers
 
         peers = read_peers() if Path(paths.peers_conf()).exists() else []
     except Exception:

@@ -13,9 +13,10 @@ import json
 import os
 import sys
 
-from agent_mesh import __version__, paths, registry
+from agent_mesh import __version__, paths
 from agent_mesh.errors import MeshError, UnknownAgent, UsageError
-from agent_mesh.wire import PROTOCOL, envelope_from_json
+from agent_mesh.mesh.wire import PROTOCOL, envelope_from_json
+from agent_mesh.registry import view as registry
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -41,7 +42,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deliver(request: dict[str, Any]) -> dict[str, Any]:
-    from agent_mesh.deliver import deliver_envelope
+    from agent_mesh.delivery.paste import deliver_envelope
 
     envelope = envelope_from_json(request["envelope"])
     upload = request.get("file")
@@ -86,7 +87,7 @@ def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]
     The upload's name is checked to be ours (under ~/.agent-inbox/.incoming, no
     `..`), its size must match, and the final rename is atomic.
     """
-    from agent_mesh.deliver import safe_component, sender_dir_name
+    from agent_mesh.delivery.paste import safe_component, sender_dir_name
 
     incoming = os.path.realpath(os.path.join(paths.inbox_dir(), ".incoming"))
     source = os.path.realpath(os.path.join(paths.home(), tmp))
@@ -110,7 +111,7 @@ def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]
 
 def _exchange(request: dict[str, Any]) -> dict[str, Any]:
     """Store the sender's slice (if sent), answer with ours. Never pushes onward."""
-    from agent_mesh import sync
+    from agent_mesh.mesh import sync
 
     sender = str(request.get("from", ""))
     text = request.get("slice")

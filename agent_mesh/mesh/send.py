@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from agent_mesh import registry
 from agent_mesh.errors import UsageError
+from agent_mesh.mesh.transport import transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
+from agent_mesh.registry import view as registry
 from agent_mesh.tmux import Tmux
-from agent_mesh.transport import transport_for
 
 
 def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = None) -> str:

@@ -2,7 +2,7 @@
 
 tmux runs it from `run-shell -b` on session and window events, through
 hooks/tmux-event. It must be fast (stdlib only, no click, no subprocess, no re:
-see agent_mesh.store) and must never fail loudly inside tmux: every outcome
+see agent_mesh.registry.store) and must never fail loudly inside tmux: every outcome
 goes to ~/.agents/hook.log as one line and the exit status is always 0.
 
     agent-register-hook on <session>     re-register one session (name or $id)
@@ -45,7 +45,7 @@ def _one_line(message: str) -> str:
 def log(message: str) -> None:
     """Append one line to hook.log, rotating it at ~1 MB; never raises."""
     try:
-        from agent_mesh.store import ensure_agents_dir
+        from agent_mesh.registry.store import ensure_agents_dir
 
         path = os.path.join(ensure_agents_dir(), "hook.log")
         try:
@@ -62,7 +62,7 @@ def log(message: str) -> None:
 
 def _slice_identity() -> tuple[int, int] | None:
     """local.toml's inode and mtime: the store rewrites it only when it changed."""
-    from agent_mesh.store import local_slice_path
+    from agent_mesh.registry.store import local_slice_path
 
     try:
         st = os.stat(local_slice_path())
@@ -74,7 +74,7 @@ def _slice_identity() -> tuple[int, int] | None:
 def push_to_peers() -> str:
     """Start `agent-mesh push` detached when there are peers: a new window is
     addressable mesh-wide within seconds, and the hook does not wait for SSH."""
-    from agent_mesh.store import agents_dir, self_alias
+    from agent_mesh.registry.store import agents_dir, self_alias
 
     try:
         with open(os.path.join(agents_dir(), "peers.conf"), encoding="utf-8") as fh:
@@ -113,7 +113,7 @@ def run(args: list[str]) -> str:
 
 
 def _apply(args: list[str]) -> str:
-    from agent_mesh import store
+    from agent_mesh.registry import store
     from agent_mesh.tmux import Tmux
 
     action = args[0] if args else "rescan"
@@ -139,7 +139,7 @@ def remember_launch() -> None:
     text = f"{sys.executable}\n{root}\n"
     if text.count("\n") != 2 or not sys.executable:
         return  # a path with a newline can't go through `read`; stay on the slow path
-    from agent_mesh.store import ensure_agents_dir
+    from agent_mesh.registry.store import ensure_agents_dir
 
     path = os.path.join(ensure_agents_dir(), "hook.launch")
     try:

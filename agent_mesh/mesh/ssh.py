@@ -27,9 +27,9 @@ from typing import Any
 
 from agent_mesh import __version__
 from agent_mesh.errors import UsageError, WireError
+from agent_mesh.mesh.transport import Transport
+from agent_mesh.mesh.wire import PROTOCOL, REMOTE_COMMAND, envelope_to_json, error_from_reply
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.transport import Transport
-from agent_mesh.wire import PROTOCOL, REMOTE_COMMAND, envelope_to_json, error_from_reply
 
 DEFAULT_CONNECT_TIMEOUT = 4.0
 REQUEST_TIMEOUT = 60.0

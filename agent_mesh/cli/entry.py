@@ -14,16 +14,16 @@ import sys
 def main() -> None:
     command = sys.argv[1:2]
     if command == ["rpc"]:
-        from agent_mesh import rpc
+        from agent_mesh.mesh import rpc
 
         rpc.main()
         os._exit(0)  # the reply is flushed; skip interpreter teardown on the hot path
     if command == ["push"]:
-        from agent_mesh import sync
+        from agent_mesh.mesh import sync
 
         for report in sync.push_pending():
             print(report.line())
         sys.exit(0)
-    from agent_mesh.cli import mesh_main
+    from agent_mesh.cli.main import mesh_main
 
     mesh_main()

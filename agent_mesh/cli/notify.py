@@ -61,7 +61,7 @@ def run(argv: list[str]) -> int:
     if argv[0] == "--list":
         return _list(as_json=argv[1:] == ["--json"], extra=[a for a in argv[1:] if a != "--json"])
     if argv[0] == "--whoami":
-        from agent_mesh.send import sender_id
+        from agent_mesh.mesh.send import sender_id
 
         print(sender_id())
         return 0
@@ -81,7 +81,7 @@ def run(argv: list[str]) -> int:
     if not body and file_path is None:
         raise UsageError("no message given (see notify-pane --help)")
 
-    from agent_mesh.send import send
+    from agent_mesh.mesh.send import send
 
     result = send(
         address,
@@ -100,7 +100,7 @@ def run(argv: list[str]) -> int:
 def _list(as_json: bool, extra: list[str]) -> int:
     if extra:
         raise UsageError(f"unexpected argument {extra[0]!r} after --list")
-    from agent_mesh.registry import load_agents
+    from agent_mesh.registry.view import load_agents
 
     agents = load_agents()
     if as_json:

@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent_mesh import paths, registry, store
+from agent_mesh import paths
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent
+from agent_mesh.registry import store
+from agent_mesh.registry import view as registry
 
 MAX_SLICE_BYTES = 1024 * 1024
 MAX_AGENTS = 2000
@@ -148,7 +150,7 @@ def _ago(stamp: str) -> str:
 
 
 def sync_one(alias: str, local_text: str | None) -> PeerReport:
-    from agent_mesh.ssh import SshTransport
+    from agent_mesh.mesh.ssh import SshTransport
 
     transport = SshTransport(alias)
     try:

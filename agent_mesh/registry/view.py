@@ -1,6 +1,6 @@
 """The registry as the rest of the program sees it: addresses and Agent values.
 
-The files themselves are built and written by `agent_mesh.store`, which the
+The files themselves are built and written by `agent_mesh.registry.store`, which the
 tmux hook imports and which therefore works on plain dicts with as few imports
 as possible; this module turns those tables into `model.Agent` values, reads
 with tomllib, and resolves addresses for senders.
@@ -12,11 +12,12 @@ import marshal
 import os
 from collections.abc import Mapping
 
-from agent_mesh import __version__, paths, store
+from agent_mesh import __version__, paths
 from agent_mesh.errors import UnknownAgent, UsageError
 from agent_mesh.fsutil import atomic_write
 from agent_mesh.model import Agent
-from agent_mesh.store import (
+from agent_mesh.registry import store
+from agent_mesh.registry.store import (
     ADDRESS_MAX,
     SCAN_FIELDS,
     SLUG_MAX,

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent_mesh.doctor import MIN_TMUX, parse_tmux_version
+from agent_mesh.ops.doctor import MIN_TMUX, parse_tmux_version
 
 SESSION = "demo"
 AGENTS = ("alice", "bob")

@@ -12,8 +12,10 @@ from typing import Any
 
 import click
 
-from agent_mesh import __version__, registry, store
+from agent_mesh import __version__
 from agent_mesh.errors import MeshError, UsageError
+from agent_mesh.registry import store
+from agent_mesh.registry import view as registry
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -87,7 +89,7 @@ def discover_cmd() -> None:
 
 
 def _discover() -> None:
-    from agent_mesh import sync
+    from agent_mesh.mesh import sync
 
     agents = registry.rescan(Tmux())
     sessions = {a.session for a in agents.values()}
@@ -106,7 +108,7 @@ def sync_cmd() -> None:
     slice is kept, marked stale)."""
 
     def body() -> None:
-        from agent_mesh import sync
+        from agent_mesh.mesh import sync
 
         reports = sync.sync()
         if not reports:
@@ -125,7 +127,7 @@ def sync_cmd() -> None:
 def doctor_cmd(as_json: bool, no_peers: bool) -> None:
     """Check tmux, hooks, PATH, config, the timer, the registry and every peer.
     One line per check with the fix for each failure; exit 1 if anything is broken."""
-    from agent_mesh import doctor
+    from agent_mesh.ops import doctor
 
     checks = doctor.run_checks(include_peers=not no_peers)
     if as_json:
@@ -141,7 +143,7 @@ def doctor_cmd(as_json: bool, no_peers: bool) -> None:
 def demo_cmd(keep: bool) -> None:
     """Two agents on a private tmux server: register them, deliver a message and a
     file between them, show what each pane shows. Touches none of your own files."""
-    from agent_mesh import demo
+    from agent_mesh.ops import demo
 
     sys.exit(demo.run_demo(keep=keep))
 

@@ -1,0 +1,1 @@
+"""Reaching other hosts: transports, the wire format, rpc handlers and sync."""

@@ -1,0 +1,1 @@
+"""Installing and checking a host: setup, doctor, demo."""
