@@ -41,3 +41,15 @@ class WireError(MeshError):
     """tmux or the network failed between us and the recipient."""
 
     exit_code = 4
+
+
+class NoMatch(MeshError):
+    """A pattern or id matched nothing in the mesh (exit 2, like an unknown agent)."""
+
+    exit_code = 2
+
+
+class AskTimeout(MeshError):
+    """`agent-mesh ask` waited its whole timeout and no reply came (exit 6)."""
+
+    exit_code = 6

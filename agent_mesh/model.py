@@ -113,11 +113,17 @@ class Agent(Frozen):
 
 
 class Envelope(Frozen):
-    """A message on its way: who from, to which address, what, and how."""
+    """A message on its way: who from, to which address, what, and how.
+
+    Coordination fields: `msg_id` names the message in logs, queues and replies;
+    `queue`/`ttl` ask the recipient's host to hold it while the pane is busy;
+    `ask` is the id a reply must quote and `reply_to` where it goes; `re` marks
+    this message as the reply to ask `re`; `fanout` names the pattern of a broadcast.
+    """
 
     FIELDS = (
         "sender", "address", "body", "timestamp", "force", "skip_dismiss", "file_name",
-        "file_size"
+        "file_size", "msg_id", "queue", "ttl", "ask", "reply_to", "re", "fanout"
     )
     __slots__ = FIELDS
     sender: str
@@ -128,22 +134,64 @@ class Envelope(Frozen):
     skip_dismiss: bool
     file_name: str | None
     file_size: int | None
+    msg_id: str
+    queue: bool
+    ttl: float
+    ask: str
+    reply_to: str
+    re: str
+    fanout: str
 
     def __init__(self, sender: str, address: str, body: str, timestamp: str,
                  force: bool = False, skip_dismiss: bool = False,
-                 file_name: str | None = None, file_size: int | None = None) -> None:
+                 file_name: str | None = None, file_size: int | None = None,
+                 msg_id: str = "", queue: bool = False, ttl: float = 0.0, ask: str = "",
+                 reply_to: str = "", re: str = "", fanout: str = "") -> None:
         self._set(sender=sender, address=address, body=body, timestamp=timestamp, force=force,
-                  skip_dismiss=skip_dismiss, file_name=file_name, file_size=file_size)
+                  skip_dismiss=skip_dismiss, file_name=file_name, file_size=file_size,
+                  msg_id=msg_id, queue=queue, ttl=ttl, ask=ask, reply_to=reply_to, re=re,
+                  fanout=fanout)
 
     def replace(self, **changes: object) -> Envelope:
         return Envelope(**{**self.as_dict(), **changes})  # type: ignore[arg-type]
+
+    def tag(self) -> str:
+        """The `[from … @ …]` line that opens the pasted message."""
+        extra = ""
+        if self.ask:
+            extra = f', reply: notify-pane {self.reply_to} --re {self.ask} "…"'
+        elif self.re:
+            extra = f", re {self.re}"
+        if self.fanout:
+            extra += f", to {self.fanout}"
+        return f"[from {self.sender} @ {self.timestamp}{extra}]"
+
+    def to_json(self) -> dict[str, object]:
+        return self.as_dict()
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Envelope:
+        """From a peer's JSON: unknown keys ignored, types coerced (a peer may be older)."""
+        size = data.get("file_size")
+        name = data.get("file_name")
+        return cls(
+            sender=str(data["sender"]), address=str(data["address"]), body=str(data["body"]),
+            timestamp=str(data["timestamp"]), force=bool(data.get("force")),
+            skip_dismiss=bool(data.get("skip_dismiss")),
+            file_name=None if name is None else str(name),
+            file_size=None if size is None else int(size),  # type: ignore[call-overload]
+            msg_id=str(data.get("msg_id") or ""), queue=bool(data.get("queue")),
+            ttl=float(data.get("ttl") or 0),  # type: ignore[arg-type]
+            ask=str(data.get("ask") or ""), reply_to=str(data.get("reply_to") or ""),
+            re=str(data.get("re") or ""), fanout=str(data.get("fanout") or ""),
+        )
 
 
 class DeliveryResult(Frozen):
     """Where a message went and what the sender should be told about it."""
 
     FIELDS = (
-        "address", "host", "target", "pane_id", "bytes_sent", "notes"
+        "address", "host", "target", "pane_id", "bytes_sent", "notes", "outcome", "msg_id"
     )
     __slots__ = FIELDS
     address: str
@@ -152,8 +200,14 @@ class DeliveryResult(Frozen):
     pane_id: str
     bytes_sent: int
     notes: list[str]
+    outcome: str
+    msg_id: str
 
     def __init__(self, address: str, host: str, target: str, pane_id: str, bytes_sent: int,
-                 notes: list[str] | None = None) -> None:
+                 notes: list[str] | None = None, outcome: str = "delivered",
+                 msg_id: str = "") -> None:
+        """outcome: "delivered", "queued" (held on the recipient's host until the pane is
+        ready) or "mailbox" (a reply kept for a waiting asker, typed nowhere)."""
         self._set(address=address, host=host, target=target, pane_id=pane_id,
-                  bytes_sent=bytes_sent, notes=list(notes or []))
+                  bytes_sent=bytes_sent, notes=list(notes or []), outcome=outcome,
+                  msg_id=msg_id)

@@ -261,10 +261,74 @@ def bench_remote(rounds: int) -> list[Result]:
         lab.stop()
 
 
+def bench_delegate(rounds: int) -> list[Result]:
+    """Broadcast to 12 agents on 3 hosts against one remote message (both ours), and how
+    soon a queued message lands once its pane is ready (against a 1 s budget)."""
+    lab = _remote_lab()
+    if lab is None:
+        return []
+    try:
+        python = str(lab.venv / "bin" / "python")
+        logs: list[Path] = []
+        for host in lab.hosts.values():
+            for k in range(4):
+                log = host.home / f"r{k}.jsonl"
+                host.tmux("new-window", "-d", "-t", "main:", "-n", f"r{k}", python, "-q", "-c",
+                          RECEIVER, str(log))
+                host.tmux("set-option", "-w", "-t", f"main:r{k}", "@agent-role", "bench")
+                logs.append(log)
+        time.sleep(1.0)
+        for _ in range(2):
+            for host in lab.hosts.values():
+                host.run(["agent-discover"], check=True)
+        h1, h2 = lab.hosts["h1"], lab.hosts["h2"]
+
+        def landed(paths: list[Path], body: str) -> None:
+            deadline = time.monotonic() + 15
+            while not all(p.exists() and body in p.read_text() for p in paths):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{body!r} never reached every recipient")
+                time.sleep(0.005)
+
+        fan = Result("broadcast, 12 agents on 3 hosts (vs one remote message)", target=1.5)
+        for i in range(rounds + 1):
+            pair = [("ours", "role:bench", logs), ("baseline", "h1-main-r0", [logs[0]])]
+            for who, address, paths in pair if i % 2 == 0 else reversed(pair):
+                body = f"{who} {i} fan"
+                start = time.perf_counter()
+                out = h2.run(["notify-pane", address, body])
+                if out.returncode != 0:
+                    raise RuntimeError(f"{who}: {out.stdout.decode()}{out.stderr.decode()}")
+                landed(paths, body)
+                elapsed = (time.perf_counter() - start) * 1000
+                if i:
+                    (fan.ours if who == "ours" else fan.baseline).append(elapsed)
+                time.sleep(0.3)
+        queued = Result("queued message, ready -> submitted (vs 1 s budget)", target=1.0)
+        for i in range(min(rounds, 10)):
+            h1.tmux("send-keys", "-t", "main:r1", "-l", "a draft")
+            time.sleep(0.3)
+            body = f"queued {i}"
+            out = h2.run(["notify-pane", "--queue", "h1-main-r1", body])
+            if out.returncode != 5:
+                raise RuntimeError(f"not queued: {out.stdout.decode()}{out.stderr.decode()}")
+            time.sleep(0.5)
+            start = time.perf_counter()
+            h1.tmux("send-keys", "-t", "main:r1", "C-u")
+            landed([logs[1]], body)
+            queued.ours.append((time.perf_counter() - start) * 1000)
+            queued.baseline.append(1000.0)
+            time.sleep(0.3)
+        return [fan, queued]
+    finally:
+        lab.stop()
+
+
 BENCHMARKS: dict[str, Callable[[int], list[Result]]] = {
     "hook": lambda n: [bench_hook(n)],
     "local": lambda n: [bench_local_delivery(n)],
     "remote": bench_remote,
+    "delegate": bench_delegate,
 }
 
 

@@ -109,7 +109,25 @@ def run(args: list[str]) -> str:
     outcome = _apply(args)
     if _slice_identity() != before:
         outcome += push_to_peers()
-    return outcome
+    return outcome + resume_queues()
+
+
+def resume_queues() -> str:
+    """Restart the waiter of any queue that still holds messages (after a reboot, a
+    killed waiter, a tmux restart): a few listdirs when there is nothing to do."""
+    from agent_mesh.registry.store import agents_dir
+
+    root = os.path.join(agents_dir(), "queue")
+    try:
+        busy = any(n[:1] != "." and os.listdir(os.path.join(root, n)) for n in os.listdir(root))
+    except OSError:
+        return ""
+    if not busy:
+        return ""
+    from agent_mesh.delivery import queue
+
+    started = queue.resume()
+    return f"; resumed {len(started)} queue(s)" if started else ""
 
 
 def _apply(args: list[str]) -> str:

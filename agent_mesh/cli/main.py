@@ -99,6 +99,10 @@ def _discover() -> None:
     )
     for report in sync.sync():  # failures are reported, not fatal: the timer runs this
         click.echo(f"agent-discover: {printable(report.line())}")
+    from agent_mesh.delivery import queue
+
+    for address in queue.resume():  # the timer also restarts queues left waiting
+        click.echo(f"agent-discover: resumed the queue of {address}")
 
 
 @mesh.command("sync")
@@ -149,6 +153,8 @@ def demo_cmd(keep: bool) -> None:
 
 
 def mesh_main() -> None:
+    from agent_mesh.cli import delegate_cmds  # noqa: F401 - registers ask, queue, spawn
+
     mesh(prog_name="agent-mesh")
 
 

@@ -14,7 +14,9 @@ from agent_mesh import __version__
 from agent_mesh.errors import MeshError, NotReady, UsageError
 
 USAGE = """\
-usage: notify-pane <agent> "<message>"
+usage: notify-pane [--queue [--ttl DURATION]] <agent> "<message>"
+       notify-pane <pattern>|--all "<message>"   (worker-*, role:NAME, host:ALIAS)
+       notify-pane <asker> --re ID "<reply>"
        notify-pane <agent> --file PATH ["<message>"]
        notify-pane <agent> --stdin            (message read from standard input)
        notify-pane --list [--json]
@@ -25,6 +27,11 @@ pane, on this host or a mesh peer, and submit it. With --file the file is first
 copied to the recipient's ~/.agent-inbox/<sender>/<name> and the message says so.
 Everything after the agent (or after --file PATH) is message text, verbatim.
 
+--queue: if the agent is busy, its host keeps the message and delivers it, in
+order, as soon as the pane is ready (exit 5); --ttl drops it, logged, after
+DURATION (default 1h). A pattern delivers to every matching agent but the
+sender, one line each. --re ID marks the reply to `agent-mesh ask` question ID.
+
 environment:
   AGENT_NAME      sender identity (default: this pane's address, else host[session])
   FORCE_SEND=1    deliver even if the recipient looks mid-prompt or not ready
@@ -33,7 +40,8 @@ environment:
 exit codes:
   0 delivered   1 usage or unreadable file   2 unknown agent
   3 recipient not ready (mid-prompt, shell prompt, copy mode, dead pane)
-  4 tmux or network failure
+  4 tmux or network failure   5 queued (delivered when the agent is ready)
+  a pattern exits with the worst of its recipients' codes
 """
 
 
@@ -65,21 +73,44 @@ def run(argv: list[str]) -> int:
 
         print(sender_id())
         return 0
-    if argv[0].startswith("-"):
+    queue, ttl = False, 0.0
+    while argv and argv[0] in ("--queue", "--ttl"):
+        if argv[0] == "--queue":
+            queue, argv = True, argv[1:]
+            continue
+        if len(argv) < 2:
+            raise UsageError("--ttl needs a duration (e.g. 10m)")
+        from agent_mesh.mesh.delegate import parse_duration
+
+        ttl, queue, argv = parse_duration(argv[1]), True, argv[2:]
+    if not argv:
+        raise UsageError("no agent given (see notify-pane --help)")
+    if argv[0].startswith("-") and argv[0] != "--all":
         raise UsageError(f"unknown option {argv[0]!r} (see notify-pane --help)")
 
     address, rest = argv[0], argv[1:]
     file_path: str | None = None
-    if rest[:1] in (["-f"], ["--file"]):
+    re = ""
+    while rest[:1] in (["-f"], ["--file"], ["--re"]):
         if len(rest) < 2 or not rest[1]:
-            raise UsageError("--file needs a path")
-        file_path, rest = rest[1], rest[2:]
+            raise UsageError(f"{rest[0]} needs a {'path' if rest[0] != '--re' else 'reply id'}")
+        if rest[0] == "--re":
+            re = rest[1]
+        else:
+            file_path = rest[1]
+        rest = rest[2:]
     if rest == ["--stdin"]:
         body = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     else:
         body = " ".join(rest)
     if not body and file_path is None:
         raise UsageError("no message given (see notify-pane --help)")
+
+    shown = _preview(body) if body else f"file {os.path.basename(file_path or '')}"
+    from agent_mesh.registry.select import is_pattern
+
+    if is_pattern(address):
+        return _broadcast(address, body, shown, file_path, queue, ttl, re)
 
     from agent_mesh.mesh.send import send
 
@@ -89,12 +120,45 @@ def run(argv: list[str]) -> int:
         file_path=file_path,
         force=_flag("FORCE_SEND"),
         skip_dismiss=_flag("SKIP_DISMISS"),
+        queue=queue,
+        ttl=ttl,
+        re=re,
     )
     for note in result.notes:
         print(f"notify-pane: note: {note}", file=sys.stderr)
-    shown = _preview(body) if body else f"file {os.path.basename(file_path or '')}"
+    if result.outcome == "queued":
+        print(f"⏸ {address} ({result.host}[{result.target}]): queued as {result.msg_id}, "
+              f"delivered when it is ready: {shown}")
+        return 5
+    if result.outcome == "mailbox":
+        print(f"→ {address}: reply {re} kept for the asker: {shown}")
+        return 0
     print(f"→ {address} ({result.host}[{result.target}]): {shown}")
     return 0
+
+
+def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue: bool,
+               ttl: float, re: str) -> int:
+    """One result line per recipient; the exit code is the worst of them."""
+    if file_path is not None:
+        raise UsageError("--file goes to one agent, not to a pattern")
+    from agent_mesh.mesh import delegate
+    from agent_mesh.mesh.send import sender_id
+    from agent_mesh.model import Envelope
+    from agent_mesh.registry import view as registry
+
+    envelope = Envelope(sender=sender_id(), address=pattern, body=body,
+                        timestamp=registry.now_iso(), force=_flag("FORCE_SEND"),
+                        skip_dismiss=_flag("SKIP_DISMISS"), msg_id=delegate.new_msg_id(),
+                        queue=queue, ttl=ttl, re=re, fanout=pattern)
+    outcomes = delegate.broadcast([pattern], envelope)
+    for row in outcomes:
+        mark = {0: "→", 5: "⏸"}.get(row.code, "✗")
+        print(f"{mark} {row.address}: {row.outcome}" + (f": {_one_line(row.line)}"
+              if row.code not in (0,) else ""))
+    print(f"{pattern}: {sum(r.code == 0 for r in outcomes)} of {len(outcomes)} delivered: "
+          f"{shown}")
+    return delegate.worst(r.code for r in outcomes)
 
 
 def _list(as_json: bool, extra: list[str]) -> int:

@@ -409,7 +409,7 @@ def deliver_envelope(
                     f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
                 ) from None
             body = drop_notice(shown, size, body)
-        text, removed = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
+        text, removed = sanitize(f"{envelope.tag()} {body}")
         if removed:
             notes.append(f"removed {removed} control character(s) from the message")
         sent.append(text)

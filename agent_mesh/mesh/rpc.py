@@ -38,11 +38,15 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         return {"result": _deliver(request)}
     if op == "exchange":
         return _exchange(request)
+    if op in ("deliver_many", "reply", "queue", "cancel", "spawn"):
+        from agent_mesh.mesh.delegate import RPC_OPS
+
+        return RPC_OPS[str(op)](request)
     raise UsageError(f"unknown request {op!r}")
 
 
 def _deliver(request: dict[str, Any]) -> dict[str, Any]:
-    from agent_mesh.delivery.paste import deliver_envelope
+    from agent_mesh.delivery.receive import receive as deliver_envelope
 
     envelope = envelope_from_json(request["envelope"])
     upload = request.get("file")
@@ -67,7 +71,8 @@ def _deliver(request: dict[str, Any]) -> dict[str, Any]:
                 _discard_upload(tmp)
     return {
         "address": result.address, "target": result.target, "pane_id": result.pane_id,
-        "bytes_sent": result.bytes_sent, "notes": result.notes,
+        "bytes_sent": result.bytes_sent, "notes": result.notes, "outcome": result.outcome,
+        "msg_id": result.msg_id,
     }
 
 

@@ -54,11 +54,26 @@ def send(
     file_path: str | None = None,
     force: bool = False,
     skip_dismiss: bool = False,
+    queue: bool = False,
+    ttl: float = 0.0,
+    re: str = "",
+    ask: str = "",
+    reply_to: str = "",
 ) -> DeliveryResult:
-    """Deliver body (and optionally a file) to the agent at address."""
+    """Deliver body (and optionally a file) to the agent at address.
+
+    queue: hold it on the recipient's host while the pane is busy (outcome "queued");
+    re: this is the reply to ask `re` — it may then go to a host alias, whose mailbox
+    keeps it for an asker that is not a pane.
+    """
+    if queue and file_path is not None:
+        raise UsageError("--queue does not take --file: send the file when the agent is ready")
+    if re:
+        from agent_mesh.delivery.mailbox import check_id
+
+        check_id(re)
     file_data = read_file(file_path) if file_path is not None else None
     agents = registry.load_agents()
-    agent = registry.resolve(address, agents)
     envelope = Envelope(
         sender=sender_id(agents=agents),
         address=address,
@@ -68,6 +83,30 @@ def send(
         skip_dismiss=skip_dismiss,
         file_name=os.path.basename(file_path) if file_path else None,
         file_size=len(file_data) if file_data is not None else None,
+        msg_id=os.urandom(3).hex(),
+        queue=queue,
+        ttl=ttl,
+        re=re,
+        ask=ask,
+        reply_to=reply_to,
     )
+    if re and address not in agents and _is_host_alias(address):
+        from agent_mesh.mesh.delegate import call_host
+
+        reply = call_host(address, {"op": "reply", "envelope": envelope.to_json()})
+        result = reply["result"]
+        return DeliveryResult(address=address, host=address, target="mailbox", pane_id="",
+                              bytes_sent=0, outcome=str(result.get("outcome", "mailbox")),
+                              msg_id=envelope.msg_id)
+    agent = registry.resolve(address, agents)
     transport = transport_for(agent.host, registry.self_alias())
     return transport.deliver(envelope, agent, file_data)
+
+
+def _is_host_alias(name: str) -> bool:
+    """This host's alias or a peer's (a reply's route when the asker is not a pane)."""
+    if name == registry.self_alias():
+        return True
+    from agent_mesh.mesh.sync import read_peers
+
+    return name in read_peers()

@@ -357,7 +357,8 @@ class SshTransport(Transport):
         return DeliveryResult(
             address=result["address"], host=self.host, target=result["target"],
             pane_id=result["pane_id"], bytes_sent=int(result["bytes_sent"]),
-            notes=list(result.get("notes", [])),
+            notes=list(result.get("notes", [])), outcome=str(result.get("outcome", "delivered")),
+            msg_id=str(result.get("msg_id", "")),
         )
 
     def exchange(self, self_alias: str, slice_text: str | None,

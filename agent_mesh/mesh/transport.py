@@ -34,9 +34,9 @@ class LocalTransport(Transport):
     def deliver(
         self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
     ) -> DeliveryResult:
-        from agent_mesh.delivery.paste import deliver_envelope
+        from agent_mesh.delivery.receive import receive
 
-        return deliver_envelope(envelope, agent, file_data)
+        return receive(envelope, agent, file_data)
 
 
 def transport_for(host: str, self_host: str) -> Transport:

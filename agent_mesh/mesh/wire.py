@@ -22,21 +22,11 @@ REMOTE_COMMAND = (
 
 
 def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
-    return {
-        "sender": envelope.sender, "address": envelope.address, "body": envelope.body,
-        "timestamp": envelope.timestamp, "force": envelope.force,
-        "skip_dismiss": envelope.skip_dismiss, "file_name": envelope.file_name,
-        "file_size": envelope.file_size,
-    }
+    return envelope.to_json()
 
 
 def envelope_from_json(data: dict[str, Any]) -> Envelope:
-    return Envelope(
-        sender=str(data["sender"]), address=str(data["address"]), body=str(data["body"]),
-        timestamp=str(data["timestamp"]), force=bool(data.get("force")),
-        skip_dismiss=bool(data.get("skip_dismiss")), file_name=data.get("file_name"),
-        file_size=data.get("file_size"),
-    )
+    return Envelope.from_json(data)
 
 
 _CODES: dict[int, type[MeshError]] = {1: UsageError, 3: NotReady, 4: WireError}

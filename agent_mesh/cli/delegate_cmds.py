@@ -1,0 +1,126 @@
+"""`agent-mesh ask`, `queue` and `spawn`: parse, call mesh.delegate, render."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from agent_mesh.cli.main import _CONTEXT, _run_guarded, mesh, printable
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    from agent_mesh.errors import UsageError
+    from agent_mesh.mesh.delegate import parse_duration
+
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@mesh.command("ask", context_settings=_CONTEXT)
+@click.argument("agent")
+@click.argument("question", nargs=-1, required=True)
+@click.option("--timeout", callback=_duration, default="10m", show_default=True,
+              help="How long to wait for the reply (90s, 10m, 2h).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole exchange as JSON.")
+def ask_cmd(agent: str, question: tuple[str, ...], timeout: float, as_json: bool) -> None:
+    """Deliver QUESTION to AGENT with a reply instruction in its tag, wait for the
+    reply (`notify-pane <you> --re ID "…"`) and print it. Exit 0 with the reply,
+    6 when none came within the timeout; other codes as notify-pane's."""
+
+    def body() -> None:
+        from agent_mesh.mesh import delegate
+
+        exchange = delegate.ask(agent, " ".join(question), timeout=timeout)
+        if as_json:
+            click.echo(json.dumps(exchange, ensure_ascii=False))
+        else:
+            click.echo(printable(str(exchange["reply"])).replace("\\n", "\n"))
+
+    _run_guarded("agent-mesh ask", body)
+
+
+@mesh.command("queue", context_settings=_CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the pending messages as JSON.")
+@click.option("--cancel", "cancel_id", metavar="ID", help="Cancel the queued message ID.")
+def queue_cmd(as_json: bool, cancel_id: str | None) -> None:
+    """List messages waiting for a busy agent, on every host of the mesh (each is
+    delivered by its host as soon as the agent is ready), or cancel one."""
+
+    def body() -> None:
+        from agent_mesh.mesh import delegate
+
+        if cancel_id:
+            host = delegate.queue_cancel(cancel_id)
+            click.echo(f"cancelled {printable(cancel_id)} on {printable(host)}")
+            return
+        rows, failed = delegate.queue_list()
+        if as_json:
+            click.echo(json.dumps({"pending": rows,
+                                   "unreachable": {h: str(e) for h, e in failed.items()}}))
+        else:
+            if not rows:
+                click.echo("no queued messages")
+            now = time.time()
+            for row in rows:
+                left = max(0, int(float(row.get("expires_at", 0)) - now))
+                click.echo(printable(
+                    f"{row.get('id')}  {row.get('address')}  from {row.get('from')}  "
+                    f"expires in {left}s  {row.get('preview')!r}  ({row.get('reason')})"))
+            for host, exc in failed.items():
+                click.echo(f"{printable(host)}: unreachable: {printable(str(exc))}")
+        if failed:
+            sys.exit(4)
+
+    _run_guarded("agent-mesh queue", body)
+
+
+@mesh.command("spawn", context_settings=_CONTEXT)
+@click.argument("host")
+@click.argument("command", nargs=-1)
+@click.option("--session", default="agents", show_default=True, help="tmux session to use.")
+@click.option("--name", default="", help="Window name (default: the command's name).")
+@click.option("--role", default="", help="The window's @agent-role.")
+@click.option("--accept", default="", metavar="PROGRAM",
+              help="Set @agent-accept (for a program not in the known-agents list).")
+@click.option("--task", default="", help="Deliver this message once the agent is ready.")
+@click.option("--ask", "ask_reply", is_flag=True, help="Wait for the reply to --task.")
+@click.option("--wait", callback=_duration, default="60s", show_default=True,
+              help="How long to wait for the new agent to be ready.")
+@click.option("--timeout", callback=_duration, default="10m", show_default=True,
+              help="With --ask: how long to wait for the reply.")
+def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role: str,
+              accept: str, task: str, ask_reply: bool, wait: float, timeout: float) -> None:
+    """Start COMMAND (after `--`; default $AGENT_MESH_AGENT_COMMAND or `claude`) in a
+    new window of HOST's tmux, wait until its input is ready, register it with
+    ROLE, deliver TASK (with --ask, wait for the reply) and print the new address."""
+
+    def body() -> None:
+        from agent_mesh.errors import NotReady, UsageError
+        from agent_mesh.mesh import delegate
+        from agent_mesh.mesh.send import send
+        from agent_mesh.mesh.sync import sync
+
+        if ask_reply and not task:
+            raise UsageError("--ask needs --task")
+        spawned = delegate.spawn(host, list(command), session, name, role, accept, wait)
+        address = str(spawned["address"])
+        if not spawned.get("ready"):
+            raise NotReady(f"{address} started but is not ready after {wait:g} s: "
+                           f"{spawned.get('detail')}")
+        if host != delegate.registry.self_alias():
+            sync()  # the new window's address is known here before the task goes out
+        click.echo(address)
+        if task and ask_reply:
+            exchange = delegate.ask(address, task, timeout=timeout)
+            click.echo(printable(str(exchange["reply"])).replace("\\n", "\n"))
+        elif task:
+            send(address, task, queue=True)
+
+    _run_guarded("agent-mesh spawn", body)

@@ -1,0 +1,59 @@
+"""What the recipient's host does with an envelope: reply mailbox, paste, or queue.
+
+Used alike by a local notify-pane, by `agent-mesh rpc` for a peer's envelope and by
+the queue's waiter, so a queued or replied message behaves the same on every path.
+"""
+
+from __future__ import annotations
+
+from agent_mesh.delivery import mailbox, queue
+from agent_mesh.delivery.paste import PaneDead, deliver_envelope
+from agent_mesh.errors import NotReady
+from agent_mesh.model import Agent, DeliveryResult, Envelope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+def _result(agent: Agent, envelope: Envelope, outcome: str, note: str) -> DeliveryResult:
+    return DeliveryResult(address=agent.address, host=agent.host, target=agent.target,
+                          pane_id=agent.pane_id, bytes_sent=0, notes=[note] if note else [],
+                          outcome=outcome, msg_id=envelope.msg_id)
+
+
+def receive(
+    envelope: Envelope,
+    agent: Agent,
+    file_data: bytes | None = None,
+    place_file: Callable[[], tuple[str, int]] | None = None,
+) -> DeliveryResult:
+    """Deliver envelope to agent's pane on this host, honouring `re` and `queue`.
+
+    A reply is stored in the mailbox first; when an `ask` on this host is waiting
+    for it, that is the whole delivery (nothing is typed). A message sent with
+    `queue` that finds the pane busy is stored and handed to a waiter (outcome
+    "queued"); a dead pane is never queued for.
+    """
+    if envelope.re:
+        mailbox.store_reply(envelope)
+        if mailbox.asker_waiting(envelope.re):
+            return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
+    try:
+        result = deliver_envelope(envelope, agent, file_data, place_file=place_file)
+    except NotReady as exc:
+        if not envelope.queue or isinstance(exc, PaneDead):
+            raise
+        queue.enqueue(envelope, agent.address, str(exc))
+        queue.start_waiter(agent.address)
+        return _result(agent, envelope, "queued", f"queued: {exc}")
+    return DeliveryResult(address=result.address, host=result.host, target=result.target,
+                          pane_id=result.pane_id, bytes_sent=result.bytes_sent,
+                          notes=result.notes, outcome="delivered", msg_id=envelope.msg_id)
+
+
+def store_for_asker(envelope: Envelope, host: str) -> DeliveryResult:
+    """A reply addressed to a host (its asker is not a pane): kept, typed nowhere."""
+    mailbox.store_reply(envelope)
+    return DeliveryResult(address=envelope.address, host=host, target="mailbox", pane_id="",
+                          bytes_sent=0, outcome="mailbox", msg_id=envelope.msg_id)

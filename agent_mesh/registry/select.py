@@ -1,0 +1,35 @@
+"""Choosing agents by pattern: address globs, `role:NAME`, `host:ALIAS`, `--all`.
+
+One grammar for every command that acts on a group (broadcast, status, queue).
+Matching ignores case, as addresses are lowercase slugs but users type names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from fnmatch import fnmatchcase
+
+from agent_mesh.model import Agent
+
+ALL = "--all"
+
+
+def is_pattern(text: str) -> bool:
+    """Does this address argument name a group rather than one agent?"""
+    return text == ALL or text.startswith(("role:", "host:")) or any(c in text for c in "*?[")
+
+
+def matches(agent: Agent, pattern: str) -> bool:
+    if pattern in (ALL, "*"):
+        return True
+    if pattern.startswith("role:"):
+        return fnmatchcase(agent.role.lower(), pattern[5:].lower())
+    if pattern.startswith("host:"):
+        return fnmatchcase(agent.host.lower(), pattern[5:].lower())
+    return fnmatchcase(agent.address.lower(), pattern.lower())
+
+
+def select(agents: Mapping[str, Agent], patterns: Iterable[str]) -> list[Agent]:
+    """Agents matching any of patterns, in address order."""
+    wanted = list(patterns)
+    return [agents[a] for a in sorted(agents) if any(matches(agents[a], p) for p in wanted)]

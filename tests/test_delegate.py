@@ -1,0 +1,260 @@
+"""Delegating on one host: queued delivery, ask and reply, broadcast and spawn, with real
+programs in a private tmux server (the cross-host cases are in test_delegate_lab.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import (
+    AGENT_TUI,
+    BIN,
+    SELF_HOST,
+    Receiver,
+    Spawner,
+    notify,
+    retry_until,
+    run_cli,
+)
+
+
+def queue_dir() -> Path:
+    return Path.home() / ".agents" / "queue"
+
+
+def queue_log() -> list[dict[str, object]]:
+    path = Path.home() / ".agents" / "queue.log"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def waiters() -> list[int]:
+    """pids of running `agent-mesh queue-run` processes of this test's HOME."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"queue-run" in argv and f"HOME={Path.home()}".encode() in env:
+            found.append(int(pid))
+    return found
+
+
+def draft(agent: Receiver, text: str) -> None:
+    agent.pane.send_keys(text, literal=True)
+    agent.pane.wait_for(text)
+
+
+def clear_draft(agent: Receiver, text: str) -> None:
+    agent.pane.send_keys(*["BSpace"] * len(text))
+    retry_until(lambda: text not in agent.pane.capture())
+
+
+@pytest.fixture
+def tui(spawn: Spawner) -> Receiver:
+    return spawn.agent_tui()
+
+
+# --- queued delivery ----------------------------------------------------------------
+
+
+def test_queued_message_waits_for_the_draft_then_lands_in_order(tui: Receiver) -> None:
+    draft(tui, "half-typed thought")
+    first = notify("--queue", tui.address, "first queued")
+    assert first.returncode == 5, first.stderr
+    assert b"queued as" in first.stdout
+    second = notify("--queue", "--ttl", "5m", tui.address, "second queued")
+    assert second.returncode == 5, second.stderr
+    time.sleep(0.5)
+    assert tui.lines() == [], "nothing may be typed over a user's draft"
+    clear_draft(tui, "half-typed thought")
+    cleared = time.monotonic()
+    got = tui.wait_lines(2, timeout=10)
+    assert time.monotonic() - cleared < 5
+    assert [line.split("] ", 1)[1] for line in got] == ["first queued", "second queued"]
+    retry_until(lambda: not waiters(), timeout=5)  # the waiter exits with an empty queue
+
+
+def test_queue_delivers_at_once_when_ready(tui: Receiver) -> None:
+    out = notify("--queue", tui.address, "ready now")
+    assert out.returncode == 0, out.stderr
+    assert tui.wait_lines(1)[0].endswith("] ready now")
+
+
+def test_queued_message_survives_a_killed_waiter(tui: Receiver) -> None:
+    draft(tui, "busy typing")
+    assert notify("--queue", tui.address, "after the kill").returncode == 5
+    pids = retry_until(waiters)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    retry_until(lambda: not waiters())
+    clear_draft(tui, "busy typing")
+    time.sleep(0.5)
+    assert tui.lines() == []  # nobody is waiting any more
+    # the timer's run (agent-discover) resumes it
+    assert run_cli("agent-discover").returncode == 0
+    assert tui.wait_lines(1, timeout=10)[0].endswith("] after the kill")
+
+
+def test_expired_message_is_logged_and_never_delivered(tui: Receiver) -> None:
+    draft(tui, "long draft")
+    assert notify("--ttl", "1s", tui.address, "too late").returncode == 5
+    retry_until(lambda: any(r["outcome"] == "expired" for r in queue_log()), timeout=10)
+    clear_draft(tui, "long draft")
+    time.sleep(1.0)
+    assert tui.lines() == []
+
+
+def test_queue_lists_and_cancels(tui: Receiver) -> None:
+    draft(tui, "wait")
+    out = notify("--queue", tui.address, "cancel me")
+    msg_id = re.search(rb"queued as ([0-9a-f]+)", out.stdout).group(1).decode()  # type: ignore[union-attr]
+    listed = run_cli("agent-mesh", "queue", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["pending"]
+    assert [(r["id"], r["address"], r["preview"]) for r in rows] == [
+        (msg_id, tui.address, "cancel me")]
+    assert run_cli("agent-mesh", "queue", "--cancel", msg_id).returncode == 0
+    assert json.loads(run_cli("agent-mesh", "queue", "--json").stdout)["pending"] == []
+    assert run_cli("agent-mesh", "queue", "--cancel", msg_id).returncode == 2
+    clear_draft(tui, "wait")
+    time.sleep(0.5)
+    assert tui.lines() == []
+
+
+def test_queue_refuses_bad_ttl_and_file() -> None:
+    assert notify("--ttl", "soon", "x", "hi").returncode == 1
+    assert notify("--queue", "x", "--file", "/etc/hostname", "hi").returncode == 1
+
+
+# --- ask and reply -------------------------------------------------------------------
+
+
+def _ask(*args: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}
+    return subprocess.Popen([str(BIN / "agent-mesh"), "ask", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_ask_from_a_script_returns_the_reply_and_types_it_nowhere(tui: Receiver) -> None:
+    asker = _ask(tui.address, "--timeout", "30s", "--json", "which test fails?")
+    question = tui.wait_lines(1, timeout=15)[0]
+    match = re.search(r"reply: notify-pane (\S+) --re ([0-9a-f]+) ", question)
+    assert match, question
+    route, ask_id = match.groups()
+    assert route == SELF_HOST  # a script is not a pane: its mailbox
+    assert question.endswith("] which test fails?")
+    reply = notify(route, "--re", ask_id, "test_x; see log", env={"AGENT_NAME": "worker"})
+    assert reply.returncode == 0, reply.stderr
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 0, err
+    exchange = json.loads(out)
+    assert exchange["reply"] == "test_x; see log" and exchange["from"] == "worker"
+    assert exchange["id"] == ask_id and exchange["question"] == "which test fails?"
+    assert len(tui.lines()) == 1  # the reply was typed nowhere
+
+
+def test_ask_times_out_with_exit_6(tui: Receiver) -> None:
+    asker = _ask(tui.address, "--timeout", "1s", "anyone?")
+    _, err = asker.communicate(timeout=20)
+    assert asker.returncode == 6, err
+    assert b"no reply from" in err and err.count(b"\n") == 1
+
+
+def test_reply_to_a_pane_asker_is_typed_when_nobody_waits(spawn: Spawner) -> None:
+    orch = spawn.agent_tui("orch")
+    worker = spawn.agent_tui("worker")
+    out = notify(orch.address, "--re", "3f9a", "late answer", env={"AGENT_NAME": "w"})
+    assert out.returncode == 0, out.stderr
+    assert orch.wait_lines(1)[0].endswith(", re 3f9a] late answer")
+    assert worker.lines() == []
+    kept = list((Path.home() / ".agents" / "mailbox").glob("3f9a.*.json"))
+    assert len(kept) == 1
+
+
+def test_bad_reply_id_is_a_usage_error(tui: Receiver) -> None:
+    assert notify(tui.address, "--re", "not-hex!", "x").returncode == 1
+
+
+# --- broadcast ----------------------------------------------------------------------
+
+
+def test_broadcast_by_role_reaches_exactly_the_matching_agents(spawn: Spawner) -> None:
+    a = spawn.agent_tui("rev-a")
+    b = spawn.agent_tui("rev-b")
+    c = spawn.agent_tui("builder")
+    for agent in (a, b):
+        agent.pane.server.run("set-option", "-w", "-t", agent.pane.pane_id,
+                              "@agent-role", "reviewer")
+    spawn.register()
+    out = notify("role:reviewer", "please review #12")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.decode().splitlines()
+    assert sorted(lines[:2]) == sorted([f"→ {a.address}: delivered", f"→ {b.address}: delivered"])
+    for agent in (a, b):
+        assert agent.wait_lines(1)[0].endswith(", to role:reviewer] please review #12")
+    time.sleep(0.5)
+    assert c.lines() == []
+
+
+def test_broadcast_never_includes_the_sender_and_exits_with_the_worst(spawn: Spawner) -> None:
+    me = spawn.agent_tui("w-me")
+    busy = spawn.agent_tui("w-busy")
+    other = spawn.agent_tui("w-other")
+    draft(busy, "typing")
+    socket = me.pane.display("#{socket_path}")
+    env = {"TMUX": f"{socket},1,0", "TMUX_PANE": me.pane.pane_id}
+    out = notify(f"{SELF_HOST}-dev-w-*", "hello all", env=env)
+    assert out.returncode == 3, out.stdout
+    text = out.stdout.decode()
+    assert me.address not in text
+    assert f"→ {other.address}: delivered" in text
+    assert f"✗ {busy.address}: refused" in text
+    assert other.wait_lines(1)[0].endswith("] hello all")
+    assert me.lines() == []
+
+
+def test_broadcast_with_no_match_exits_2_and_reply_cannot_fan_out(tui: Receiver) -> None:
+    assert notify("role:nobody", "x").returncode == 2
+    assert notify("--all", "--re", "abcd", "x").returncode == 1
+
+
+# --- spawn --------------------------------------------------------------------------
+
+
+def test_spawn_starts_registers_and_delivers_the_task(spawn: Spawner, tmp_path: Path) -> None:
+    spawn.agent_tui("first")  # a running server, as on a user's host
+    log = tmp_path / "spawned.jsonl"
+    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--session", "work", "--name", "helper",
+                  "--role", "worker", "--accept", "any", "--task", "write the tests", "--",
+                  sys.executable, str(AGENT_TUI), str(log), timeout=90)
+    assert out.returncode == 0, out.stderr
+    address = out.stdout.decode().split()[0]
+    assert address == f"{SELF_HOST}-work-helper"
+    listed = json.loads(run_cli("notify-pane", "--list", "--json").stdout)
+    entry = next(a for a in listed if a["address"] == address)
+    assert entry["role"] == "worker"
+    got = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=15)
+    assert json.loads(got[0]).endswith("] write the tests")
+
+
+def test_spawn_never_runs_the_command_through_a_shell(spawn: Spawner, tmp_path: Path) -> None:
+    spawn.agent_tui("first")
+    marker = tmp_path / "pwned"
+    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--wait", "2s", "--",
+                  f"true; touch {marker}", timeout=60)
+    assert out.returncode != 0
+    time.sleep(0.3)
+    assert not marker.exists()

@@ -1,0 +1,184 @@
+"""Delegating across real hosts (network-namespace lab, each host its own sshd, user, HOME
+and tmux): queued delivery on the recipient's host, ask from a script on one host answered
+from another, broadcast by role over three hosts, and spawn on a remote host."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import retry_until
+from lab.netlab import Lab, LabHost, lab_available
+
+pytestmark = pytest.mark.lab
+
+RECEIVER = (
+    "import json, readline, sys\n"
+    "while True:\n"
+    "    line = input('>>> ')\n"
+    "    with open(sys.argv[1], 'a') as fh:\n"
+    "        fh.write(json.dumps(line) + '\\n')\n"
+)
+HOSTS = ("h1", "h2", "h3")
+
+
+class Mesh:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.python = str(lab.venv / "bin" / "python")
+
+    def host(self, name: str) -> LabHost:
+        return self.lab.hosts[name]
+
+    def log(self, name: str, window: str) -> Path:
+        return self.host(name).home / f"{window}.jsonl"
+
+    def received(self, name: str, window: str) -> list[str]:
+        path = self.log(name, window)
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def start_receiver(self, name: str, window: str, role: str = "") -> None:
+        host = self.host(name)
+        out = host.tmux("new-window", "-d", "-t", "main:", "-n", window, self.python, "-q",
+                        "-c", RECEIVER, str(self.log(name, window)))
+        assert out.returncode == 0, out.stderr
+        if role:
+            host.tmux("set-option", "-w", "-t", f"main:{window}", "@agent-role", role)
+        retry_until(lambda: ">>>" in self.screen(name, window))
+
+    def screen(self, name: str, window: str) -> str:
+        return self.host(name).tmux("capture-pane", "-p", "-t", f"main:{window}").stdout.decode()
+
+    def keys(self, name: str, window: str, *keys: str) -> None:
+        self.host(name).tmux("send-keys", "-t", f"main:{window}", *keys)
+
+    def run(self, name: str, *argv: str, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        return self.host(name).run(list(argv), env=env, timeout=timeout)
+
+    def popen(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+        """Like run, without waiting (same namespace, user and environment)."""
+        h = self.host(name)
+        full = ["ip", "netns", "exec", h.ns, "setpriv", f"--reuid={h.uid}", f"--regid={h.gid}",
+                "--init-groups", "env", "-i", "--",
+                *(f"{k}={v}" for k, v in h.env().items()), *argv]
+        return subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=h.home)
+
+    def sync_all(self) -> None:
+        for name in HOSTS:
+            assert self.run(name, "agent-discover").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def mesh() -> Iterator[Mesh]:
+    reason = lab_available()
+    if reason is not None:
+        pytest.skip(reason)
+    lab = Lab(n_hosts=3)
+    try:
+        lab.start()
+        m = Mesh(lab)
+        m.start_receiver("h1", "py")
+        m.start_receiver("h2", "py")
+        m.start_receiver("h2", "rev", role="reviewer")
+        m.start_receiver("h3", "rev", role="reviewer")
+        m.start_receiver("h3", "py")
+        m.sync_all()
+        m.sync_all()
+        yield m
+    finally:
+        lab.stop()
+
+
+def test_queued_remote_message_survives_a_killed_waiter(mesh: Mesh) -> None:
+    mesh.keys("h2", "py", "-l", "half a draft")
+    retry_until(lambda: "half a draft" in mesh.screen("h2", "py"))
+    out = mesh.run("h1", "notify-pane", "--queue", "h2-main-py", "queued for later")
+    assert out.returncode == 5, out.stderr
+    listed = json.loads(mesh.run("h1", "agent-mesh", "queue", "--json").stdout)
+    assert [(r["host"], r["address"]) for r in listed["pending"]] == [("h2", "h2-main-py")]
+    # kill h2's waiter: the message is a file there, and the next hook/timer run resumes it
+    assert mesh.run("h2", "pkill", "-KILL", "-f", "queue-run").returncode == 0
+    assert mesh.run("h2", "agent-discover").returncode == 0
+    mesh.keys("h2", "py", "C-u")
+    cleared = time.monotonic()
+    got = retry_until(lambda: mesh.received("h2", "py"), timeout=10)
+    assert time.monotonic() - cleared < 2.0
+    assert got[-1].startswith("[from h1 @ ") and got[-1].endswith("] queued for later")
+
+
+def test_expired_remote_message_is_never_delivered(mesh: Mesh) -> None:
+    before = len(mesh.received("h3", "py"))
+    mesh.keys("h3", "py", "-l", "typing slowly")
+    retry_until(lambda: "typing slowly" in mesh.screen("h3", "py"))
+    out = mesh.run("h1", "notify-pane", "--ttl", "1s", "h3-main-py", "stale news")
+    assert out.returncode == 5, out.stderr
+    log = mesh.host("h3").home / ".agents" / "queue.log"
+    retry_until(lambda: log.exists() and '"expired"' in log.read_text(), timeout=10)
+    mesh.keys("h3", "py", "C-u")
+    time.sleep(1.0)
+    assert len(mesh.received("h3", "py")) == before
+
+
+def test_ask_from_a_script_on_h1_answered_from_h2(mesh: Mesh) -> None:
+    before = len(mesh.received("h2", "py"))
+    asker = mesh.popen("h1", "agent-mesh", "ask", "h2-main-py", "--timeout", "30s", "--json",
+                       "is the build green?")
+    question = retry_until(lambda: mesh.received("h2", "py")[before:], timeout=20)[0]
+    match = re.search(r"reply: notify-pane (\S+) --re ([0-9a-f]+) ", question)
+    assert match, question
+    route, ask_id = match.groups()
+    assert route == "h1"
+    # what the agent on h2 runs to answer
+    reply = mesh.run("h2", "notify-pane", route, "--re", ask_id, "green: 412 passed",
+                     env={"AGENT_NAME": "h2-main-py"})
+    assert reply.returncode == 0, reply.stderr
+    out, err = asker.communicate(timeout=30)
+    assert asker.returncode == 0, err
+    exchange = json.loads(out)
+    assert exchange["reply"] == "green: 412 passed" and exchange["from"] == "h2-main-py"
+    assert len(mesh.received("h1", "py")) == 0  # typed nowhere on the asker's host
+
+
+def test_broadcast_to_a_role_reaches_exactly_the_matching_agents(mesh: Mesh) -> None:
+    counts = {(h, w): len(mesh.received(h, w)) for h in HOSTS for w in ("py", "rev")}
+    out = mesh.run("h1", "notify-pane", "role:reviewer", "review PR 7")
+    assert out.returncode == 0, out.stderr + out.stdout
+    lines = out.stdout.decode().splitlines()
+    assert sorted(lines[:2]) == ["→ h2-main-rev: delivered", "→ h3-main-rev: delivered"]
+    for host in ("h2", "h3"):
+        got = retry_until(lambda h=host: mesh.received(h, "rev")[counts[(h, "rev")]:])
+        assert got == [got[0]] and got[0].endswith(", to role:reviewer] review PR 7")
+    time.sleep(0.5)
+    for (h, w), n in counts.items():
+        if w != "rev":
+            assert len(mesh.received(h, w)) == n, (h, w)
+
+
+def test_spawn_on_a_remote_host_delivers_the_task_and_returns_the_reply(mesh: Mesh) -> None:
+    log = mesh.host("h3").home / "spawned.jsonl"
+    spawner = mesh.popen("h1", "agent-mesh", "spawn", "h3", "--session", "work", "--name",
+                         "helper", "--role", "worker", "--accept", "any", "--task",
+                         "summarise the diff", "--ask", "--timeout", "60s", "--",
+                         mesh.python, "-q", "-c", RECEIVER, str(log))
+    task = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=60)
+    text = json.loads(task[0])
+    assert text.endswith("] summarise the diff")
+    route, ask_id = re.search(r"reply: notify-pane (\S+) --re ([0-9a-f]+) ", text).groups()  # type: ignore[union-attr]
+    reply = mesh.run("h3", "notify-pane", route, "--re", ask_id, "3 files, +40 -2")
+    assert reply.returncode == 0, reply.stderr
+    out, err = spawner.communicate(timeout=60)
+    assert spawner.returncode == 0, err
+    address, answer = out.decode().splitlines()[:2]
+    assert address == "h3-work-helper"
+    assert answer == "3 files, +40 -2"
+    role = mesh.run("h1", "notify-pane", "--list", "--json").stdout
+    assert {a["address"]: a["role"] for a in json.loads(role)}["h3-work-helper"] == "worker"
