@@ -246,7 +246,8 @@ def test_spawn_starts_registers_and_delivers_the_task(spawn: Spawner, tmp_path: 
     listed = json.loads(run_cli("notify-pane", "--list", "--json").stdout)
     entry = next(a for a in listed if a["address"] == address)
     assert entry["role"] == "worker"
-    got = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=15)
+    assert b"task delivered" in out.stderr or b"task queued" in out.stderr, out.stderr
+    got = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=30)
     assert json.loads(got[0]).endswith("] write the tests")
 
 

@@ -121,6 +121,7 @@ def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role
             exchange = delegate.ask(address, task, timeout=timeout)
             click.echo(printable(str(exchange["reply"])).replace("\\n", "\n"))
         elif task:
-            send(address, task, queue=True)
+            result = send(address, task, queue=True)
+            click.echo(f"task {result.outcome}: {result.msg_id}", err=True)
 
     _run_guarded("agent-mesh spawn", body)

@@ -93,7 +93,8 @@ def run(argv: list[str]) -> int:
     re = ""
     while rest[:1] in (["-f"], ["--file"], ["--re"]):
         if len(rest) < 2 or not rest[1]:
-            raise UsageError(f"{rest[0]} needs a {'path' if rest[0] != '--re' else 'reply id'}")
+            what = "--re needs a reply id" if rest[0] == "--re" else "--file needs a path"
+            raise UsageError(what)
         if rest[0] == "--re":
             re = rest[1]
         else:

@@ -14,9 +14,15 @@ from agent_mesh.model import Agent
 ALL = "--all"
 
 
+_GLOB_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*?[]!")
+
+
 def is_pattern(text: str) -> bool:
-    """Does this address argument name a group rather than one agent?"""
-    return text == ALL or text.startswith(("role:", "host:")) or any(c in text for c in "*?[")
+    """Does this address argument name a group rather than one agent? A glob is made of
+    address characters and `*?[]!` only, so a mistyped name is never taken for one."""
+    if text == ALL or text.startswith(("role:", "host:")):
+        return True
+    return any(c in text for c in "*?[") and set(text) <= _GLOB_CHARS
 
 
 def matches(agent: Agent, pattern: str) -> bool:
