@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import retry_until
+from conftest import BIN, retry_until
 from test_install import (
     COMMANDS,
     CRON_MARKER,
+    FAKE_CRONTAB,
+    FAKE_SYSTEMCTL,
     REPO,
     Installer,
     _make_installer,
@@ -31,6 +33,8 @@ from test_install import (
     _usable_python,
     snippet_hooks,
 )
+
+from agent_mesh.ops import setup
 
 USER_TMUX = "# my tmux settings\nset -g @mine 'kept'\n"
 USER_TMUX_AFTER = "set -g history-limit 5000\n"
@@ -188,3 +192,80 @@ def test_pipx_install_then_setup(host: Host) -> None:
     assert _our_hooks(env) == []
     # pipx's links were not setup's to remove.
     assert {name: os.readlink(host.local(name)) for name in COMMANDS} == links
+
+
+# --- fast: the dev venv's agent-mesh setup in a private HOME (no pip) -----------------
+
+
+def _fast_setup(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """agent-mesh setup with a fake crontab and systemctl first on PATH (never the real
+    ones) and no first discovery."""
+    shims = home.parent / "shims"
+    if not shims.exists():
+        shims.mkdir()
+        (shims / "crontab").write_text(FAKE_CRONTAB.format(dir=shims))
+        (shims / "systemctl").write_text(FAKE_SYSTEMCTL.format(dir=shims))
+        for shim in shims.iterdir():
+            shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{shims}{os.pathsep}{os.environ['PATH']}",
+           "SHELL": "/bin/bash"}
+    return subprocess.run([str(BIN / "agent-mesh"), "setup", "--no-discover", *args],
+                          env=env, capture_output=True, text=True, timeout=60, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_rewrite_block_keeps_every_user_byte() -> None:
+    block = setup.tmux_block()
+    for user in ("", "set -g @a 1\n", "set -g @a 1", "a\r\nb\r\n", "# no newline at end"):
+        added = setup.rewrite_block(user, block)
+        assert added.count(setup.BLOCK_BEGIN) == 1
+        assert setup.rewrite_block(added, block) == added  # idempotent
+        assert setup.rewrite_block(added, None) == (
+            user if user.endswith("\n") or not user else user + "\n")
+    middle = f"a\n{block}b\n"
+    assert setup.rewrite_block(middle, None) == "a\nb\n"
+    assert setup.rewrite_block(middle, block) == middle  # stays where the user moved it
+    for broken in (f"{setup.BLOCK_BEGIN}\nx\n", f"x\n{setup.BLOCK_END}\n",
+                   f"{block}{block}"):
+        with pytest.raises(setup.SetupError, match="unbalanced"):
+            setup.rewrite_block(broken, block)
+
+
+def test_unbalanced_block_is_one_line_and_changes_nothing(isolated_env: Path) -> None:
+    conf = isolated_env / ".tmux.conf"
+    broken = f"set -g @mine 1\n{setup.BLOCK_BEGIN}\nset -g @half 1\n"
+    conf.write_text(broken)
+    result = _fast_setup(isolated_env)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "unbalanced" in result.stderr
+    assert "fix:" in result.stderr and "Traceback" not in result.stderr
+    assert conf.read_text() == broken
+    assert not (isolated_env / ".local").exists()
+
+
+def test_symlinked_dotfiles_stay_symlinks(isolated_env: Path) -> None:
+    dotfiles = isolated_env / "dotfiles"
+    dotfiles.mkdir()
+    (dotfiles / "tmux.conf").write_text(USER_TMUX)
+    (dotfiles / "tmux.conf").chmod(0o600)
+    (isolated_env / ".tmux.conf").symlink_to(dotfiles / "tmux.conf")
+    result = _fast_setup(isolated_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (isolated_env / ".tmux.conf").is_symlink()
+    assert setup.BLOCK_BEGIN in (dotfiles / "tmux.conf").read_text()
+    assert (dotfiles / "tmux.conf").stat().st_mode & 0o777 == 0o600
+    result = _fast_setup(isolated_env, "--uninstall")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (isolated_env / ".tmux.conf").is_symlink()
+    assert (dotfiles / "tmux.conf").read_text() == USER_TMUX
+
+
+def test_a_file_in_the_way_of_a_link_stops_setup_first(isolated_env: Path) -> None:
+    local_bin = isolated_env / ".local" / "bin"
+    local_bin.mkdir(parents=True)
+    (local_bin / "notify-pane").write_text("#!/bin/sh\n# someone else's\n")
+    result = _fast_setup(isolated_env)
+    assert result.returncode == 1
+    assert "notify-pane exists and is not a symlink" in result.stderr
+    assert not (isolated_env / ".tmux.conf").exists()
+    assert not (isolated_env / ".local" / "share").exists()
