@@ -714,6 +714,8 @@ def install(report: Report, *, cron: bool = False, discover: bool = True) -> boo
     check_tmux_conf()
     bindir = commands_dir()
     plan = plan_links(bindir, command_names())
+    if not os.path.exists(paths.self_conf()):
+        host_alias()  # a hostname that is no alias stops setup here, not halfway
     install_files(report)
     link_commands(report, bindir, plan)
     new_shell = add_path_line(report)
