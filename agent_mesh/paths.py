@@ -59,3 +59,40 @@ def locks_dir() -> str:
 def inbox_dir() -> str:
     """Where file drops land: ~/.agent-inbox/<sender>/<name>."""
     return os.path.join(home(), ".agent-inbox")
+
+
+# --- what `agent-mesh setup` installs (ops/setup.py writes them, ops/doctor.py checks) ---
+
+
+def local_bin() -> str:
+    """Where the commands are reachable: `agent-mesh setup` links them here, pipx puts
+    them here, and a peer's SSH command and the tmux hook look here first."""
+    return os.path.join(home(), ".local", "bin")
+
+
+def share_dir() -> str:
+    """~/.local/share/agent-mesh: the hook launcher, the tmux snippet, install.sh's venv."""
+    return os.path.join(home(), ".local", "share", "agent-mesh")
+
+
+def hook_launcher() -> str:
+    """The sh launcher every tmux hook runs (a fixed path, whatever the install)."""
+    return os.path.join(share_dir(), "hooks", "tmux-event")
+
+
+def managed_tmux_conf() -> str:
+    """A copy of tmux.conf.snippet, for `tmux source-file` into a running server."""
+    return os.path.join(share_dir(), "tmux.conf")
+
+
+def setup_links() -> str:
+    """The command links `agent-mesh setup` created in local_bin(), for --uninstall."""
+    return os.path.join(share_dir(), "linked-commands")
+
+
+def tmux_conf() -> str:
+    return os.path.join(home(), ".tmux.conf")
+
+
+def systemd_user_dir() -> str:
+    return os.path.join(home(), ".config", "systemd", "user")

@@ -134,7 +134,7 @@ def test_broken_setup_reports_each_failure_with_its_fix(tmux_server: TmuxServer,
     timer = named["timer"]
     assert "no crontab line runs agent-discover" in timer.detail
     assert "systemd user timer agent-resync.timer is inactive" in timer.detail
-    assert timer.fix.startswith("./install.sh")
+    assert timer.fix.startswith("agent-mesh setup")
     log = named["hook-log"]
     assert log.status == "warn" and "1 hook error(s) in the last 24 h" in log.detail
     assert "WireError: tmux list-windows failed" in log.detail
@@ -142,7 +142,7 @@ def test_broken_setup_reports_each_failure_with_its_fix(tmux_server: TmuxServer,
     assert doctor.exit_code(checks) == 1
     lines = doctor.render(checks).splitlines()
     assert len(lines) == len(checks)
-    assert ("FAIL peers.conf: ~/.agents/peers.conf is missing -> fix: ./install.sh "
+    assert ("FAIL peers.conf: ~/.agents/peers.conf is missing -> fix: agent-mesh setup "
             in "\n".join(lines))
     assert any(line.startswith("warn hook-log: ") for line in lines)
     assert "ok   self.conf: this host is 'testhost'" in lines

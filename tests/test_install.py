@@ -1,4 +1,5 @@
-"""install.sh, for real: a venv, pip from PyPI, tmux hooks, crontab, into a throwaway HOME.
+"""install.sh, for real: a venv, pip from PyPI, then the venv's `agent-mesh setup` (tmux
+hooks, crontab, links, PATH line), into a throwaway HOME.
 
 One HOME is shared by the whole module (a venv and pip install cost seconds):
 the `installed` fixture installs twice into it (idempotence), `uninstalled`
@@ -381,7 +382,8 @@ def test_help_and_bad_arguments(tmp_path: Path) -> None:
 
 def test_every_step_reports_one_line(installed: Installed) -> None:
     for result in (installed.first, installed.second):
-        lines = [ln for ln in result.stdout.splitlines() if ln.startswith("agent-mesh install:")]
+        lines = [ln for ln in result.stdout.splitlines()
+                 if ln.startswith(("agent-mesh install:", "agent-mesh setup:"))]
         assert len(lines) >= 10, result.stdout
         assert "agent-mesh install: done" in result.stdout
         assert "agent-mesh doctor" in result.stdout and "agent-mesh demo" in result.stdout
@@ -488,7 +490,8 @@ def test_new_window_registers_through_the_installed_hook(installed: Installed) -
 def test_no_user_manager_means_cron_and_says_so(installed: Installed) -> None:
     assert ("no systemd user manager reachable (systemctl --user show-environment failed): "
             "using a crontab line instead of the systemd timer") in installed.first.stdout
-    assert "AGENT_MESH_NO_SYSTEMD=1: using a crontab line" in installed.second.stdout
+    # install.sh maps AGENT_MESH_NO_SYSTEMD=1 onto `agent-mesh setup --cron`.
+    assert "--cron: using a crontab line" in installed.second.stdout
     assert not (installed.env.home / ".config/systemd/user/agent-resync.timer").exists()
 
 

@@ -142,6 +142,18 @@ def doctor_cmd(as_json: bool, no_peers: bool) -> None:
     sys.exit(doctor.exit_code(checks))
 
 
+@mesh.command("setup")
+@click.option("--uninstall", is_flag=True,
+              help="Remove what setup added; keeps ~/.agents and your own config lines.")
+@click.option("--cron", is_flag=True, help="Use a crontab line even where systemd runs.")
+@click.option("--no-discover", is_flag=True, help="Skip the first agent-discover.")
+def setup_cmd(uninstall: bool, cron: bool, no_discover: bool) -> None:
+    """Wire this installation into tmux, the timer and ~/.local/bin (safe to re-run)."""
+    from agent_mesh.cli import setup_cmd as command
+
+    sys.exit(command.run(uninstall=uninstall, cron=cron, discover=not no_discover))
+
+
 @mesh.command("demo")
 @click.option("--keep", is_flag=True, help="Leave the demo's tmux server running to attach.")
 def demo_cmd(keep: bool) -> None:

@@ -28,20 +28,18 @@ from typing import Any
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import MeshError, UsageError, WireError
+from agent_mesh.ops.setup import FIX as INSTALL
+from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT
 from agent_mesh.registry import store
 from agent_mesh.registry import view as registry
 
-# What tmux.conf.snippet installs: every hook runs this launcher with its event name.
-HOOK_MARK = "agent-mesh/hooks/tmux-event"
-HOOK_EVENTS = ("session-created", "session-closed", "window-linked", "window-unlinked",
-               "window-renamed", "session-renamed")
+# What `agent-mesh setup` installs (HOOK_MARK, HOOK_EVENTS, TIMER_UNIT, the paths in
+# agent_mesh.paths) is defined once, in ops/setup.py and paths.py; checked here.
 MIN_TMUX = (3, 2)  # run-shell -C and paste-buffer -p
 COMMANDS = ("notify-pane", "agent-mesh", "agent-discover", "agent-self-identify")
-TIMER_UNIT = "agent-resync.timer"
 STALE_AFTER = 15 * 60  # the timer runs every 5 minutes: three missed runs is a problem
 PEER_BUDGET = 4.5  # seconds for all peer probes together (they run in parallel)
 LOG_WINDOW = 24 * 3600  # hook.log errors older than this are history, not a problem
-INSTALL = "./install.sh (in your agent-mesh checkout; safe to re-run)"
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) \[\d+\] (.*)$")
 
 
@@ -135,7 +133,7 @@ def _tmux_conf_has_hooks() -> Path | None:
     """The tmux config file that installs our hooks, if any (what a new server loads)."""
     home = Path(paths.home())
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(home / ".config")
-    for path in (home / ".tmux.conf", Path(xdg) / "tmux" / "tmux.conf"):
+    for path in (Path(paths.tmux_conf()), Path(xdg) / "tmux" / "tmux.conf"):
         try:
             if HOOK_MARK in path.read_text(encoding="utf-8", errors="replace"):
                 return path
@@ -206,7 +204,7 @@ def _check_server(tmux: Any) -> list[Check]:
     missing = [e for e in HOOK_EVENTS if e not in live]
     if not missing:
         return [server, _ok("tmux-hooks", f"all {len(HOOK_EVENTS)} hooks live in the server")]
-    managed = Path(paths.home()) / ".local" / "share" / "agent-mesh" / "tmux.conf"  # install.sh's
+    managed = Path(paths.managed_tmux_conf())
     if conf is not None:
         fix = (f"tmux source-file {_tilde(managed if managed.exists() else conf)} (and keep "
                f"the agent-mesh block in {_tilde(conf)} after any plain `set-hook -g` lines, "
@@ -225,13 +223,12 @@ def _check_server(tmux: Any) -> list[Check]:
 
 
 def hook_launcher_path() -> Path:
-    return Path(paths.home()) / ".local" / "share" / "agent-mesh" / "hooks" / "tmux-event"
+    return Path(paths.hook_launcher())
 
 
 def hook_command_path() -> Path:
     """Where hooks/tmux-event looks for agent-register-hook ($AGENT_MESH_BIN overrides)."""
-    return Path(os.environ.get("AGENT_MESH_BIN") or Path(paths.home()) / ".local" / "bin") / (
-        "agent-register-hook")
+    return Path(os.environ.get("AGENT_MESH_BIN") or paths.local_bin()) / "agent-register-hook"
 
 
 def _executable(name: str, path: Path) -> Check:
@@ -255,10 +252,10 @@ def check_path() -> Check:
     if not missing:
         dirs = sorted({_tilde(os.path.dirname(str(w))) for w in found.values()})
         return _ok("path", f"{', '.join(COMMANDS)} in {', '.join(dirs)}")
-    local_bin = Path(paths.home()) / ".local" / "bin"
+    local_bin = Path(paths.local_bin())
     if all((local_bin / c).exists() for c in missing):
         fix = ('add ~/.local/bin to PATH: export PATH="$HOME/.local/bin:$PATH" '
-               "(install.sh adds it to your shell rc; open a new shell)")
+               "(agent-mesh setup adds it to your shell rc; open a new shell)")
     else:
         fix = INSTALL
     return _fail("path", f"not on PATH: {', '.join(missing)}", fix)

@@ -1,0 +1,77 @@
+"""`agent-mesh setup [--uninstall] [--cron] [--no-discover]`: render ops.setup.
+
+Stdlib only (no click), so install.sh can still run `--uninstall` from the
+checkout with any Python 3.11 after its venv is gone:
+`python -c '...; from agent_mesh.cli.setup_cmd import main; main([...])'`.
+The click group in cli/main.py registers the same command for `agent-mesh setup`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+PROG = "agent-mesh setup"
+USAGE = "usage: agent-mesh setup [--uninstall] [--cron] [--no-discover]"
+NEXT_STEPS = """\
+Next:
+{path}  - see it work on a private tmux server:   agent-mesh demo
+  - check this host's setup:                 agent-mesh doctor
+  - join a mesh: add one SSH alias per line to ~/.agents/peers.conf (install
+    agent-mesh on each of those hosts too), then run:  agent-mesh sync
+  - message an agent:  notify-pane --list, then notify-pane <address> 'text'"""
+NEW_SHELL = ("  - open a new shell so ~/.local/bin is on PATH "
+             '(or: export PATH="$HOME/.local/bin:$PATH")\n')
+
+
+def _emit(kind: str, text: str) -> None:
+    line = "".join(ch if ch.isprintable() else "?" for ch in text)  # paths may hold ESC
+    if kind == "say":
+        print(f"{PROG}: {line}", flush=True)
+    else:
+        tag = "warning" if kind == "warn" else "error"
+        print(f"{PROG}: {tag}: {line}", file=sys.stderr, flush=True)
+
+
+def run(*, uninstall: bool = False, cron: bool = False, discover: bool = True) -> int:
+    """Carry out setup or its undo; 0 when every step worked, 1 otherwise."""
+    from agent_mesh.errors import MeshError
+    from agent_mesh.ops import setup
+
+    report = setup.Report(_emit)
+    new_shell = False
+    try:
+        if uninstall:
+            setup.uninstall(report)
+        else:
+            new_shell = setup.install(report, cron=cron, discover=discover)
+    except MeshError as exc:
+        _emit("error", str(exc))
+        return exc.exit_code
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _emit("error", f"{exc.strerror or exc}:{where}; fix: check that your home directory "
+              "is writable, then re-run")
+        return 1
+    if report.problems:
+        print(f"{PROG}: finished with {report.problems} problem(s) (see the errors above)")
+        return 1
+    print(f"{PROG}: done")
+    if not uninstall:
+        print()
+        print(NEXT_STEPS.format(path=NEW_SHELL if new_shell else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The same command without click, for install.sh's fallback."""
+    args = sys.argv[1:] if argv is None else argv
+    known = {"--uninstall", "--cron", "--no-discover"}
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        return 0
+    unknown = [a for a in args if a not in known]
+    if unknown:
+        print(f"{PROG}: unknown argument: {unknown[0]} ({USAGE})", file=sys.stderr)
+        return 1
+    return run(uninstall="--uninstall" in args, cron="--cron" in args,
+               discover="--no-discover" not in args)
