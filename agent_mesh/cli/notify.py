@@ -90,10 +90,12 @@ def run(argv: list[str]) -> int:
         force=_flag("FORCE_SEND"),
         skip_dismiss=_flag("SKIP_DISMISS"),
     )
+    from agent_mesh.textsafe import one_line  # the peer's reply and the body: never raw
+
     for note in result.notes:
-        print(f"notify-pane: note: {note}", file=sys.stderr)
+        print(f"notify-pane: note: {one_line(note)}", file=sys.stderr)
     shown = _preview(body) if body else f"file {os.path.basename(file_path or '')}"
-    print(f"→ {address} ({result.host}[{result.target}]): {shown}")
+    print(one_line(f"→ {address} ({result.host}[{result.target}]): {shown}"))
     return 0
 
 
