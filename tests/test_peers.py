@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,8 +19,6 @@ from pathlib import Path
 import pytest
 from conftest import retry_until
 from lab.netlab import Lab, LabHost, lab_available
-
-pytestmark = pytest.mark.lab
 
 ALIASES = {"h1": "h1", "h2": "peer", "h3": "peer-2"}
 RECEIVER = (
@@ -133,6 +132,7 @@ def peers() -> Iterator[Peers]:
         lab.stop()
 
 
+@pytest.mark.lab
 def test_an_address_belongs_to_the_longest_alias(peers: Peers) -> None:
     """`peer` serving `peer-2-prod-deploy` while `peer-2` is down: never delivered to peer."""
     h2 = peers.host("h2")
@@ -171,6 +171,7 @@ def test_an_address_belongs_to_the_longest_alias(peers: Peers) -> None:
     assert peers.run("h1", "agent-mesh", "sync").returncode == 0
 
 
+@pytest.mark.lab
 def test_foreign_entries_are_dropped_with_a_note_and_the_rest_kept(peers: Peers) -> None:
     h3 = peers.host("h3")
     slice_path = h3.home / ".agents" / "local.toml"
@@ -192,6 +193,7 @@ def test_foreign_entries_are_dropped_with_a_note_and_the_rest_kept(peers: Peers)
     assert "peer-2: ok" in peers.run("h2", "agent-mesh", "sync").stdout.decode()
 
 
+@pytest.mark.lab
 def test_a_push_is_a_hint_the_receiver_verifies_by_pulling(peers: Peers) -> None:
     """Any member can send {"op":"exchange","from":"peer",...}: nothing it says is stored."""
     forged = ('[agents.peer-main-py]\nhost = "peer"\ntarget = "main:9"\npane_id = "%99"\n'
@@ -212,6 +214,21 @@ def test_a_push_is_a_hint_the_receiver_verifies_by_pulling(peers: Peers) -> None
     assert "SPOOFED" not in stored
 
 
+@pytest.mark.lab
+def test_a_push_of_what_was_verified_needs_no_pull(peers: Peers) -> None:
+    """The timer's syncs push unchanged slices: only a change costs the receiver a pull."""
+    assert peers.run("h1", "agent-mesh", "sync").returncode == 0  # h1 verified peer just now
+    text = (peers.host("h2").home / ".agents" / "local.toml").read_text()
+    code = ("import sys; from agent_mesh.mesh import sync\n"
+            "print(sync.schedule_pull('peer', sys.stdin.read()))\n")
+    same = peers.host("h1").run([peers.python, "-c", code], input=text.encode())
+    assert same.stdout.split() == [b"False"], same
+    changed = text + '\n[agents.peer-main-new]\nhost = "peer"\ntarget = "main:5"\n'
+    other = peers.host("h1").run([peers.python, "-c", code], input=changed.encode())
+    assert other.stdout.split() == [b"True"], other
+
+
+@pytest.mark.lab
 def test_a_real_push_still_reaches_the_peers_within_seconds(peers: Peers) -> None:
     h2 = peers.host("h2")
     assert h2.tmux("new-window", "-d", "-t", "main:", "-n", "pushed").returncode == 0
@@ -230,6 +247,7 @@ def test_a_real_push_still_reaches_the_peers_within_seconds(peers: Peers) -> Non
 TRICKLE = "#!/bin/sh\nwhile :; do printf ' ' || exit 0; sleep 2; done\n"
 
 
+@pytest.mark.lab
 def test_a_trickling_peer_is_cut_at_the_deadline(peers: Peers) -> None:
     """One byte every 2 s: sync ends at the deadline, the healthy peer's change lands."""
     h2 = peers.host("h2")
@@ -250,17 +268,19 @@ def test_a_trickling_peer_is_cut_at_the_deadline(peers: Peers) -> None:
         assert "peer-main-fresh" in peers.registry("h1")
         assert all(a["stale"] for a in peers.registry("h1").values() if a["host"] == "peer-2")
 
-        # A push that is stuck (here: a deadline of minutes) holds push.lock; a newer
-        # push does not wait on it once its round has outlived any deadline.
+        # A push that is stuck (here: stopped mid-round) holds push.lock; a newer push
+        # does not wait on it once its round has outlived the holder's deadline.
         h1 = peers.host("h1")
         argv = ["ip", "netns", "exec", h1.ns, "setpriv", f"--reuid={h1.uid}",
                 f"--regid={h1.gid}", "--init-groups", "env", "-i", "--",
-                *(f"{k}={v}" for k, v in h1.env({"AGENT_MESH_SYNC_DEADLINE": "300"}).items()),
-                "agent-mesh", "push"]
+                *(f"{k}={v}" for k, v in h1.env({"AGENT_MESH_SYNC_DEADLINE": "3"}).items()),
+                "agent-mesh", "push"]  # every exec in the chain keeps the pid
         stuck = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                  cwd=h1.home)
         lock = h1.home / ".agents" / "push.lock"
-        retry_until(lambda: lock.exists() and lock.read_text().strip(), timeout=10)
+        retry_until(lambda: lock.exists() and lock.read_text().startswith(f"{stuck.pid} "),
+                    timeout=10)
+        os.kill(stuck.pid, signal.SIGSTOP)
         assert h2.tmux("new-window", "-d", "-t", "main:", "-n", "fresher").returncode == 0
         peers.rescan("h2")
         quick = {"AGENT_MESH_SYNC_DEADLINE": "2"}
@@ -274,7 +294,7 @@ def test_a_trickling_peer_is_cut_at_the_deadline(peers: Peers) -> None:
         started = time.monotonic()
         retry_until(pushed, timeout=20, interval=0.5)
         print(f"newer push superseded the stuck one after {time.monotonic() - started:.1f}s")
-        assert stuck.poll() is None  # the stuck one is still stuck: we did not wait for it
+        assert stuck.poll() is None  # still stopped, still holding push.lock
     finally:
         if stuck is not None:
             stuck.kill()
@@ -286,6 +306,7 @@ def test_a_trickling_peer_is_cut_at_the_deadline(peers: Peers) -> None:
     assert peers.run("h1", "agent-mesh", "sync").returncode == 0
 
 
+@pytest.mark.lab
 def test_nothing_from_a_peer_reaches_the_terminal_raw(peers: Peers) -> None:
     """ESC[2J and OSC 52 (clipboard write) in a slice and in a delivery reply."""
     h2 = peers.host("h2")
@@ -325,3 +346,26 @@ def test_nothing_from_a_peer_reaches_the_terminal_raw(peers: Peers) -> None:
         peers.restore_agent_mesh("h2")
         peers.write("h2", ".agents/local.toml", good)
     assert peers.run("h1", "agent-mesh", "sync").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("plain text, tab\there", "plain text, tab\there"),
+        ("a\x1b[2Jb\x1b[1;31mc", "abc"),
+        ("x\x1b]52;c;cm0gLXJmIH4K\x07y", "xy"),  # OSC 52 clipboard write, BEL-terminated
+        ("x\x1b]0;title\x1b\\y", "xy"),  # ST-terminated
+        ("x\x1b]52;c;unterminated", "x"),
+        ("a\x1b]52;c;zz\x1b[31mred", "ared"),  # an ESC inside ends the string
+        ("\x9b2Jc1\x9d52;c;x\x9cok", "c1ok"),  # C1 CSI and OSC
+        ("bell\x07 nul\x00 del\x7f line\nbreak", "bell nul del linebreak"),
+        ("\u202eevil\u2066", "evil"),
+        ("\x1b(B\x1b7\x1bcq", "q"),
+        ("trailing escape\x1b", "trailing escape"),
+    ],
+)
+def test_printable_strips_sequences_whole(raw: str, shown: str) -> None:
+    from agent_mesh.textsafe import one_line, printable
+
+    assert printable(raw) == shown
+    assert one_line("two\nlines\x1b[2J") == "two lines"

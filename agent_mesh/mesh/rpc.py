@@ -116,8 +116,9 @@ def _exchange(request: dict[str, Any]) -> dict[str, Any]:
     from agent_mesh.mesh import sync
 
     sender = str(request.get("from", ""))
-    if request.get("slice") is not None:
-        sync.schedule_pull(sender)
+    pushed = request.get("slice")
+    if pushed is not None:
+        sync.schedule_pull(sender, str(pushed))
     try:
         with open(paths.local_slice(), encoding="utf-8") as fh:
             ours = fh.read()

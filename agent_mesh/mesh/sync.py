@@ -193,16 +193,20 @@ def mark_stale(alias: str, error: str) -> tuple[int, str]:
     return len(agents), fetched
 
 
-def schedule_pull(sender: str) -> None:
+def schedule_pull(sender: str, pushed: str | None = None) -> bool:
     """A member pushed: treat it as a hint and pull its slice ourselves, detached.
 
     What arrived is not stored: any member could have sent `from = <another>`.
     The pull goes over this host's own SSH connection to that alias, so the key
     that answers is the one in our known_hosts. It runs in a new session with
     its output in push.log, so the rpc answers at once and nothing waits on it.
+    A push that says what we last verified (the timer's syncs) needs no pull.
+    Returns whether a pull was started.
     """
     if sender not in read_peers():
         raise UsageError(f"{sender!r} is not in this host's peers.conf; slice ignored")
+    if pushed is not None and _matches_verified(sender, pushed):
+        return False
     agents_dir = paths.agents_dir()
     os.makedirs(agents_dir, mode=0o700, exist_ok=True)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -219,6 +223,17 @@ def schedule_pull(sender: str) -> None:
     finally:
         os.close(devnull)
         os.close(log_fd)
+    return True
+
+
+def _matches_verified(alias: str, text: str) -> bool:
+    """Does a pushed slice hold exactly the agents we last fetched from alias ourselves?"""
+    try:
+        agents, _notes = validate_slice(alias, text)
+        meta, stored = registry.read_slice_file(Path(paths.slices_dir()) / f"{alias}.toml")
+    except (SliceRejected, UsageError):
+        return False
+    return bool(meta.get("fetched")) and not meta.get("stale") and agents == stored
 
 
 def _ago(stamp: str) -> str:
@@ -355,9 +370,10 @@ def _coalesced(name: str, run: Callable[[], list[PeerReport]]) -> list[PeerRepor
     """Run `run` until no `<name>.pending` mark is left, one holder at a time.
 
     Callers that find the lock held leave their mark and go: the holder runs
-    again for them. A holder whose round started longer ago than any deadline
-    allows is stuck (stopped, suspended): the newer caller takes over under a
-    second lock instead of waiting on it, so a stuck push never blocks later ones.
+    again for them. A holder whose round started longer ago than its own
+    deadline allows is stuck (stopped, suspended, hung): the newer caller takes
+    over under a second lock instead of waiting on it, so a stuck push never
+    blocks later ones.
     """
     base = Path(paths.agents_dir())
     pending = base / f"{name}.pending"
@@ -378,15 +394,17 @@ def _coalesced(name: str, run: Callable[[], list[PeerReport]]) -> list[PeerRepor
 
 
 def _stamp(fd: int) -> None:
-    """Record in the held lock file when this round started (see _holder_stuck)."""
-    data = f"{os.getpid()} {time.time():.3f}\n".encode()
+    """Record in the held lock file who runs a round, since when, with which deadline."""
+    data = f"{os.getpid()} {time.time():.3f} {deadline():g}\n".encode()
     os.ftruncate(fd, 0)
     os.pwrite(fd, data, 0)
 
 
 def _holder_stuck(lock_path: Path) -> bool:
+    """Has the holder's round outlived its deadline (every exchange is bounded by it)?"""
     try:
-        started = float(lock_path.read_text(encoding="utf-8").split()[1])
-    except (OSError, ValueError, IndexError):
+        _pid, started, limit = lock_path.read_text(encoding="utf-8").split()[:3]
+        overdue = time.time() - float(started) - float(limit)
+    except (OSError, ValueError):
         return False
-    return time.time() - started > deadline() + STUCK_GRACE
+    return overdue > STUCK_GRACE
