@@ -40,6 +40,8 @@ def printable(text: str) -> str:
         code = ord(ch)
         if code < 0x20 or 0x7F <= code <= 0x9F:
             out.append({"\n": "\\n", "\t": "\\t", "\x1b": "\\e"}.get(ch, f"\\x{code:02x}"))
+        elif 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069:  # bidi overrides
+            out.append(f"\\u{code:04x}")
         else:
             out.append(ch)
     return "".join(out)

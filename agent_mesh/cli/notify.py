@@ -125,16 +125,19 @@ def run(argv: list[str]) -> int:
         ttl=ttl,
         re=re,
     )
+    from agent_mesh.textsafe import one_line  # the peer's reply and the body: never raw
+
     for note in result.notes:
-        print(f"notify-pane: note: {note}", file=sys.stderr)
+        print(f"notify-pane: note: {one_line(note)}", file=sys.stderr)
+    where = f"{address} ({result.host}[{result.target}])"
     if result.outcome == "queued":
-        print(f"⏸ {address} ({result.host}[{result.target}]): queued as {result.msg_id}, "
-              f"delivered when it is ready: {shown}")
+        print(one_line(f"⏸ {where}: queued as {result.msg_id}, delivered when it is ready: "
+                       f"{shown}"))
         return 5
     if result.outcome == "mailbox":
-        print(f"→ {address}: reply {re} kept for the asker: {shown}")
+        print(one_line(f"→ {address}: reply {re} kept for the asker: {shown}"))
         return 0
-    print(f"→ {address} ({result.host}[{result.target}]): {shown}")
+    print(one_line(f"→ {where}: {shown}"))
     return 0
 
 
@@ -147,6 +150,7 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
     from agent_mesh.mesh.send import sender_id
     from agent_mesh.model import Envelope
     from agent_mesh.registry import view as registry
+    from agent_mesh.textsafe import one_line
 
     envelope = Envelope(sender=sender_id(), address=pattern, body=body,
                         timestamp=registry.now_iso(), force=_flag("FORCE_SEND"),
@@ -155,10 +159,10 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
     outcomes = delegate.broadcast([pattern], envelope)
     for row in outcomes:
         mark = {0: "→", 5: "⏸"}.get(row.code, "✗")
-        print(f"{mark} {row.address}: {row.outcome}" + (f": {_one_line(row.line)}"
-              if row.code not in (0,) else ""))
-    print(f"{pattern}: {sum(r.code == 0 for r in outcomes)} of {len(outcomes)} delivered: "
-          f"{shown}")
+        detail = f": {row.line}" if row.code != 0 else ""
+        print(one_line(f"{mark} {row.address}: {row.outcome}{detail}"))
+    print(one_line(f"{pattern}: {sum(r.code == 0 for r in outcomes)} of {len(outcomes)} "
+                   f"delivered: {shown}"))
     return delegate.worst(r.code for r in outcomes)
 
 

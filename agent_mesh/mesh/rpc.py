@@ -115,13 +115,15 @@ def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]
 
 
 def _exchange(request: dict[str, Any]) -> dict[str, Any]:
-    """Store the sender's slice (if sent), answer with ours. Never pushes onward."""
+    """Answer with our slice. A pushed slice is only a hint that the sender
+    changed: its text is never stored (any member could claim to be another);
+    a detached pull fetches the sender's slice over our own SSH connection."""
     from agent_mesh.mesh import sync
 
     sender = str(request.get("from", ""))
-    text = request.get("slice")
-    if text is not None:
-        sync.accept_pushed_slice(sender, str(text))
+    pushed = request.get("slice")
+    if pushed is not None:
+        sync.schedule_pull(sender, str(pushed))
     try:
         with open(paths.local_slice(), encoding="utf-8") as fh:
             ours = fh.read()

@@ -4,25 +4,43 @@ One SSH request per peer both pushes this host's slice and fetches the peer's.
 A fetched slice is validated before it replaces the last good copy in
 ~/.agents/slices/<alias>.toml; a peer that cannot be reached, or that sends a
 malformed or hostile slice, keeps its last good slice, marked stale with when it
-was last fetched, so its agents never vanish in a network blip. Slices received
-by push are stored the same way and never pushed onward: nothing echoes.
+was last fetched, so its agents never vanish in a network blip.
+
+Peers speak only for themselves: a slice keeps only entries of its own host
+(right `host`, an address under that alias and under no longer alias; the rest
+are dropped with a note). A pushed slice is a hint, never data: the receiver
+pulls the sender's slice over its own SSH connection (its own known_hosts), so a
+member cannot forge another's slice. Each exchange has a wall-clock deadline
+(AGENT_MESH_SYNC_DEADLINE, default 10 s): a peer that trickles bytes cannot hold
+up the others, registry.toml is assembled from those that answered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.mesh.transport import Transport
 from agent_mesh.model import Agent
 from agent_mesh.registry import store
 from agent_mesh.registry import view as registry
+from agent_mesh.textsafe import printable
 
 MAX_SLICE_BYTES = 1024 * 1024
 MAX_AGENTS = 2000
 SYNC_TIMEOUT = 20.0  # a peer that connects but never answers must not hold up the rest
+DEFAULT_DEADLINE = 10.0  # wall clock for one whole exchange (connect, request, reply)
+STUCK_GRACE = 5.0  # a push round older than the deadline plus this is stuck: don't wait on it
+MAX_NOTES = 3
 _TEXT_FIELDS = ("host", "target", "session", "window", "role", "scope", "pane_id", "command",
                 "updated", "session_id", "window_id")
 
@@ -38,11 +56,26 @@ class PeerReport:
     detail: str
     agents: int
     elapsed_ms: float = 0.0
+    notes: tuple[str, ...] = field(default=())
 
     def line(self) -> str:
+        """One line, safe for a terminal: details and notes may quote the peer."""
         if self.status == "ok":
-            return f"{self.alias}: ok, {self.agents} agent(s) ({self.elapsed_ms:.0f} ms)"
-        return f"{self.alias}: {self.status}: {self.detail}"
+            text = f"{self.alias}: ok, {self.agents} agent(s) ({self.elapsed_ms:.0f} ms)"
+            if self.notes:
+                text += "; " + "; ".join(self.notes)
+        else:
+            text = f"{self.alias}: {self.status}: {self.detail}"
+        return printable(" ".join(text.splitlines()))
+
+
+def deadline() -> float:
+    """Seconds one exchange may take as a whole: AGENT_MESH_SYNC_DEADLINE, else 10."""
+    try:
+        value = float(os.environ.get("AGENT_MESH_SYNC_DEADLINE", ""))
+    except ValueError:
+        return DEFAULT_DEADLINE
+    return value if 0 < value <= 3600 else DEFAULT_DEADLINE
 
 
 def valid_alias(alias: str) -> bool:
@@ -69,8 +102,15 @@ def read_peers() -> list[str]:
     return peers
 
 
-def validate_slice(alias: str, text: str) -> dict[str, Agent]:
-    """Parse a peer's slice; reject anything a well-behaved peer would not send."""
+def validate_slice(alias: str, text: str,
+                   aliases: set[str] | None = None) -> tuple[dict[str, Agent], list[str]]:
+    """Parse a peer's slice: its own entries, and notes on the entries dropped.
+
+    A malformed slice (not TOML, too big, wrong types, an impossible address or
+    pane id) is rejected whole. An entry that is not the sender's own (another
+    `host`, an address outside `<alias>-`, or under a longer alias such as
+    `peer-2` for `peer`) is dropped: a peer only ever speaks for itself.
+    """
     if len(text.encode("utf-8")) > MAX_SLICE_BYTES:
         raise SliceRejected(f"slice larger than {MAX_SLICE_BYTES // 1024} KiB")
     import tomllib
@@ -84,26 +124,47 @@ def validate_slice(alias: str, text: str) -> dict[str, Agent]:
         raise SliceRejected("'agents' is not a table")
     if len(tables) > MAX_AGENTS:
         raise SliceRejected(f"more than {MAX_AGENTS} agents")
+    known = (aliases if aliases is not None else _mesh_aliases()) | {alias}
     prefix = registry.host_part(alias) + "-"
     agents: dict[str, Agent] = {}
+    dropped: list[str] = []
     for address, table in tables.items():
-        if not registry.is_valid_address(address) or not address.startswith(prefix):
-            raise SliceRejected(f"address {address[:60]!r} is not a valid address of {alias}")
+        if not registry.is_valid_address(address):
+            raise SliceRejected(f"address {address[:60]!r} is not a valid address")
         if not isinstance(table, dict):
             raise SliceRejected(f"entry {address} is not a table")
-        if table.get("host") != alias:
-            raise SliceRejected(f"entry {address} claims host {str(table.get('host'))[:40]!r}")
         for name in _TEXT_FIELDS:
             if name in table and not isinstance(table[name], str):
                 raise SliceRejected(f"entry {address} field {name} is not a string")
         pane = str(table.get("pane_id", ""))
         if pane and not (pane.startswith("%") and pane[1:].isdigit()):
             raise SliceRejected(f"entry {address} has pane id {pane[:20]!r}")
+        owner = registry.address_owner(address, known)
+        if table.get("host") != alias:
+            dropped.append(f"{address} claims host {str(table.get('host'))[:40]!r}")
+            continue
+        if not address.startswith(prefix):
+            dropped.append(f"{address} is not an address of {alias}")
+            continue
+        if owner != alias:
+            dropped.append(f"{address} belongs to {owner} (the longer alias)")
+            continue
         try:
             agents[address] = Agent.from_table(address, table)
         except ValueError as exc:
             raise SliceRejected(f"entry {address}: {exc}") from None
-    return agents
+    notes = []
+    if dropped:
+        shown = ", ".join(dropped[:MAX_NOTES])
+        more = f" and {len(dropped) - MAX_NOTES} more" if len(dropped) > MAX_NOTES else ""
+        notes.append(f"dropped {len(dropped)} entr{'y' if len(dropped) == 1 else 'ies'} "
+                     f"not its own: {printable(shown)}{more}")
+    return agents, notes
+
+
+def _mesh_aliases() -> set[str]:
+    """This host and every peer: the aliases an address can belong to."""
+    return {registry.self_alias(), *read_peers()}
 
 
 def store_slice(alias: str, agents: dict[str, Agent], fetched: str, stale: bool = False,
@@ -132,45 +193,130 @@ def mark_stale(alias: str, error: str) -> tuple[int, str]:
     return len(agents), fetched
 
 
-def accept_pushed_slice(sender: str, text: str) -> None:
-    """A peer pushed its slice to us: store it if the sender is a member and it is valid."""
+def schedule_pull(sender: str, pushed: str | None = None) -> bool:
+    """A member pushed: treat it as a hint and pull its slice ourselves, detached.
+
+    What arrived is not stored: any member could have sent `from = <another>`.
+    The pull goes over this host's own SSH connection to that alias, so the key
+    that answers is the one in our known_hosts. It runs in a new session with
+    its output in push.log, so the rpc answers at once and nothing waits on it.
+    A push that says what we last verified (the timer's syncs) needs no pull.
+    Returns whether a pull was started.
+    """
     if sender not in read_peers():
         raise UsageError(f"{sender!r} is not in this host's peers.conf; slice ignored")
+    if pushed is not None and _matches_verified(sender, pushed):
+        return False
+    agents_dir = paths.agents_dir()
+    os.makedirs(agents_dir, mode=0o700, exist_ok=True)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    log_fd = os.open(os.path.join(agents_dir, "push.log"),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    code = "import sys; from agent_mesh.mesh.sync import pull_main; pull_main(sys.argv[1])"
     try:
-        agents = validate_slice(sender, text)
-    except SliceRejected as exc:
-        raise UsageError(f"slice from {sender} rejected: {exc}") from None
-    with locked(Path(paths.slices_dir()) / f".{sender}.lock"):
-        store_slice(sender, agents, registry.now_iso())
-    registry.assemble()
+        os.posix_spawn(
+            sys.executable, [sys.executable, "-c", code, sender], os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                          (os.POSIX_SPAWN_DUP2, log_fd, 2)],
+            setsid=True,
+        )
+    finally:
+        os.close(devnull)
+        os.close(log_fd)
+    return True
+
+
+def _matches_verified(alias: str, text: str) -> bool:
+    """Does a pushed slice hold exactly the agents we last fetched from alias ourselves?"""
+    try:
+        agents, _notes = validate_slice(alias, text)
+        meta, stored = registry.read_slice_file(Path(paths.slices_dir()) / f"{alias}.toml")
+    except (SliceRejected, UsageError):
+        return False
+    return bool(meta.get("fetched")) and not meta.get("stale") and agents == stored
 
 
 def _ago(stamp: str) -> str:
     return f"{store.age(stamp)} ago" if store.age(stamp) else "never"
 
 
-def sync_one(alias: str, local_text: str | None) -> PeerReport:
+Outcome = tuple[str, float] | Exception
+
+
+def _fetch(alias: str, local_text: str | None, limit: float,
+           results: dict[str, Outcome], transports: dict[str, Transport]) -> None:
+    """One exchange, in its own thread: only network I/O here, nothing is stored."""
     from agent_mesh.mesh.ssh import SshTransport
 
     transport = SshTransport(alias)
+    transports[alias] = transport
+    outcome: Outcome
     try:
-        text, elapsed = transport.exchange(registry.self_alias(), local_text, SYNC_TIMEOUT)
+        outcome = transport.exchange(registry.self_alias(), local_text, min(SYNC_TIMEOUT, limit))
     except (WireError, UsageError) as exc:
-        kept, fetched = mark_stale(alias, str(exc))
-        cause = str(exc).removeprefix(f"{alias}: ")
-        return PeerReport(alias, "unreachable", f"{cause}; keeping {kept} agent(s) last seen "
-                          f"{_ago(fetched)} (stale)", kept)
+        outcome = exc
+    except Exception as exc:  # a thread must report, never die silently
+        outcome = WireError(f"{alias}: {type(exc).__name__}: {exc}")
     finally:
         transport.close()
-    try:
-        agents = validate_slice(alias, text)
-    except SliceRejected as exc:
-        kept, fetched = mark_stale(alias, f"rejected: {exc}")
-        return PeerReport(alias, "rejected", f"{exc}; keeping {kept} agent(s) from "
+    results[alias] = outcome
+
+
+def exchange_all(peers: list[str], local_text: str | None) -> list[PeerReport]:
+    """Exchange with every peer in parallel, each within the deadline as a whole.
+
+    A peer that has not answered completely by then is reported unreachable and
+    keeps its last good slice (stale); its thread is a daemon and its answer,
+    should it ever come, is thrown away: only this thread stores slices.
+    """
+    limit = deadline()
+    results: dict[str, Outcome] = {}
+    transports: dict[str, Transport] = {}
+    threads = {alias: threading.Thread(target=_fetch, name=f"sync-{alias}", daemon=True,
+                                       args=(alias, local_text, limit, results, transports))
+               for alias in peers}
+    for thread in threads.values():
+        thread.start()
+    end = time.monotonic() + limit
+    for thread in threads.values():
+        thread.join(max(0.0, end - time.monotonic()))
+    aliases = _mesh_aliases()
+    reports = []
+    for alias, thread in threads.items():
+        outcome = results.get(alias) if not thread.is_alive() else None
+        if outcome is None:
+            late = transports.get(alias)
+            if late is not None:
+                with contextlib.suppress(Exception):  # unblock its read; answer ignored
+                    late.close()
+            outcome = WireError(f"{alias}: no complete answer within {limit:g}s (deadline; "
+                                "AGENT_MESH_SYNC_DEADLINE sets it)")
+        reports.append(_settle(alias, outcome, aliases))
+    return reports
+
+
+def _settle(alias: str, outcome: Outcome, aliases: set[str]) -> PeerReport:
+    """Store a fetched slice, or keep the last good one marked stale; say which."""
+    if isinstance(outcome, Exception):
+        kept, fetched = mark_stale(alias, printable(str(outcome)))
+        cause = printable(str(outcome).removeprefix(f"{alias}: "))
+        return PeerReport(alias, "unreachable", f"{cause}; keeping {kept} agent(s) last seen "
                           f"{_ago(fetched)} (stale)", kept)
+    text, elapsed = outcome
+    try:
+        agents, notes = validate_slice(alias, text, aliases)
+    except SliceRejected as exc:
+        kept, fetched = mark_stale(alias, printable(f"rejected: {exc}"))
+        return PeerReport(alias, "rejected", f"{printable(str(exc))}; keeping {kept} agent(s) "
+                          f"from {_ago(fetched)} (stale)", kept)
     with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
         store_slice(alias, agents, registry.now_iso())
-    return PeerReport(alias, "ok", "", len(agents), elapsed)
+    return PeerReport(alias, "ok", "", len(agents), elapsed, tuple(notes))
+
+
+def sync_one(alias: str, local_text: str | None) -> PeerReport:
+    """Exchange with one peer (within the deadline) and store what it sent."""
+    return exchange_all([alias], local_text)[0]
 
 
 def sync(push: bool = True) -> list[PeerReport]:
@@ -183,17 +329,31 @@ def sync(push: bool = True) -> list[PeerReport]:
         except FileNotFoundError:
             local_text = None
     Path(paths.slices_dir()).mkdir(parents=True, exist_ok=True)
-    reports: list[PeerReport] = []
-    if peers:
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=min(16, len(peers))) as pool:
-            reports = list(pool.map(lambda alias: sync_one(alias, local_text), peers))
+    reports = exchange_all(peers, local_text) if peers else []
     for old in Path(paths.slices_dir()).glob("*.toml"):
         if old.stem not in peers:  # no longer a member
             old.unlink(missing_ok=True)
     registry.assemble()
     return reports
+
+
+def pull(alias: str) -> list[PeerReport]:
+    """Fetch one member's slice (it pushed us a hint), store it, re-assemble."""
+    if alias not in read_peers():
+        return []
+    Path(paths.slices_dir()).mkdir(parents=True, exist_ok=True)
+    reports = exchange_all([alias], None)
+    registry.assemble()
+    return reports
+
+
+def pull_main(alias: str) -> None:
+    """The detached process `schedule_pull` starts: coalesced per alias, logged."""
+    try:
+        for report in _coalesced(f"pull-{alias}", lambda: pull(alias)):
+            print(f"{registry.now_iso()} pull {report.line()}")
+    except Exception as exc:  # the log gets one line, never a traceback
+        print(f"{registry.now_iso()} pull {printable(alias)}: failed: {printable(str(exc))}")
 
 
 def push_pending() -> list[PeerReport]:
@@ -203,16 +363,48 @@ def push_pending() -> list[PeerReport]:
     no mark is left, so 30 hooks firing together cost one or two rounds, and a
     change made during a round is never lost.
     """
-    pending = Path(paths.agents_dir()) / "push.pending"
-    lock_path = Path(paths.agents_dir()) / "push.lock"
+    return _coalesced("push", lambda: sync(push=True))
+
+
+def _coalesced(name: str, run: Callable[[], list[PeerReport]]) -> list[PeerReport]:
+    """Run `run` until no `<name>.pending` mark is left, one holder at a time.
+
+    Callers that find the lock held leave their mark and go: the holder runs
+    again for them. A holder whose round started longer ago than its own
+    deadline allows is stuck (stopped, suspended, hung): the newer caller takes
+    over under a second lock instead of waiting on it, so a stuck push never
+    blocks later ones.
+    """
+    base = Path(paths.agents_dir())
+    pending = base / f"{name}.pending"
     pending.touch()
     reports: list[PeerReport] = []
-    while pending.exists():
+    for lock_path in (base / f"{name}.lock", base / f"{name}.takeover.lock"):
         try:
-            with locked(lock_path, timeout=0):
+            with locked(lock_path, timeout=0) as fd:
                 while pending.exists():
                     pending.unlink(missing_ok=True)
-                    reports = sync(push=True)
+                    _stamp(fd)
+                    reports = run()
+                return reports
         except TimeoutError:
-            return reports  # the holder will see our mark
+            if not _holder_stuck(lock_path):
+                return reports  # the holder will see our mark
     return reports
+
+
+def _stamp(fd: int) -> None:
+    """Record in the held lock file who runs a round, since when, with which deadline."""
+    data = f"{os.getpid()} {time.time():.3f} {deadline():g}\n".encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+def _holder_stuck(lock_path: Path) -> bool:
+    """Has the holder's round outlived its deadline (every exchange is bounded by it)?"""
+    try:
+        _pid, started, limit = lock_path.read_text(encoding="utf-8").split()[:3]
+        overdue = time.time() - float(started) - float(limit)
+    except (OSError, ValueError):
+        return False
+    return overdue > STUCK_GRACE

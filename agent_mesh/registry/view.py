@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import marshal
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import UnknownAgent, UsageError
@@ -186,9 +186,43 @@ def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:
     table = load_agents() if agents is None else agents
     agent = table.get(address)
     if agent is not None:
+        owner = address_owner(address, _mesh_aliases(table))
+        if owner is not None and owner != agent.host:
+            err = UnknownAgent(address)
+            err.args = (f"'{address}' belongs to host {owner} (the longest host alias it starts "
+                        f"with), yet the registry has it on {agent.host}; not delivering there. "
+                        f"Rename that window on {agent.host}, or sync once {owner} is back",)
+            raise err
         return agent
     import difflib
 
     close = difflib.get_close_matches(address, list(table), n=3, cutoff=0.6)
     close += [a for a in table if address and address in a and a not in close][: 3 - len(close)]
     raise UnknownAgent(address, close)
+
+
+def address_owner(address: str, aliases: Iterable[str]) -> str | None:
+    """The host an address belongs to: the LONGEST alias whose `<alias>-` starts it.
+
+    Aliases may prefix each other (`peer`, `peer-2`): `peer-2-prod-deploy` is
+    peer-2's even while peer-2 is down and `peer` lists a window of that name.
+    """
+    best, best_len = None, -1
+    for alias in aliases:
+        part = host_part(alias)
+        if len(part) > best_len and address.startswith(part + "-"):
+            best, best_len = alias, len(part)
+    return best
+
+
+def _mesh_aliases(table: Mapping[str, Agent]) -> set[str]:
+    """Every host alias known here: this host, peers.conf, and the registry's hosts."""
+    aliases = {agent.host for agent in table.values()}
+    aliases.add(self_alias())
+    try:
+        with open(paths.peers_conf(), encoding="utf-8") as fh:
+            aliases.update(line.split("#", 1)[0].strip() for line in fh)
+    except (OSError, UnicodeDecodeError):
+        pass
+    aliases.discard("")
+    return aliases
