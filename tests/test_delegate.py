@@ -247,7 +247,11 @@ def test_spawn_starts_registers_and_delivers_the_task(spawn: Spawner, tmp_path: 
     entry = next(a for a in listed if a["address"] == address)
     assert entry["role"] == "worker"
     assert b"task delivered" in out.stderr or b"task queued" in out.stderr, out.stderr
-    got = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=30)
+    try:
+        got = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=30)
+    except AssertionError:
+        screen = spawn.server.run("capture-pane", "-p", "-t", "=work:helper").stdout
+        raise AssertionError(f"task never submitted; {out.stderr!r}; screen:\n{screen}") from None
     assert json.loads(got[0]).endswith("] write the tests")
 
 
