@@ -138,7 +138,8 @@ def bench_local_delivery(rounds: int) -> Result:
     log = box.base / "got.jsonl"
     try:
         box.tmux("-f", "/dev/null", "new-session", "-d", "-s", "dev", "-n", "py",
-                 sys.executable, "-q", "-c", RECEIVER, str(log))
+                 sys.executable, "-q", "-c", RECEIVER, str(log), ";",
+                 "set-option", "-w", "-t", "dev:py", "@agent-accept", "python3")
         box.run([str(BIN / "agent-discover")])
         address = f"{HOST}-dev-py"
         deadline = time.monotonic() + 10
