@@ -228,6 +228,10 @@ def _agent_status(state: PaneState, rows: list[list[Cell]], agent: str, name: st
         if not state.cursor_visible or _prompt_end(row[: state.cursor_x]) < 0:
             return PaneStatus("working", name, "its answer is streaming (no prompt on screen)",
                               agent)
+    if agent in ("claude", "claude-code", "codex") and _input_row(rows) < 0:
+        modal = detect_modal(state.screen)
+        if modal:
+            return PaneStatus("idle", name, f"the {modal} dialog is open", agent)
     draft = find_draft(rows, state.cursor_x, state.cursor_y, width=state.width)
     if not draft and agent != "aider":
         draft = _box_draft(rows)
@@ -237,9 +241,6 @@ def _agent_status(state: PaneState, rows: list[list[Cell]], agent: str, name: st
     if busy:
         return PaneStatus("working", name, busy, agent)
     if agent in ("claude", "claude-code", "codex") and _input_row(rows) < 0:
-        modal = detect_modal(state.screen)
-        if modal:
-            return PaneStatus("idle", name, f"the {modal} dialog is open", agent)
         return PaneStatus("working", name, "no input box on screen", agent)
     return PaneStatus("idle", name, "input empty", agent)
 

@@ -7,6 +7,7 @@ then lets the program finish and checks that nothing ran.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import subprocess
@@ -256,3 +257,86 @@ def test_known_agent_is_found_in_its_process_group(spawn: Spawner) -> None:
     assert state.procs is not None and state.procs.group[0].pid == int(
         tui.pane.display("#{pane_pid}"))
     assert state.target == "dev:0"
+
+
+# --- real agent screens replayed in a real pane -------------------------------------
+
+REPLAY = Path(__file__).resolve().parent / "programs" / "screen_replay.py"
+
+
+def replay(spawn: Spawner, tmp_path: Path, agent: str, screen: str,
+           after: str = "") -> tuple[str, Path, Pane]:
+    """Run the replayer under the agent's name (a link named `claude`, `codex`)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    link = bindir / agent
+    if not link.exists():
+        link.symlink_to(REPLAY)
+    log = tmp_path / f"{agent}-keys.log"
+    pane = spawn.window(agent, [str(link), str(log), screen, *([after] if after else [])])
+    # `python3 …/bin/claude`: recognised from the script the interpreter runs
+    retry_until(lambda: classify(pane_state(Tmux(), pane.pane_id)).agent == agent)
+    pane.wait_for(screen_marker(screen), timeout=10)
+    spawn.register()
+    return f"testhost-dev-{agent}", log, pane
+
+
+def screen_marker(screen: str) -> str:
+    return "Status   Config" if "/" in screen else ("Ask Codex" if "codex" in screen
+                                                  else "Claude Code")
+
+
+def keys(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def test_permission_question_is_never_typed_into_even_with_force(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    address, log, _ = replay(spawn, tmp_path, "claude", "claude-code-permission-dialog")
+    refused(address, "1", "waiting for an answer: Do you want to proceed?")
+    err = refused(address, "1", "waiting for an answer", env=FORCE)
+    assert "FORCE_SEND does not type into dialogs" in err
+    refused(address, "1", "waiting for an answer", env={"SKIP_DISMISS": "1"})
+    assert keys(log) == []  # not even an Escape
+
+
+def test_codex_mid_turn_is_refused(spawn: Spawner, tmp_path: Path) -> None:
+    address, log, _ = replay(spawn, tmp_path, "codex", "codex-working")
+    refused(address, "hello", "working: Codex is mid-turn")
+    assert keys(log) == []
+
+
+def test_claude_mid_turn_gets_the_message_it_keeps_for_later(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    address, log, _ = replay(spawn, tmp_path, "claude", "claude-code-working")
+    res = notify(address, "later please")
+    assert res.returncode == 0, res.stderr
+    retry_until(lambda: keys(log) and keys(log)[-1] == "0d", timeout=10)  # Enter, last
+    assert b"later please".hex() in "".join(keys(log))
+    assert keys(log)[0].startswith("1b5b3230307e")  # one bracketed paste
+
+
+def _config_dialog(tmp_path: Path) -> str:
+    """A Claude Code /config dialog (Escape closes it, harmlessly)."""
+    base = tmp_path / "claude-config"
+    rows = [" ▐▛███▜▌   Claude Code v2.1.197", "", "─" * 100,
+            " Status   Config   Usage   Stats", "", " Auto-compact   true",
+            " Theme          Dark mode", "", " Esc to close"]
+    base.with_suffix(".ansi").write_text("\n".join(rows) + "\n")
+    base.with_suffix(".json").write_text(json.dumps({"cursor_x": 0, "cursor_y": 8}))
+    return str(base)
+
+
+def test_a_harmless_dialog_is_closed_with_escape_only(spawn: Spawner, tmp_path: Path) -> None:
+    address, log, _ = replay(spawn, tmp_path, "claude", _config_dialog(tmp_path),
+                                after="claude-code-idle")
+    refused(address, "hi", "SKIP_DISMISS=1 keeps it", env={"SKIP_DISMISS": "1"})
+    assert keys(log) == []
+    res = notify(address, "hi")
+    assert res.returncode == 0, res.stderr
+    assert b"dismissed the /config dialog first" in res.stderr + res.stdout
+    retry_until(lambda: keys(log) and keys(log)[-1] == "0d", timeout=10)
+    assert keys(log)[0] == "1b"  # Escape, then the paste, then Enter: never Enter first
+    assert keys(log).count("0d") == 1
