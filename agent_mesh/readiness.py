@@ -199,7 +199,8 @@ def classify(state: PaneState) -> PaneStatus:
         if who.blocker:
             return PaneStatus("running", who.blocker, f"{name} opened {who.blocker}")
         return _agent_status(state, rows, who.agent, name)
-    question = _password_prompt(rows, state.cursor_y) or find_question(rows)
+    at_prompt = who.shell and who.interactive
+    question = "" if at_prompt else _cursor_question(rows, state.cursor_y)
     if question:
         return PaneStatus("waiting", who.program, question)
     if who.shell and who.interactive:
@@ -327,7 +328,7 @@ def _box_draft(rows: list[list[Cell]]) -> str:
 
 # --- questions and dialogs -----------------------------------------------------
 
-_CUES = ("(y/n)", "[y/n]", "(yes/no)", "[yes/no]", "(y)es/(n)o", "[y/n/", "(y/n/")
+_CUES = ("(y/n)", "[y/n]", "(yes/no)", "[yes/no]", "(y)es/(n)o", "[y/n/", "(y/n/", "[y/n]?")
 _POINTERS = "❯›>▶►●•*→ \u00a0│"
 
 
@@ -383,14 +384,18 @@ def _aider_question(rows: list[list[Cell]], cursor_y: int) -> str:
     return text[:100] if ("? (" in text or text.endswith("]:")) and "[" in text else ""
 
 
-def _password_prompt(rows: list[list[Cell]], cursor_y: int) -> str:
-    """`[sudo] password for x:`, `Password:`, `Enter passphrase for key …:` on the cursor row."""
+def _cursor_question(rows: list[list[Cell]], cursor_y: int) -> str:
+    """A program other than an agent asking on the cursor row: `[sudo] password for x:`,
+    `Enter passphrase for key …:`, `Do you want to continue? [Y/n]`. (A shell at its
+    own prompt is not asked: its prompt and draft are not a question.)"""
     if not (0 <= cursor_y < len(rows)):
         return ""
     text = _plain(rows[cursor_y]).strip()
     low = text.lower()
     if low.endswith(":") and ("password" in low or "passphrase" in low or "pin" in low.split()):
         return f"a password prompt ({text[:60]})"
+    if any(cue in low for cue in _CUES):
+        return text[:100]
     return ""
 
 

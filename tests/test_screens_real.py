@@ -10,7 +10,7 @@ import pytest
 from screen_fixtures import load, names
 
 from agent_mesh.procs import Proc, foreground, read_proc
-from agent_mesh.readiness import classify, detect_modal, refusal
+from agent_mesh.readiness import PaneState, classify, detect_modal, refusal
 from agent_mesh.receivers import agent_of, is_shell, shell_of
 
 # screen -> (kind, fragment of the refusal, or None when it is delivered to)
@@ -148,3 +148,43 @@ def test_procs_reads_this_process() -> None:
     assert me is not None and me.pid == os.getpid() and me.argv
     assert foreground(-1) is None
     assert foreground(999_999_999) is None
+
+
+def _state(screen: str, x: int, y: int, *group: Proc, accept: str = "") -> PaneState:
+    from agent_mesh.procs import Foreground
+
+    return PaneState(pane_id="%1", cursor_x=x, cursor_y=y, width=80, screen=screen,
+                     accept=accept, procs=Foreground(group[0], group[0].pgrp, group),
+                     target="dev:1")
+
+
+BASH = Proc(10, 1, 10, 10, "bash", ("bash", "--norc"))
+
+
+def test_numbered_output_in_a_shell_is_not_a_question() -> None:
+    screen = "$ cat todo\n1. fix the parser\n2. write tests\n$ "
+    status = classify(_state(screen, 2, 3, BASH, accept="shell"))
+    assert status.kind == "shell", status
+    assert refusal(_state(screen, 2, 3, BASH, accept="shell")) is None
+
+
+def test_a_shell_draft_that_mentions_a_password_is_a_draft() -> None:
+    status = classify(_state("$ echo password:", 16, 0, BASH, accept="shell"))
+    assert status.kind == "drafting", status
+
+
+def test_a_job_asking_yes_no_is_waiting() -> None:
+    apt = Proc(20, 10, 20, 20, "apt", ("apt", "install", "x"))
+    state = _state("Need to get 1 MB.\nDo you want to continue? [Y/n] ", 31, 1, apt,
+                   accept="any")
+    assert classify(state).kind == "waiting"
+    assert (refusal(state) or "").startswith("waiting for an answer: Do you want to continue?")
+
+
+def test_the_opt_in_command_names_the_server_when_it_is_not_the_default() -> None:
+    python = Proc(30, 1, 30, 30, "python3", ("python3", "-q"))
+    state = _state(">>> ", 4, 0, python).replace(socket="/tmp/t/other sock",
+                                                 target="my dev:2")
+    reason = refusal(state) or ""  # type: ignore[arg-type]
+    assert reason.endswith("tmux -S '/tmp/t/other sock' set -w -t 'my dev:2' "
+                           "@agent-accept python3"), reason
