@@ -514,7 +514,10 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
 def _queues_mid_turn(agent: str) -> bool:
     """Claude Code keeps a message submitted mid-turn and sends it when the turn ends
     (observed on 2.1.197); Codex submits at once and drops its streamed answer, aider
-    would glue it to type-ahead: those are refused while working."""
+    would glue it to type-ahead: those are refused while working. Codex's Tab queues a
+    message mid-turn, but Tab is not used: it could not be checked against the real
+    program here, and Tab when the turn has just ended, or with a file popup open,
+    does something else."""
     return agent in ("claude", "claude-code")
 
 
