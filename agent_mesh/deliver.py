@@ -256,7 +256,6 @@ def _deliver_locked(
         raise PaneDead()
     if status.kind == "waiting":
         raise AwaitingAnswer(status.detail)
-    modal = "" if skip_dismiss or not status.agent else detect_modal(state.screen)
     if not force:
         reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
@@ -269,6 +268,20 @@ def _deliver_locked(
                 f"a {detect_modal(state.screen)} dialog is open and SKIP_DISMISS=1 keeps it: "
                 "the text would go into it"
             )
+    modal = "" if skip_dismiss or not status.agent else detect_modal(state.screen)
+    if modal:  # Escape only, and only on a dialog known to be harmless to close
+        tmux.run("send-keys", "-t", pane, "Escape")
+        time.sleep(0.5)
+        notes.append(f"dismissed the {modal} dialog first")
+        state = pane_state(tmux, pane)
+        status = classify(state)
+        if status.kind == "dead":
+            raise PaneDead()
+        if status.kind == "waiting":
+            raise AwaitingAnswer(status.detail)
+        reason = None if force else decide(state, status, multiline)
+        if reason:
+            raise NotReady(f"after closing the {modal} dialog: {reason}")
     if callable(text):
         text = text()
     if "\n" in text and not bracketed_paste(state, status):
@@ -276,10 +289,6 @@ def _deliver_locked(
             raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
         text = " ".join(text.split("\n"))
         notes.append("sent as one line: the program has no bracketed paste")
-    if modal:
-        tmux.run("send-keys", "-t", pane, "Escape")
-        time.sleep(0.5)
-        notes.append(f"dismissed the {modal} dialog first")
     if state.in_mode:
         tmux.run("copy-mode", "-q", "-t", pane)
         notes.append("left tmux copy mode first")
