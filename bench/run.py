@@ -138,7 +138,8 @@ def bench_local_delivery(rounds: int) -> Result:
     log = box.base / "got.jsonl"
     try:
         box.tmux("-f", "/dev/null", "new-session", "-d", "-s", "dev", "-n", "py",
-                 sys.executable, "-q", "-c", RECEIVER, str(log))
+                 sys.executable, "-q", "-c", RECEIVER, str(log), ";",
+                 "set-option", "-w", "-t", "dev:py", "@agent-accept", "python3")
         box.run([str(BIN / "agent-discover")])
         address = f"{HOST}-dev-py"
         deadline = time.monotonic() + 10
@@ -212,7 +213,7 @@ def bench_remote(rounds: int) -> list[Result]:
         python = str(lab.venv / "bin" / "python")
         log = h1.home / "got.jsonl"
         h1.tmux("new-window", "-d", "-t", "main:", "-n", "py", python, "-q", "-c", RECEIVER,
-                str(log))
+                str(log), ";", "set-option", "-w", "-t", "main:py", "@agent-accept", "python3")
         for host in lab.hosts.values():
             host.run(["agent-discover"], check=True)
         for name in ("notify-pane.sh", "sync.sh"):

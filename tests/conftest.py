@@ -60,6 +60,9 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("LANG", "C.UTF-8")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    # The prompt_toolkit stand-in (tests/programs/agent_tui.py) counts as a known agent
+    # TUI in tests, as a user adds theirs (agent_mesh/receivers.py).
+    monkeypatch.setenv("AGENT_MESH_RECEIVERS", "agent_tui")
     yield home
     subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
     shutil.rmtree(base, ignore_errors=True)
@@ -205,8 +208,10 @@ class Spawner:
         rescan(Tmux())
 
     def _receiver(self, name: str, argv: list[str], ready: str, log: Path,
-                  json_log: bool = True) -> Receiver:
+                  json_log: bool = True, accept: str = "") -> Receiver:
         pane = self.window(name, argv)
+        if accept:  # not a known agent: the window opts in, as a user would
+            self.server.run("set-option", "-w", "-t", pane.pane_id, "@agent-accept", accept)
         pane.wait_for(ready, timeout=15)
         self.register()
         return Receiver(pane, f"{SELF_HOST}-{self.session}-{name}", log, json_log)
@@ -218,10 +223,12 @@ class Spawner:
 
     def py_receiver(self, name: str = "py") -> Receiver:
         log = self.tmp / f"{name}.jsonl"
-        return self._receiver(name, [sys.executable, str(PY_RECEIVER), str(log)], ">>>", log)
+        return self._receiver(name, [sys.executable, str(PY_RECEIVER), str(log)], ">>>", log,
+                              accept="python3")
 
     def python_repl(self, name: str = "repl") -> Receiver:
-        return self._receiver(name, [sys.executable, "-q"], ">>>", self.tmp / "none")
+        return self._receiver(name, [sys.executable, "-q"], ">>>", self.tmp / "none",
+                              accept="python3")
 
     def bash(self, name: str = "sh") -> Receiver:
         log = self.tmp / f"{name}.history"

@@ -63,7 +63,9 @@ class Mesh:
     def start_receiver(self, name: str, window: str = "py") -> None:
         host = self.host(name)
         out = host.tmux("new-window", "-d", "-t", "main:", "-n", window, self.python, "-q",
-                        "-c", RECEIVER, str(self.log(name, window)))
+                        "-c", RECEIVER, str(self.log(name, window)), ";",
+                        # not a known agent TUI: the window opts in
+                        "set-option", "-w", "-t", f"main:{window}", "@agent-accept", "python3")
         assert out.returncode == 0, out.stderr
         retry_until(lambda: ">>>" in self.screen(name, window))
 

@@ -286,6 +286,8 @@ def test_real_ipython_prompts(spawn: Spawner) -> None:
     pane.wait_for("In [1]:", timeout=20)
     spawn.register()
     repl = Receiver(pane, "testhost-dev-ipy", spawn.tmp / "none")
+    assert "@agent-accept IPython" in assert_refused(repl, "not a known agent")
+    pane.server.run("set-option", "-w", "-t", pane.pane_id, "@agent-accept", "IPython")
     assert reason_now(repl) is None
     type_keys(repl, "x = 1", literal=True)
     assert_refused(repl, "a draft after the prompt")

@@ -94,8 +94,9 @@ def test_agent_drafts_are_refused(rows: list[str], x: int, y: int) -> None:
 def test_python_and_ipython_prompts(row: str, x: int, ready: bool) -> None:
     screen = "Python 3.11\n" + row
     for program in ("python3", "ipython", "python3.11"):
-        result = verdict(screen, x, 1, program=program)
+        result = verdict(screen, x, 1, program=program, accept=program)  # opted in
         assert (result is None) == ready, (program, result)
+        assert "not a known agent" in (verdict(screen, x, 1, program=program) or "")
 
 
 @pytest.mark.parametrize(
@@ -130,13 +131,14 @@ def test_wrapped_draft_with_cursor_on_the_second_row() -> None:
     assert "mid-prompt" in (verdict(screen, 3, 1, program="bash", accept="shell",
                                     width=width) or "")
     py = ">>> " + "a" * (width - 4) + "\nbbb"
-    assert "mid-prompt" in (verdict(py, 3, 1, program="python3", width=width) or "")
+    assert "mid-prompt" in (verdict(py, 3, 1, program="python3", width=width,
+                                    accept="python3") or "")
 
 
 def test_a_full_width_output_line_above_an_empty_prompt_is_not_a_draft() -> None:
     width = 20
     screen = "x" * width + "\n>>> "
-    assert verdict(screen, 4, 1, program="python3", width=width) is None
+    assert verdict(screen, 4, 1, program="python3", width=width, accept="any") is None
 
 
 @pytest.mark.parametrize("program", ["vim", "vim.basic", "nvim", "less", "man", "htop"])
@@ -163,7 +165,7 @@ def test_sgr_parsing_marks_faint_and_grey_only() -> None:
 
 def test_quoted_output_above_an_idle_prompt_is_not_an_input_box() -> None:
     screen = "> quoted reply line\n> another\n>>> "
-    assert verdict(screen, 4, 2, program="python3") is None
+    assert verdict(screen, 4, 2, program="python3", accept="python3") is None
     assert verdict("> quoted\n$ ", 2, 1, program="bash", accept="shell") is None
 
 

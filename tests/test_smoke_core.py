@@ -20,6 +20,7 @@ def test_hook_registers_windows_and_notify_delivers(
         f"    open({str(log)!r}, 'a').write(json.dumps(line) + '\\n')\n"
     )
     pane = tmux_server.start("dev", "py", [sys.executable, "-q", "-c", code])
+    tmux_server.run("set-option", "-w", "-t", pane.pane_id, "@agent-accept", "python3")
     tmux_server.install_hooks()
     tmux_server.new_window("dev", "build")
     local = Path.home() / ".agents" / "local.toml"

@@ -17,10 +17,20 @@ import time
 from collections.abc import Callable
 
 from agent_mesh import paths
-from agent_mesh.delivery.state import DEAD_REASON, PaneState, foreground_program, refusal
+from agent_mesh.delivery.state import (
+    DEAD_REASON,
+    NO_BRACKETED_PASTE,
+    PaneState,
+    PaneStatus,
+    bracketed_paste,
+    classify,
+    decide,
+    detect_modal,
+)
 from agent_mesh.errors import NotReady, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
+from agent_mesh.procs import foreground
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
 SETTLE_SECONDS = 0.25
@@ -42,6 +52,9 @@ _STATE_FIELDS = (
     "pane_pid",
     "@agent-accept",
     "socket_path",
+    "session_name",
+    "window_index",
+    "bracketed_paste",
 )
 
 
@@ -104,6 +117,7 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
             )
         raise WireError(f"tmux failed reading pane {target}: {result.error_line}")
     pane_pid = int(record["pane_pid"] or 0)
+    procs = foreground(pane_pid)
     return PaneState(
         pane_id=record["pane_id"],
         dead=record["pane_dead"] == "1",
@@ -118,7 +132,11 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
         pane_pid=pane_pid,
         accept=record["@agent-accept"],
         screen=screen,
-        foreground=foreground_program(pane_pid),
+        foreground=procs.group[0].comm if procs is not None and procs.group else "",
+        procs=procs,
+        target=f"{record['session_name']}:{record['window_index']}",
+        socket=record["socket_path"],
+        bracketed=record["bracketed_paste"],
     )
 
 
@@ -135,6 +153,19 @@ class PaneGone(WireError):
     """The registry names a pane tmux no longer has."""
 
     exit_code = 2
+
+
+class AwaitingAnswer(NotReady):
+    """The agent shows a question (permission, approval, a menu, a password prompt).
+    Not overridable: whatever FORCE_SEND typed would be taken as the answer."""
+
+    overridable = False
+
+    def __init__(self, question: str) -> None:
+        super().__init__(
+            f"waiting for an answer: {question}; answer it in the pane first "
+            "(FORCE_SEND does not type into dialogs)"
+        )
 
 
 class PaneDead(NotReady):
@@ -168,6 +199,7 @@ def deliver_text(
     force: bool = False,
     skip_dismiss: bool = False,
     tmux: Tmux | None = None,
+    multiline: bool | None = None,
 ) -> tuple[str, list[str]]:
     """Paste text into the pane `target` and submit it; returns (pane_id, notes).
 
@@ -178,13 +210,15 @@ def deliver_text(
     tmux = tmux or Tmux()
     notes: list[str] = []
     settle = settle_seconds()
+    if multiline is None:
+        multiline = not callable(text) and ("\n" in text or "\r" in text)
     pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
     lock = os.path.join(
         paths.locks_dir(), f"pane-{hash_text(_server_key(tmux))}-{pane.lstrip('%')}.lock"
     )
     try:
         with locked(lock, timeout=_LOCK_TIMEOUT) as fd:
-            _deliver_locked(tmux, fd, pane, text, force, skip_dismiss, settle, notes)
+            _deliver_locked(tmux, fd, pane, text, force, skip_dismiss, settle, notes, multiline)
     except TimeoutError:
         raise NotReady(
             f"another sender has held the pane {pane} for {_LOCK_TIMEOUT:g} s; try again"
@@ -204,30 +238,57 @@ def _deliver_locked(
     skip_dismiss: bool,
     settle: float,
     notes: list[str],
+    multiline: bool = False,
 ) -> None:
-    """Under the pane lock: wait out the previous message, check, paste, schedule Enter."""
+    """Under the pane lock: wait out the previous message, check, paste, schedule Enter.
+
+    Dead panes and questions on screen are refused even with FORCE_SEND; a
+    multi-line message to a program without bracketed paste is refused, or with
+    FORCE_SEND sent as one line, never submitted line by line.
+    """
     previous_deadline = _read_deadline(fd)
     wait = previous_deadline - time.time()
     if wait > 0:
         time.sleep(wait + 0.05)
     state = pane_state(tmux, pane)
-    if state.dead:
+    status = classify(state)
+    if status.kind == "dead":
         raise PaneDead()
+    if status.kind == "waiting":
+        raise AwaitingAnswer(status.detail)
     if not force:
-        reason = refusal(state)
+        reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
         if reason and recently_used:
-            state, reason = _poll_ready(tmux, pane)
+            state, status, reason = _poll_ready(tmux, pane, multiline)
         if reason:
             raise NotReady(reason)
+        if skip_dismiss and status.agent and detect_modal(state.screen):
+            raise NotReady(
+                f"a {detect_modal(state.screen)} dialog is open and SKIP_DISMISS=1 keeps it: "
+                "the text would go into it"
+            )
+    modal = "" if skip_dismiss or not status.agent else detect_modal(state.screen)
+    if modal:  # Escape only, and only on a dialog known to be harmless to close
+        tmux.run("send-keys", "-t", pane, "Escape")
+        time.sleep(0.5)
+        notes.append(f"dismissed the {modal} dialog first")
+        state = pane_state(tmux, pane)
+        status = classify(state)
+        if status.kind == "dead":
+            raise PaneDead()
+        if status.kind == "waiting":
+            raise AwaitingAnswer(status.detail)
+        reason = None if force else decide(state, status, multiline)
+        if reason:
+            raise NotReady(f"after closing the {modal} dialog: {reason}")
     if callable(text):
         text = text()
-    if not skip_dismiss:
-        modal = detect_modal(state.screen)
-        if modal:
-            tmux.run("send-keys", "-t", pane, "Escape")
-            time.sleep(0.5)
-            notes.append(f"dismissed the {modal} dialog first")
+    if "\n" in text and not bracketed_paste(state, status):
+        if not force:
+            raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
+        text = " ".join(text.split("\n"))
+        notes.append("sent as one line: the program has no bracketed paste")
     if state.in_mode:
         tmux.run("copy-mode", "-q", "-t", pane)
         notes.append("left tmux copy mode first")
@@ -241,14 +302,21 @@ def _server_key(tmux: Tmux) -> str:
     )
 
 
-def _poll_ready(tmux: Tmux, pane: str) -> tuple[PaneState, str | None]:
+def _poll_ready(
+    tmux: Tmux, pane: str, multiline: bool
+) -> tuple[PaneState, PaneStatus, str | None]:
     """The previous message may still be landing: give the pane a moment to clear."""
     deadline = time.monotonic() + _READY_POLL
     while True:
         state = pane_state(tmux, pane)
-        reason = refusal(state)
-        if reason is None or time.monotonic() >= deadline:
-            return state, reason
+        status = classify(state)
+        reason = decide(state, status, multiline)
+        if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
+            if status.kind == "dead":
+                raise PaneDead()
+            if status.kind == "waiting":
+                raise AwaitingAnswer(status.detail)
+            return state, status, reason
         time.sleep(0.05)
 
 
@@ -286,55 +354,6 @@ def _read_deadline(fd: int) -> float:
 def _write_deadline(fd: int, deadline: float) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{deadline:.3f}".encode(), 0)
-
-
-# Claude Code dialogs that would eat a message into their own search box; the
-# bash tool dismisses them with Escape first (SKIP_DISMISS=1 opts out).
-def detect_modal(screen: str) -> str:
-    """Which Claude Code dialog is open, or "".
-
-    Escape also interrupts a working agent, so this must not misfire on text that
-    merely mentions these words: a dialog replaces the input box, so nothing is
-    recognised while an input prompt row is visible, and the markers must be in
-    the bottom 20 non-blank rows, where the dialogs are drawn.
-    """
-    plain = _strip_sgr(screen)
-    lines = [line.strip() for line in plain.splitlines() if line.strip()][-20:]
-    if any(_is_prompt_row(line) for line in lines[-8:]):
-        return ""
-    joined = "\n".join(lines)
-    if all(word in joined for word in ("Status", "Config", "Usage", "Stats")) and any(
-        line.split()[:4] == ["Status", "Config", "Usage", "Stats"] for line in lines if line
-    ):
-        return "/config"
-    if "Help" in lines and any(line.startswith("/") and " " in line for line in lines):
-        return "/help"
-    if "Permissions" in lines and any(
-        line.split()[:1] in (["Allow"], ["Deny"], ["Ask"]) for line in lines if line
-    ):
-        return "/permissions"
-    return ""
-
-
-def _is_prompt_row(line: str) -> bool:
-    """`❯ …`, `› …`, `> …` (or the glyph alone): an agent's input box row."""
-    row = line.lstrip("│ ")
-    return row[:1] in ("❯", "›", ">") and (len(row) == 1 or row[1] in " \u00a0")
-
-
-def _strip_sgr(text: str) -> str:
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] == "\x1b" and i + 1 < n and text[i + 1] == "[":
-            j = i + 2
-            while j < n and not ("@" <= text[j] <= "~"):
-                j += 1
-            i = j + 1
-            continue
-        out.append(text[i])
-        i += 1
-    return "".join(out)
 
 
 # --- files ------------------------------------------------------------------
@@ -416,8 +435,10 @@ def deliver_envelope(
         return text
 
     target = agent.pane_id or agent.target
+    multiline = "\n" in envelope.body or "\r" in envelope.body
     pane, more = deliver_text(
-        compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
+        compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux,
+        multiline=multiline,
     )
     return DeliveryResult(
         address=agent.address,

@@ -1,25 +1,42 @@
-"""Is it safe to type into this pane right now?
+"""Is it safe to type into this pane right now, and what is it doing?
 
-`refusal(state)` returns a one-line reason to refuse (exit 3), or None. It reads
-tmux's pane flags, the foreground process (from /proc, else tmux's view) and the
-visible screen with its attributes: an idle agent's input box often shows faint
-placeholder text, which is not a draft, while a real draft may sit either side
-of the cursor (Home pressed) or continue on the rows below the prompt glyph.
+`classify(state)` says what a pane shows: an agent `idle`, `working`, `drafting`
+or `waiting` for an answer, a `shell` at its prompt, a `running` program, or
+`dead`. `refusal(state)` turns that into the delivery rule: a one-line reason to
+refuse (exit 3), or None. Only a known agent (receivers.AGENTS, recognised from
+the terminal's foreground process group in /proc, else tmux's view) with an
+empty input is delivered to, unless the window opts in with `@agent-accept`
+(`<program>`, `any`, or `shell`). The screen is read with its attributes: an
+idle agent's input box often shows faint placeholder text, which is not a
+draft, while a real draft may sit either side of the cursor (Home pressed) or
+continue on the rows below the prompt glyph.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import unicodedata
 from collections import namedtuple
 
+from agent_mesh import procs as _procs
 from agent_mesh.model import Frozen
-
-SHELLS = frozenset({"bash", "zsh", "fish", "sh", "dash", "ksh", "mksh", "tcsh", "csh", "ash"})
-NOT_AN_INPUT = frozenset(
-    {"vi", "vim", "nvim", "nano", "emacs", "less", "more", "most", "man", "top", "htop", "watch"}
+from agent_mesh.procs import Foreground, Proc
+from agent_mesh.receivers import (
+    AGENTS,
+    NOT_AN_INPUT,
+    SHELLS,
+    WRAPPERS,
+    agent_of,
+    extra_agents,
+    interactive_shell,
+    names_of,
+    program_name,
+    shell_of,
+    stem,
 )
+
+__all__ = ["NOT_AN_INPUT", "SHELLS", "PaneState", "PaneStatus", "classify", "refusal"]
+
 # Prompt ends: a shell's `$ # %`, REPLs' `> >>>`, agent TUIs' `❯ › »`.
 _PROMPT_GLYPHS = frozenset("$#%>❯›»")
 _TUI_GLYPHS = frozenset("❯›»>")
@@ -35,11 +52,13 @@ Cell = namedtuple("Cell", ("char", "faint"))
 
 
 class PaneState(Frozen):
-    """What tmux says about a pane, plus its visible screen with SGR escapes."""
+    """What tmux says about a pane, its visible screen with SGR escapes, and (on Linux)
+    the processes in its terminal's foreground group."""
 
     FIELDS = (
         "pane_id", "dead", "in_mode", "mode", "cursor_x", "cursor_y", "cursor_visible",
-        "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground"
+        "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground",
+        "procs", "target", "socket", "bracketed",
     )
     __slots__ = FIELDS
     pane_id: str
@@ -56,52 +75,488 @@ class PaneState(Frozen):
     accept: str
     screen: str
     foreground: str
+    procs: Foreground | None
+    target: str
+    socket: str
+    bracketed: str
 
     def __init__(self, pane_id: str, dead: bool = False, in_mode: bool = False, mode: str = "",
                  cursor_x: int = 0, cursor_y: int = 0, cursor_visible: bool = True,
                  alternate_on: bool = False, current_command: str = "", pane_pid: int = 0,
                  width: int = 0, accept: str = "", screen: str = "",
-                 foreground: str = "") -> None:
+                 foreground: str = "", procs: Foreground | None = None, target: str = "",
+                 socket: str = "", bracketed: str = "") -> None:
         self._set(pane_id=pane_id, dead=dead, in_mode=in_mode, mode=mode, cursor_x=cursor_x,
                   cursor_y=cursor_y, cursor_visible=cursor_visible, alternate_on=alternate_on,
                   current_command=current_command, pane_pid=pane_pid, width=width,
-                  accept=accept, screen=screen, foreground=foreground)
+                  accept=accept, screen=screen, foreground=foreground, procs=procs,
+                  target=target, socket=socket, bracketed=bracketed)
+
+    @property
+    def accept_words(self) -> frozenset[str]:
+        return frozenset(self.accept.replace(",", " ").split())
 
     @property
     def accepts_shell(self) -> bool:
-        return "shell" in self.accept.replace(",", " ").split()
+        return "shell" in self.accept_words
 
 
-def refusal(state: PaneState) -> str | None:
-    """Why the pane must not be typed into now, or None when it is ready."""
-    if state.dead:
-        return DEAD_REASON
-    if state.in_mode:
-        mode = state.mode or "a tmux mode"
-        return f"its pane is in {mode}, which would swallow the text (press q there)"
-    program = os.path.basename(state.foreground or state.current_command)
-    base = program.split(".")[0]  # vim.basic, nvim.appimage
-    if base in NOT_AN_INPUT:
-        return f"its foreground program is {program}, not an agent input"
-    rows = parse_screen(state.screen)
-    draft = find_draft(
-        rows, state.cursor_x, state.cursor_y, width=state.width, line_editor=_line_editor(base)
-    )
-    if draft:
-        return f"it looks mid-prompt ({draft})"
-    if base in SHELLS and not state.accepts_shell:
-        return (
-            f"it is an interactive shell ({base}) at its prompt, where a message would run "
-            "as a command; opt in with: tmux set -w -t <target> @agent-accept shell"
-        )
-    return None
+class PaneStatus(Frozen):
+    """What a pane is doing. kind: idle, working, drafting, waiting, shell, running, dead.
+    program: the agent or program in the foreground; detail: one line (the question
+    asked, the draft seen, what shows it is busy). agent: a known agent TUI."""
+
+    FIELDS = ("kind", "program", "detail", "agent")
+    __slots__ = FIELDS
+    kind: str
+    program: str
+    detail: str
+    agent: str
+
+    def __init__(self, kind: str, program: str = "", detail: str = "", agent: str = "") -> None:
+        self._set(kind=kind, program=program, detail=detail, agent=agent)
 
 
 DEAD_REASON = "its pane is dead (the program exited; respawn it with tmux respawn-pane)"
+NO_BRACKETED_PASTE = (
+    "{program} has not enabled bracketed paste, so each line of a multi-line message would "
+    "be submitted on its own; send it as one line"
+)
+
+
+# --- who is in the foreground -----------------------------------------------
+
+
+class _Who:
+    """The foreground, reduced to what the rules need."""
+
+    __slots__ = (
+        "agent",
+        "agent_proc",
+        "blocker",
+        "interactive",
+        "leader",
+        "named",
+        "parent_shell",
+        "program",
+        "shell",
+    )
+
+    def __init__(self) -> None:
+        self.agent = ""  # known agent's command name
+        self.agent_proc: Proc | None = None
+        self.shell = ""  # the leader is this shell
+        self.interactive = False  # ...reading commands from the terminal
+        self.program = ""  # name shown in messages
+        self.named: Proc | None = None  # the process that name belongs to
+        self.blocker = ""  # a pager/editor in the group
+        self.parent_shell = ""  # the pane's own shell, when the job is something else
+        self.leader: Proc | None = None  # the foreground group's leader
+
+
+def _who(state: PaneState) -> _Who:
+    who = _Who()
+    extra = extra_agents()
+    fg = state.procs
+    if fg is not None and fg.group:
+        group = list(fg.group)
+    else:
+        name = state.foreground or state.current_command
+        group = [Proc(0, 0, 0, 0, os.path.basename(name), (name,) if name else ())]
+    leader = who.leader = group[0]
+    for proc in group:
+        base = stem(proc.comm.split(".")[0])  # vim.basic, nvim.appimage
+        if not who.blocker and (proc.comm in NOT_AN_INPUT or base in NOT_AN_INPUT):
+            who.blocker = proc.comm
+        if not who.agent:
+            hit = agent_of(proc, extra)
+            if hit:
+                who.agent, who.agent_proc = hit, proc
+    who.shell = shell_of(leader)
+    who.interactive = bool(who.shell) and interactive_shell(leader)
+    named = leader
+    if stem(leader.comm) in WRAPPERS and len(group) > 1:
+        named = group[-1]
+    who.named = named
+    who.program = program_name(named) or state.current_command or "an unknown program"
+    pane = fg.pane if fg is not None else None
+    if pane is not None and pane.pid != leader.pid:
+        who.parent_shell = shell_of(pane)
+    return who
+
+
+# --- the classifier ---------------------------------------------------------
+
+
+def classify(state: PaneState) -> PaneStatus:
+    """The one answer to "what is this pane doing", for delivery and for status."""
+    if state.dead:
+        return PaneStatus("dead", state.current_command, "the program exited")
+    who = _who(state)
+    rows = parse_screen(state.screen)
+    if who.agent:
+        name = AGENTS.get(who.agent, who.agent)
+        if who.blocker:
+            return PaneStatus("running", who.blocker, f"{name} opened {who.blocker}")
+        return _agent_status(state, rows, who.agent, name)
+    at_prompt = who.shell and who.interactive
+    question = "" if at_prompt else _cursor_question(rows, state.cursor_y)
+    if question:
+        return PaneStatus("waiting", who.program, question)
+    if who.shell and who.interactive:
+        draft = find_draft(rows, state.cursor_x, state.cursor_y, width=state.width,
+                           line_editor=True)
+        if draft:
+            return PaneStatus("drafting", who.shell, draft)
+        return PaneStatus("shell", who.shell, "at its prompt")
+    if who.parent_shell:
+        detail = f"a job of {who.parent_shell}"
+    elif who.leader is not None and who.named is not who.leader:
+        detail = f"run by {program_name(who.leader)}"
+    else:
+        detail = "the pane's own program"
+    return PaneStatus("running", who.program, detail)
+
+
+def _agent_status(state: PaneState, rows: list[list[Cell]], agent: str, name: str) -> PaneStatus:
+    question = find_question(rows)
+    if agent == "aider":
+        question = question or _aider_question(rows, state.cursor_y)
+    if question:
+        return PaneStatus("waiting", name, question, agent)
+    if agent == "aider":
+        row = rows[state.cursor_y] if 0 <= state.cursor_y < len(rows) else []
+        if not state.cursor_visible or _prompt_end(row[: state.cursor_x]) < 0:
+            return PaneStatus("working", name, "its answer is streaming (no prompt on screen)",
+                              agent)
+    if agent in ("claude", "claude-code", "codex") and _input_row(rows) < 0:
+        modal = detect_modal(state.screen)
+        if modal:
+            return PaneStatus("idle", name, f"the {modal} dialog is open", agent)
+    draft = find_draft(rows, state.cursor_x, state.cursor_y, width=state.width)
+    if not draft and agent != "aider":
+        draft = _box_draft(rows)
+    if draft:
+        return PaneStatus("drafting", name, draft, agent)
+    busy = _busy_sign(rows, agent)
+    if busy:
+        return PaneStatus("working", name, busy, agent)
+    if agent in ("claude", "claude-code", "codex") and _input_row(rows) < 0:
+        return PaneStatus("working", name, "no input box on screen", agent)
+    return PaneStatus("idle", name, "input empty", agent)
+
+
+def _busy_sign(rows: list[list[Cell]], agent: str) -> str:
+    """What shows an agent is mid-turn, or ''."""
+    bottom = [_plain(rows[i]) for i in _nonblank(rows)[-8:]]
+    low = [line.lower() for line in bottom]
+    for phrase in ("esc to interrupt", "tab to queue message", "esc to cancel"):
+        if any(phrase in line for line in low):
+            return f"its screen says {phrase!r}"
+    if agent in ("claude", "claude-code"):
+        for line in bottom:  # the spinner: `✻ Creating… (3s · ↓ 13 tokens)`
+            if "… (" in line and "s ·" in line:
+                return f"its spinner is on: {line.strip()[:60]!r}"
+    if agent == "codex":
+        return _codex_busy(rows)
+    return ""
+
+
+def _codex_busy(rows: list[list[Cell]]) -> str:
+    """Codex 0.169 shows no busy sign while it streams: a turn is over once its
+    `Worked for …` line is drawn (or an interruption `■`). Mid-turn the last thing
+    above the input is the answer itself."""
+    box = _input_row(rows)
+    if box < 0:
+        return ""
+    for y in range(box - 1, -1, -1):
+        text = _plain(rows[y]).strip()
+        if not text:
+            continue
+        if "Worked for" in text or text.startswith("■"):
+            return ""
+        break
+    users = [y for y in range(box) if _plain(rows[y]).startswith("› ")]
+    if not users:
+        banner = any("OpenAI Codex" in _plain(rows[y]) for y in range(box))
+        return "" if banner else "no finished turn on screen"
+    last = users[-1]
+    if any(_plain(rows[y]).strip().startswith("■") for y in range(last + 1, box)):
+        return ""
+    return "no `Worked for` line after its last turn yet: the answer is still streaming"
+
+
+def _input_row(rows: list[list[Cell]]) -> int:
+    """The agent's input row: the last `❯ `/`› `/`> ` row that is not a numbered option.
+    The glyph may be drawn grey (Claude Code greys it while it works)."""
+    for y in range(len(rows) - 1, -1, -1):
+        start = _glyph_end(rows[y])
+        if start >= 0 and not _option_number(_plain(rows[y][start:]).strip()):
+            return y
+    return -1
+
+
+def _glyph_end(cells: list[Cell]) -> int:
+    """For a row like `❯ text` (glyph faint or not), the index after the glyph, else -1."""
+    for idx, cell in enumerate(cells):
+        if cell.char in _SPACES or cell.char in _FRAME or cell.char == "":
+            continue
+        if cell.char in _TUI_GLYPHS:
+            nxt = cells[idx + 1].char if idx + 1 < len(cells) else " "
+            if nxt in _SPACES:
+                return idx + 1
+        return -1
+    return -1
+
+
+def _box_draft(rows: list[list[Cell]]) -> str:
+    """Non-faint text in the agent's input box (its row and two-space continuations)."""
+    y = _input_row(rows)
+    if y < 0:
+        return ""
+    typed = _draft_text(rows[y][_glyph_end(rows[y]) :])
+    if typed:
+        return f"a draft in the input box: {typed[:40]!r}"
+    for below in rows[y + 1 : y + 12]:
+        if _is_rule(below) or not _plain(below).startswith("  "):
+            break
+        more = _draft_text(below)
+        if more:
+            return f"a draft in the input box: {more[:40]!r}"
+    return ""
+
+
+# --- questions and dialogs -----------------------------------------------------
+
+_CUES = ("(y/n)", "[y/n]", "(yes/no)", "[yes/no]", "(y)es/(n)o", "[y/n/", "(y/n/", "[y/n]?")
+_POINTERS = "❯›>▶►●•*→ \u00a0│"
+
+
+def _option_number(text: str) -> int:
+    """1 for `1. Yes` / `1) Yes` / `❯ 1. Yes`, else 0."""
+    text = text.lstrip(_POINTERS)
+    digits = ""
+    for ch in text:
+        if ch.isdigit() and len(digits) < 2:
+            digits += ch
+            continue
+        break
+    rest = text[len(digits):]
+    if digits and rest[:1] in (".", ")") and rest[1:2] == " " and rest[2:3].strip():
+        return int(digits)
+    return 0
+
+
+def find_question(rows: list[list[Cell]]) -> str:
+    """A dialog that needs an answer near the bottom of the screen, as one line, or ''.
+
+    Numbered choices (1., 2., ...) with no input row below them, or a yes/no cue
+    in the last rows. An answer text that merely contains a numbered list sits
+    above the agent's input row and does not count.
+    """
+    lines = _nonblank(rows)[-16:]
+    plain = {y: _plain(rows[y]).strip() for y in lines}
+    box = _input_row(rows)
+    first = -1
+    for k, y in enumerate(lines):
+        if (_option_number(plain[y]) == 1 and y > box
+                and any(_option_number(plain[z]) == 2 for z in lines[k + 1 : k + 4])):
+            first = y
+    if first >= 0:
+        above = [y for y in lines if y < first][-6:]
+        for y in reversed(above):
+            if plain[y].endswith("?") or plain[y].endswith(":"):
+                return plain[y][:100]
+        option = plain[first].lstrip(_POINTERS)
+        return f"a choice of numbered options ({option[:60]}, ...)"
+    for y in lines[-4:]:
+        low = plain[y].lower()
+        if y > box and any(cue in low for cue in _CUES):
+            return plain[y][:100]
+    return ""
+
+
+def _aider_question(rows: list[list[Cell]], cursor_y: int) -> str:
+    """aider asks on the cursor row: `Add file to the chat? (Y)es/(N)o [Yes]: `."""
+    if not (0 <= cursor_y < len(rows)):
+        return ""
+    text = _plain(rows[cursor_y]).strip()
+    return text[:100] if ("? (" in text or text.endswith("]:")) and "[" in text else ""
+
+
+def _cursor_question(rows: list[list[Cell]], cursor_y: int) -> str:
+    """A program other than an agent asking on the cursor row: `[sudo] password for x:`,
+    `Enter passphrase for key …:`, `Do you want to continue? [Y/n]`. (A shell at its
+    own prompt is not asked: its prompt and draft are not a question.)"""
+    if not (0 <= cursor_y < len(rows)):
+        return ""
+    text = _plain(rows[cursor_y]).strip()
+    low = text.lower()
+    if low.endswith(":") and ("password" in low or "passphrase" in low or "pin" in low.split()):
+        return f"a password prompt ({text[:60]})"
+    if any(cue in low for cue in _CUES):
+        return text[:100]
+    return ""
+
+
+# --- dialogs that are harmless to close ---
+
+
+# Claude Code dialogs that would eat a message into their own search box; the
+# bash tool dismisses them with Escape first (SKIP_DISMISS=1 opts out).
+def detect_modal(screen: str) -> str:
+    """Which Claude Code dialog is open, or "".
+
+    Escape also interrupts a working agent, so this must not misfire on text that
+    merely mentions these words: a dialog replaces the input box, so nothing is
+    recognised while an input prompt row is visible, and the markers must be in
+    the bottom 20 non-blank rows, where the dialogs are drawn.
+    """
+    plain = _strip_sgr(screen)
+    if find_question(parse_screen(screen)):
+        return ""  # a question is never dismissed: Escape there is an answer too
+    lines = [line.strip() for line in plain.splitlines() if line.strip()][-20:]
+    if any(_is_prompt_row(line) for line in lines[-8:]):
+        return ""
+    joined = "\n".join(lines)
+    if all(word in joined for word in ("Status", "Config", "Usage", "Stats")) and any(
+        line.split()[:4] == ["Status", "Config", "Usage", "Stats"] for line in lines if line
+    ):
+        return "/config"
+    if "Help" in lines and any(line.startswith("/") and " " in line for line in lines):
+        return "/help"
+    if "Permissions" in lines and any(
+        line.split()[:1] in (["Allow"], ["Deny"], ["Ask"]) for line in lines if line
+    ):
+        return "/permissions"
+    return ""
+
+
+def _is_prompt_row(line: str) -> bool:
+    """`❯ …`, `› …`, `> …` (or the glyph alone): an agent's input box row."""
+    row = line.lstrip("│ ")
+    return row[:1] in ("❯", "›", ">") and (len(row) == 1 or row[1] in " \u00a0")
+
+
+def _strip_sgr(text: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "\x1b" and i + 1 < n and text[i + 1] == "[":
+            j = i + 2
+            while j < n and not ("@" <= text[j] <= "~"):
+                j += 1
+            i = j + 1
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out)
+
+
+# --- the delivery rule ----------------------------------------------------------
+
+
+def refusal(state: PaneState, multiline: bool = False) -> str | None:
+    """Why the pane must not be typed into now, or None when it is ready."""
+    return decide(state, classify(state), multiline)
+
+
+def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str | None:
+    """The delivery rule on top of classify()."""
+    kind = status.kind
+    if kind == "dead":
+        return DEAD_REASON
+    if kind == "waiting":
+        return f"waiting for an answer: {status.detail}"
+    if state.in_mode:
+        mode = state.mode or "a tmux mode"
+        return f"its pane is in {mode}, which would swallow the text (press q there)"
+    program = status.program
+    if status.agent:
+        if kind == "drafting":
+            return f"it looks mid-prompt ({status.detail})"
+        if kind == "working" and not _queues_mid_turn(status.agent):
+            return (f"working: {program} is mid-turn ({status.detail}); a message now would "
+                    "cut its turn short")
+        return None
+    words = state.accept_words
+    base = stem(program.split(".")[0])
+    if kind in ("shell", "drafting") and _who(state).shell:
+        if "shell" not in words:
+            return (f"it is an interactive shell ({program}) at its prompt, where a message "
+                    "would run as a command; to accept that (every message then runs as a "
+                    f"command there): {opt_in_command(state, 'shell')}")
+        if kind == "drafting":
+            return f"it looks mid-prompt ({status.detail})"
+        return NO_BRACKETED_PASTE.format(program=program) if multiline else None
+    who = _who(state)
+    if program in NOT_AN_INPUT or base in NOT_AN_INPUT or who.blocker:
+        blocker = who.blocker or program
+        lead = program_name(who.leader) if who.leader is not None else ""
+        via = f" (run by {lead})" if lead and lead != blocker else ""
+        return f"its foreground program is {blocker}{via}, not an agent input"
+    names = names_of(who.named) if who.named is not None else {program}
+    wanted = words | {stem(w) for w in words}
+    if not (wanted & names or ("any" in words and not who.shell)):
+        job = (f"; it is a job of {who.parent_shell}, which would run the text as a command "
+               f"once {program} ends") if who.parent_shell else ""
+        return (f"its foreground program is {program}, not a known agent{job}; if {program} "
+                f"should take messages: {opt_in_command(state, _opt_name(who))}")
+    draft = find_draft(parse_screen(state.screen), state.cursor_x, state.cursor_y,
+                       width=state.width, line_editor=_line_editor(base))
+    if draft:
+        return f"it looks mid-prompt ({draft})"
+    if multiline and state.bracketed != "1":
+        return NO_BRACKETED_PASTE.format(program=program)
+    return None
+
+
+def _queues_mid_turn(agent: str) -> bool:
+    """Claude Code keeps a message submitted mid-turn and sends it when the turn ends
+    (observed on 2.1.197); Codex submits at once and drops its streamed answer, aider
+    would glue it to type-ahead: those are refused while working. Codex's Tab queues a
+    message mid-turn, but Tab is not used: it could not be checked against the real
+    program here, and Tab when the turn has just ended, or with a file popup open,
+    does something else."""
+    return agent in ("claude", "claude-code")
+
+
+def bracketed_paste(state: PaneState, status: PaneStatus) -> bool:
+    """Will a paste arrive as one paste? Known agents enable mode 2004; for others only
+    tmux can say (#{bracketed_paste}, tmux 3.4+), else no."""
+    return bool(status.agent) or state.bracketed == "1"
+
+
+def _opt_name(who: _Who) -> str:
+    named = who.named
+    if named is None:
+        return who.program
+    name = program_name(named)
+    return name if name and name != named.comm else named.comm
+
+
+_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:%@/+,=")
+
+
+def _quote(word: str) -> str:
+    word = "".join(ch for ch in word if ch.isprintable())
+    if word and all(ch in _SAFE for ch in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
+
+
+def opt_in_command(state: PaneState, name: str) -> str:
+    """The exact command that opts the pane's window in, with its real target."""
+    target = state.target or state.pane_id
+    server = ""
+    if state.socket and os.path.basename(state.socket) != "default":
+        server = f" -S {_quote(state.socket)}"
+    return f"tmux{server} set -w -t {_quote(target)} @agent-accept {_quote(name)}"
 
 
 def _line_editor(program: str) -> bool:
     """Shells and REPLs: readline-style prompts with PS2/`...` continuations and wrapping."""
+    program = program.lower()
     return program in SHELLS or program.startswith(_REPLS)
 
 
@@ -111,25 +566,21 @@ _REPLS = ("python", "ipython", "bpython", "ptpython", "pypy")
 def foreground_program(pane_pid: int) -> str:
     """Name of the process group leader in the pane's terminal foreground ('' if unknown).
 
-    On Linux two small /proc reads (the pane process's tpgid, then that group
-    leader's comm) give the kernel's answer without importing psutil, whose import
-    alone costs more than a delivery. Elsewhere '' makes the caller use tmux's
+    On Linux a few small /proc reads give the kernel's answer (psutil's import alone
+    costs more than a delivery). Elsewhere '' makes the caller use tmux's
     pane_current_command, which tmux computes the same way (tcgetpgrp on the pty
-    master, which only tmux holds: psutil cannot ask a terminal that is not the
-    caller's controlling one).
+    master, which only tmux holds).
     """
-    if pane_pid <= 0 or not sys.platform.startswith("linux"):
-        return ""
-    try:
-        with open(f"/proc/{pane_pid}/stat", "rb") as fh:
-            stat = fh.read()
-        tpgid = int(stat[stat.rindex(b")") + 2 :].split()[5])  # field 8: tpgid
-        if tpgid <= 0:
-            return ""
-        with open(f"/proc/{tpgid}/comm", "rb") as fh:
-            return fh.read().decode("utf-8", "replace").strip()
-    except (OSError, ValueError, IndexError):
-        return ""
+    fg = _procs.foreground(pane_pid)
+    return fg.group[0].comm if fg is not None and fg.group else ""
+
+
+def _plain(cells: list[Cell]) -> str:
+    return "".join(c.char for c in cells)
+
+
+def _nonblank(rows: list[list[Cell]]) -> list[int]:
+    return [y for y, row in enumerate(rows) if any(c.char.strip() for c in row)]
 
 
 # --- screen parsing ---------------------------------------------------------

@@ -155,7 +155,9 @@ class _Demo:
         # agent's last words on screen for the failure message.
         self.tmux_run("-u", "-f", "/dev/null", "new-session", "-d", "-s", SESSION, "-n", first,
                       "-x", "120", "-y", "16", *agent, first, ";",
-                      "set-option", "-g", "remain-on-exit", "on")
+                      "set-option", "-g", "remain-on-exit", "on", ";",
+                      # The stand-in is not a known agent TUI: its windows opt in.
+                      "set-option", "-g", "-w", "@agent-accept", "python3")
         for name in rest:
             self.tmux_run("new-window", "-d", "-t", f"={SESSION}:", "-n", name, *agent, name)
         pids = self.tmux_run("list-panes", "-s", "-t", f"={SESSION}", "-F", "#{pid} #{pane_pid}")

@@ -25,6 +25,7 @@ import time
 
 from agent_mesh import __version__, paths
 from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.receivers import is_shell
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ SLUG_MAX = 40
 ADDRESS_MAX = 128
 _ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 _BARE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-_SHELLS = frozenset({"bash", "zsh", "fish", "sh", "dash", "ksh", "tcsh", "csh"})
 
 # Scratch sessions the bash tool never registers; kept for compatibility.
 _SCRATCH_NAMES = frozenset({"scratch", "tmp", "temp", "test"})
@@ -200,7 +200,7 @@ def infer_role(command: str, session: str, window: str) -> str:
         return f"Claude Code agent in {where}"
     if command == "codex":
         return f"Codex agent in {where}"
-    if command in _SHELLS:
+    if is_shell(command):
         return f"Shell agent in {where}"
     if not command:
         return f"CLI agent in {where}"

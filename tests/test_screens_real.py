@@ -1,0 +1,190 @@
+"""The readiness decision for every real screen of Claude Code, Codex and aider in
+tests/fixtures/screens/ (captured from the real programs; see README there), and the
+receiver recognition rules, without a tmux server."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from screen_fixtures import load, names
+
+from agent_mesh.delivery.state import PaneState, classify, detect_modal, refusal
+from agent_mesh.procs import Proc, foreground, read_proc
+from agent_mesh.receivers import agent_of, is_shell, shell_of
+
+# screen -> (kind, fragment of the refusal, or None when it is delivered to)
+EXPECTED: dict[str, tuple[str, str | None]] = {
+    "claude-code-idle": ("idle", None),
+    "claude-code-idle-after-answer": ("idle", None),
+    "claude-code-drafting": ("drafting", "mid-prompt"),
+    "claude-code-drafting-cursor-home": ("drafting", "mid-prompt"),
+    "claude-code-drafting-multiline": ("drafting", "mid-prompt"),
+    # Claude Code keeps a message submitted mid-turn until the turn ends.
+    "claude-code-working": ("working", None),
+    "claude-code-working-with-draft": ("drafting", "mid-prompt"),
+    "claude-code-permission-dialog": ("waiting", "waiting for an answer: Do you want to proceed?"),
+    "codex-idle": ("idle", None),
+    "codex-idle-after-answer": ("idle", None),
+    "codex-drafting": ("drafting", "mid-prompt"),
+    "codex-drafting-cursor-home": ("drafting", "mid-prompt"),
+    "codex-drafting-multiline": ("drafting", "mid-prompt"),
+    # Codex submits on Enter at once and drops the answer it was streaming.
+    "codex-working": ("working", "would cut its turn short"),
+    "codex-working-with-draft": ("drafting", "mid-prompt"),
+    "aider-idle": ("idle", None),
+    "aider-idle-after-answer": ("idle", None),
+    "aider-after-400": ("idle", None),
+    "aider-drafting": ("drafting", "mid-prompt"),
+    "aider-drafting-cursor-home": ("drafting", "mid-prompt"),
+    "aider-drafting-multiline": ("drafting", "mid-prompt"),
+    "aider-drafting-wrapped": ("drafting", "mid-prompt"),
+    "aider-idle-after-answer-with-typeahead": ("drafting", "mid-prompt"),
+    # aider reads keys typed mid-answer at its next prompt, glued to any type-ahead.
+    "aider-working": ("working", "would cut its turn short"),
+    "aider-working-with-draft": ("working", "would cut its turn short"),
+}
+
+
+def test_every_fixture_has_an_expected_decision() -> None:
+    assert sorted(EXPECTED) == names()
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_decision_for_each_real_screen(name: str) -> None:
+    kind, fragment = EXPECTED[name]
+    state = load(name)
+    status = classify(state)
+    assert status.kind == kind, (status.kind, status.detail)
+    assert status.agent, "the agent is recognised from its process group"
+    reason = refusal(state)
+    if fragment is None:
+        assert reason is None, reason
+    else:
+        assert reason is not None and fragment in reason, reason
+    # an opt-in never turns a refused agent state into a delivery
+    assert (refusal(load(name, accept="any")) is None) == (fragment is None)
+
+
+def test_a_multiline_message_to_a_known_agent_is_fine() -> None:
+    assert refusal(load("claude-code-idle"), multiline=True) is None
+
+
+def test_codex_is_recognised_through_its_npm_launcher() -> None:
+    state = load("codex-idle")
+    assert [p.comm for p in state.procs.group] == ["node", "codex"]  # type: ignore[union-attr]
+    assert classify(state).program == "Codex"
+
+
+def test_a_permission_question_is_never_dismissed() -> None:
+    state = load("claude-code-permission-dialog")
+    assert detect_modal(state.screen) == ""
+
+
+def _proc(comm: str, *argv: str) -> Proc:
+    return Proc(0, 1, 1, 1, comm, tuple(argv))
+
+
+@pytest.mark.parametrize(
+    ("comm", "argv", "agent"),
+    [
+        ("claude", ("claude",), "claude"),
+        ("node", ("node", "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js"), "claude"),
+        ("node", ("node", "/home/u/.npm/lib/node_modules/@openai/codex/bin/codex.js"), "codex"),
+        ("codex", ("/x/codex-x86_64-unknown-linux-musl",), "codex"),
+        ("python3", ("python3", "-m", "aider", "--model", "x"), "aider"),
+        ("aider", ("/v/bin/python3", "/v/bin/aider", "--model", "x"), "aider"),
+        ("node", ("node", "/usr/bin/npx", "@openai/codex"), "codex"),
+        ("npm exec @google", ("npm exec @google/gemini-cli",), ""),
+        ("node", ("node", "/usr/local/bin/gemini"), "gemini"),
+        ("bun", ("bun", "x", "opencode-ai"), "opencode"),
+        ("uvx", ("uvx", "--from", "aider-chat", "aider"), "aider"),
+        ("llm", ("llm", "chat", "-m", "x"), "llm"),
+        ("llm", ("llm", "prompt", "hi"), ""),
+        ("less", ("less", "/home/u/codex/README"), ""),
+        ("python3", ("python3", "-q"), ""),
+        ("bash", ("bash", "--norc"), ""),
+    ],
+)
+def test_agents_are_recognised_however_started(comm: str, argv: tuple[str, ...],
+                                               agent: str) -> None:
+    assert agent_of(_proc(comm, *argv)) == agent
+
+
+def test_extra_receivers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = _proc("python3", "python3", "/t/agent_tui.py", "log")
+    monkeypatch.delenv("AGENT_MESH_RECEIVERS", raising=False)
+    assert agent_of(proc) == ""
+    monkeypatch.setenv("AGENT_MESH_RECEIVERS", "other, agent_tui")
+    from agent_mesh.receivers import extra_agents
+
+    assert agent_of(proc, extra_agents()) == "agent_tui"
+
+
+@pytest.mark.parametrize(
+    ("name", "shell"),
+    [("bash", True), ("rbash", True), ("bash-5.2", True), ("-bash", True), ("zsh5", True),
+     ("/bin/dash", True), ("busybox", True), ("sleep", False), ("shuf", False),
+     ("ssh", False), ("bashful", False), ("python3", False)],
+)
+def test_shell_names(name: str, shell: bool) -> None:
+    assert is_shell(name) is shell
+
+
+def test_busybox_is_a_shell_only_as_sh() -> None:
+    assert shell_of(_proc("busybox", "busybox", "sh")) == "busybox sh"
+    assert shell_of(_proc("busybox", "busybox", "vi", "x")) == ""
+
+
+def test_store_role_inference_uses_the_one_shell_list() -> None:
+    from agent_mesh.registry.store import infer_role
+
+    assert infer_role("bash-5.2", "s", "w").startswith("Shell agent")
+    assert infer_role("rbash", "s", "w").startswith("Shell agent")
+
+
+def test_procs_reads_this_process() -> None:
+    me = read_proc(os.getpid())
+    assert me is not None and me.pid == os.getpid() and me.argv
+    assert foreground(-1) is None
+    assert foreground(999_999_999) is None
+
+
+def _state(screen: str, x: int, y: int, *group: Proc, accept: str = "") -> PaneState:
+    from agent_mesh.procs import Foreground
+
+    return PaneState(pane_id="%1", cursor_x=x, cursor_y=y, width=80, screen=screen,
+                     accept=accept, procs=Foreground(group[0], group[0].pgrp, group),
+                     target="dev:1")
+
+
+BASH = Proc(10, 1, 10, 10, "bash", ("bash", "--norc"))
+
+
+def test_numbered_output_in_a_shell_is_not_a_question() -> None:
+    screen = "$ cat todo\n1. fix the parser\n2. write tests\n$ "
+    status = classify(_state(screen, 2, 3, BASH, accept="shell"))
+    assert status.kind == "shell", status
+    assert refusal(_state(screen, 2, 3, BASH, accept="shell")) is None
+
+
+def test_a_shell_draft_that_mentions_a_password_is_a_draft() -> None:
+    status = classify(_state("$ echo password:", 16, 0, BASH, accept="shell"))
+    assert status.kind == "drafting", status
+
+
+def test_a_job_asking_yes_no_is_waiting() -> None:
+    apt = Proc(20, 10, 20, 20, "apt", ("apt", "install", "x"))
+    state = _state("Need to get 1 MB.\nDo you want to continue? [Y/n] ", 31, 1, apt,
+                   accept="any")
+    assert classify(state).kind == "waiting"
+    assert (refusal(state) or "").startswith("waiting for an answer: Do you want to continue?")
+
+
+def test_the_opt_in_command_names_the_server_when_it_is_not_the_default() -> None:
+    python = Proc(30, 1, 30, 30, "python3", ("python3", "-q"))
+    state = _state(">>> ", 4, 0, python).replace(socket="/tmp/t/other sock",
+                                                 target="my dev:2")
+    reason = refusal(state) or ""  # type: ignore[arg-type]
+    assert reason.endswith("tmux -S '/tmp/t/other sock' set -w -t 'my dev:2' "
+                           "@agent-accept python3"), reason
