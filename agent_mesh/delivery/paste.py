@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from agent_mesh import paths
 from agent_mesh.delivery.state import DEAD_REASON, PaneState, foreground_program, refusal
-from agent_mesh.errors import NotReady, UsageError, WireError
+from agent_mesh.errors import NotReady, PaneDead, PaneGone, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.tmux import Tmux, fields_format, parse_head
@@ -131,20 +131,7 @@ def _split_state(out: bytes) -> tuple[dict[str, str], str]:
     return record, rest.decode("utf-8", "replace")
 
 
-class PaneGone(WireError):
-    """The registry names a pane tmux no longer has."""
-
-    exit_code = 2
-
-
-class PaneDead(NotReady):
-    """The pane's program exited (remain-on-exit). Not overridable: nothing would read
-    the message, and tmux 3.3a's server crashes on `paste-buffer` into a dead pane."""
-
-    overridable = False
-
-    def __init__(self) -> None:
-        super().__init__(f"{DEAD_REASON}; FORCE_SEND cannot deliver to it")
+_DEAD = f"{DEAD_REASON}; FORCE_SEND cannot deliver to it"
 
 
 _DEAD_SENTINEL = b"agent-mesh:pane-dead"
@@ -212,7 +199,7 @@ def _deliver_locked(
         time.sleep(wait + 0.05)
     state = pane_state(tmux, pane)
     if state.dead:
-        raise PaneDead()
+        raise PaneDead(_DEAD)
     if not force:
         reason = refusal(state)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
@@ -273,7 +260,7 @@ def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
         input=text.encode("utf-8"),
     )
     if _DEAD_SENTINEL in result.stdout:
-        raise PaneDead()
+        raise PaneDead(_DEAD)
 
 
 def _read_deadline(fd: int) -> float:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_mesh import paths
-from agent_mesh.errors import UsageError, WireError
+from agent_mesh.errors import SliceRejected, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent
 from agent_mesh.registry import store
@@ -25,10 +25,6 @@ MAX_AGENTS = 2000
 SYNC_TIMEOUT = 20.0  # a peer that connects but never answers must not hold up the rest
 _TEXT_FIELDS = ("host", "target", "session", "window", "role", "scope", "pane_id", "command",
                 "updated", "session_id", "window_id")
-
-
-class SliceRejected(Exception):
-    """A peer's slice that must not replace the last good one."""
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_mesh import __version__, paths
-from agent_mesh.errors import MeshError, UsageError, WireError
+from agent_mesh.errors import MeshError, UsageError, WireError, printable, report
 from agent_mesh.registry import store
 from agent_mesh.registry import view as registry
 
@@ -100,11 +100,6 @@ def _parse_stamp(stamp: str) -> float | None:
 def _stamp_age(stamp: str, now: float) -> float | None:
     then = _parse_stamp(stamp)
     return None if then is None else now - then
-
-
-def _one_line(text: str) -> str:
-    """Names and remote error text may hold newlines or escapes: keep one printable line."""
-    return "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.splitlines()))
 
 
 def _run(argv: list[str], timeout: float = 3.0) -> tuple[int, str, str]:
@@ -460,7 +455,7 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
                                timeout=max(0.5, budget - (connected - started)))
         answered = time.monotonic()
     except MeshError as exc:
-        return _peer_failure(alias, str(exc))
+        return _peer_failure(alias, report(exc)[0])
     finally:
         transport.close()
     latency = (connected - started) * 1000
@@ -576,7 +571,7 @@ def render(checks: list[Check]) -> str:
         line = f"{tags[check.status]} {check.name}: {check.detail}"
         if not check.ok and check.fix:
             line += f" -> fix: {check.fix}"
-        lines.append(_one_line(line))
+        lines.append(printable(line))
     return "\n".join(lines)
 
 
