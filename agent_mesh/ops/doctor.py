@@ -12,6 +12,7 @@ hosts still answers in under five seconds (an abandoned probe never delays exit)
 from __future__ import annotations
 
 import calendar
+import contextlib
 import functools
 import json
 import os
@@ -397,8 +398,20 @@ def check_timer() -> Check:
     code, out, err = _run(["crontab", "-l"])
     lines = [ln for ln in out.splitlines() if "agent-discover" in ln and
              not ln.lstrip().startswith("#")]
-    if code == 0 and lines:
+    daemon = ""  # a running cron daemon: scan /proc/*/comm as pgrep does
+    with contextlib.suppress(OSError):
+        for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/comm", "rb") as fh:
+                if fh.read().strip() in (b"cron", b"crond", b"fcron", b"cronie"):
+                    daemon = pid
+                    break
+    if code == 0 and lines and daemon:
         return _ok("timer", f"crontab runs agent-discover ({' '.join(lines[0].split()[:5])})")
+    if code == 0 and lines:  # a crontab line is only a timer while a cron daemon runs
+        return _fail("timer", f"crontab runs agent-discover, but no cron daemon is running "
+                     f"({systemd}): closed windows and peers' agents go stale",
+                     "start cron (sudo service cron start, or systemctl enable --now cron), "
+                     "or use the systemd user timer: " + INSTALL)
     cron = ("no crontab command" if code == 127 else
             "no crontab line runs agent-discover" if code in (0, 1) else
             f"crontab -l: {err.strip()[:80]}")
