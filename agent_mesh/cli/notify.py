@@ -128,7 +128,8 @@ def under_run_shell() -> bool:
 
     There, anything printed makes tmux put the session's current pane (often the
     sender's own) into view mode, and a pane in a mode refuses every message: the
-    outcome goes to `tmux display-message` and ~/.agents/notify.log instead.
+    outcome goes to `tmux display-message` and ~/.agents/notify.log instead, and
+    the exit status is 0 (tmux would show a non-zero one in view mode too).
     """
     if not os.environ.get("TMUX") or os.environ.get("TMUX_PANE"):
         return False
@@ -186,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             raise  # SystemExit and the like
         line, code = report(exc)
         _say(f"notify-pane: {line}", err=True)
-    if _QUIET:
+    if _QUIET is not None:
+        # tmux shows a job's non-zero exit status in view mode too: nobody waits
+        # for a `run-shell -b` job's status, so it goes to the log line instead.
+        if code:
+            _QUIET[-1] += f" (exit {code})"
         _log_and_display(_QUIET)
+        return 0
     return code
 
 

@@ -28,6 +28,9 @@ def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = Non
         return host
     tmux = tmux or Tmux()
     pane = os.environ.get("TMUX_PANE", "") or invoking_pane(tmux)
+    if not pane:  # run-shell in an ambiguous session: $TMUX still names the session
+        parts = os.environ["TMUX"].split(",")
+        pane = f"${parts[2]}" if len(parts) >= 3 and parts[2].isdigit() else ""
     if not pane:
         return host
     try:
