@@ -253,3 +253,19 @@ def test_receiver_listing_still_plain(tui_receiver: Receiver) -> None:
 @pytest.fixture
 def tui_receiver(spawn: Spawner) -> Receiver:
     return spawn.agent_tui()
+
+
+def test_doctor_lines_go_through_the_same_printable() -> None:
+    from agent_mesh.ops.doctor import Check, render
+
+    line = render([Check("peer:x", False, "said \x1b]52;c;ZXZpbA==\x07\x1b[2Jhi", "fix\nit")])
+    assert line == "FAIL peer:x: said hi -> fix: fix it"
+
+
+def test_the_hook_logs_failures_through_report(isolated_env: Path) -> None:
+    from agent_mesh.cli import hook
+
+    (isolated_env / ".agents" / "local.toml").mkdir()
+    assert hook.main(["rescan", "x\x1b[2J"]) == 0
+    (line,) = (isolated_env / ".agents" / "hook.log").read_text().splitlines()
+    assert line.endswith(": Is a directory (exit 1)") and "\x1b" not in line, line
