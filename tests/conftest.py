@@ -8,8 +8,10 @@ limited to ~108 bytes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -65,6 +67,39 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("AGENT_MESH_RECEIVERS", "agent_tui")
     yield home
     subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
+    remove_when_unused(base)
+
+
+def processes_using(path: Path) -> list[int]:
+    """Pids (other than ours) whose environment names path: the hooks tmux ran
+    for this test's server (HOME, TMUX point under it) and what they spawned."""
+    needle = b"=" + str(path).encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if needle in fh.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def remove_when_unused(base: Path, timeout: float = 10.0) -> None:
+    """Remove a test's temp dir once nothing runs in it any more.
+
+    Killing the server fires its session-closed/window-unlinked hooks, which run
+    on after kill-server returns; a hook still writing when the tree is removed
+    recreates ~/.agents (atomic_write makes parents), leaving /tmp/am* behind.
+    """
+    try:
+        retry_until(lambda: not processes_using(base), timeout=timeout, interval=0.02)
+    except AssertionError:  # something of ours hangs: it must not outlive the test
+        for pid in processes_using(base):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
     shutil.rmtree(base, ignore_errors=True)
 
 

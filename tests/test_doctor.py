@@ -47,19 +47,31 @@ def fake_tool(bindir: Path, name: str, script: str) -> None:
     path.chmod(0o755)
 
 
+_DAEMONS: list[subprocess.Popen[bytes]] = []
+
+
 @pytest.fixture
-def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A bin dir first on PATH: systemctl says the timer is inactive, crontab is empty."""
     bindir = tmp_path / "fakebin"
     bindir.mkdir()
     fake_tool(bindir, "systemctl", 'echo inactive; exit 3\n')
     fake_tool(bindir, "crontab", 'echo "no crontab for $USER" >&2; exit 1\n')
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return bindir
+    yield bindir
+    while _DAEMONS:
+        daemon = _DAEMONS.pop()
+        daemon.kill()
+        daemon.wait()
 
 
-def with_cron(bindir: Path) -> None:
+def with_cron(bindir: Path, daemon: bool = True) -> None:
+    """A crontab line running agent-discover and, unless told not to, a running
+    process named `cron` (a `sleep` started through a symlink called cron)."""
     fake_tool(bindir, "crontab", f"cat <<'EOF'\n# m h dom mon dow command\n{CRON_LINE}\nEOF\n")
+    if daemon:
+        (bindir / "cron").symlink_to(shutil.which("sleep") or "/bin/sleep")
+        _DAEMONS.append(subprocess.Popen([str(bindir / "cron"), "300"]))
 
 
 def healthy_setup(server: TmuxServer, home: Path, bindir: Path) -> None:
@@ -91,6 +103,23 @@ def test_healthy_setup_passes_every_check(tmux_server: TmuxServer, isolated_env:
     assert len(lines) == len(checks)
     assert all(line.startswith("ok   ") for line in lines), lines
     assert "ok   tmux-hooks: all 6 hooks live in the server" in lines
+
+
+def _real_cron_runs() -> bool:
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and (proc / "comm").read_text().strip() in ("cron", "crond"):
+                return True
+    return False
+
+
+@pytest.mark.skipif(_real_cron_runs(), reason="a real cron daemon runs on this machine")
+def test_a_crontab_line_without_a_cron_daemon_is_no_timer(tools: Path) -> None:
+    with_cron(tools, daemon=False)
+    check = doctor.check_timer()
+    assert not check.ok
+    assert "crontab runs agent-discover, but no cron daemon is running" in check.detail
+    assert "start cron" in check.fix
 
 
 def test_systemd_timer_counts_as_the_timer(tools: Path) -> None:

@@ -175,9 +175,12 @@ def test_list_plain_and_json(spawn: Spawner) -> None:
     assert all(e["pane_id"].startswith("%") and e["target"].startswith("dev:") for e in entries)
 
 
-def test_list_with_no_registry_is_empty() -> None:
+def test_list_with_no_registry_is_empty_and_says_how_to_start() -> None:
+    """Scripts reading stdout get nothing; a person reads how agents appear."""
     res = notify("--list")
-    assert (res.returncode, res.stdout, res.stderr) == (0, b"", b"")
+    assert (res.returncode, res.stdout) == (0, b"")
+    assert res.stderr == (b"notify-pane: no agents yet: start tmux "
+                          b"(windows register automatically)\n")
     assert json.loads(notify("--list", "--json").stdout) == []
 
 

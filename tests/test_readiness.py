@@ -9,8 +9,9 @@ import sys
 import pytest
 from conftest import SENDER, Receiver, Spawner, notify, retry_until
 
-from agent_mesh.delivery.paste import PaneDead, _paste_and_submit, pane_state
+from agent_mesh.delivery.paste import _paste_and_submit, pane_state
 from agent_mesh.delivery.state import foreground_program, refusal
+from agent_mesh.errors import PaneDead
 from agent_mesh.tmux import Tmux
 
 TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+\] ")

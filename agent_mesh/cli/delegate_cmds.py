@@ -8,7 +8,13 @@ import time
 
 import click
 
-from agent_mesh.cli.main import _CONTEXT, _run_guarded, mesh, printable
+from agent_mesh.cli.main import _CONTEXT, _run_guarded, mesh
+from agent_mesh.errors import printable
+
+
+def _lines(text: str) -> str:
+    """A reply keeps its line breaks; escape sequences from the peer never reach the terminal."""
+    return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -41,7 +47,7 @@ def ask_cmd(agent: str, question: tuple[str, ...], timeout: float, as_json: bool
         if as_json:
             click.echo(json.dumps(exchange, ensure_ascii=False))
         else:
-            click.echo(printable(str(exchange["reply"])).replace("\\n", "\n"))
+            click.echo(_lines(str(exchange["reply"])))
 
     _run_guarded("agent-mesh ask", body)
 
@@ -119,7 +125,7 @@ def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role
         click.echo(address)
         if task and ask_reply:
             exchange = delegate.ask(address, task, timeout=timeout)
-            click.echo(printable(str(exchange["reply"])).replace("\\n", "\n"))
+            click.echo(_lines(str(exchange["reply"])))
         elif task:
             result = send(address, task, queue=True)
             click.echo(f"task {result.outcome}: {result.msg_id}", err=True)

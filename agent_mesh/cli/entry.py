@@ -2,7 +2,7 @@
 
 Machine-facing subcommands skip click (~30 ms of imports): `rpc` is on every
 remote message's path and `push` is started by every tmux hook when there are
-peers. Everything else is the click group in cli.py.
+peers. Everything else is the click group in cli/main.py.
 """
 
 from __future__ import annotations
@@ -10,19 +10,49 @@ from __future__ import annotations
 import os
 import sys
 
+RPC_HELP = """\
+usage: agent-mesh rpc < REQUEST.json
+
+What a peer's notify-pane and sync run on this host over SSH (internal): reads
+one JSON request on stdin, runs it against this host's tmux and registry slice,
+writes one JSON reply on stdout and exits 0; errors travel in the reply with the
+same exit codes as a local run.
+"""
+
+PUSH_HELP = """\
+usage: agent-mesh push
+
+What the tmux hooks start in the background (internal): exchanges this host's
+slice with every peer in ~/.agents/peers.conf, coalescing bursts of hooks, and
+prints one line per peer. Run `agent-mesh sync` to do the same by hand.
+"""
+
 
 def main() -> None:
     command = sys.argv[1:2]
+    wants_help = any(arg in ("-h", "--help") for arg in sys.argv[2:])
     if command == ["rpc"]:
+        if wants_help:
+            print(RPC_HELP, end="")
+            sys.exit(0)
         from agent_mesh.mesh import rpc
 
         rpc.main()
         os._exit(0)  # the reply is flushed; skip interpreter teardown on the hot path
     if command == ["push"]:
+        if wants_help:
+            print(PUSH_HELP, end="")
+            sys.exit(0)
+        from agent_mesh import errors
         from agent_mesh.mesh import sync
 
-        for report in sync.push_pending():
-            print(report.line())
+        try:
+            for report in sync.push_pending():
+                print(errors.printable(report.line()))
+        except (Exception, KeyboardInterrupt) as exc:
+            line, code = errors.report(exc)
+            print(f"agent-mesh push: {line}", file=sys.stderr)
+            sys.exit(code)
         sys.exit(0)
     if command == ["queue-run"] and len(sys.argv) == 3 and sys.argv[2] not in ("-h", "--help"):
         _queue_run(sys.argv[2])

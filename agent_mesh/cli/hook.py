@@ -23,6 +23,8 @@ import os
 import sys
 import time
 
+from agent_mesh.errors import printable, report
+
 _LOG_MAX = 1_000_000
 USAGE = "usage: agent-register-hook on|off <session> | rescan [event]"
 HELP = f"""{USAGE}
@@ -34,12 +36,6 @@ and always exits 0.
   on <session>     re-register one session (by name or $id)
   off <session>    drop one session's entries
   rescan [event]   rebuild this host's whole slice from live tmux"""
-
-
-def _one_line(message: str) -> str:
-    """Names may hold newlines or escapes: one printable line per event."""
-    text = " ".join(message.split())
-    return "".join("?" if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F else ch for ch in text)
 
 
 def log(message: str) -> None:
@@ -55,7 +51,7 @@ def log(message: str) -> None:
             pass
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         with open(path, "a", encoding="utf-8", errors="replace") as fh:
-            fh.write(f"{stamp} [{os.getpid()}] {_one_line(message)}\n")
+            fh.write(f"{stamp} [{os.getpid()}] {printable(message)}\n")
     except Exception:
         pass
 
@@ -187,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         lean = " [no-site]" if sys.flags.no_site else ""
         log(f"{outcome} in {(time.monotonic() - started) * 1000:.1f} ms{lean}")
     except BaseException as exc:  # the hook must never fail loudly inside tmux
-        log(f"error on {args!r}: {type(exc).__name__}: {exc}")
+        line, code = report(exc)
+        log(f"error on {args!r}: {line} (exit {code})")
     return 0
 
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from agent_mesh import __version__
-from agent_mesh.errors import MeshError, UsageError
+from agent_mesh import __version__, errors
+from agent_mesh.cli.notify import EMPTY
+from agent_mesh.errors import WIRE, UsageError, printable
 from agent_mesh.registry import store
 from agent_mesh.registry import view as registry
 from agent_mesh.tmux import Tmux, fields_format, parse_records
@@ -22,35 +23,34 @@ _CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def _run_guarded(prog: str, func: Callable[[], Any]) -> None:
-    """Run a click command; MeshError becomes `prog: message` and its exit code."""
+    """Run a click command's body; any failure becomes `prog: <one line>` and the
+    exit code from errors.report, the same table notify-pane uses."""
     try:
         func()
-    except MeshError as exc:
-        click.echo(f"{prog}: {printable(str(exc))}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo(f"{prog}: interrupted", err=True)
-        sys.exit(130)
+    except (Exception, KeyboardInterrupt) as exc:
+        line, code = errors.report(exc)
+        click.echo(f"{prog}: {line}", err=True)
+        sys.exit(code)
 
 
-def printable(text: str) -> str:
-    """Text safe for a terminal: names may hold ESC, tabs, newlines (shown as `\\e` etc.)."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            out.append({"\n": "\\n", "\t": "\\t", "\x1b": "\\e"}.get(ch, f"\\x{code:02x}"))
-        elif 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069:  # bidi overrides
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+class _Group(click.Group):
+    """Lists each command with its whole first sentence, never cut with "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 # --- agent-mesh ---------------------------------------------------------------
 
 
-@click.group(context_settings=_CONTEXT)
+@click.group(cls=_Group, context_settings=_CONTEXT)
 @click.version_option(__version__, prog_name="agent-mesh")
 def mesh() -> None:
     """agent-mesh: message CLI agents in tmux panes, on this host and mesh peers.
@@ -68,6 +68,9 @@ def list_cmd(as_json: bool) -> None:
         agents = registry.load_agents()
         if as_json:
             click.echo(json.dumps([a.as_dict() for a in agents.values()], indent=2))
+            return
+        if not agents:
+            click.echo(f"agent-mesh list: {EMPTY}")
             return
         rows: list[list[str]] = [["ADDRESS", "HOST", "ROLE", "SCOPE", "COMMAND", "AGE"]]
         for agent in agents.values():
@@ -122,7 +125,7 @@ def sync_cmd() -> None:
         for report in reports:
             click.echo(printable(report.line()))
         if any(r.status != "ok" for r in reports):
-            sys.exit(4)
+            sys.exit(WIRE)
 
     _run_guarded("agent-mesh sync", body)
 
@@ -135,13 +138,16 @@ def doctor_cmd(as_json: bool, no_peers: bool) -> None:
     One line per check with the fix for each failure; exit 1 if anything is broken."""
     from agent_mesh.ops import doctor
 
-    checks = doctor.run_checks(include_peers=not no_peers)
-    if as_json:
-        click.echo(doctor.to_json(checks))
-    else:
-        click.echo(doctor.render(checks))
-        click.echo(doctor.summary(checks))
-    sys.exit(doctor.exit_code(checks))
+    def body() -> None:
+        checks = doctor.run_checks(include_peers=not no_peers)
+        if as_json:
+            click.echo(doctor.to_json(checks))
+        else:
+            click.echo(doctor.render(checks))
+            click.echo(doctor.summary(checks))
+        sys.exit(doctor.exit_code(checks))
+
+    _run_guarded("agent-mesh doctor", body)
 
 
 @mesh.command("setup")

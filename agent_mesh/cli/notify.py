@@ -8,10 +8,11 @@ where click's import alone (~30 ms) would cost more than the delivery itself.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from agent_mesh import __version__
-from agent_mesh.errors import MeshError, NotReady, UsageError
+from agent_mesh.errors import NotReady, UsageError, printable, report
 
 USAGE = """\
 usage: notify-pane [--queue [--ttl DURATION]] <agent> "<message>"
@@ -38,10 +39,15 @@ environment:
   SKIP_DISMISS=1  do not press Escape on a recognised Claude Code dialog first
 
 exit codes:
-  0 delivered   1 usage or unreadable file   2 unknown agent
+  0 delivered   1 usage or unreadable file
+  2 unknown agent (or its pane is gone: the registry is out of date)
   3 recipient not ready (mid-prompt, shell prompt, copy mode, dead pane)
   4 tmux or network failure   5 queued (delivered when the agent is ready)
   a pattern exits with the worst of its recipients' codes
+
+Under `tmux run-shell` (no terminal) the outcome is shown with tmux
+display-message and logged to ~/.agents/notify.log instead of printed, so tmux
+does not put the pane into view mode.
 """
 
 
@@ -125,19 +131,18 @@ def run(argv: list[str]) -> int:
         ttl=ttl,
         re=re,
     )
-    from agent_mesh.textsafe import one_line  # the peer's reply and the body: never raw
 
     for note in result.notes:
-        print(f"notify-pane: note: {one_line(note)}", file=sys.stderr)
+        _say(f"notify-pane: note: {printable(note)}", err=True)
     where = f"{address} ({result.host}[{result.target}])"
     if result.outcome == "queued":
-        print(one_line(f"⏸ {where}: queued as {result.msg_id}, delivered when it is ready: "
+        _say(printable(f"⏸ {where}: queued as {result.msg_id}, delivered when it is ready: "
                        f"{shown}"))
         return 5
     if result.outcome == "mailbox":
-        print(one_line(f"→ {address}: reply {re} kept for the asker: {shown}"))
+        _say(printable(f"→ {address}: reply {re} kept for the asker: {shown}"))
         return 0
-    print(one_line(f"→ {where}: {shown}"))
+    _say(printable(f"→ {where}: {shown}"))
     return 0
 
 
@@ -150,7 +155,6 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
     from agent_mesh.mesh.send import sender_id
     from agent_mesh.model import Envelope
     from agent_mesh.registry import view as registry
-    from agent_mesh.textsafe import one_line
 
     envelope = Envelope(sender=sender_id(), address=pattern, body=body,
                         timestamp=registry.now_iso(), force=_flag("FORCE_SEND"),
@@ -160,10 +164,13 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
     for row in outcomes:
         mark = {0: "→", 5: "⏸"}.get(row.code, "✗")
         detail = f": {row.line}" if row.code != 0 else ""
-        print(one_line(f"{mark} {row.address}: {row.outcome}{detail}"))
-    print(one_line(f"{pattern}: {sum(r.code == 0 for r in outcomes)} of {len(outcomes)} "
+        _say(printable(f"{mark} {row.address}: {row.outcome}{detail}"))
+    _say(printable(f"{pattern}: {sum(r.code == 0 for r in outcomes)} of {len(outcomes)} "
                    f"delivered: {shown}"))
     return delegate.worst(r.code for r in outcomes)
+
+
+EMPTY = "no agents yet: start tmux (windows register automatically)"
 
 
 def _list(as_json: bool, extra: list[str]) -> int:
@@ -175,42 +182,86 @@ def _list(as_json: bool, extra: list[str]) -> int:
     if as_json:
         import json
         print(json.dumps([ag.as_dict() for ag in agents.values()], indent=2, ensure_ascii=False))
+    elif not agents:  # a hint for people; scripts reading stdout still get nothing
+        print(f"notify-pane: {EMPTY}", file=sys.stderr)
     else:
         for address in agents:
-            print(address)
+            print(printable(address))
     return 0
 
 
-def _one_line(text: str) -> str:
-    """Failures are one line: names and paths echoed back may hold newlines or escapes."""
-    return "".join(
-        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-        for ch in " ".join(text.split("\n"))
-    )
+def under_run_shell() -> bool:
+    """Started by `tmux run-shell` (TMUX set, no TMUX_PANE, stdout tmux's socket)?
+
+    There, anything printed makes tmux put the session's current pane (often the
+    sender's own) into view mode, and a pane in a mode refuses every message: the
+    outcome goes to `tmux display-message` and ~/.agents/notify.log instead, and
+    the exit status is 0 (tmux would show a non-zero one in view mode too).
+    """
+    if not os.environ.get("TMUX") or os.environ.get("TMUX_PANE"):
+        return False
+    try:
+        return stat.S_ISSOCK(os.fstat(1).st_mode)
+    except OSError:
+        return False
 
 
-def _fail(message: str) -> None:
-    print(f"notify-pane: {_one_line(message)}", file=sys.stderr)
+_QUIET: list[str] | None = None  # lines held back from tmux's view mode
+
+
+def _say(line: str, err: bool = False) -> None:
+    if _QUIET is not None:
+        _QUIET.append(line)
+    else:
+        print(line, file=sys.stderr if err else sys.stdout)
+
+
+def _log_and_display(lines: list[str]) -> None:
+    """Under run-shell: one log line per outcome, and the first on the status line."""
+    import time
+
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        from agent_mesh.registry.store import ensure_agents_dir
+
+        path = os.path.join(ensure_agents_dir(), "notify.log")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as fh:
+            fh.writelines(f"{stamp} {printable(line)}\n" for line in lines)
+    except Exception:
+        pass
+    try:
+        from agent_mesh.tmux import Tmux
+
+        # display-message expands formats: `#` doubled so a message's text stays text.
+        text = printable(" | ".join(lines)).replace("#", "##")
+        Tmux().run("display-message", "--", text[:500], check=False)
+    except Exception:
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _QUIET
     args = sys.argv[1:] if argv is None else argv
+    quiet = bool(args) and not args[0].startswith("-") and under_run_shell()
+    _QUIET = [] if quiet else None
     try:
-        return run(args)
-    except NotReady as exc:
-        address = args[0] if args else "?"
-        hint = " (FORCE_SEND=1 to override)" if getattr(exc, "overridable", True) else ""
-        _fail(f"refusing to deliver to '{address}': {exc}{hint}")
-        return exc.exit_code
-    except MeshError as exc:
-        _fail(str(exc))
-        return exc.exit_code
-    except KeyboardInterrupt:
-        _fail("interrupted")
-        return 130
-    except Exception as exc:  # a bug must still be one line, not a traceback
-        _fail(f"unexpected error: {type(exc).__name__}: {exc}")
-        return 1
+        code = run(args)
+    except BaseException as exc:
+        if isinstance(exc, NotReady) and not exc.address and args:
+            exc.address = args[0]
+        if not isinstance(exc, Exception | KeyboardInterrupt):
+            raise  # SystemExit and the like
+        line, code = report(exc)
+        _say(f"notify-pane: {line}", err=True)
+    if _QUIET is not None:
+        # tmux shows a job's non-zero exit status in view mode too: nobody waits
+        # for a `run-shell -b` job's status, so it goes to the log line instead.
+        if code:
+            _QUIET[-1] += f" (exit {code})"
+        _log_and_display(_QUIET)
+        return 0
+    return code
 
 
 if __name__ == "__main__":

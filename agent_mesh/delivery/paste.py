@@ -27,7 +27,7 @@ from agent_mesh.delivery.state import (
     decide,
     detect_modal,
 )
-from agent_mesh.errors import NotReady, UsageError, WireError
+from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import foreground
@@ -149,33 +149,7 @@ def _split_state(out: bytes) -> tuple[dict[str, str], str]:
     return record, rest.decode("utf-8", "replace")
 
 
-class PaneGone(WireError):
-    """The registry names a pane tmux no longer has."""
-
-    exit_code = 2
-
-
-class AwaitingAnswer(NotReady):
-    """The agent shows a question (permission, approval, a menu, a password prompt).
-    Not overridable: whatever FORCE_SEND typed would be taken as the answer."""
-
-    overridable = False
-
-    def __init__(self, question: str) -> None:
-        super().__init__(
-            f"waiting for an answer: {question}; answer it in the pane first "
-            "(FORCE_SEND does not type into dialogs)"
-        )
-
-
-class PaneDead(NotReady):
-    """The pane's program exited (remain-on-exit). Not overridable: nothing would read
-    the message, and tmux 3.3a's server crashes on `paste-buffer` into a dead pane."""
-
-    overridable = False
-
-    def __init__(self) -> None:
-        super().__init__(f"{DEAD_REASON}; FORCE_SEND cannot deliver to it")
+_DEAD = f"{DEAD_REASON}; FORCE_SEND cannot deliver to it"
 
 
 _DEAD_SENTINEL = b"agent-mesh:pane-dead"
@@ -253,7 +227,7 @@ def _deliver_locked(
     state = pane_state(tmux, pane)
     status = classify(state)
     if status.kind == "dead":
-        raise PaneDead()
+        raise PaneDead(_DEAD)
     if status.kind == "waiting":
         raise AwaitingAnswer(status.detail)
     if not force:
@@ -276,7 +250,7 @@ def _deliver_locked(
         state = pane_state(tmux, pane)
         status = classify(state)
         if status.kind == "dead":
-            raise PaneDead()
+            raise PaneDead(_DEAD)
         if status.kind == "waiting":
             raise AwaitingAnswer(status.detail)
         reason = None if force else decide(state, status, multiline)
@@ -313,7 +287,7 @@ def _poll_ready(
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
             if status.kind == "dead":
-                raise PaneDead()
+                raise PaneDead(_DEAD)
             if status.kind == "waiting":
                 raise AwaitingAnswer(status.detail)
             return state, status, reason
@@ -341,7 +315,7 @@ def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
         input=text.encode("utf-8"),
     )
     if _DEAD_SENTINEL in result.stdout:
-        raise PaneDead()
+        raise PaneDead(_DEAD)
 
 
 def _read_deadline(fd: int) -> float:

@@ -7,8 +7,8 @@ the queue's waiter, so a queued or replied message behaves the same on every pat
 from __future__ import annotations
 
 from agent_mesh.delivery import mailbox, queue
-from agent_mesh.delivery.paste import PaneDead, deliver_envelope
-from agent_mesh.errors import NotReady
+from agent_mesh.delivery.paste import deliver_envelope
+from agent_mesh.errors import NotReady, PaneDead
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
 TYPE_CHECKING = False

@@ -14,8 +14,8 @@ import os
 import sys
 
 from agent_mesh import __version__, paths
-from agent_mesh.errors import MeshError, UnknownAgent, UsageError
-from agent_mesh.mesh.wire import PROTOCOL, envelope_from_json
+from agent_mesh.errors import UsageError
+from agent_mesh.mesh.wire import PROTOCOL, envelope_from_json, error_to_reply
 from agent_mesh.registry import view as registry
 
 TYPE_CHECKING = False
@@ -142,14 +142,10 @@ def main() -> int:
         if not isinstance(request, dict):
             raise UsageError("request is not a JSON object")
         reply = {"ok": True, **handle(request)}
-    except MeshError as exc:
-        reply = {"ok": False, "code": exc.exit_code, "error": str(exc)}
-        if isinstance(exc, UnknownAgent):
-            reply["address"] = exc.address
     except json.JSONDecodeError as exc:
-        reply = {"ok": False, "code": 1, "error": f"bad request: {exc}"}
+        reply = error_to_reply(UsageError(f"bad request: {exc}"))
     except Exception as exc:  # answer, never a traceback on the wire
-        reply = {"ok": False, "code": 4, "error": f"peer error: {type(exc).__name__}: {exc}"}
+        reply = error_to_reply(exc)
     reply.update(protocol=PROTOCOL, version=__version__, host=registry.self_alias())
     sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()

@@ -28,7 +28,13 @@ from typing import Any
 from agent_mesh import __version__
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.mesh.transport import Transport
-from agent_mesh.mesh.wire import PROTOCOL, REMOTE_COMMAND, envelope_to_json, error_from_reply
+from agent_mesh.mesh.wire import (
+    PROTOCOL,
+    REMOTE_COMMAND,
+    envelope_to_json,
+    error_from_reply,
+    result_from_reply,
+)
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
 DEFAULT_CONNECT_TIMEOUT = 4.0
@@ -353,13 +359,7 @@ class SshTransport(Transport):
                       "size": len(file_data)}
         reply = self.call({"op": "deliver", "envelope": envelope_to_json(envelope),
                            "file": upload})
-        result = reply["result"]
-        return DeliveryResult(
-            address=result["address"], host=self.host, target=result["target"],
-            pane_id=result["pane_id"], bytes_sent=int(result["bytes_sent"]),
-            notes=list(result.get("notes", [])), outcome=str(result.get("outcome", "delivered")),
-            msg_id=str(result.get("msg_id", "")),
-        )
+        return result_from_reply(self.host, reply)
 
     def exchange(self, self_alias: str, slice_text: str | None,
                  timeout: float = REQUEST_TIMEOUT) -> tuple[str, float]:

@@ -27,13 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent_mesh import paths
-from agent_mesh.errors import UsageError, WireError
+from agent_mesh.errors import SliceRejected, UsageError, WireError, printable
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.mesh.transport import Transport
 from agent_mesh.model import Agent
 from agent_mesh.registry import store
 from agent_mesh.registry import view as registry
-from agent_mesh.textsafe import printable
 
 MAX_SLICE_BYTES = 1024 * 1024
 MAX_AGENTS = 2000
@@ -43,10 +42,6 @@ STUCK_GRACE = 5.0  # a push round older than the deadline plus this is stuck: do
 MAX_NOTES = 3
 _TEXT_FIELDS = ("host", "target", "session", "window", "role", "scope", "pane_id", "command",
                 "updated", "session_id", "window_id")
-
-
-class SliceRejected(Exception):
-    """A peer's slice that must not replace the last good one."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +61,7 @@ class PeerReport:
                 text += "; " + "; ".join(self.notes)
         else:
             text = f"{self.alias}: {self.status}: {self.detail}"
-        return printable(" ".join(text.splitlines()))
+        return printable(text)
 
 
 def deadline() -> float:

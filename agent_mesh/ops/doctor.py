@@ -12,6 +12,7 @@ hosts still answers in under five seconds (an abandoned probe never delays exit)
 from __future__ import annotations
 
 import calendar
+import contextlib
 import functools
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_mesh import __version__, paths
-from agent_mesh.errors import MeshError, UsageError, WireError
+from agent_mesh.errors import MeshError, UsageError, WireError, printable, report
 from agent_mesh.ops.setup import FIX as INSTALL
 from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT
 from agent_mesh.registry import store
@@ -98,11 +99,6 @@ def _parse_stamp(stamp: str) -> float | None:
 def _stamp_age(stamp: str, now: float) -> float | None:
     then = _parse_stamp(stamp)
     return None if then is None else now - then
-
-
-def _one_line(text: str) -> str:
-    """Names and remote error text may hold newlines or escapes: keep one printable line."""
-    return "".join(ch if ch.isprintable() else "?" for ch in " ".join(text.splitlines()))
 
 
 def _run(argv: list[str], timeout: float = 3.0) -> tuple[int, str, str]:
@@ -399,8 +395,20 @@ def check_timer() -> Check:
     code, out, err = _run(["crontab", "-l"])
     lines = [ln for ln in out.splitlines() if "agent-discover" in ln and
              not ln.lstrip().startswith("#")]
-    if code == 0 and lines:
+    daemon = ""  # a running cron daemon: scan /proc/*/comm as pgrep does
+    with contextlib.suppress(OSError):
+        for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/comm", "rb") as fh:
+                if fh.read().strip() in (b"cron", b"crond", b"fcron", b"cronie"):
+                    daemon = pid
+                    break
+    if code == 0 and lines and daemon:
         return _ok("timer", f"crontab runs agent-discover ({' '.join(lines[0].split()[:5])})")
+    if code == 0 and lines:  # a crontab line is only a timer while a cron daemon runs
+        return _fail("timer", f"crontab runs agent-discover, but no cron daemon is running "
+                     f"({systemd}): closed windows and peers' agents go stale",
+                     "start cron (sudo service cron start, or systemctl enable --now cron), "
+                     "or use the systemd user timer: " + INSTALL)
     cron = ("no crontab command" if code == 127 else
             "no crontab line runs agent-discover" if code in (0, 1) else
             f"crontab -l: {err.strip()[:80]}")
@@ -457,7 +465,7 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
                                timeout=max(0.5, budget - (connected - started)))
         answered = time.monotonic()
     except MeshError as exc:
-        return _peer_failure(alias, str(exc))
+        return _peer_failure(alias, report(exc)[0])
     finally:
         transport.close()
     latency = (connected - started) * 1000
@@ -573,7 +581,7 @@ def render(checks: list[Check]) -> str:
         line = f"{tags[check.status]} {check.name}: {check.detail}"
         if not check.ok and check.fix:
             line += f" -> fix: {check.fix}"
-        lines.append(_one_line(line))
+        lines.append(printable(line))
     return "\n".join(lines)
 
 
