@@ -180,7 +180,7 @@ def deliver_text(
     settle = settle_seconds()
     pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
     lock = os.path.join(
-        paths.locks_dir(), f"pane-{hash_text(_server_key(tmux))}-{pane.lstrip('%')}.lock"
+        paths.locks_dir(), f"pane-{hash_text(server_identity(tmux))}-{pane.lstrip('%')}.lock"
     )
     try:
         with locked(lock, timeout=_LOCK_TIMEOUT) as fd:
@@ -235,10 +235,26 @@ def _deliver_locked(
     _write_deadline(fd, time.time() + settle)
 
 
-def _server_key(tmux: Tmux) -> str:
-    return tmux.socket_path or os.environ.get("TMUX", "").split(",")[0] or os.environ.get(
-        "TMUX_TMPDIR", "/tmp"
-    )
+def server_identity(tmux: Tmux) -> str:
+    """The tmux server's canonical identity: its socket's device and inode.
+
+    The socket is found the way the tmux client finds it (-S, else $TMUX's first
+    field, else $TMUX_TMPDIR or /tmp + /tmux-<uid>/default with the directory
+    resolved), so a sender inside tmux, one outside and `agent-mesh rpc` all name
+    the same server alike and share one lock per pane. Costs one stat, no tmux call.
+    """
+    path = tmux.socket_path
+    if not path:
+        inside = os.environ.get("TMUX", "")
+        path = inside.split(",")[0] if not inside.startswith(",") else ""
+    if not path:
+        base = os.path.join(os.environ.get("TMUX_TMPDIR") or "/tmp", f"tmux-{os.getuid()}")
+        path = os.path.join(os.path.realpath(base), "default")
+    try:
+        st = os.stat(path)
+    except OSError:  # no server (yet): the resolved path is the best name there is
+        return os.path.realpath(path)
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _poll_ready(tmux: Tmux, pane: str) -> tuple[PaneState, str | None]:
@@ -257,23 +273,47 @@ def _is_pane_id(target: str) -> bool:
 
 
 def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
-    """One tmux call: load the text from stdin, paste it unless the pane has died
-    meanwhile (checked inside tmux's queue, so there is no window for the crash),
-    and schedule Enter after the settle. Only the pane id and our buffer name, never
-    message text, appear in the command strings."""
+    """Load the text from stdin, then paste it and schedule Enter only if tmux holds
+    all of it and the pane is alive, checked inside tmux's queue in the same call.
+
+    A sender killed mid-load closes the tmux client's stdin early: the client still
+    runs the rest of the command list, and without the size check it would paste
+    the truncated buffer and submit it. Only the pane id, our buffer name and the
+    byte count, never message text, appear in the command strings. The size check
+    reads tmux's newest buffer; another client's load landing in between reads as
+    a mismatch, and the whole call is retried with a fresh buffer.
+    """
     if not _is_pane_id(pane):
         raise WireError(f"refusing to address pane {pane!r}: not a tmux pane id")
-    buffer = f"agent-mesh-{os.getpid()}-{os.urandom(4).hex()}"
-    result = tmux.run(
-        "load-buffer", "-b", buffer, "-", ";",
-        "if-shell", "-F", "-t", pane, "#{pane_dead}",
-        f"delete-buffer -b {buffer} ; display-message -p {_DEAD_SENTINEL.decode()}",
-        f"paste-buffer -p -r -d -b {buffer} -t {pane}", ";",
-        "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter",
-        input=text.encode("utf-8"),
-    )
-    if _DEAD_SENTINEL in result.stdout:
-        raise PaneDead()
+    data = text.encode("utf-8")
+    for _attempt in range(_LOAD_ATTEMPTS):
+        buffer = f"agent-mesh-{os.getpid()}-{os.urandom(4).hex()}"
+        loaded = (
+            f"#{{&&:#{{==:#{{buffer_name}},{buffer}}},#{{==:#{{buffer_size}},{len(data)}}}}}"
+        )
+        result = tmux.run(
+            "load-buffer", "-b", buffer, "-", ";",
+            "if-shell", "-F", f"#{{?{loaded},,1}}",
+            f"delete-buffer -b {buffer} ; display-message -p {_SHORT_SENTINEL.decode()}", ";",
+            "if-shell", "-F", "-t", pane, "#{pane_dead}",
+            f"delete-buffer -b {buffer} ; display-message -p {_DEAD_SENTINEL.decode()}", ";",
+            # Fails (ending the list before the Enter) if a check above deleted the buffer.
+            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane, ";",
+            "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter",
+            input=data,
+            check=False,
+        )
+        if _DEAD_SENTINEL in result.stdout:
+            raise PaneDead()
+        if _SHORT_SENTINEL not in result.stdout:
+            if result.returncode != 0:
+                raise WireError(f"tmux paste-buffer failed: {result.error_line}")
+            return
+    raise WireError(f"tmux did not load the whole message ({len(data)} bytes); try again")
+
+
+_LOAD_ATTEMPTS = 5
+_SHORT_SENTINEL = b"agent-mesh:buffer-short"
 
 
 def _read_deadline(fd: int) -> float:
