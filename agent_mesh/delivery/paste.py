@@ -17,9 +17,10 @@ import time
 from collections.abc import Callable
 
 from agent_mesh import paths
+from agent_mesh.delivery.inbox import SourceFile, place_local, sweep_stale_parts
 from agent_mesh.delivery.state import DEAD_REASON, PaneState, foreground_program, refusal
 from agent_mesh.errors import NotReady, UsageError, WireError
-from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
@@ -232,7 +233,13 @@ def _deliver_locked(
         tmux.run("copy-mode", "-q", "-t", pane)
         notes.append("left tmux copy mode first")
     _paste_and_submit(tmux, pane, text, settle)
-    _write_deadline(fd, time.time() + settle)
+    try:
+        _write_deadline(fd, time.time() + settle)
+    except OSError:
+        # Delivered all the same (a full disk must not turn it into a failure and a
+        # retry into a duplicate); the record only lets the next sender skip the
+        # wait for our Enter, so without it we wait here, still holding the lock.
+        time.sleep(settle + 0.05)
 
 
 def server_identity(tmux: Tmux) -> str:
@@ -380,37 +387,6 @@ def _strip_sgr(text: str) -> str:
 # --- files ------------------------------------------------------------------
 
 
-def safe_component(name: str, fallback: str) -> str:
-    """A single path component: no `/`, no control characters, not `.`/`..`."""
-    cleaned = "".join(
-        "_" if ch in "/\\" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F else ch for ch in name
-    ).strip()
-    while cleaned.startswith("."):
-        cleaned = cleaned[1:]
-    encoded = cleaned.encode("utf-8", "replace")[:200]
-    cleaned = encoded.decode("utf-8", "ignore")
-    return cleaned or fallback
-
-
-def sender_dir_name(sender: str) -> str:
-    """The bash tool's inbox folder for a sender (spaces and brackets become `_`)."""
-    return safe_component(sender.translate(str.maketrans(" []", "___")), "unknown")
-
-
-def drop_file(data: bytes, sender: str, name: str) -> tuple[str, int]:
-    """Write data into ~/.agent-inbox/<sender>/<name> atomically; returns (display path, size)."""
-    folder = sender_dir_name(sender)
-    base = safe_component(os.path.basename(name), "file")
-    inbox = paths.inbox_dir()
-    target_dir = os.path.join(inbox, folder)
-    for folder_path in (inbox, target_dir):
-        if not os.path.isdir(folder_path):
-            os.makedirs(folder_path, 0o700, exist_ok=True)
-        os.chmod(folder_path, 0o700)
-    atomic_write(os.path.join(target_dir, base), data, mode=0o600)
-    return f"~/.agent-inbox/{folder}/{base}", len(data)
-
-
 def drop_notice(display_path: str, size: int, body: str) -> str:
     notice = f"file dropped at {display_path} ({size} bytes)"
     return f"{notice}: {body}" if body else notice
@@ -419,7 +395,7 @@ def drop_notice(display_path: str, size: int, body: str) -> str:
 def deliver_envelope(
     envelope: Envelope,
     agent: Agent,
-    file_data: bytes | None = None,
+    file_data: SourceFile | bytes | None = None,
     tmux: Tmux | None = None,
     place_file: Callable[[], tuple[str, int]] | None = None,
 ) -> DeliveryResult:
@@ -434,7 +410,7 @@ def deliver_envelope(
         data = file_data
 
         def place_file() -> tuple[str, int]:
-            return drop_file(data, envelope.sender, envelope.file_name or "file")
+            return place_local(data, envelope.sender, envelope.file_name or "file")
 
     notes: list[str] = []
     sent: list[str] = []
@@ -459,6 +435,7 @@ def deliver_envelope(
     pane, more = deliver_text(
         compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
     )
+    sweep_stale_parts()  # housekeeping after the paste: never raises
     return DeliveryResult(
         address=agent.address,
         host=agent.host,

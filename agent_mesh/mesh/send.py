@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError
 from agent_mesh.mesh.transport import transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
@@ -37,16 +38,6 @@ def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = Non
     return f"{host}[{session}]" if session else host
 
 
-def read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except IsADirectoryError:
-        raise UsageError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def send(
     address: str,
     body: str,
@@ -56,18 +47,22 @@ def send(
     skip_dismiss: bool = False,
 ) -> DeliveryResult:
     """Deliver body (and optionally a file) to the agent at address."""
-    file_data = read_file(file_path) if file_path is not None else None
-    agents = registry.load_agents()
-    agent = registry.resolve(address, agents)
-    envelope = Envelope(
-        sender=sender_id(agents=agents),
-        address=address,
-        body=body,
-        timestamp=registry.now_iso(),
-        force=force,
-        skip_dismiss=skip_dismiss,
-        file_name=os.path.basename(file_path) if file_path else None,
-        file_size=len(file_data) if file_data is not None else None,
-    )
-    transport = transport_for(agent.host, registry.self_alias())
-    return transport.deliver(envelope, agent, file_data)
+    source = SourceFile(file_path) if file_path is not None else None
+    try:
+        agents = registry.load_agents()
+        agent = registry.resolve(address, agents)
+        envelope = Envelope(
+            sender=sender_id(agents=agents),
+            address=address,
+            body=body,
+            timestamp=registry.now_iso(),
+            force=force,
+            skip_dismiss=skip_dismiss,
+            file_name=source.name if source is not None else None,
+            file_size=source.size if source is not None else None,
+        )
+        transport = transport_for(agent.host, registry.self_alias())
+        return transport.deliver(envelope, agent, source)
+    finally:
+        if source is not None:
+            source.close()
