@@ -183,7 +183,8 @@ def test_drop_file_never_leaves_the_inbox() -> None:
     folder = inbox() / "%2E.%2F..%2Foutside"
     for name in ["../x", "../../etc/passwd", "..", ".", "a/..", "...hidden", "ok name.txt",
                  "tab\there\x7f\x85", "../x"]:
-        shown, size = place_local(b"data", "../../outside", name)
+        dropped = place_local(b"data", "../../outside", name)
+        shown, size = dropped.shown, dropped.size
         assert shown.startswith("~/.agent-inbox/%2E.%2F..%2Foutside/"), name
         assert (folder / shown.rsplit("/", 1)[1]).read_bytes() == b"data"
         assert size == 4

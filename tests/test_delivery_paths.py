@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from conftest import BIN, PROGRAMS, SELF_HOST, SENDER, Spawner, notify, retry_until
+from pytest_mock import MockerFixture
 
 from agent_mesh.delivery.paste import pane_state
 from agent_mesh.delivery.state import refusal
@@ -130,3 +131,50 @@ def test_text_reaches_tmux_byte_counted(spawn: Spawner) -> None:
     (line,) = tui.wait_lines(1)
     assert line.endswith("] héllo — 你好 🚀")
     assert spawn.server.run("list-buffers").stdout == ""
+
+
+# --- the claim: lock, wait, check; then the caller places and pastes ------------
+
+
+def test_claim_checks_the_pane_before_the_caller_does_anything(spawn: Spawner) -> None:
+    import pytest
+
+    from agent_mesh.delivery.paste import claim_pane
+    from agent_mesh.errors import NotReady
+
+    sh = spawn.bash()
+    entered = []
+    with pytest.raises(NotReady), claim_pane(Tmux(), sh.pane.pane_id):
+        entered.append(True)
+    assert entered == []
+    tui = spawn.agent_tui()
+    with claim_pane(Tmux(), tui.pane.pane_id) as pane:
+        assert pane.pane_id == tui.pane.pane_id
+        pane.paste("claimed and pasted")
+    assert tui.wait_lines(1) == ["claimed and pasted"]
+
+
+def test_file_is_taken_back_when_the_paste_fails(spawn: Spawner, tmp_path: Path,
+                                                mocker: MockerFixture) -> None:
+    """tmux fails at the very last step (fault injected at the tmux edge): the
+    announcement never went out, so the file it would have announced is removed."""
+    import pytest
+
+    from agent_mesh.delivery import paste
+    from agent_mesh.delivery.inbox import SourceFile
+    from agent_mesh.errors import WireError
+    from agent_mesh.model import Envelope
+    from agent_mesh.registry.view import load_agents
+
+    tui = spawn.agent_tui()
+    src = tmp_path / "report.md"
+    src.write_text("content")
+    mocker.patch.object(paste, "_paste_and_submit", side_effect=WireError("tmux went away"))
+    envelope = Envelope(sender=SENDER, address=tui.address, body="see", timestamp="t",
+                        file_name="report.md", file_size=7)
+    source = SourceFile(str(src))
+    with pytest.raises(WireError):
+        paste.deliver_envelope(envelope, load_agents()[tui.address], source)
+    source.close()
+    inbox = Path.home() / ".agent-inbox"
+    assert [p for p in inbox.rglob("*") if p.is_file()] == []

@@ -177,13 +177,13 @@ def test_parts_older_than_an_hour_are_listed_and_removed_at_the_next_delivery(
 
 def test_uploaded_part_is_published_private_under_a_free_name() -> None:
     part = _part("333-up.part", age=0)
-    shown, size = place_upload(".agent-inbox/.incoming/333-up.part", "peer", "r.txt", 14)
-    assert (shown, size) == ("~/.agent-inbox/peer/r.txt", 14)
+    dropped = place_upload(".agent-inbox/.incoming/333-up.part", "peer", "r.txt", 14)
+    assert (dropped.shown, dropped.size) == ("~/.agent-inbox/peer/r.txt", 14)
     placed = inbox() / "peer" / "r.txt"
     assert stat.S_IMODE(placed.stat().st_mode) == 0o600 and not part.exists()
     _part("444-up.part", age=0)
-    shown, _ = place_upload(".agent-inbox/.incoming/444-up.part", "peer", "r.txt", 14)
-    assert shown == "~/.agent-inbox/peer/r-2.txt"
+    dropped = place_upload(".agent-inbox/.incoming/444-up.part", "peer", "r.txt", 14)
+    assert dropped.shown == "~/.agent-inbox/peer/r-2.txt"
 
 
 def test_local_copy_goes_through_a_private_part() -> None:

@@ -18,7 +18,7 @@ import stat
 import time
 
 from agent_mesh import paths
-from agent_mesh.errors import UsageError
+from agent_mesh.errors import UsageError, WireError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -63,9 +63,10 @@ def sender_dir_name(sender: str) -> str:
             out.append(f"%{byte:02X}")
     folder = "".join(out)
     if len(folder) > 200:
-        from agent_mesh.delivery.paste import hash_text
+        import hashlib
 
-        folder = f"{folder[:180]}~{hash_text(sender):x}"
+        digest = hashlib.sha256(sender.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+        folder = f"{folder[:180]}~{digest}"
     return folder
 
 
@@ -177,8 +178,50 @@ def new_part() -> tuple[str, int]:
     return part, fd
 
 
-def place_local(source: SourceFile | bytes, sender: str, name: str) -> tuple[str, int]:
-    """Copy a local file (or bytes) into the inbox; returns (display path, size).
+class Upload:
+    """A part a peer uploaded over SFTP: its path relative to HOME and declared size."""
+
+    __slots__ = ("size", "tmp")
+
+    def __init__(self, tmp: str, size: int) -> None:
+        self.tmp = tmp
+        self.size = size
+
+
+class Dropped:
+    """A file placed in the inbox: where it is, how the announcement shows it, its size."""
+
+    __slots__ = ("path", "shown", "size")
+
+    def __init__(self, path: str, shown: str, size: int) -> None:
+        self.path = path
+        self.shown = shown
+        self.size = size
+
+    def remove(self) -> None:
+        """Take it out again (the message announcing it was not delivered)."""
+        _unlink_quietly(self.path)
+
+
+def place(file: SourceFile | Upload | bytes, sender: str, name: str | None) -> Dropped:
+    """Put a local file, bytes or a peer's upload into ~/.agent-inbox/<sender>/.
+
+    A failing disk is the recipient's problem, not the sender's arguments: it is
+    a WireError (exit 4), one line, with nothing left behind.
+    """
+    try:
+        if isinstance(file, Upload):
+            return place_upload(file.tmp, sender, name or "file", file.size)
+        fallback = file.name if isinstance(file, SourceFile) else "file"
+        return place_local(file, sender, name or fallback)
+    except OSError as exc:
+        raise WireError(
+            f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
+        ) from None
+
+
+def place_local(source: SourceFile | bytes, sender: str, name: str) -> Dropped:
+    """Copy a local file (or bytes) into the inbox.
 
     Streams through a 0600 part in 1 MiB chunks, then links it under a free name;
     any failure removes the part, so nothing half-written is ever left behind.
@@ -195,14 +238,15 @@ def place_local(source: SourceFile | bytes, sender: str, name: str) -> tuple[str
                 size += len(piece)
         finally:
             os.close(fd)
-        return _publish(part, sender, name), size
+        path, shown = _publish(part, sender, name)
     except BaseException:
         _unlink_quietly(part)
         raise
+    return Dropped(path, shown, size)
 
 
-def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]:
-    """Publish a part a peer uploaded over SFTP; returns (display path, size).
+def place_upload(tmp: str, sender: str, name: str, size: int) -> Dropped:
+    """Publish a part a peer uploaded over SFTP.
 
     The part must be ours (a `.part` directly under ~/.agent-inbox/.incoming, given
     relative to HOME) and exactly `size` bytes long; anything else is refused and a
@@ -218,16 +262,17 @@ def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]
     if actual != size:
         _unlink_quietly(source)
         raise UsageError(f"upload truncated ({actual} of {size} bytes)")
-    os.chmod(source, 0o600)
     try:
-        return _publish(source, sender, name), size
+        os.chmod(source, 0o600)
+        path, shown = _publish(source, sender, name)
     except BaseException:
         _unlink_quietly(source)
         raise
+    return Dropped(path, shown, size)
 
 
 def discard_upload(tmp: str) -> None:
-    """Remove a peer's part that will not be delivered (refused or failed)."""
+    """Remove a peer's part that was not delivered (a no-op once it was published)."""
     source = _upload_path(tmp)
     if source is not None:
         _unlink_quietly(source)
@@ -241,8 +286,9 @@ def _upload_path(tmp: str) -> str | None:
     return source
 
 
-def _publish(part: str, sender: str, name: str) -> str:
-    """Link part under ~/.agent-inbox/<sender>/ with the first free name, drop the part."""
+def _publish(part: str, sender: str, name: str) -> tuple[str, str]:
+    """Link part under ~/.agent-inbox/<sender>/ with the first free name, drop the
+    part; returns (path, display path)."""
     folder = sender_dir_name(sender)
     base = safe_component(os.path.basename(name), "file")
     target_dir = os.path.join(paths.inbox_dir(), folder)
@@ -257,7 +303,7 @@ def _publish(part: str, sender: str, name: str) -> str:
     else:
         raise OSError(f"too many files named {base} from this sender")
     _unlink_quietly(part)
-    return f"~/.agent-inbox/{folder}/{chosen}"
+    return os.path.join(target_dir, chosen), f"~/.agent-inbox/{folder}/{chosen}"
 
 
 def _unlink_quietly(path: str) -> None:

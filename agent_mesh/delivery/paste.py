@@ -1,4 +1,9 @@
-"""Same-host delivery: into a pane, or as a file dropped into the inbox.
+"""Same-host delivery into a pane: claim it, place any file, paste, submit.
+
+`claim_pane` takes the pane's lock (keyed by the tmux server's socket identity,
+so every sender of this host shares it), waits out the previous message and
+checks readiness; only then does the caller place a file (delivery.inbox) and
+call `pane.paste(text)`. `deliver_envelope` is that sequence for one envelope.
 
 Text never travels as tmux argv: it goes on stdin into a uniquely named buffer
 and is pasted with `paste-buffer -p -r -d` (bracketed paste when the program
@@ -14,10 +19,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 from agent_mesh import paths
-from agent_mesh.delivery.inbox import SourceFile, place_local, sweep_stale_parts
+from agent_mesh.delivery.inbox import SourceFile, Upload, place, sweep_stale_parts
 from agent_mesh.delivery.state import DEAD_REASON, PaneState, foreground_program, refusal
 from agent_mesh.errors import NotReady, UsageError, WireError
 from agent_mesh.fsutil import locked
@@ -162,51 +166,100 @@ def hash_text(text: str) -> int:
     return value
 
 
-def deliver_text(
-    text: str | Callable[[], str],
-    target: str,
-    *,
-    force: bool = False,
-    skip_dismiss: bool = False,
-    tmux: Tmux | None = None,
-) -> tuple[str, list[str]]:
-    """Paste text into the pane `target` and submit it; returns (pane_id, notes).
+class ClaimedPane:
+    """A pane held under its lock and found ready: paste one message into it."""
 
-    `text` may be a function, called only once the pane has been found ready
-    (under its lock): a file drop then happens only for a message that will be
-    delivered. Raises NotReady (unless force), PaneGone, WireError.
+    __slots__ = ("_fd", "_settle", "_skip_dismiss", "_state", "notes", "pane_id", "tmux")
+
+    def __init__(self, tmux: Tmux, pane_id: str, fd: int, state: PaneState, settle: float,
+                 skip_dismiss: bool) -> None:
+        self.tmux = tmux
+        self.pane_id = pane_id
+        self.notes: list[str] = []
+        self._fd = fd
+        self._state = state
+        self._settle = settle
+        self._skip_dismiss = skip_dismiss
+
+    def paste(self, text: str) -> None:
+        """Paste text and schedule its Enter; record when it lands for the next sender.
+
+        Once tmux has the message nothing here fails: the record is bookkeeping
+        (on a full disk we wait for our own Enter instead), so a delivered message
+        is never reported as failed and never duplicated by a retry.
+        """
+        tmux, pane, state = self.tmux, self.pane_id, self._state
+        if not self._skip_dismiss:
+            modal = detect_modal(state.screen)
+            if modal:
+                tmux.run("send-keys", "-t", pane, "Escape")
+                time.sleep(0.5)
+                self.notes.append(f"dismissed the {modal} dialog first")
+        if state.in_mode:
+            tmux.run("copy-mode", "-q", "-t", pane)
+            self.notes.append("left tmux copy mode first")
+        _paste_and_submit(tmux, pane, text, self._settle)
+        try:
+            _write_deadline(self._fd, time.time() + self._settle)
+        except OSError:
+            time.sleep(self._settle + 0.05)
+
+
+class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as pane:`
+    """Take the pane's lock, wait out the previous message and check readiness.
+
+        with claim_pane(tmux, target, force=False) as pane:
+            ...place any file (delivery.inbox)...
+            pane.paste(text)
+
+    Raises NotReady (unless force), PaneDead, PaneGone, WireError on entry, before
+    the caller has placed anything; the lock is held until the block ends.
     """
-    tmux = tmux or Tmux()
-    notes: list[str] = []
-    settle = settle_seconds()
-    pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
-    lock = os.path.join(
-        paths.locks_dir(), f"pane-{hash_text(server_identity(tmux))}-{pane.lstrip('%')}.lock"
-    )
-    try:
-        with locked(lock, timeout=_LOCK_TIMEOUT) as fd:
-            _deliver_locked(tmux, fd, pane, text, force, skip_dismiss, settle, notes)
-    except TimeoutError:
-        raise NotReady(
-            f"another sender has held the pane {pane} for {_LOCK_TIMEOUT:g} s; try again"
-        ) from None
-    return pane, notes
+
+    def __init__(self, tmux: Tmux, target: str, *, force: bool = False,
+                 skip_dismiss: bool = False) -> None:
+        self.tmux = tmux
+        self.target = target
+        self.force = force
+        self.skip_dismiss = skip_dismiss
+        self._lock: locked | None = None
+
+    def __enter__(self) -> ClaimedPane:
+        tmux, target = self.tmux, self.target
+        settle = settle_seconds()
+        pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
+        lock = locked(
+            os.path.join(
+                paths.locks_dir(),
+                f"pane-{hash_text(server_identity(tmux))}-{pane.lstrip('%')}.lock",
+            ),
+            timeout=_LOCK_TIMEOUT,
+        )
+        try:
+            fd = lock.__enter__()
+        except TimeoutError:
+            raise NotReady(
+                f"another sender has held the pane {pane} for {_LOCK_TIMEOUT:g} s; try again"
+            ) from None
+        try:
+            state = _wait_until_ready(tmux, fd, pane, self.force)
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+        self._lock = lock
+        return ClaimedPane(tmux, pane, fd, state, settle, self.skip_dismiss)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
 
 _LOCK_TIMEOUT = 120.0
 
 
-def _deliver_locked(
-    tmux: Tmux,
-    fd: int,
-    pane: str,
-    text: str | Callable[[], str],
-    force: bool,
-    skip_dismiss: bool,
-    settle: float,
-    notes: list[str],
-) -> None:
-    """Under the pane lock: wait out the previous message, check, paste, schedule Enter."""
+def _wait_until_ready(tmux: Tmux, fd: int, pane: str, force: bool) -> PaneState:
+    """Under the pane lock: wait out the previous message, then check the pane."""
     previous_deadline = _read_deadline(fd)
     wait = previous_deadline - time.time()
     if wait > 0:
@@ -221,25 +274,7 @@ def _deliver_locked(
             state, reason = _poll_ready(tmux, pane)
         if reason:
             raise NotReady(reason)
-    if callable(text):
-        text = text()
-    if not skip_dismiss:
-        modal = detect_modal(state.screen)
-        if modal:
-            tmux.run("send-keys", "-t", pane, "Escape")
-            time.sleep(0.5)
-            notes.append(f"dismissed the {modal} dialog first")
-    if state.in_mode:
-        tmux.run("copy-mode", "-q", "-t", pane)
-        notes.append("left tmux copy mode first")
-    _paste_and_submit(tmux, pane, text, settle)
-    try:
-        _write_deadline(fd, time.time() + settle)
-    except OSError:
-        # Delivered all the same (a full disk must not turn it into a failure and a
-        # retry into a duplicate); the record only lets the next sender skip the
-        # wait for our Enter, so without it we wait here, still holding the lock.
-        time.sleep(settle + 0.05)
+    return state
 
 
 def server_identity(tmux: Tmux) -> str:
@@ -395,52 +430,40 @@ def drop_notice(display_path: str, size: int, body: str) -> str:
 def deliver_envelope(
     envelope: Envelope,
     agent: Agent,
-    file_data: SourceFile | bytes | None = None,
+    file: SourceFile | Upload | bytes | None = None,
     tmux: Tmux | None = None,
-    place_file: Callable[[], tuple[str, int]] | None = None,
 ) -> DeliveryResult:
     """The whole same-host delivery of one envelope: used locally and by `agent-mesh rpc`.
 
-    A file (file_data here, or place_file for one the peer's rpc already
-    received) is put into the inbox only after the pane was found ready, so a
-    refused message leaves nothing behind.
+    A file (a local one, or an Upload a peer's rpc already received) goes into
+    the inbox only once the pane is claimed and ready, and is taken out again if
+    the paste then fails: a message that is not delivered leaves nothing behind.
     """
     require_unicode(envelope.body)  # a usage error comes before any check of the pane
-    if file_data is not None and place_file is None:
-        data = file_data
-
-        def place_file() -> tuple[str, int]:
-            return place_local(data, envelope.sender, envelope.file_name or "file")
-
     notes: list[str] = []
-    sent: list[str] = []
-
-    def compose() -> str:
-        body = envelope.body
-        if place_file is not None:
-            try:
-                shown, size = place_file()
-            except OSError as exc:  # the recipient's disk, not the sender's arguments
-                raise WireError(
-                    f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
-                ) from None
-            body = drop_notice(shown, size, body)
-        text, removed = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
-        if removed:
-            notes.append(f"removed {removed} control character(s) from the message")
-        sent.append(text)
-        return text
-
     target = agent.pane_id or agent.target
-    pane, more = deliver_text(
-        compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
-    )
+    with claim_pane(
+        tmux or Tmux(), target, force=envelope.force, skip_dismiss=envelope.skip_dismiss
+    ) as pane:
+        dropped = place(file, envelope.sender, envelope.file_name) if file is not None else None
+        try:
+            body = envelope.body
+            if dropped is not None:
+                body = drop_notice(dropped.shown, dropped.size, body)
+            text, removed = sanitize(f"[from {envelope.sender} @ {envelope.timestamp}] {body}")
+            if removed:
+                notes.append(f"removed {removed} control character(s) from the message")
+            pane.paste(text)
+        except BaseException:
+            if dropped is not None:
+                dropped.remove()
+            raise
     sweep_stale_parts()  # housekeeping after the paste: never raises
     return DeliveryResult(
         address=agent.address,
         host=agent.host,
         target=agent.target,
-        pane_id=pane,
-        bytes_sent=len(sent[0].encode("utf-8")),
-        notes=notes + more,
+        pane_id=pane.pane_id,
+        bytes_sent=len(text.encode("utf-8")),
+        notes=notes + pane.notes,
     )

@@ -42,30 +42,18 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deliver(request: dict[str, Any]) -> dict[str, Any]:
-    from agent_mesh.delivery.inbox import discard_upload, place_upload
+    from agent_mesh.delivery.inbox import Upload, discard_upload
     from agent_mesh.delivery.paste import deliver_envelope
 
     envelope = envelope_from_json(request["envelope"])
     upload = request.get("file")
-    if not upload:
+    file = Upload(str(upload["tmp"]), int(upload["size"])) if upload else None
+    try:
         agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
-        result = deliver_envelope(envelope, agent)
-    else:
-        tmp, name, size = str(upload["tmp"]), str(upload["name"]), int(upload["size"])
-        placed = False
-
-        def place_file() -> tuple[str, int]:
-            nonlocal placed
-            shown = place_upload(tmp, envelope.sender, name, size)
-            placed = True
-            return shown
-
-        try:
-            agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
-            result = deliver_envelope(envelope, agent, place_file=place_file)
-        finally:
-            if not placed:  # refused or failed: the upload must not linger
-                discard_upload(tmp)
+        result = deliver_envelope(envelope, agent, file)
+    finally:
+        if file is not None:  # refused or failed: the upload must not linger
+            discard_upload(file.tmp)
     return {
         "address": result.address, "target": result.target, "pane_id": result.pane_id,
         "bytes_sent": result.bytes_sent, "notes": result.notes,
