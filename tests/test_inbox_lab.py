@@ -86,6 +86,9 @@ def test_remote_file_of_the_same_name_is_kept_beside_the_first(lab: Lab) -> None
 def test_upload_in_flight_is_private_and_a_stale_part_is_swept(lab: Lab) -> None:
     h1, h2 = lab.hosts["h1"], lab.hosts["h2"]
     incoming = h1.home / ".agent-inbox" / ".incoming"
+    for folder in (incoming.parent, incoming):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        os.chown(folder, h1.uid, h1.gid)
     stale = incoming / "1-killed-sender.part"
     stale.write_bytes(b"x" * 1000)
     os.chown(stale, h1.uid, h1.gid)
