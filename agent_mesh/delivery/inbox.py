@@ -142,6 +142,11 @@ class SourceFile:
     def close(self) -> None:
         self.fh.close()
 
+    def __del__(self) -> None:  # callers may simply drop it, as with a file object
+        fh = getattr(self, "fh", None)
+        if fh is not None:
+            fh.close()
+
 
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):

@@ -47,22 +47,18 @@ def send(
     skip_dismiss: bool = False,
 ) -> DeliveryResult:
     """Deliver body (and optionally a file) to the agent at address."""
-    source = SourceFile(file_path) if file_path is not None else None
-    try:
-        agents = registry.load_agents()
-        agent = registry.resolve(address, agents)
-        envelope = Envelope(
-            sender=sender_id(agents=agents),
-            address=address,
-            body=body,
-            timestamp=registry.now_iso(),
-            force=force,
-            skip_dismiss=skip_dismiss,
-            file_name=source.name if source is not None else None,
-            file_size=source.size if source is not None else None,
-        )
-        transport = transport_for(agent.host, registry.self_alias())
-        return transport.deliver(envelope, agent, source)
-    finally:
-        if source is not None:
-            source.close()
+    file_data = SourceFile(file_path) if file_path is not None else None
+    agents = registry.load_agents()
+    agent = registry.resolve(address, agents)
+    envelope = Envelope(
+        sender=sender_id(agents=agents),
+        address=address,
+        body=body,
+        timestamp=registry.now_iso(),
+        force=force,
+        skip_dismiss=skip_dismiss,
+        file_name=os.path.basename(file_path) if file_path else None,
+        file_size=file_data.size if file_data is not None else None,
+    )
+    transport = transport_for(agent.host, registry.self_alias())
+    return transport.deliver(envelope, agent, file_data)
