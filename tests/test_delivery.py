@@ -15,7 +15,8 @@ from pathlib import Path
 
 from conftest import BIN, SENDER, Receiver, Spawner, notify, retry_until
 
-from agent_mesh.delivery.paste import drop_file, pane_state
+from agent_mesh.delivery.inbox import place_local
+from agent_mesh.delivery.paste import pane_state
 from agent_mesh.delivery.state import refusal
 from agent_mesh.tmux import Tmux
 
@@ -159,9 +160,11 @@ def test_file_drop_is_byte_exact_private_and_announced(spawn: Spawner, tmp_path:
     res = notify(tui.address, "--file", str(src))
     assert res.returncode == 0, res.stderr
     lines = tui.wait_lines(2)
-    assert dropped.read_bytes() == b"second version\n"
-    assert lines[1].endswith(f"] file dropped at ~/.agent-inbox/{SENDER}/report.bin (15 bytes)")
-    assert [p.name for p in (inbox() / SENDER).iterdir()] == ["report.bin"]
+    assert dropped.read_bytes() == data  # the first drop is never replaced
+    assert (inbox() / SENDER / "report-2.bin").read_bytes() == b"second version\n"
+    assert lines[1].endswith(f"] file dropped at ~/.agent-inbox/{SENDER}/report-2.bin (15 bytes)")
+    assert sorted(p.name for p in (inbox() / SENDER).iterdir()) == ["report-2.bin", "report.bin"]
+    assert stat.S_IMODE((inbox() / SENDER / "report-2.bin").stat().st_mode) == 0o600
 
 
 def test_file_drop_sanitizes_odd_basenames(spawn: Spawner, tmp_path: Path) -> None:
@@ -177,20 +180,19 @@ def test_file_drop_sanitizes_odd_basenames(spawn: Spawner, tmp_path: Path) -> No
 
 def test_drop_file_never_leaves_the_inbox() -> None:
     """Names from a remote envelope can be anything; they must stay one component."""
-    for name, expected in [
-        ("../x", "x"),
-        ("../../etc/passwd", "passwd"),
-        ("..", "file"),
-        (".", "file"),
-        ("a/..", "file"),
-        ("...hidden", "hidden"),
-        ("ok name.txt", "ok name.txt"),
-        ("tab\there\x7f\x85", "tab_here__"),
-    ]:
-        shown, size = drop_file(b"data", "../../outside", name)
-        assert shown == f"~/.agent-inbox/_.._outside/{expected}", name
+    folder = inbox() / "%2E.%2F..%2Foutside"
+    for name in ["../x", "../../etc/passwd", "..", ".", "a/..", "...hidden", "ok name.txt",
+                 "tab\there\x7f\x85", "../x"]:
+        dropped = place_local(b"data", "../../outside", name)
+        shown, size = dropped.shown, dropped.size
+        assert shown.startswith("~/.agent-inbox/%2E.%2F..%2Foutside/"), name
+        assert (folder / shown.rsplit("/", 1)[1]).read_bytes() == b"data"
         assert size == 4
-    assert sorted(p.name for p in inbox().iterdir()) == ["_.._outside"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "file", "file-2", "file-3", "hidden", "ok name.txt", "passwd", "tab_here__", "x", "x-2"
+    ]
+    assert sorted(p.name for p in inbox().iterdir()) == ["%2E.%2F..%2Foutside", ".incoming"]
+    assert list((inbox() / ".incoming").iterdir()) == []
     assert not (Path.home() / "outside").exists()
 
 

@@ -1,4 +1,9 @@
-"""Same-host delivery: into a pane, or as a file dropped into the inbox.
+"""Same-host delivery into a pane: claim it, place any file, paste, submit.
+
+`claim_pane` takes the pane's lock (keyed by the tmux server's socket identity,
+so every sender of this host shares it), waits out the previous message and
+checks readiness; only then does the caller place a file (delivery.inbox) and
+call `pane.paste(text)`. `deliver_envelope` is that sequence for one envelope.
 
 Text never travels as tmux argv: it goes on stdin into a uniquely named buffer
 and is pasted with `paste-buffer -p -r -d` (bracketed paste when the program
@@ -14,9 +19,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
 
 from agent_mesh import paths
+from agent_mesh.delivery.inbox import SourceFile, Upload, place, sweep_stale_parts
 from agent_mesh.delivery.state import (
     DEAD_REASON,
     NO_BRACKETED_PASTE,
@@ -28,7 +33,7 @@ from agent_mesh.delivery.state import (
     detect_modal,
 )
 from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, UsageError, WireError
-from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import foreground
 from agent_mesh.tmux import Tmux, fields_format, parse_head
@@ -166,70 +171,127 @@ def hash_text(text: str) -> int:
     return value
 
 
-def deliver_text(
-    text: str | Callable[[], str],
-    target: str,
-    *,
-    force: bool = False,
-    skip_dismiss: bool = False,
-    tmux: Tmux | None = None,
-    multiline: bool | None = None,
-) -> tuple[str, list[str]]:
-    """Paste text into the pane `target` and submit it; returns (pane_id, notes).
+class ClaimedPane:
+    """A pane held under its lock and found ready: paste one message into it."""
 
-    `text` may be a function, called only once the pane has been found ready
-    (under its lock): a file drop then happens only for a message that will be
-    delivered. Raises NotReady (unless force), PaneGone, WireError.
+    __slots__ = ("_fd", "_force", "_settle", "_state", "_status", "notes", "pane_id", "tmux")
+
+    def __init__(self, tmux: Tmux, pane_id: str, fd: int, state: PaneState, status: PaneStatus,
+                 settle: float, force: bool, notes: list[str]) -> None:
+        self.tmux = tmux
+        self.pane_id = pane_id
+        self.notes = notes
+        self._fd = fd
+        self._state = state
+        self._status = status
+        self._settle = settle
+        self._force = force
+
+    def paste(self, text: str) -> None:
+        """Paste text and schedule its Enter; record when it lands for the next sender.
+
+        A multi-line text to a program without bracketed paste is refused, or with
+        FORCE_SEND sent as one line: never submitted line by line. Once tmux has
+        the message nothing here fails: the record is bookkeeping (on a full disk
+        we wait for our own Enter instead), so a delivered message is never
+        reported as failed and never duplicated by a retry.
+        """
+        tmux, pane, state = self.tmux, self.pane_id, self._state
+        if "\n" in text and not bracketed_paste(state, self._status):
+            if not self._force:
+                program = self._status.program or "the program"
+                raise NotReady(NO_BRACKETED_PASTE.format(program=program))
+            text = " ".join(text.split("\n"))
+            self.notes.append("sent as one line: the program has no bracketed paste")
+        if state.in_mode:
+            tmux.run("copy-mode", "-q", "-t", pane)
+            self.notes.append("left tmux copy mode first")
+        _paste_and_submit(tmux, pane, text, self._settle)
+        try:
+            _write_deadline(self._fd, time.time() + self._settle)
+        except OSError:
+            time.sleep(self._settle + 0.05)
+
+
+class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as pane:`
+    """Take the pane's lock, wait out the previous message and check readiness.
+
+        with claim_pane(tmux, target, force=False, multiline=False) as pane:
+            ...place any file (delivery.inbox)...
+            pane.paste(text)
+
+    Raises NotReady (unless force), AwaitingAnswer and PaneDead (even with force),
+    PaneGone, WireError on entry, before the caller has placed anything; a known
+    harmless dialog is closed with Escape first. The lock is held until the block ends.
     """
-    tmux = tmux or Tmux()
-    notes: list[str] = []
-    settle = settle_seconds()
-    if multiline is None:
-        multiline = not callable(text) and ("\n" in text or "\r" in text)
-    pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
-    lock = os.path.join(
-        paths.locks_dir(), f"pane-{hash_text(_server_key(tmux))}-{pane.lstrip('%')}.lock"
-    )
-    try:
-        with locked(lock, timeout=_LOCK_TIMEOUT) as fd:
-            _deliver_locked(tmux, fd, pane, text, force, skip_dismiss, settle, notes, multiline)
-    except TimeoutError:
-        raise NotReady(
-            f"another sender has held the pane {pane} for {_LOCK_TIMEOUT:g} s; try again"
-        ) from None
-    return pane, notes
+
+    def __init__(self, tmux: Tmux, target: str, *, force: bool = False,
+                 skip_dismiss: bool = False, multiline: bool = False) -> None:
+        self.tmux = tmux
+        self.target = target
+        self.force = force
+        self.skip_dismiss = skip_dismiss
+        self.multiline = multiline
+        self._lock: locked | None = None
+
+    def __enter__(self) -> ClaimedPane:
+        tmux, target = self.tmux, self.target
+        settle = settle_seconds()
+        pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
+        lock = locked(
+            os.path.join(
+                paths.locks_dir(),
+                f"pane-{hash_text(server_identity(tmux))}-{pane.lstrip('%')}.lock",
+            ),
+            timeout=_LOCK_TIMEOUT,
+        )
+        try:
+            fd = lock.__enter__()
+        except TimeoutError:
+            raise NotReady(
+                f"another sender has held the pane {pane} for {_LOCK_TIMEOUT:g} s; try again"
+            ) from None
+        notes: list[str] = []
+        try:
+            state, status = _wait_until_ready(
+                tmux, fd, pane, self.force, self.skip_dismiss, self.multiline, notes
+            )
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+        self._lock = lock
+        return ClaimedPane(tmux, pane, fd, state, status, settle, self.force, notes)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
 
 
 _LOCK_TIMEOUT = 120.0
 
 
-def _deliver_locked(
-    tmux: Tmux,
-    fd: int,
-    pane: str,
-    text: str | Callable[[], str],
-    force: bool,
-    skip_dismiss: bool,
-    settle: float,
-    notes: list[str],
-    multiline: bool = False,
-) -> None:
-    """Under the pane lock: wait out the previous message, check, paste, schedule Enter.
+def _refuse_for_good(status: PaneStatus) -> None:
+    """Dead panes and questions on screen: refused even with FORCE_SEND."""
+    if status.kind == "dead":
+        raise PaneDead(_DEAD)
+    if status.kind == "waiting":
+        raise AwaitingAnswer(status.detail)
 
-    Dead panes and questions on screen are refused even with FORCE_SEND; a
-    multi-line message to a program without bracketed paste is refused, or with
-    FORCE_SEND sent as one line, never submitted line by line.
-    """
+
+def _wait_until_ready(
+    tmux: Tmux, fd: int, pane: str, force: bool, skip_dismiss: bool, multiline: bool,
+    notes: list[str],
+) -> tuple[PaneState, PaneStatus]:
+    """Under the pane lock: wait out the previous message, then check the pane; close a
+    known harmless dialog with Escape (never Enter) and check again."""
     previous_deadline = _read_deadline(fd)
     wait = previous_deadline - time.time()
     if wait > 0:
         time.sleep(wait + 0.05)
     state = pane_state(tmux, pane)
     status = classify(state)
-    if status.kind == "dead":
-        raise PaneDead(_DEAD)
-    if status.kind == "waiting":
-        raise AwaitingAnswer(status.detail)
+    _refuse_for_good(status)
     if not force:
         reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
@@ -249,31 +311,35 @@ def _deliver_locked(
         notes.append(f"dismissed the {modal} dialog first")
         state = pane_state(tmux, pane)
         status = classify(state)
-        if status.kind == "dead":
-            raise PaneDead(_DEAD)
-        if status.kind == "waiting":
-            raise AwaitingAnswer(status.detail)
+        _refuse_for_good(status)
         reason = None if force else decide(state, status, multiline)
         if reason:
             raise NotReady(f"after closing the {modal} dialog: {reason}")
-    if callable(text):
-        text = text()
-    if "\n" in text and not bracketed_paste(state, status):
-        if not force:
-            raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
-        text = " ".join(text.split("\n"))
-        notes.append("sent as one line: the program has no bracketed paste")
-    if state.in_mode:
-        tmux.run("copy-mode", "-q", "-t", pane)
-        notes.append("left tmux copy mode first")
-    _paste_and_submit(tmux, pane, text, settle)
-    _write_deadline(fd, time.time() + settle)
+    if multiline and not force and not bracketed_paste(state, status):
+        raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
+    return state, status
 
 
-def _server_key(tmux: Tmux) -> str:
-    return tmux.socket_path or os.environ.get("TMUX", "").split(",")[0] or os.environ.get(
-        "TMUX_TMPDIR", "/tmp"
-    )
+def server_identity(tmux: Tmux) -> str:
+    """The tmux server's canonical identity: its socket's device and inode.
+
+    The socket is found the way the tmux client finds it (-S, else $TMUX's first
+    field, else $TMUX_TMPDIR or /tmp + /tmux-<uid>/default with the directory
+    resolved), so a sender inside tmux, one outside and `agent-mesh rpc` all name
+    the same server alike and share one lock per pane. Costs one stat, no tmux call.
+    """
+    path = tmux.socket_path
+    if not path:
+        inside = os.environ.get("TMUX", "")
+        path = inside.split(",")[0] if not inside.startswith(",") else ""
+    if not path:
+        base = os.path.join(os.environ.get("TMUX_TMPDIR") or "/tmp", f"tmux-{os.getuid()}")
+        path = os.path.join(os.path.realpath(base), "default")
+    try:
+        st = os.stat(path)
+    except OSError:  # no server (yet): the resolved path is the best name there is
+        return os.path.realpath(path)
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _poll_ready(
@@ -299,23 +365,47 @@ def _is_pane_id(target: str) -> bool:
 
 
 def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
-    """One tmux call: load the text from stdin, paste it unless the pane has died
-    meanwhile (checked inside tmux's queue, so there is no window for the crash),
-    and schedule Enter after the settle. Only the pane id and our buffer name, never
-    message text, appear in the command strings."""
+    """Load the text from stdin, then paste it and schedule Enter only if tmux holds
+    all of it and the pane is alive, checked inside tmux's queue in the same call.
+
+    A sender killed mid-load closes the tmux client's stdin early: the client still
+    runs the rest of the command list, and without the size check it would paste
+    the truncated buffer and submit it. Only the pane id, our buffer name and the
+    byte count, never message text, appear in the command strings. The size check
+    reads tmux's newest buffer; another client's load landing in between reads as
+    a mismatch, and the whole call is retried with a fresh buffer.
+    """
     if not _is_pane_id(pane):
         raise WireError(f"refusing to address pane {pane!r}: not a tmux pane id")
-    buffer = f"agent-mesh-{os.getpid()}-{os.urandom(4).hex()}"
-    result = tmux.run(
-        "load-buffer", "-b", buffer, "-", ";",
-        "if-shell", "-F", "-t", pane, "#{pane_dead}",
-        f"delete-buffer -b {buffer} ; display-message -p {_DEAD_SENTINEL.decode()}",
-        f"paste-buffer -p -r -d -b {buffer} -t {pane}", ";",
-        "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter",
-        input=text.encode("utf-8"),
-    )
-    if _DEAD_SENTINEL in result.stdout:
-        raise PaneDead(_DEAD)
+    data = text.encode("utf-8")
+    for _attempt in range(_LOAD_ATTEMPTS):
+        buffer = f"agent-mesh-{os.getpid()}-{os.urandom(4).hex()}"
+        loaded = (
+            f"#{{&&:#{{==:#{{buffer_name}},{buffer}}},#{{==:#{{buffer_size}},{len(data)}}}}}"
+        )
+        result = tmux.run(
+            "load-buffer", "-b", buffer, "-", ";",
+            "if-shell", "-F", f"#{{?{loaded},,1}}",
+            f"delete-buffer -b {buffer} ; display-message -p {_SHORT_SENTINEL.decode()}", ";",
+            "if-shell", "-F", "-t", pane, "#{pane_dead}",
+            f"delete-buffer -b {buffer} ; display-message -p {_DEAD_SENTINEL.decode()}", ";",
+            # Fails (ending the list before the Enter) if a check above deleted the buffer.
+            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane, ";",
+            "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter",
+            input=data,
+            check=False,
+        )
+        if _DEAD_SENTINEL in result.stdout:
+            raise PaneDead(_DEAD)
+        if _SHORT_SENTINEL not in result.stdout:
+            if result.returncode != 0:
+                raise WireError(f"tmux paste-buffer failed: {result.error_line}")
+            return
+    raise WireError(f"tmux did not load the whole message ({len(data)} bytes); try again")
+
+
+_LOAD_ATTEMPTS = 5
+_SHORT_SENTINEL = b"agent-mesh:buffer-short"
 
 
 def _read_deadline(fd: int) -> float:
@@ -333,37 +423,6 @@ def _write_deadline(fd: int, deadline: float) -> None:
 # --- files ------------------------------------------------------------------
 
 
-def safe_component(name: str, fallback: str) -> str:
-    """A single path component: no `/`, no control characters, not `.`/`..`."""
-    cleaned = "".join(
-        "_" if ch in "/\\" or ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F else ch for ch in name
-    ).strip()
-    while cleaned.startswith("."):
-        cleaned = cleaned[1:]
-    encoded = cleaned.encode("utf-8", "replace")[:200]
-    cleaned = encoded.decode("utf-8", "ignore")
-    return cleaned or fallback
-
-
-def sender_dir_name(sender: str) -> str:
-    """The bash tool's inbox folder for a sender (spaces and brackets become `_`)."""
-    return safe_component(sender.translate(str.maketrans(" []", "___")), "unknown")
-
-
-def drop_file(data: bytes, sender: str, name: str) -> tuple[str, int]:
-    """Write data into ~/.agent-inbox/<sender>/<name> atomically; returns (display path, size)."""
-    folder = sender_dir_name(sender)
-    base = safe_component(os.path.basename(name), "file")
-    inbox = paths.inbox_dir()
-    target_dir = os.path.join(inbox, folder)
-    for folder_path in (inbox, target_dir):
-        if not os.path.isdir(folder_path):
-            os.makedirs(folder_path, 0o700, exist_ok=True)
-        os.chmod(folder_path, 0o700)
-    atomic_write(os.path.join(target_dir, base), data, mode=0o600)
-    return f"~/.agent-inbox/{folder}/{base}", len(data)
-
-
 def drop_notice(display_path: str, size: int, body: str) -> str:
     notice = f"file dropped at {display_path} ({size} bytes)"
     return f"{notice}: {body}" if body else notice
@@ -372,53 +431,42 @@ def drop_notice(display_path: str, size: int, body: str) -> str:
 def deliver_envelope(
     envelope: Envelope,
     agent: Agent,
-    file_data: bytes | None = None,
+    file: SourceFile | Upload | bytes | None = None,
     tmux: Tmux | None = None,
-    place_file: Callable[[], tuple[str, int]] | None = None,
 ) -> DeliveryResult:
     """The whole same-host delivery of one envelope: used locally and by `agent-mesh rpc`.
 
-    A file (file_data here, or place_file for one the peer's rpc already
-    received) is put into the inbox only after the pane was found ready, so a
-    refused message leaves nothing behind.
+    A file (a local one, or an Upload a peer's rpc already received) goes into
+    the inbox only once the pane is claimed and ready, and is taken out again if
+    the paste then fails: a message that is not delivered leaves nothing behind.
     """
     require_unicode(envelope.body)  # a usage error comes before any check of the pane
-    if file_data is not None and place_file is None:
-        data = file_data
-
-        def place_file() -> tuple[str, int]:
-            return drop_file(data, envelope.sender, envelope.file_name or "file")
-
     notes: list[str] = []
-    sent: list[str] = []
-
-    def compose() -> str:
-        body = envelope.body
-        if place_file is not None:
-            try:
-                shown, size = place_file()
-            except OSError as exc:  # the recipient's disk, not the sender's arguments
-                raise WireError(
-                    f"could not drop the file into ~/.agent-inbox: {exc.strerror or exc}"
-                ) from None
-            body = drop_notice(shown, size, body)
-        text, removed = sanitize(f"{envelope.tag()} {body}")
-        if removed:
-            notes.append(f"removed {removed} control character(s) from the message")
-        sent.append(text)
-        return text
-
     target = agent.pane_id or agent.target
     multiline = "\n" in envelope.body or "\r" in envelope.body
-    pane, more = deliver_text(
-        compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux,
+    with claim_pane(
+        tmux or Tmux(), target, force=envelope.force, skip_dismiss=envelope.skip_dismiss,
         multiline=multiline,
-    )
+    ) as pane:
+        dropped = place(file, envelope.sender, envelope.file_name) if file is not None else None
+        try:
+            body = envelope.body
+            if dropped is not None:
+                body = drop_notice(dropped.shown, dropped.size, body)
+            text, removed = sanitize(f"{envelope.tag()} {body}")
+            if removed:
+                notes.append(f"removed {removed} control character(s) from the message")
+            pane.paste(text)
+        except BaseException:
+            if dropped is not None:
+                dropped.remove()
+            raise
+    sweep_stale_parts()  # housekeeping after the paste: never raises
     return DeliveryResult(
         address=agent.address,
         host=agent.host,
         target=agent.target,
-        pane_id=pane,
-        bytes_sent=len(sent[0].encode("utf-8")),
-        notes=notes + more,
+        pane_id=pane.pane_id,
+        bytes_sent=len(text.encode("utf-8")),
+        notes=notes + pane.notes,
     )

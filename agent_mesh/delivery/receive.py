@@ -7,13 +7,10 @@ the queue's waiter, so a queued or replied message behaves the same on every pat
 from __future__ import annotations
 
 from agent_mesh.delivery import mailbox, queue
+from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
 from agent_mesh.errors import NotReady, PaneDead
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 
 def _result(agent: Agent, envelope: Envelope, outcome: str, note: str) -> DeliveryResult:
@@ -25,8 +22,7 @@ def _result(agent: Agent, envelope: Envelope, outcome: str, note: str) -> Delive
 def receive(
     envelope: Envelope,
     agent: Agent,
-    file_data: bytes | None = None,
-    place_file: Callable[[], tuple[str, int]] | None = None,
+    file: SourceFile | Upload | bytes | None = None,
 ) -> DeliveryResult:
     """Deliver envelope to agent's pane on this host, honouring `re` and `queue`.
 
@@ -40,7 +36,7 @@ def receive(
         if mailbox.asker_waiting(envelope.re):
             return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
     try:
-        result = deliver_envelope(envelope, agent, file_data, place_file=place_file)
+        result = deliver_envelope(envelope, agent, file)
     except NotReady as exc:
         if not envelope.queue or isinstance(exc, PaneDead):
             raise

@@ -46,72 +46,23 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _deliver(request: dict[str, Any]) -> dict[str, Any]:
+    from agent_mesh.delivery.inbox import Upload, discard_upload
     from agent_mesh.delivery.receive import receive as deliver_envelope
 
     envelope = envelope_from_json(request["envelope"])
     upload = request.get("file")
-    if not upload:
+    file = Upload(str(upload["tmp"]), int(upload["size"])) if upload else None
+    try:
         agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
-        result = deliver_envelope(envelope, agent)
-    else:
-        tmp, name, size = str(upload["tmp"]), str(upload["name"]), int(upload["size"])
-        placed = False
-
-        def place_file() -> tuple[str, int]:
-            nonlocal placed
-            shown = place_upload(tmp, envelope.sender, name, size)
-            placed = True
-            return shown
-
-        try:
-            agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
-            result = deliver_envelope(envelope, agent, place_file=place_file)
-        finally:
-            if not placed:  # refused or failed: the upload must not linger
-                _discard_upload(tmp)
+        result = deliver_envelope(envelope, agent, file)
+    finally:
+        if file is not None:  # refused or failed: the upload must not linger
+            discard_upload(file.tmp)
     return {
         "address": result.address, "target": result.target, "pane_id": result.pane_id,
         "bytes_sent": result.bytes_sent, "notes": result.notes, "outcome": result.outcome,
         "msg_id": result.msg_id,
     }
-
-
-def _discard_upload(tmp: str) -> None:
-    incoming = os.path.realpath(os.path.join(paths.inbox_dir(), ".incoming"))
-    source = os.path.realpath(os.path.join(paths.home(), tmp))
-    if os.path.dirname(source) == incoming and source.endswith(".part"):
-        try:  # noqa: SIM105 - contextlib would cost the hot path an import
-            os.unlink(source)
-        except FileNotFoundError:
-            pass
-
-
-def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]:
-    """Move a file the sender uploaded over SFTP into ~/.agent-inbox/<sender>/<name>.
-
-    The upload's name is checked to be ours (under ~/.agent-inbox/.incoming, no
-    `..`), its size must match, and the final rename is atomic.
-    """
-    from agent_mesh.delivery.paste import safe_component, sender_dir_name
-
-    incoming = os.path.realpath(os.path.join(paths.inbox_dir(), ".incoming"))
-    source = os.path.realpath(os.path.join(paths.home(), tmp))
-    if os.path.dirname(source) != incoming or not source.endswith(".part"):
-        raise UsageError(f"refusing upload path {tmp!r}")
-    try:
-        actual = os.stat(source).st_size
-    except FileNotFoundError:
-        raise UsageError("the uploaded file is missing") from None
-    if actual != size:
-        os.unlink(source)
-        raise UsageError(f"upload truncated ({actual} of {size} bytes)")
-    folder = sender_dir_name(sender)
-    base = safe_component(os.path.basename(name), "file")
-    target_dir = os.path.join(paths.inbox_dir(), folder)
-    os.makedirs(target_dir, mode=0o700, exist_ok=True)
-    os.chmod(target_dir, 0o700)
-    os.replace(source, os.path.join(target_dir, base))
-    return f"~/.agent-inbox/{folder}/{base}", size
 
 
 def _exchange(request: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError
 from agent_mesh.mesh.transport import transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
@@ -91,16 +92,6 @@ def invoking_pane(tmux: Tmux) -> str:
     return same_dir[0]["pane_id"] if len(same_dir) == 1 else ""
 
 
-def read_file(path: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except IsADirectoryError:
-        raise UsageError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def send(
     address: str,
     body: str,
@@ -126,7 +117,7 @@ def send(
         from agent_mesh.delivery.mailbox import check_id
 
         check_id(re)
-    file_data = read_file(file_path) if file_path is not None else None
+    file_data = SourceFile(file_path) if file_path is not None else None
     agents = registry.load_agents()
     envelope = Envelope(
         sender=sender_id(agents=agents),
@@ -136,7 +127,7 @@ def send(
         force=force,
         skip_dismiss=skip_dismiss,
         file_name=os.path.basename(file_path) if file_path else None,
-        file_size=len(file_data) if file_data is not None else None,
+        file_size=file_data.size if file_data is not None else None,
         msg_id=os.urandom(3).hex(),
         queue=queue,
         ttl=ttl,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_mesh import __version__
+from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.mesh.transport import Transport
 from agent_mesh.mesh.wire import (
@@ -332,7 +333,7 @@ class SshTransport(Transport):
             return reply
         raise error_from_reply(self.host, reply)
 
-    def upload(self, data: bytes) -> str:
+    def upload(self, data: SourceFile | bytes) -> str:
         """SFTP data to a temporary name under the peer's ~/.agent-inbox; returns it."""
         client = self.connect()
         name = f"{INCOMING}/{os.getpid()}-{base64.b32encode(os.urandom(10)).decode().lower()}.part"
@@ -342,21 +343,23 @@ class SshTransport(Transport):
                 with contextlib.suppress(OSError):  # exists already
                     sftp.mkdir(folder, mode=0o700)
             with sftp.open(name, "wb") as fh:
+                fh.chmod(0o600)  # before any byte: a killed sender leaves a private part
                 fh.set_pipelined(True)
-                fh.write(data)
-            sftp.chmod(name, 0o600)
+                for chunk in (data,) if isinstance(data, bytes) else data.chunks():
+                    fh.write(chunk)
             sftp.close()
         except (OSError, EOFError) as exc:
             raise self._fail(f"file upload failed ({exc})") from None
         return name
 
     def deliver(
-        self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
+        self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
     ) -> DeliveryResult:
         upload = None
         if file_data is not None:
+            size = len(file_data) if isinstance(file_data, bytes) else file_data.size
             upload = {"tmp": self.upload(file_data), "name": envelope.file_name or "file",
-                      "size": len(file_data)}
+                      "size": size}
         reply = self.call({"op": "deliver", "envelope": envelope_to_json(envelope),
                            "file": upload})
         return result_from_reply(self.host, reply)

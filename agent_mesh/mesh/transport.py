@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_mesh.delivery.inbox import SourceFile
+
 
 class Transport:
     """The interface (a plain base class: typing.Protocol costs an import on the hot path)."""
@@ -16,7 +20,7 @@ class Transport:
     host: str
 
     def deliver(
-        self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
+        self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
     ) -> DeliveryResult:
         """Deliver envelope to agent's pane, dropping file_data into the inbox first."""
         raise NotImplementedError
@@ -32,7 +36,7 @@ class LocalTransport(Transport):
         self.host = host
 
     def deliver(
-        self, envelope: Envelope, agent: Agent, file_data: bytes | None = None
+        self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
     ) -> DeliveryResult:
         from agent_mesh.delivery.receive import receive
 
