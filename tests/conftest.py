@@ -64,7 +64,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     # The prompt_toolkit stand-in (tests/programs/agent_tui.py) counts as a known agent
     # TUI in tests, as a user adds theirs (agent_mesh/receivers.py).
-    monkeypatch.setenv("AGENT_MESH_RECEIVERS", "agent_tui")
+    monkeypatch.setenv("AGENT_MESH_RECEIVERS", "agent_tui raw_receiver")
     yield home
     subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
     remove_when_unused(base)
