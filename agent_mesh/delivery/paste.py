@@ -21,6 +21,7 @@ from agent_mesh.delivery.state import DEAD_REASON, PaneState, foreground_program
 from agent_mesh.errors import NotReady, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
+from agent_mesh.registry.view import check_live
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
 SETTLE_SECONDS = 0.25
@@ -415,6 +416,8 @@ def deliver_envelope(
         sent.append(text)
         return text
 
+    tmux = tmux or Tmux(socket_path=agent.socket or None)  # the entry's own tmux server
+    check_live(agent, tmux)  # its pane still in its window, else exit 2 "out of date"
     target = agent.pane_id or agent.target
     pane, more = deliver_text(
         compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux

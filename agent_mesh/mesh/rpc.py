@@ -16,7 +16,8 @@ import sys
 from agent_mesh import __version__, paths
 from agent_mesh.errors import MeshError, UnknownAgent, UsageError
 from agent_mesh.mesh.wire import PROTOCOL, envelope_from_json
-from agent_mesh.registry import view as registry
+from agent_mesh.registry.naming import self_alias
+from agent_mesh.registry.view import load_agents, resolve
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -33,7 +34,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         )
     op = request.get("op")
     if op == "hello":
-        return {"host": registry.self_alias()}
+        return {"host": self_alias()}
     if op == "deliver":
         return {"result": _deliver(request)}
     if op == "exchange":
@@ -47,7 +48,7 @@ def _deliver(request: dict[str, Any]) -> dict[str, Any]:
     envelope = envelope_from_json(request["envelope"])
     upload = request.get("file")
     if not upload:
-        agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
+        agent = resolve(envelope.address, load_agents(paths.local_slice()))
         result = deliver_envelope(envelope, agent)
     else:
         tmp, name, size = str(upload["tmp"]), str(upload["name"]), int(upload["size"])
@@ -60,7 +61,7 @@ def _deliver(request: dict[str, Any]) -> dict[str, Any]:
             return shown
 
         try:
-            agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
+            agent = resolve(envelope.address, load_agents(paths.local_slice()))
             result = deliver_envelope(envelope, agent, place_file=place_file)
         finally:
             if not placed:  # refused or failed: the upload must not linger
@@ -143,7 +144,7 @@ def main() -> int:
         reply = {"ok": False, "code": 1, "error": f"bad request: {exc}"}
     except Exception as exc:  # answer, never a traceback on the wire
         reply = {"ok": False, "code": 4, "error": f"peer error: {type(exc).__name__}: {exc}"}
-    reply.update(protocol=PROTOCOL, version=__version__, host=registry.self_alias())
+    reply.update(protocol=PROTOCOL, version=__version__, host=self_alias())
     sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()
     os.close(1)

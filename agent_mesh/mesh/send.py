@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from agent_mesh.clock import now_iso
 from agent_mesh.errors import UsageError
 from agent_mesh.mesh.transport import transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.registry import view as registry
+from agent_mesh.registry.naming import self_alias
+from agent_mesh.registry.view import load_agents, resolve
 from agent_mesh.tmux import Tmux
 
 
@@ -19,12 +21,12 @@ def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = Non
     name = os.environ.get("AGENT_NAME", "").strip()
     if name:
         return name
-    host = registry.self_alias()
+    host = self_alias()
     pane = os.environ.get("TMUX_PANE", "")
     if not pane or not os.environ.get("TMUX"):
         return host
     try:
-        for agent in (registry.load_agents() if agents is None else agents).values():
+        for agent in (load_agents() if agents is None else agents).values():
             if agent.pane_id == pane and agent.host == host:
                 return agent.address
     except UsageError:
@@ -57,17 +59,17 @@ def send(
 ) -> DeliveryResult:
     """Deliver body (and optionally a file) to the agent at address."""
     file_data = read_file(file_path) if file_path is not None else None
-    agents = registry.load_agents()
-    agent = registry.resolve(address, agents)
+    agents = load_agents()
+    agent = resolve(address, agents)
     envelope = Envelope(
         sender=sender_id(agents=agents),
         address=address,
         body=body,
-        timestamp=registry.now_iso(),
+        timestamp=now_iso(),
         force=force,
         skip_dismiss=skip_dismiss,
         file_name=os.path.basename(file_path) if file_path else None,
         file_size=len(file_data) if file_data is not None else None,
     )
-    transport = transport_for(agent.host, registry.self_alias())
+    transport = transport_for(agent.host, self_alias())
     return transport.deliver(envelope, agent, file_data)

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent_mesh import paths
+from agent_mesh.clock import age, now_iso
 from agent_mesh.errors import UsageError, WireError
-from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
-from agent_mesh.registry import store
-from agent_mesh.registry import view as registry
+from agent_mesh.registry.naming import host_part, is_valid_address, self_alias
+from agent_mesh.registry.toml import SLICE_FIELDS, dump_tables, write_file
+from agent_mesh.registry.view import assemble, read_slice_file
 
 MAX_SLICE_BYTES = 1024 * 1024
 MAX_AGENTS = 2000
 SYNC_TIMEOUT = 20.0  # a peer that connects but never answers must not hold up the rest
-_TEXT_FIELDS = ("host", "target", "session", "window", "role", "scope", "pane_id", "command",
-                "updated", "session_id", "window_id")
 
 
 class SliceRejected(Exception):
@@ -57,7 +57,7 @@ def read_peers() -> list[str]:
         text = Path(paths.peers_conf()).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    me = registry.self_alias()
+    me = self_alias()
     peers: list[str] = []
     for line in text.splitlines():
         alias = line.split("#", 1)[0].strip()
@@ -84,16 +84,16 @@ def validate_slice(alias: str, text: str) -> dict[str, Agent]:
         raise SliceRejected("'agents' is not a table")
     if len(tables) > MAX_AGENTS:
         raise SliceRejected(f"more than {MAX_AGENTS} agents")
-    prefix = registry.host_part(alias) + "-"
+    prefix = host_part(alias) + "-"
     agents: dict[str, Agent] = {}
     for address, table in tables.items():
-        if not registry.is_valid_address(address) or not address.startswith(prefix):
+        if not is_valid_address(address) or not address.startswith(prefix):
             raise SliceRejected(f"address {address[:60]!r} is not a valid address of {alias}")
         if not isinstance(table, dict):
             raise SliceRejected(f"entry {address} is not a table")
         if table.get("host") != alias:
             raise SliceRejected(f"entry {address} claims host {str(table.get('host'))[:40]!r}")
-        for name in _TEXT_FIELDS:
+        for name in SLICE_FIELDS:
             if name in table and not isinstance(table[name], str):
                 raise SliceRejected(f"entry {address} field {name} is not a string")
         pane = str(table.get("pane_id", ""))
@@ -111,11 +111,11 @@ def store_slice(alias: str, agents: dict[str, Agent], fetched: str, stale: bool 
     meta: dict[str, object] = {"host": alias, "fetched": fetched, "stale": stale}
     if error:
         meta["error"] = error
-    text = registry.dump_tables(
+    text = dump_tables(
         [f"agent-mesh: last good slice of {alias}. Do not edit."],
         {"slice": {"meta": meta}, "agents": {a: ag.to_table() for a, ag in agents.items()}},
     )
-    atomic_write(Path(paths.slices_dir()) / f"{alias}.toml", text.encode("utf-8"))
+    write_file(str(Path(paths.slices_dir()) / f"{alias}.toml"), text.encode("utf-8"))
 
 
 def mark_stale(alias: str, error: str) -> tuple[int, str]:
@@ -123,7 +123,7 @@ def mark_stale(alias: str, error: str) -> tuple[int, str]:
     path = Path(paths.slices_dir()) / f"{alias}.toml"
     with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
         try:
-            meta, agents = registry.read_slice_file(path)
+            meta, agents = read_slice_file(path)
         except UsageError:
             meta, agents = {}, {}
         fetched = str(meta.get("fetched", ""))
@@ -141,12 +141,12 @@ def accept_pushed_slice(sender: str, text: str) -> None:
     except SliceRejected as exc:
         raise UsageError(f"slice from {sender} rejected: {exc}") from None
     with locked(Path(paths.slices_dir()) / f".{sender}.lock"):
-        store_slice(sender, agents, registry.now_iso())
-    registry.assemble()
+        store_slice(sender, agents, now_iso())
+    assemble()
 
 
 def _ago(stamp: str) -> str:
-    return f"{store.age(stamp)} ago" if store.age(stamp) else "never"
+    return f"{age(stamp)} ago" if age(stamp) else "never"
 
 
 def sync_one(alias: str, local_text: str | None) -> PeerReport:
@@ -154,7 +154,7 @@ def sync_one(alias: str, local_text: str | None) -> PeerReport:
 
     transport = SshTransport(alias)
     try:
-        text, elapsed = transport.exchange(registry.self_alias(), local_text, SYNC_TIMEOUT)
+        text, elapsed = transport.exchange(self_alias(), local_text, SYNC_TIMEOUT)
     except (WireError, UsageError) as exc:
         kept, fetched = mark_stale(alias, str(exc))
         cause = str(exc).removeprefix(f"{alias}: ")
@@ -169,7 +169,7 @@ def sync_one(alias: str, local_text: str | None) -> PeerReport:
         return PeerReport(alias, "rejected", f"{exc}; keeping {kept} agent(s) from "
                           f"{_ago(fetched)} (stale)", kept)
     with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
-        store_slice(alias, agents, registry.now_iso())
+        store_slice(alias, agents, now_iso())
     return PeerReport(alias, "ok", "", len(agents), elapsed)
 
 
@@ -182,7 +182,7 @@ def sync(push: bool = True) -> list[PeerReport]:
             local_text = Path(paths.local_slice()).read_text(encoding="utf-8")
         except FileNotFoundError:
             local_text = None
-    Path(paths.slices_dir()).mkdir(parents=True, exist_ok=True)
+    Path(paths.slices_dir()).mkdir(mode=0o700, parents=True, exist_ok=True)
     reports: list[PeerReport] = []
     if peers:
         from concurrent.futures import ThreadPoolExecutor
@@ -192,7 +192,7 @@ def sync(push: bool = True) -> list[PeerReport]:
     for old in Path(paths.slices_dir()).glob("*.toml"):
         if old.stem not in peers:  # no longer a member
             old.unlink(missing_ok=True)
-    registry.assemble()
+    assemble()
     return reports
 
 
