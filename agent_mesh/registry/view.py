@@ -353,8 +353,8 @@ def check_live(agent: Agent, tmux: Tmux) -> None:
     if result.returncode == 0 and found == [agent.pane_id, agent.window_id]:
         return
     where = f"pane {agent.pane_id} of window {agent.window_id}"
-    now = f"now in window {found[1]}" if len(found) == 2 and found[0] == agent.pane_id \
-        else "is gone"
+    now = f"is now in window {found[1]}" if len(found) == 2 and found[0] == agent.pane_id \
+        else "no longer exists"
     raise UnknownAddress(
         agent.address,
         f"{agent.address}: the registry is out of date ({where} {now}; "
