@@ -176,6 +176,8 @@ def test_the_last_close_hook_runs_before_tmux_exits(tmux_server: TmuxServer) -> 
         retry_until(lambda: len(read_agents()) == 2, timeout=SLOW)
         tmux("kill-session", "-t", "=main")
         retry_until(lambda: read_agents() == {}, timeout=SLOW)
+        retry_until(lambda: "no server running" in tmux_server.run(  # that server has exited
+            "list-sessions", check=False).stderr, timeout=SLOW)
         assert round_ >= 0
 
 

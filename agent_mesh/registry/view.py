@@ -339,13 +339,9 @@ def check_live(agent: Agent, tmux: Tmux) -> None:
     """
     if not (agent.pane_id and agent.window_id):
         return
-    from agent_mesh.registry.scan import server_is_gone
-
     result = tmux.run("display-message", "-p", "-t", agent.pane_id,
                       "#{pane_id} #{window_id}", check=False)
-    if result.returncode != 0 and not (
-        b"can't find" in result.stderr or server_is_gone(result.stderr)
-    ):
+    if result.returncode != 0 and b"can't find" not in result.stderr:  # no server: exit 4
         from agent_mesh.errors import WireError
 
         raise WireError(f"tmux failed reading pane {agent.pane_id}: {result.error_line}")
