@@ -1,7 +1,7 @@
 """Plain values passed between the layers.
 
 `Frozen` gives what `@dataclass(frozen=True)` would (slots, equality, repr,
-replace, as_dict) without importing dataclasses, which pulls in inspect, ast and
+as_dict) without importing dataclasses, which pulls in inspect, ast and
 dis: ~13 ms, a third of a local delivery, measured on this machine kind.
 """
 
@@ -20,16 +20,13 @@ class Frozen:
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable; use replace()")
+        raise AttributeError(f"{type(self).__name__} is immutable")
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
     def as_dict(self) -> dict[str, object]:
         return {name: getattr(self, name) for name in self.FIELDS}
-
-    def replace(self, **changes: object) -> Frozen:
-        return type(self)(**{**self.as_dict(), **changes})
 
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and self.as_dict() == other.as_dict()  # type: ignore[attr-defined]
@@ -42,20 +39,21 @@ class Frozen:
         return f"{type(self).__name__}({inner})"
 
 
-_OPTIONAL = frozenset({"stale", "last_seen", "session_id", "window_id"})
+# The registry's table keys, in the order they are written: the one list of them
+# (registry.toml and mesh.sync import it). `socket` is the tmux server's socket
+# path as the host that runs it sees it; `stale` and `last_seen` are set on the
+# merged view only (a peer's slice that could not be refreshed).
+TABLE_FIELDS = (
+    "host", "target", "session", "window", "role", "scope", "pane_id", "command", "updated",
+    "session_id", "window_id", "socket", "stale", "last_seen",
+)
+OPTIONAL_FIELDS = frozenset({"session_id", "window_id", "socket", "stale", "last_seen"})
 
 
 class Agent(Frozen):
-    """One registered tmux window: an address and where to deliver to it.
+    """One registered tmux window: an address and where to deliver to it."""
 
-    `stale` and `last_seen` are set on the merged view only: the peer's slice
-    could not be refreshed at the last sync.
-    """
-
-    FIELDS = (
-        "address", "host", "target", "session", "window", "role", "scope", "pane_id", "command",
-        "updated", "session_id", "window_id", "stale", "last_seen"
-    )
+    FIELDS = ("address", *TABLE_FIELDS)
     __slots__ = FIELDS
     address: str
     host: str
@@ -69,27 +67,26 @@ class Agent(Frozen):
     updated: str
     session_id: str
     window_id: str
+    socket: str
     stale: bool
     last_seen: str
 
     def __init__(self, address: str, host: str, target: str, session: str = "",
                  window: str = "", role: str = "", scope: str = "", pane_id: str = "",
                  command: str = "", updated: str = "", session_id: str = "",
-                 window_id: str = "", stale: bool = False, last_seen: str = "") -> None:
+                 window_id: str = "", socket: str = "", stale: bool = False,
+                 last_seen: str = "") -> None:
         self._set(address=address, host=host, target=target, session=session, window=window,
                   role=role, scope=scope, pane_id=pane_id, command=command, updated=updated,
-                  session_id=session_id, window_id=window_id, stale=stale,
+                  session_id=session_id, window_id=window_id, socket=socket, stale=stale,
                   last_seen=last_seen)
-
-    def replace(self, **changes: object) -> Agent:
-        return Agent(**{**self.as_dict(), **changes})  # type: ignore[arg-type]
 
     def to_table(self) -> dict[str, str | bool]:
         """The TOML table body: everything but the address, empty extras left out."""
         table: dict[str, str | bool] = {}
         for name in self.FIELDS[1:]:
             value = getattr(self, name)
-            if name in _OPTIONAL and not value:
+            if name in OPTIONAL_FIELDS and not value:
                 continue
             table[name] = value
         return table

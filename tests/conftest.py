@@ -237,7 +237,7 @@ class Spawner:
         return self.server.new_window(self.session, name, argv)
 
     def register(self) -> None:
-        from agent_mesh.registry.view import rescan
+        from agent_mesh.registry.local import rescan
         from agent_mesh.tmux import Tmux
 
         rescan(Tmux())

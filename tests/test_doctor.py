@@ -26,10 +26,12 @@ import pytest
 from conftest import SELF_HOST, TmuxServer
 
 from agent_mesh import __version__
+from agent_mesh.clock import now_iso
 from agent_mesh.mesh import sync
+from agent_mesh.model import Agent
 from agent_mesh.ops import doctor
 from agent_mesh.ops.doctor import Check
-from agent_mesh.registry import view as registry
+from agent_mesh.registry.local import rescan
 from agent_mesh.tmux import Tmux
 
 CRON_LINE = "*/5 * * * * $HOME/.local/bin/agent-discover >/dev/null 2>&1"
@@ -78,7 +80,7 @@ def healthy_setup(server: TmuxServer, home: Path, bindir: Path) -> None:
     server.start()
     server.install_hooks()
     (home / ".agents" / "peers.conf").write_text(f"# one SSH alias per line\n{SELF_HOST}\n")
-    registry.rescan(Tmux())
+    rescan(Tmux())
     with_cron(bindir)
 
 
@@ -139,8 +141,8 @@ def test_broken_setup_reports_each_failure_with_its_fix(tmux_server: TmuxServer,
     )
     (home / ".agents" / "registry.toml").write_text("[agents.x\nbroken = ")
     (home / ".agents" / "hook.log").write_text(
-        f"{registry.now_iso()} [42] rescan (session-created): 1 window(s) in 4.0 ms\n"
-        f"{registry.now_iso()} [43] error on ['rescan']: WireError: tmux list-windows failed\n"
+        f"{now_iso()} [42] rescan (session-created): 1 window(s) in 4.0 ms\n"
+        f"{now_iso()} [43] error on ['rescan']: WireError: tmux list-windows failed\n"
     )
     checks = doctor.run_checks()
     named = by_name(checks)
@@ -218,7 +220,7 @@ def test_no_server_checks_tmux_conf(isolated_env: Path) -> None:
 
 
 def test_stale_registry_is_a_warning(isolated_env: Path, tools: Path) -> None:
-    registry.rescan(Tmux())  # no server: an empty but valid slice and registry
+    rescan(Tmux())  # no server: an empty but valid slice and registry
     old = time.time() - 20 * 60
     os.utime(isolated_env / ".agents" / "registry.toml", (old, old))
     reg = by_name(doctor.check_registry_files(time.time()))["registry.toml"]
@@ -269,8 +271,8 @@ def test_json_shape(isolated_env: Path, tools: Path) -> None:
 
 def test_slice_freshness_is_read_from_the_stored_slices(isolated_env: Path) -> None:
     (isolated_env / ".agents" / "peers.conf").write_text("fresh\nstale\nnever\n")
-    agent = registry.Agent(address="stale-main-py", host="stale", target="main:1")
-    sync.store_slice("fresh", {}, registry.now_iso())
+    agent = Agent(address="stale-main-py", host="stale", target="main:1")
+    sync.store_slice("fresh", {}, now_iso())
     two_hours_ago = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
     sync.store_slice("stale", {"stale-main-py": agent}, two_hours_ago, stale=True,
                      error="stale: unreachable (Connection refused)")

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, SELF_HOST, TmuxServer, retry_until, run_cli, unique
 
-from agent_mesh.registry.store import is_scratch_session
+from agent_mesh.registry.naming import is_scratch_session
 from agent_mesh.tmux import fields_format, parse_records
 
 _LIVE = ("session_id", "session_name", "window_id", "window_index", "window_name", "pane_id")

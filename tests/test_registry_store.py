@@ -23,8 +23,7 @@ from conftest import REPO
 from agent_mesh import paths
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Agent
-from agent_mesh.registry import store
-from agent_mesh.registry import view as registry
+from agent_mesh.registry import naming, scan, toml, view
 
 # --- TOML round trip --------------------------------------------------------
 
@@ -76,9 +75,10 @@ def test_emitter_round_trips_through_tomllib_and_tomlkit(seed: int) -> None:
                 table[_random_key(rng)] = rng.random() < 0.5 if use_bool else _random_text(rng)
             tables[_random_key(rng)] = table
     header = [_random_text(rng) for _ in range(3)]
-    text = store.dump_tables(header, groups)
+    text = toml.dump_tables(header, groups)
     assert tomllib.loads(text) == groups
     assert tomlkit.parse(text).unwrap() == groups
+    assert toml.read_own(text) == groups  # the hook's tomllib-free reader agrees
 
 
 def test_every_code_point_round_trips() -> None:
@@ -86,13 +86,14 @@ def test_every_code_point_round_trips() -> None:
     chars = [chr(c) for c in range(0x10000) if not 0xD800 <= c <= 0xDFFF]
     chars += [chr(c) for c in range(0x10000, 0x110000, 997)]
     values = {f"k{i}": "".join(chars[i : i + 4096]) for i in range(0, len(chars), 4096)}
-    text = store.dump_tables([], {"agents": {"all": values}})
+    text = toml.dump_tables([], {"agents": {"all": values}})
     assert tomllib.loads(text)["agents"]["all"] == values
     assert tomlkit.parse(text).unwrap()["agents"]["all"] == values
+    assert toml.read_own(text) == {"agents": {"all": values}}
 
 
 def test_lone_surrogates_become_replacement_chars() -> None:
-    text = store.dump_tables([], {"agents": {"x": {"window": "a\ud800b\udfffc"}}})
+    text = toml.dump_tables([], {"agents": {"x": {"window": "a\ud800b\udfffc"}}})
     assert tomllib.loads(text)["agents"]["x"]["window"] == "a\ufffdb\ufffdc"
 
 
@@ -109,14 +110,14 @@ def test_lone_surrogates_become_replacement_chars() -> None:
     ],
 )
 def test_keys_bare_only_when_safe(key: str, written: str) -> None:
-    assert store.toml_key(key) == written
-    text = store.dump_tables([], {"agents": {key: {"host": "h"}}})
+    assert toml.toml_key(key) == written
+    text = toml.dump_tables([], {"agents": {key: {"host": "h"}}})
     assert f"[agents.{written}]" in text
     assert tomllib.loads(text)["agents"][key] == {"host": "h"}
 
 
 def test_header_lines_with_controls_stay_comments() -> None:
-    text = store.dump_tables(["line\nwith\x1b[31mescapes\x7f\ttab"], {})
+    text = toml.dump_tables(["line\nwith\x1b[31mescapes\x7f\ttab"], {})
     assert text.count("\n") == 1 and text.startswith("# line?with?[31mescapes?\ttab")
     assert tomllib.loads(text) == {}
 
@@ -138,13 +139,13 @@ def test_header_lines_with_controls_stay_comments() -> None:
     ],
 )
 def test_slug(name: str, expected: str) -> None:
-    assert store.slug(name) == expected
+    assert naming.slug(name) == expected
 
 
 def test_slug_at_most_40_chars_and_never_ends_in_dash() -> None:
-    assert store.slug("x" * 100) == "x" * 40
-    assert store.slug("a" * 39 + " b") == "a" * 39
-    assert all(len(store.slug(n)) <= 40 for n in ("ab " * 50, "é" * 90 + "z" * 90))
+    assert naming.slug("x" * 100) == "x" * 40
+    assert naming.slug("a" * 39 + " b") == "a" * 39
+    assert all(len(naming.slug(n)) <= 40 for n in ("ab " * 50, "é" * 90 + "z" * 90))
 
 
 def _window(session: str, index: int, name: str, **extra: str) -> dict[str, str]:
@@ -159,15 +160,24 @@ def _window(session: str, index: int, name: str, **extra: str) -> dict[str, str]
         "pane_current_path": "/srv",
         "@agent-role": "",
         "@agent-scope": "",
+        "socket_path": "/tmp/tmux-0/default",
     }
     fields.update(extra)
     return fields
 
 
+def build(windows: list[dict[str, str]], host: str, taken: set[str], now: str,
+          old_text: str = "") -> dict[str, dict[str, object]]:
+    """scan.build_tables with the previous slice given as its text, as the hook reads it."""
+    parsed = toml.parse_slice(old_text) if old_text else None
+    previous, trusted = parsed if parsed else ({}, False)
+    return scan.build_tables(windows, host, taken, now, previous, trusted)
+
+
 def test_duplicate_slugs_get_stable_distinct_addresses() -> None:
     windows = [_window("dev", 3, "build"), _window("dev", 1, "Build"), _window("dev", 2, "x")]
-    first = store.build_tables(windows, "h", set(), "now")
-    again = store.build_tables(list(reversed(windows)), "h", set(), "now")
+    first = build(windows, "h", set(), "now")
+    again = build(list(reversed(windows)), "h", set(), "now")
     assert list(first) == ["h-dev-build", "h-dev-x", "h-dev-build-2"]
     assert first == again
     assert first["h-dev-build"]["target"] == "dev:1"
@@ -176,14 +186,14 @@ def test_duplicate_slugs_get_stable_distinct_addresses() -> None:
 
 def test_colliding_session_and_window_slugs_never_share_a_table() -> None:
     windows = [_window("a-b", 0, "c"), _window("a", 0, "b-c"), _window("a", 1, "b c")]
-    tables = store.build_tables(windows, "h", set(), "now")
+    tables = build(windows, "h", set(), "now")
     assert sorted(tables) == ["h-a-b-c", "h-a-b-c-2", "h-a-b-c-3"]
 
 
 def test_empty_names_and_host_alias() -> None:
-    tables = store.build_tables([_window("日本", 4, "")], "My Host!", set(), "now")
+    tables = build([_window("日本", 4, "")], "My Host!", set(), "now")
     assert list(tables) == ["my-host-session-win4"]
-    assert store.host_part("box.lan") == "box.lan"
+    assert naming.host_part("box.lan") == "box.lan"
 
 
 @pytest.mark.parametrize(
@@ -195,8 +205,8 @@ def test_empty_names_and_host_alias() -> None:
     ],
 )
 def test_scratch_sessions(session: str, scratch: bool) -> None:
-    assert store.is_scratch_session(session) is scratch
-    tables = store.build_tables([_window(session, 0, "w")], "h", set(), "now")
+    assert naming.is_scratch_session(session) is scratch
+    tables = build([_window(session, 0, "w")], "h", set(), "now")
     assert (tables == {}) is scratch
 
 
@@ -212,21 +222,21 @@ def test_scratch_sessions(session: str, scratch: bool) -> None:
     ],
 )
 def test_inferred_role(command: str, role: str) -> None:
-    assert store.infer_role(command, "s", "w") == role
+    assert naming.infer_role(command, "s", "w") == role
 
 
 # --- updated stamps -----------------------------------------------------------
 
 
 def _slice_text(tables: dict[str, dict[str, object]]) -> str:
-    return store.dump_tables(["x"], {"slice": {"meta": {"host": "h"}}, "agents": tables})
+    return toml.dump_tables(["x"], {"slice": {"meta": {"host": "h"}}, "agents": tables})
 
 
 def test_updated_kept_only_for_unchanged_tables() -> None:
     windows = [_window("dev", 0, "a"), _window("dev", 1, "b")]
-    old = store.build_tables(windows, "h", set(), "2001-02-03T04:05:06Z")
+    old = build(windows, "h", set(), "2001-02-03T04:05:06Z")
     windows[1]["pane_current_command"] = "vim"
-    new = store.build_tables(windows, "h", set(), "2030-01-01T00:00:00Z", _slice_text(old))
+    new = build(windows, "h", set(), "2030-01-01T00:00:00Z", _slice_text(old))
     assert new["h-dev-a"]["updated"] == "2001-02-03T04:05:06Z"
     assert new["h-dev-b"]["updated"] == "2030-01-01T00:00:00Z"
 
@@ -236,47 +246,38 @@ def test_updated_kept_only_for_unchanged_tables() -> None:
 )
 def test_hand_edited_stamp_is_replaced(bad_stamp: str) -> None:
     windows = [_window("dev", 0, "a")]
-    old = _slice_text(store.build_tables(windows, "h", set(), "2001-02-03T04:05:06Z"))
+    old = _slice_text(build(windows, "h", set(), "2001-02-03T04:05:06Z"))
     edited = old.replace('updated = "2001-02-03T04:05:06Z"', f"updated = {bad_stamp}")
-    new = store.build_tables(windows, "h", set(), "2030-01-01T00:00:00Z", edited)
+    new = build(windows, "h", set(), "2030-01-01T00:00:00Z", edited)
     assert new["h-dev-a"]["updated"] == "2030-01-01T00:00:00Z"
 
 
 def test_names_that_look_like_tables_cannot_fool_the_stamp_reader() -> None:
     evil = '\n[agents.h-dev-a]\nupdated = "1999-01-01T00:00:00Z"\n'
     windows = [_window("dev", 0, "a"), _window("dev", 1, evil)]
-    old = store.build_tables(windows, "h", set(), "2001-02-03T04:05:06Z")
+    old = build(windows, "h", set(), "2001-02-03T04:05:06Z")
     text = _slice_text(old)
     parsed = tomllib.loads(text)["agents"]
     assert [t["window"] for t in parsed.values()] == ["a", evil]
-    new = store.build_tables(windows, "h", set(), "2030-01-01T00:00:00Z", text)
+    new = build(windows, "h", set(), "2030-01-01T00:00:00Z", text)
     assert {t["updated"] for t in new.values()} == {"2001-02-03T04:05:06Z"}
 
 
 # --- consistency with the rest of the package ---------------------------------
 
 
-def test_store_fields_match_agent_model() -> None:
+def test_table_fields_match_agent_model() -> None:
     names = [name for name in Agent.FIELDS if name != "address"]
-    assert tuple(names) == store.FIELDS
-    table = store.build_tables([_window("dev", 0, "a")], "h", set(), "now")["h-dev-a"]
+    assert tuple(names) == toml.FIELDS
+    table = build([_window("dev", 0, "a")], "h", set(), "now")["h-dev-a"]
     agent = Agent.from_table("h-dev-a", table)
     assert agent.to_table() == table
 
 
-def test_store_paths_match_paths_module(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    assert store.agents_dir() == str(paths.agents_dir())
-    assert store.local_slice_path() == str(paths.local_slice())
-    assert store.registry_path() == str(paths.registry_file())
-    assert store.slices_path() == str(paths.slices_dir())
-    monkeypatch.setenv("AGENT_MESH_HOME", str(tmp_path / "elsewhere"))
-    assert store.agents_dir() == str(paths.agents_dir())
-
-
 def test_self_alias_from_self_conf_else_hostname(isolated_env: Path) -> None:
-    assert store.self_alias() == registry.self_alias() == "testhost"
+    assert naming.self_alias() == naming.self_alias() == "testhost"
     (isolated_env / ".agents" / "self.conf").unlink()
-    assert store.self_alias() == os.uname().nodename.split(".")[0]
+    assert naming.self_alias() == os.uname().nodename.split(".")[0]
 
 
 # --- merge ------------------------------------------------------------------
@@ -289,32 +290,32 @@ def test_assemble_merges_peers_local_wins_and_marks_stale(isolated_env: Path) ->
     }))
     slices = agents / "slices"
     slices.mkdir()
-    (slices / "peer1.toml").write_text(store.dump_tables([], {
+    (slices / "peer1.toml").write_text(toml.dump_tables([], {
         "slice": {"meta": {"host": "peer1", "fetched": "2020-01-01T00:00:00Z"}},
         "agents": {
             "peer1-x-y": {"host": "peer1", "target": "x:1", "stale": True, "last_seen": "z"},
             "testhost-dev-a": {"host": "peer1", "target": "spoof:0"},
         },
     }))
-    (slices / "peer2.toml").write_text(store.dump_tables([], {
+    (slices / "peer2.toml").write_text(toml.dump_tables([], {
         "slice": {"meta": {"host": "peer2", "stale": True, "fetched": "2020-01-01T00:00:00Z"}},
         "agents": {"peer2-x-y": {"host": "peer2", "target": "x:1", "unknown": "ignored"}},
     }))
     (slices / "broken.toml").write_text("[[[ not toml")
     (slices / ".peer3.toml.123.tmp").write_text("half")
-    merged = registry.assemble()
+    merged = view.reassemble()
     assert set(merged) == {"testhost-dev-a", "peer1-x-y", "peer2-x-y"}
     assert merged["testhost-dev-a"].target == "dev:0"
     assert not merged["peer1-x-y"].stale and merged["peer1-x-y"].last_seen == ""
     assert merged["peer2-x-y"].stale and merged["peer2-x-y"].last_seen == "2020-01-01T00:00:00Z"
     text = (agents / "registry.toml").read_text()
     assert "# Mesh: testhost peer1 peer2" in text
-    assert registry.load_agents() == merged
+    assert view.load_agents() == merged
 
 
 def _write_peer(agents: Path, alias: str, tables: dict[str, dict[str, object]],
                 **meta: object) -> None:
-    text = store.dump_tables([], {"slice": {"meta": {"host": alias, **meta}}, "agents": tables})
+    text = toml.dump_tables([], {"slice": {"meta": {"host": alias, **meta}}, "agents": tables})
     atomic_write(agents / "slices" / f"{alias}.toml", text.encode())
 
 
@@ -324,22 +325,22 @@ def test_peer_section_is_cached_until_a_slice_changes(isolated_env: Path) -> Non
     _write_peer(agents, "p1", {"p1-a-b": {"host": "p1", "target": "a:0", "window": "b\n"}})
     _write_peer(agents, "p2", {"p2-a-b": {"host": "p2", "target": "a:0"}}, stale=True,
                 fetched="2020-01-01T00:00:00Z")
-    first = registry.assemble()
+    first = view.reassemble()
     cache = agents / ".peers.cache"
     assert cache.exists() and set(first) == {"p1-a-b", "p2-a-b"}
     assert first["p1-a-b"].window == "b\n" and first["p2-a-b"].stale
-    assert registry.assemble() == first  # from the cache
+    assert view.reassemble() == first  # from the cache
     _write_peer(agents, "p1", {"p1-x-y": {"host": "p1", "target": "x:1"}})
-    assert set(registry.assemble()) == {"p1-x-y", "p2-a-b"}
+    assert set(view.reassemble()) == {"p1-x-y", "p2-a-b"}
     cache.write_text(cache.read_text().replace("p1-x-y", "p1-x-z"))  # damaged: checksum fails
-    assert set(registry.assemble()) == {"p1-x-y", "p2-a-b"}
+    assert set(view.reassemble()) == {"p1-x-y", "p2-a-b"}
     # This host's agents win a clash even when the peers come from the cache.
     (agents / "local.toml").write_text(_slice_text({"p1-x-y": {"host": "testhost",
                                                                "target": "t:0"}}))
-    merged = registry.assemble()
+    merged = view.reassemble()
     assert merged["p1-x-y"].host == "testhost" and len(merged) == 2
     (agents / "slices" / "p2.toml").unlink()
-    assert set(registry.assemble()) == {"p1-x-y"}
+    assert set(view.reassemble()) == {"p1-x-y"}
     assert "# Mesh: testhost p1\n" in (agents / "registry.toml").read_text()
 
 
@@ -365,7 +366,7 @@ def test_malformed_entries_are_skipped_not_fatal(isolated_env: Path) -> None:
         '[agents.not-a-table]\n'
         '[agents.fine]\nhost = "h"\ntarget = "s:0"\nextra = [1, 2]\nstale = "yes"\n'
     )
-    agents = registry.load_agents()
+    agents = view.load_agents()
     assert set(agents) == {"fine"}
     assert agents["fine"].target == "s:0" and agents["fine"].stale is True
 
@@ -388,7 +389,7 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
 def test_readers_never_see_a_partial_file(tmp_path: Path) -> None:
     target = tmp_path / "r.toml"
     bodies = [
-        store.dump_tables([], {"agents": {f"a{i}": {"v": "x" * (i * 5000)}}}).encode()
+        toml.dump_tables([], {"agents": {f"a{i}": {"v": "x" * (i * 5000)}}}).encode()
         for i in range(1, 6)
     ]
     atomic_write(target, bodies[0])
@@ -434,17 +435,14 @@ def test_agent_from_table_names_missing_fields() -> None:
 def test_registry_cache_follows_every_rewrite_and_hand_edit(isolated_env: Path) -> None:
     """notify-pane reads registry.toml through a marshal cache keyed by the file's
     identity: a rewrite by the store or a hand edit must never serve stale entries."""
-    from agent_mesh import paths
-    from agent_mesh.registry import view as registry
-
     path = Path(paths.registry_file())
     path.write_text('[agents.h-s-a]\nhost = "h"\ntarget = "s:0"\n')
-    assert list(registry.load_agents()) == ["h-s-a"]
+    assert list(view.load_agents()) == ["h-s-a"]
     assert Path(paths.registry_cache()).exists()
-    assert list(registry.load_agents()) == ["h-s-a"]  # served from the cache
+    assert list(view.load_agents()) == ["h-s-a"]  # served from the cache
     path.write_text('[agents.h-s-b]\nhost = "h"\ntarget = "s:1"\n')  # same size, new content
-    assert list(registry.load_agents()) == ["h-s-b"]
+    assert list(view.load_agents()) == ["h-s-b"]
     Path(paths.registry_cache()).write_bytes(b"not marshal data")
-    assert list(registry.load_agents()) == ["h-s-b"]
+    assert list(view.load_agents()) == ["h-s-b"]
     path.unlink()
-    assert registry.load_agents() == {}
+    assert view.load_agents() == {}

@@ -137,7 +137,7 @@ def test_busybox_is_a_shell_only_as_sh() -> None:
 
 
 def test_store_role_inference_uses_the_one_shell_list() -> None:
-    from agent_mesh.registry.store import infer_role
+    from agent_mesh.registry.naming import infer_role
 
     assert infer_role("bash-5.2", "s", "w").startswith("Shell agent")
     assert infer_role("rbash", "s", "w").startswith("Shell agent")

@@ -120,7 +120,7 @@ def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role
         if not spawned.get("ready"):
             raise NotReady(f"{address} started but is not ready after {wait:g} s: "
                            f"{spawned.get('detail')}")
-        if host != delegate.registry.self_alias():
+        if host != delegate.naming.self_alias():
             sync()  # the new window's address is known here before the task goes out
         click.echo(address)
         if task and ask_reply:

@@ -71,10 +71,10 @@ def _queue_run(address: str) -> None:
     from agent_mesh.delivery import queue
     from agent_mesh.delivery.paste import deliver_envelope
     from agent_mesh.model import DeliveryResult, Envelope
-    from agent_mesh.registry import view as registry
+    from agent_mesh.registry import view
 
     def deliver(envelope: Envelope) -> DeliveryResult:
-        agent = registry.resolve(address, registry.load_agents(paths.local_slice()))
+        agent = view.resolve(address, view.load_agents(paths.local_slice()))
         return deliver_envelope(envelope.replace(queue=False), agent)
 
     def log(record: dict[str, object], outcome: str, detail: str) -> None:

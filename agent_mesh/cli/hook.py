@@ -2,7 +2,7 @@
 
 tmux runs it from `run-shell -b` on session and window events, through
 hooks/tmux-event. It must be fast (stdlib only, no click, no subprocess, no re:
-see agent_mesh.registry.store) and must never fail loudly inside tmux: every outcome
+see agent_mesh.registry.local) and must never fail loudly inside tmux: every outcome
 goes to ~/.agents/hook.log as one line and the exit status is always 0.
 
     agent-register-hook on <session>     re-register one session (name or $id)
@@ -41,7 +41,7 @@ and always exits 0.
 def log(message: str) -> None:
     """Append one line to hook.log, rotating it at ~1 MB; never raises."""
     try:
-        from agent_mesh.registry.store import ensure_agents_dir
+        from agent_mesh.registry.toml import ensure_agents_dir
 
         path = os.path.join(ensure_agents_dir(), "hook.log")
         try:
@@ -49,7 +49,9 @@ def log(message: str) -> None:
                 os.replace(path, path + ".1")
         except FileNotFoundError:
             pass
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        from agent_mesh.clock import now_iso
+
+        stamp = now_iso()
         with open(path, "a", encoding="utf-8", errors="replace") as fh:
             fh.write(f"{stamp} [{os.getpid()}] {printable(message)}\n")
     except Exception:
@@ -58,10 +60,10 @@ def log(message: str) -> None:
 
 def _slice_identity() -> tuple[int, int] | None:
     """local.toml's inode and mtime: the store rewrites it only when it changed."""
-    from agent_mesh.registry.store import local_slice_path
+    from agent_mesh import paths
 
     try:
-        st = os.stat(local_slice_path())
+        st = os.stat(paths.local_slice())
     except OSError:
         return None
     return st.st_ino, st.st_mtime_ns
@@ -70,10 +72,11 @@ def _slice_identity() -> tuple[int, int] | None:
 def push_to_peers() -> str:
     """Start `agent-mesh push` detached when there are peers: a new window is
     addressable mesh-wide within seconds, and the hook does not wait for SSH."""
-    from agent_mesh.registry.store import agents_dir, self_alias
+    from agent_mesh import paths
+    from agent_mesh.registry.naming import self_alias
 
     try:
-        with open(os.path.join(agents_dir(), "peers.conf"), encoding="utf-8") as fh:
+        with open(paths.peers_conf(), encoding="utf-8") as fh:
             lines = fh.read().splitlines()
     except (OSError, UnicodeDecodeError):
         return ""
@@ -84,7 +87,7 @@ def push_to_peers() -> str:
     if not os.access(exe, os.X_OK):
         return f"; cannot push: {exe} missing"
     devnull = os.open(os.devnull, os.O_RDWR)
-    log_fd = os.open(os.path.join(agents_dir(), "push.log"),
+    log_fd = os.open(os.path.join(paths.agents_dir(), "push.log"),
                      os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         os.posix_spawn(
@@ -111,7 +114,7 @@ def run(args: list[str]) -> str:
 def resume_queues() -> str:
     """Restart the waiter of any queue that still holds messages (after a reboot, a
     killed waiter, a tmux restart): a few listdirs when there is nothing to do."""
-    from agent_mesh.registry.store import agents_dir
+    from agent_mesh.paths import agents_dir
 
     root = os.path.join(agents_dir(), "queue")
     try:
@@ -127,18 +130,23 @@ def resume_queues() -> str:
 
 
 def _apply(args: list[str]) -> str:
-    from agent_mesh.registry import store
+    from agent_mesh.registry import local
+    from agent_mesh.registry.naming import SCRATCH_RULE, is_scratch_session
     from agent_mesh.tmux import Tmux
 
     action = args[0] if args else "rescan"
     if action == "on" and len(args) == 2:
-        fresh = store.register_session(Tmux(), args[1])
+        fresh, live = local.register_session(Tmux(), args[1])
+        if not live:
+            return f"on {args[1]!r}: no such session on this tmux server; nothing registered"
+        if not fresh and is_scratch_session(args[1]):
+            return f"on {args[1]!r}: {SCRATCH_RULE}"
         return f"on {args[1]!r}: {len(fresh)} window(s)"
     if action == "off" and len(args) == 2:
-        removed = store.unregister_session(args[1])
+        removed = local.unregister_session(Tmux(), args[1])
         return f"off {args[1]!r}: removed {len(removed)}"
     if action == "rescan" and len(args) <= 2:
-        tables = store.rescan(Tmux())
+        tables = local.rescan(Tmux())
         event = args[1] if len(args) > 1 else "manual"
         return f"rescan ({event}): {len(tables)} window(s)"
     return f"ignored {args!r}: {USAGE}"
@@ -153,7 +161,7 @@ def remember_launch() -> None:
     text = f"{sys.executable}\n{root}\n"
     if text.count("\n") != 2 or not sys.executable:
         return  # a path with a newline can't go through `read`; stay on the slow path
-    from agent_mesh.registry.store import ensure_agents_dir
+    from agent_mesh.registry.toml import ensure_agents_dir
 
     path = os.path.join(ensure_agents_dir(), "hook.launch")
     try:
@@ -163,7 +171,7 @@ def remember_launch() -> None:
                 return
     except (OSError, UnicodeDecodeError):
         pass
-    atomic_write(path, text.encode("utf-8"))
+    atomic_write(path, text.encode("utf-8"), mode=0o600)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         print(HELP)
         return 0
     started = time.monotonic()
+    os.umask(0o077)  # ~/.agents and everything in it is private, whoever creates it
     if os.environ.get("AGENT_MESH_HOOK_LAUNCH") == "1":
         try:
             remember_launch()

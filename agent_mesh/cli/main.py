@@ -14,9 +14,11 @@ import click
 
 from agent_mesh import __version__, errors
 from agent_mesh.cli.notify import EMPTY
+from agent_mesh.clock import age
 from agent_mesh.errors import WIRE, UsageError, printable
-from agent_mesh.registry import store
-from agent_mesh.registry import view as registry
+from agent_mesh.registry import local
+from agent_mesh.registry.naming import self_alias
+from agent_mesh.registry.view import agents_of, load_agents
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -65,7 +67,7 @@ def list_cmd(as_json: bool) -> None:
     """Show every registered agent: address, host, role, scope, command, age."""
 
     def body() -> None:
-        agents = registry.load_agents()
+        agents = load_agents()
         if as_json:
             click.echo(json.dumps([a.as_dict() for a in agents.values()], indent=2))
             return
@@ -74,11 +76,11 @@ def list_cmd(as_json: bool) -> None:
             return
         rows: list[list[str]] = [["ADDRESS", "HOST", "ROLE", "SCOPE", "COMMAND", "AGE"]]
         for agent in agents.values():
-            age = store.age(agent.last_seen or agent.updated) or "?"
+            when = age(agent.last_seen or agent.updated) or "?"
             if agent.stale:
-                age += " (stale)"
+                when += " (stale)"
             fields = (agent.address, agent.host, agent.role, agent.scope, agent.command)
-            rows.append([printable(f)[:40] for f in fields] + [age])
+            rows.append([printable(f)[:40] for f in fields] + [when])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         for row in rows:
             padded = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
@@ -96,11 +98,13 @@ def discover_cmd() -> None:
 def _discover() -> None:
     from agent_mesh.mesh import sync
 
-    agents = registry.rescan(Tmux())
-    sessions = {a.session for a in agents.values()}
+    tables = local.discover(Tmux())
+    sessions = {(t.get("socket"), t.get("session")) for t in tables.values()}
+    servers = {t.get("socket") for t in tables.values()}
+    on_servers = f" on {len(servers)} tmux servers" if len(servers) > 1 else ""
     click.echo(
-        f"agent-discover: {len(sessions)} session(s), {len(agents)} window(s) "
-        f"on {printable(registry.self_alias())}"
+        f"agent-discover: {len(sessions)} session(s), {len(tables)} window(s){on_servers} "
+        f"on {printable(self_alias())}"
     )
     for report in sync.sync():  # failures are reported, not fatal: the timer runs this
         click.echo(f"agent-discover: {printable(report.line())}")
@@ -195,7 +199,8 @@ def discover_main() -> None:
 
 # --- agent-self-identify --------------------------------------------------------
 
-_WINDOW_FIELDS = ("session_id", "session_name", "window_id", "window_index", "pane_id")
+_WINDOW_FIELDS = ("session_id", "session_name", "window_id", "window_index", "window_name",
+                  "pane_id", "pane_index")
 
 
 @click.command(context_settings=_CONTEXT)
@@ -221,7 +226,9 @@ def self_identify(role: str | None, scope: str | None, target: str | None) -> No
             "display-message", "-p", "-t", where, fields_format(_WINDOW_FIELDS), check=False
         )
         records = parse_records(out.stdout, _WINDOW_FIELDS) if out.returncode == 0 else []
-        if not records or not records[0]["window_id"].startswith("@"):
+        if not records or not records[0]["window_id"].startswith("@") or (
+            target and not _names_it(target, records[0])
+        ):
             raise UsageError(f"no tmux window {printable(where)!r}")
         info = records[0]
         labels = {
@@ -235,7 +242,7 @@ def self_identify(role: str | None, scope: str | None, target: str | None) -> No
                 tmux.run("set-option", "-w", "-t", info["window_id"], "--", option, value)
             else:
                 tmux.run("set-option", "-w", "-u", "-t", info["window_id"], option)
-        fresh = registry.register_session(tmux, info["session_id"])
+        fresh = agents_of(local.register_session(tmux, info["session_id"])[0])
         mine = [a for a in fresh.values() if a.window_id == info["window_id"]]
         label = f"{info['session_name']}:{info['window_index']}"
         if not mine:
@@ -251,6 +258,18 @@ def self_identify(role: str | None, scope: str | None, target: str | None) -> No
         )
 
     _run_guarded("agent-self-identify", body)
+
+
+def _names_it(target: str, found: dict[str, str]) -> bool:
+    """Does the window tmux found really match the target's window part? tmux takes a
+    missing index (`dev:99`) or pane (`dev:0.9`) as the current one instead of failing."""
+    _, colon, rest = target.rpartition(":")
+    if not colon:
+        return True  # a session, `%pane`, `@window` or `{special}`: tmux checks those itself
+    window, dot, pane = rest.partition(".")
+    if window.isdigit() and window != found["window_index"]:
+        return False
+    return not (dot and pane.isdigit() and pane != found["pane_index"])
 
 
 def self_identify_main() -> None:

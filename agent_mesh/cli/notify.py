@@ -151,13 +151,13 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
     """One result line per recipient; the exit code is the worst of them."""
     if file_path is not None:
         raise UsageError("--file goes to one agent, not to a pattern")
+    from agent_mesh import clock
     from agent_mesh.mesh import delegate
     from agent_mesh.mesh.send import sender_id
     from agent_mesh.model import Envelope
-    from agent_mesh.registry import view as registry
 
     envelope = Envelope(sender=sender_id(), address=pattern, body=body,
-                        timestamp=registry.now_iso(), force=_flag("FORCE_SEND"),
+                        timestamp=clock.now_iso(), force=_flag("FORCE_SEND"),
                         skip_dismiss=_flag("SKIP_DISMISS"), msg_id=delegate.new_msg_id(),
                         queue=queue, ttl=ttl, re=re, fanout=pattern)
     outcomes = delegate.broadcast([pattern], envelope)
@@ -222,7 +222,7 @@ def _log_and_display(lines: list[str]) -> None:
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        from agent_mesh.registry.store import ensure_agents_dir
+        from agent_mesh.registry.toml import ensure_agents_dir
 
         path = os.path.join(ensure_agents_dir(), "notify.log")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

@@ -36,6 +36,7 @@ from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, Usag
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import foreground
+from agent_mesh.registry.view import check_live
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
 SETTLE_SECONDS = 0.25
@@ -442,10 +443,12 @@ def deliver_envelope(
     """
     require_unicode(envelope.body)  # a usage error comes before any check of the pane
     notes: list[str] = []
+    tmux = tmux or Tmux(socket_path=agent.socket or None)  # the entry's own tmux server
+    check_live(agent, tmux)  # its pane still in its window, else exit 2 "out of date"
     target = agent.pane_id or agent.target
     multiline = "\n" in envelope.body or "\r" in envelope.body
     with claim_pane(
-        tmux or Tmux(), target, force=envelope.force, skip_dismiss=envelope.skip_dismiss,
+        tmux, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss,
         multiline=multiline,
     ) as pane:
         dropped = place(file, envelope.sender, envelope.file_name) if file is not None else None

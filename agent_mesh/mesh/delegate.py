@@ -19,7 +19,7 @@ from agent_mesh.delivery import mailbox
 from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError, WireError
 from agent_mesh.mesh.wire import PROTOCOL
 from agent_mesh.model import Agent, Envelope
-from agent_mesh.registry import view as registry
+from agent_mesh.registry import naming, view
 from agent_mesh.registry.select import select
 
 DEFAULT_ASK_TIMEOUT = 600.0
@@ -33,7 +33,7 @@ POLL_SECONDS = 0.1
 
 def call_host(host: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """Send one rpc request to host (in-process when it is this host); its reply."""
-    if host == registry.self_alias():
+    if host == naming.self_alias():
         from agent_mesh.mesh import rpc
 
         return rpc.handle({**request, "protocol": PROTOCOL, "version": __version__})
@@ -50,7 +50,7 @@ def mesh_hosts() -> list[str]:
     """This host and every peer in peers.conf."""
     from agent_mesh.mesh.sync import read_peers
 
-    return [registry.self_alias(), *read_peers()]
+    return [naming.self_alias(), *read_peers()]
 
 
 def each_host(
@@ -94,7 +94,7 @@ def own_address(agents: Mapping[str, Agent]) -> str:
     pane = os.environ.get("TMUX_PANE", "")
     if not pane or not os.environ.get("TMUX"):
         return ""
-    me = registry.self_alias()
+    me = naming.self_alias()
     for agent in agents.values():
         if agent.pane_id == pane and agent.host == me:
             return agent.address
@@ -136,7 +136,7 @@ def broadcast(patterns: list[str], envelope: Envelope) -> list[Outcome]:
     per host in parallel; one Outcome per recipient."""
     if envelope.re:
         raise UsageError("a reply goes to its one asker: it cannot fan out to a pattern")
-    agents = registry.load_agents()
+    agents = view.load_agents()
     me = own_address(agents)
     targets = [a for a in select(agents, patterns) if a.address != me]
     if not targets:
@@ -169,13 +169,13 @@ def handle_deliver_many(request: dict[str, Any]) -> dict[str, Any]:
     from agent_mesh import paths
     from agent_mesh.delivery.receive import receive
 
-    local = registry.load_agents(paths.local_slice())
+    local = view.load_agents(paths.local_slice())
     results = []
     for raw in request.get("envelopes", []):
         address = str(raw.get("address", "?")) if isinstance(raw, dict) else "?"
         try:
             envelope = Envelope.from_json(raw)
-            result = receive(envelope, registry.resolve(envelope.address, local))
+            result = receive(envelope, view.resolve(envelope.address, local))
             code = 5 if result.outcome == "queued" else 0
             row = {"address": address, "code": code, "outcome": result.outcome,
                    "detail": f"{result.host}[{result.target}]"}
@@ -202,8 +202,8 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
     """
     from agent_mesh.mesh.send import send as default_send
 
-    agents = registry.load_agents()
-    route = own_address(agents) or registry.self_alias()
+    agents = view.load_agents()
+    route = own_address(agents) or naming.self_alias()
     ask_id = mailbox.new_ask_id()
     mailbox.record_ask(ask_id, address, question, timeout)
     started = time.monotonic()
@@ -233,7 +233,7 @@ def handle_reply(request: dict[str, Any]) -> dict[str, Any]:
     """rpc: a reply addressed to this host (its asker is not a pane): keep it."""
     from agent_mesh.delivery.receive import store_for_asker
 
-    result = store_for_asker(Envelope.from_json(request["envelope"]), registry.self_alias())
+    result = store_for_asker(Envelope.from_json(request["envelope"]), naming.self_alias())
     return {"result": {"address": result.address, "target": result.target, "pane_id": "",
                        "bytes_sent": 0, "notes": [], "outcome": result.outcome,
                        "msg_id": result.msg_id}}
@@ -310,7 +310,7 @@ def handle_spawn(request: dict[str, Any]) -> dict[str, Any]:
     shell), labelled, registered, and waited on until it is ready for input."""
     from agent_mesh.delivery.paste import pane_state
     from agent_mesh.delivery.state import refusal
-    from agent_mesh.registry import store
+    from agent_mesh.registry import local
     from agent_mesh.tmux import Tmux
 
     argv = [str(a) for a in request.get("argv") or []]
@@ -334,7 +334,7 @@ def handle_spawn(request: dict[str, Any]) -> dict[str, Any]:
     for option, value in (("@agent-role", role), ("@agent-accept", accept)):
         if value:
             tmux.run("set-option", "-w", "-t", pane_id, option, value)
-    tables = store.register_session(tmux, session)
+    tables, _count = local.register_session(tmux, session)
     address = next((a for a, t in tables.items() if t.get("window_id") == window_id), "")
     if not address:
         raise WireError(f"the new window {window_id} did not register (see agent-discover)")

@@ -16,7 +16,8 @@ import sys
 from agent_mesh import __version__, paths
 from agent_mesh.errors import UsageError
 from agent_mesh.mesh.wire import PROTOCOL, envelope_from_json, error_to_reply
-from agent_mesh.registry import view as registry
+from agent_mesh.registry import naming, view
+from agent_mesh.registry.naming import self_alias
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -33,7 +34,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         )
     op = request.get("op")
     if op == "hello":
-        return {"host": registry.self_alias()}
+        return {"host": self_alias()}
     if op == "deliver":
         return {"result": _deliver(request)}
     if op == "exchange":
@@ -53,7 +54,7 @@ def _deliver(request: dict[str, Any]) -> dict[str, Any]:
     upload = request.get("file")
     file = Upload(str(upload["tmp"]), int(upload["size"])) if upload else None
     try:
-        agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
+        agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
         result = deliver_envelope(envelope, agent, file)
     finally:
         if file is not None:  # refused or failed: the upload must not linger
@@ -97,7 +98,7 @@ def main() -> int:
         reply = error_to_reply(UsageError(f"bad request: {exc}"))
     except Exception as exc:  # answer, never a traceback on the wire
         reply = error_to_reply(exc)
-    reply.update(protocol=PROTOCOL, version=__version__, host=registry.self_alias())
+    reply.update(protocol=PROTOCOL, version=__version__, host=naming.self_alias())
     sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()
     os.close(1)

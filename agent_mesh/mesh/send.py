@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from agent_mesh.clock import now_iso
 from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError
 from agent_mesh.mesh.transport import transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.registry import view as registry
+from agent_mesh.registry import naming, view
+from agent_mesh.registry.view import load_agents
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 
@@ -24,7 +26,7 @@ def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = Non
     name = os.environ.get("AGENT_NAME", "").strip()
     if name:
         return name
-    host = registry.self_alias()
+    host = naming.self_alias()
     if not os.environ.get("TMUX"):
         return host
     tmux = tmux or Tmux()
@@ -35,7 +37,7 @@ def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = Non
     if not pane:
         return host
     try:
-        for agent in (registry.load_agents() if agents is None else agents).values():
+        for agent in (load_agents() if agents is None else agents).values():
             if agent.pane_id == pane and agent.host == host:
                 return agent.address
     except UsageError:
@@ -118,12 +120,12 @@ def send(
 
         check_id(re)
     file_data = SourceFile(file_path) if file_path is not None else None
-    agents = registry.load_agents()
+    agents = view.load_agents()
     envelope = Envelope(
         sender=sender_id(agents=agents),
         address=address,
         body=body,
-        timestamp=registry.now_iso(),
+        timestamp=now_iso(),
         force=force,
         skip_dismiss=skip_dismiss,
         file_name=os.path.basename(file_path) if file_path else None,
@@ -143,14 +145,14 @@ def send(
         return DeliveryResult(address=address, host=address, target="mailbox", pane_id="",
                               bytes_sent=0, outcome=str(result.get("outcome", "mailbox")),
                               msg_id=envelope.msg_id)
-    agent = registry.resolve(address, agents)
-    transport = transport_for(agent.host, registry.self_alias())
+    agent = view.resolve(address, agents)
+    transport = transport_for(agent.host, naming.self_alias())
     return transport.deliver(envelope, agent, file_data)
 
 
 def _is_host_alias(name: str) -> bool:
     """This host's alias or a peer's (a reply's route when the asker is not a pane)."""
-    if name == registry.self_alias():
+    if name == naming.self_alias():
         return True
     from agent_mesh.mesh.sync import read_peers
 

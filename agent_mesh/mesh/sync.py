@@ -26,13 +26,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent_mesh import paths
+from agent_mesh import clock, paths
+from agent_mesh.clock import age
 from agent_mesh.errors import SliceRejected, UsageError, WireError, printable
-from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.fsutil import locked
 from agent_mesh.mesh.transport import Transport
 from agent_mesh.model import Agent
-from agent_mesh.registry import store
-from agent_mesh.registry import view as registry
+from agent_mesh.registry import naming, view
+from agent_mesh.registry.naming import self_alias
+from agent_mesh.registry.toml import SLICE_FIELDS, dump_tables, write_file
+from agent_mesh.registry.view import assemble, read_slice_file
 
 MAX_SLICE_BYTES = 1024 * 1024
 MAX_AGENTS = 2000
@@ -40,8 +43,6 @@ SYNC_TIMEOUT = 20.0  # a peer that connects but never answers must not hold up t
 DEFAULT_DEADLINE = 10.0  # wall clock for one whole exchange (connect, request, reply)
 STUCK_GRACE = 5.0  # a push round older than the deadline plus this is stuck: don't wait on it
 MAX_NOTES = 3
-_TEXT_FIELDS = ("host", "target", "session", "window", "role", "scope", "pane_id", "command",
-                "updated", "session_id", "window_id")
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def read_peers() -> list[str]:
         text = Path(paths.peers_conf()).read_text(encoding="utf-8")
     except FileNotFoundError:
         return []
-    me = registry.self_alias()
+    me = self_alias()
     peers: list[str] = []
     for line in text.splitlines():
         alias = line.split("#", 1)[0].strip()
@@ -120,21 +121,21 @@ def validate_slice(alias: str, text: str,
     if len(tables) > MAX_AGENTS:
         raise SliceRejected(f"more than {MAX_AGENTS} agents")
     known = (aliases if aliases is not None else _mesh_aliases()) | {alias}
-    prefix = registry.host_part(alias) + "-"
+    prefix = naming.host_part(alias) + "-"
     agents: dict[str, Agent] = {}
     dropped: list[str] = []
     for address, table in tables.items():
-        if not registry.is_valid_address(address):
+        if not naming.is_valid_address(address):
             raise SliceRejected(f"address {address[:60]!r} is not a valid address")
         if not isinstance(table, dict):
             raise SliceRejected(f"entry {address} is not a table")
-        for name in _TEXT_FIELDS:
+        for name in SLICE_FIELDS:
             if name in table and not isinstance(table[name], str):
                 raise SliceRejected(f"entry {address} field {name} is not a string")
         pane = str(table.get("pane_id", ""))
         if pane and not (pane.startswith("%") and pane[1:].isdigit()):
             raise SliceRejected(f"entry {address} has pane id {pane[:20]!r}")
-        owner = registry.address_owner(address, known)
+        owner = view.address_owner(address, known)
         if table.get("host") != alias:
             dropped.append(f"{address} claims host {str(table.get('host'))[:40]!r}")
             continue
@@ -159,7 +160,7 @@ def validate_slice(alias: str, text: str,
 
 def _mesh_aliases() -> set[str]:
     """This host and every peer: the aliases an address can belong to."""
-    return {registry.self_alias(), *read_peers()}
+    return {naming.self_alias(), *read_peers()}
 
 
 def store_slice(alias: str, agents: dict[str, Agent], fetched: str, stale: bool = False,
@@ -167,11 +168,11 @@ def store_slice(alias: str, agents: dict[str, Agent], fetched: str, stale: bool 
     meta: dict[str, object] = {"host": alias, "fetched": fetched, "stale": stale}
     if error:
         meta["error"] = error
-    text = registry.dump_tables(
+    text = dump_tables(
         [f"agent-mesh: last good slice of {alias}. Do not edit."],
         {"slice": {"meta": meta}, "agents": {a: ag.to_table() for a, ag in agents.items()}},
     )
-    atomic_write(Path(paths.slices_dir()) / f"{alias}.toml", text.encode("utf-8"))
+    write_file(str(Path(paths.slices_dir()) / f"{alias}.toml"), text.encode("utf-8"))
 
 
 def mark_stale(alias: str, error: str) -> tuple[int, str]:
@@ -179,7 +180,7 @@ def mark_stale(alias: str, error: str) -> tuple[int, str]:
     path = Path(paths.slices_dir()) / f"{alias}.toml"
     with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
         try:
-            meta, agents = registry.read_slice_file(path)
+            meta, agents = read_slice_file(path)
         except UsageError:
             meta, agents = {}, {}
         fetched = str(meta.get("fetched", ""))
@@ -225,14 +226,14 @@ def _matches_verified(alias: str, text: str) -> bool:
     """Does a pushed slice hold exactly the agents we last fetched from alias ourselves?"""
     try:
         agents, _notes = validate_slice(alias, text)
-        meta, stored = registry.read_slice_file(Path(paths.slices_dir()) / f"{alias}.toml")
+        meta, stored = view.read_slice_file(Path(paths.slices_dir()) / f"{alias}.toml")
     except (SliceRejected, UsageError):
         return False
     return bool(meta.get("fetched")) and not meta.get("stale") and agents == stored
 
 
 def _ago(stamp: str) -> str:
-    return f"{store.age(stamp)} ago" if store.age(stamp) else "never"
+    return f"{age(stamp)} ago" if age(stamp) else "never"
 
 
 Outcome = tuple[str, float] | Exception
@@ -247,7 +248,7 @@ def _fetch(alias: str, local_text: str | None, limit: float,
     transports[alias] = transport
     outcome: Outcome
     try:
-        outcome = transport.exchange(registry.self_alias(), local_text, min(SYNC_TIMEOUT, limit))
+        outcome = transport.exchange(naming.self_alias(), local_text, min(SYNC_TIMEOUT, limit))
     except (WireError, UsageError) as exc:
         outcome = exc
     except Exception as exc:  # a thread must report, never die silently
@@ -305,7 +306,7 @@ def _settle(alias: str, outcome: Outcome, aliases: set[str]) -> PeerReport:
         return PeerReport(alias, "rejected", f"{printable(str(exc))}; keeping {kept} agent(s) "
                           f"from {_ago(fetched)} (stale)", kept)
     with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
-        store_slice(alias, agents, registry.now_iso())
+        store_slice(alias, agents, clock.now_iso())
     return PeerReport(alias, "ok", "", len(agents), elapsed, tuple(notes))
 
 
@@ -323,12 +324,12 @@ def sync(push: bool = True) -> list[PeerReport]:
             local_text = Path(paths.local_slice()).read_text(encoding="utf-8")
         except FileNotFoundError:
             local_text = None
-    Path(paths.slices_dir()).mkdir(parents=True, exist_ok=True)
+    Path(paths.slices_dir()).mkdir(mode=0o700, parents=True, exist_ok=True)
     reports = exchange_all(peers, local_text) if peers else []
     for old in Path(paths.slices_dir()).glob("*.toml"):
         if old.stem not in peers:  # no longer a member
             old.unlink(missing_ok=True)
-    registry.assemble()
+    assemble()
     return reports
 
 
@@ -338,7 +339,7 @@ def pull(alias: str) -> list[PeerReport]:
         return []
     Path(paths.slices_dir()).mkdir(parents=True, exist_ok=True)
     reports = exchange_all([alias], None)
-    registry.assemble()
+    view.assemble()
     return reports
 
 
@@ -346,9 +347,9 @@ def pull_main(alias: str) -> None:
     """The detached process `schedule_pull` starts: coalesced per alias, logged."""
     try:
         for report in _coalesced(f"pull-{alias}", lambda: pull(alias)):
-            print(f"{registry.now_iso()} pull {report.line()}")
+            print(f"{clock.now_iso()} pull {report.line()}")
     except Exception as exc:  # the log gets one line, never a traceback
-        print(f"{registry.now_iso()} pull {printable(alias)}: failed: {printable(str(exc))}")
+        print(f"{clock.now_iso()} pull {printable(alias)}: failed: {printable(str(exc))}")
 
 
 def push_pending() -> list[PeerReport]:

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from agent_mesh import __version__, paths
+from agent_mesh.clock import duration
 from agent_mesh.errors import MeshError, UsageError, WireError, printable, report
 from agent_mesh.ops.setup import FIX as INSTALL
 from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT
-from agent_mesh.registry import store
-from agent_mesh.registry import view as registry
+from agent_mesh.registry.view import agents_from, read_slice_file
 
 # What `agent-mesh setup` installs (HOOK_MARK, HOOK_EVENTS, TIMER_UNIT, the paths in
 # agent_mesh.paths) is defined once, in ops/setup.py and paths.py; checked here.
@@ -85,7 +85,7 @@ def _tilde(path: Path | str) -> str:
 
 
 def _ago(seconds: float) -> str:
-    return f"{store.duration(seconds)} ago"
+    return f"{duration(seconds)} ago"
 
 
 def _parse_stamp(stamp: str) -> float | None:
@@ -322,13 +322,13 @@ def check_registry_files(now: float) -> list[Check]:
     """local.toml (this host) and registry.toml (the merged view notify-pane reads)."""
     checks: list[Check] = []
     failed, doc = _read_toml("local.toml", Path(paths.local_slice()))
-    checks.append(failed or _ok("local.toml", f"{len(registry.agents_from(doc))} agent(s) "
+    checks.append(failed or _ok("local.toml", f"{len(agents_from(doc))} agent(s) "
                                 "on this host"))
     path = Path(paths.registry_file())
     failed, doc = _read_toml("registry.toml", path)
     if failed:
         return [*checks, failed]
-    agents = registry.agents_from(doc)
+    agents = agents_from(doc)
     stale = sum(1 for a in agents.values() if a.stale)
     age = now - path.stat().st_mtime
     detail = f"{len(agents)} agent(s)" + (f" ({stale} stale)" if stale else "")
@@ -505,7 +505,7 @@ def check_slice(alias: str, now: float) -> Check:
     if not path.exists():
         return _warn(name, "never fetched", "agent-mesh sync (once the peer check passes)")
     try:
-        meta, agents = registry.read_slice_file(path)
+        meta, agents = read_slice_file(path)
     except UsageError:
         return _warn(name, f"{_tilde(path)} is not valid TOML", "agent-mesh sync (rewrites it)")
     fetched = str(meta.get("fetched", ""))

@@ -1,9 +1,11 @@
-"""The registry as the rest of the program sees it: addresses and Agent values.
+"""The merged view: registry.toml assembled from this host's slice and the peers'
+last good slices, read back as `model.Agent` values, and addresses resolved.
 
-The files themselves are built and written by `agent_mesh.registry.store`, which the
-tmux hook imports and which therefore works on plain dicts with as few imports
-as possible; this module turns those tables into `model.Agent` values, reads
-with tomllib, and resolves addresses for senders.
+`assemble` runs on the hook's path (lean imports; the peers' part is cached so
+tomllib is needed only when a peer slice changed); `load_agents` runs on every
+notify-pane (a marshal cache of registry.toml keyed by the file's identity).
+`check_live` is what delivery calls before typing into an entry's pane: the
+pane and window ids must still be the ones the registry recorded.
 """
 
 from __future__ import annotations
@@ -13,59 +15,198 @@ import os
 from collections.abc import Iterable, Mapping
 
 from agent_mesh import __version__, paths
-from agent_mesh.errors import UnknownAgent, UsageError
-from agent_mesh.fsutil import atomic_write
+from agent_mesh.clock import now_iso
+from agent_mesh.errors import MeshError, UnknownAgent, UsageError
+from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
-from agent_mesh.registry import store
-from agent_mesh.registry.store import (
-    ADDRESS_MAX,
-    SCAN_FIELDS,
-    SLUG_MAX,
-    dump_tables,
-    host_part,
-    infer_role,
-    infer_scope,
-    is_scratch_session,
-    is_valid_address,
-    now_iso,
-    scan_windows,
-    self_alias,
-    slug,
-    toml_key,
-    toml_string,
+from agent_mesh.registry.naming import SCRATCH_RULE, host_part, scratch_session_in, self_alias
+from agent_mesh.registry.toml import (
+    SLICE_FIELDS,
+    clean_table,
+    comment,
+    ensure_agents_dir,
+    parse_slice,
+    parse_toml,
+    read_text,
+    table_lines,
+    tables_from,
+    write_file,
 )
-from agent_mesh.tmux import Tmux
 
-__all__ = [
-    "ADDRESS_MAX",
-    "SCAN_FIELDS",
-    "SLUG_MAX",
-    "agents_from",
-    "assemble",
-    "dump_tables",
-    "host_part",
-    "infer_role",
-    "infer_scope",
-    "is_scratch_session",
-    "is_valid_address",
-    "load_agents",
-    "now_iso",
-    "paths",
-    "read_slice_file",
-    "read_toml",
-    "register_session",
-    "rescan",
-    "resolve",
-    "scan_windows",
-    "self_alias",
-    "slug",
-    "toml_key",
-    "toml_string",
-    "unregister_session",
-]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from agent_mesh.tmux import Tmux
 
 
-def _agents(tables: Mapping[str, Mapping[str, object]]) -> dict[str, Agent]:
+class UnknownAddress(UnknownAgent):
+    """Exit 2 with a reason of its own (out of date, scratch session) instead of
+    the did-you-mean hint."""
+
+    def __init__(self, address: str, message: str) -> None:
+        self.address = address
+        self.suggestions = []
+        MeshError.__init__(self, message)
+
+
+# --- assembling registry.toml ---------------------------------------------------
+
+
+def _registry_lock() -> str:
+    return os.path.join(paths.agents_dir(), "registry.toml.lock")
+
+
+def peer_slice_files() -> list[str]:
+    """`~/.agents/slices/<peer>.toml`, sorted (hidden and temp files skipped)."""
+    slices = paths.slices_dir()
+    try:
+        names = os.listdir(slices)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(
+        os.path.join(slices, n) for n in names if n.endswith(".toml") and not n.startswith(".")
+    )
+
+
+def read_slice(path: str) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    """A stored slice's `[slice.meta]` table and its agents (ValueError if not TOML)."""
+    doc = parse_toml(read_text(path))
+    slice_tables = doc.get("slice", {})
+    meta = slice_tables.get("meta", {}) if isinstance(slice_tables, dict) else {}
+    return (meta if isinstance(meta, dict) else {}), tables_from(doc)
+
+
+_PEER_CACHE = ".peers.cache"
+
+
+def _peer_signature(files: list[str]) -> str:
+    """Identity of every peer slice file: name, inode, mtime and size.
+
+    Slices are replaced by rename, so any rewrite changes the inode.
+    """
+    parts = [f"v{__version__}"]
+    for path in files:
+        st = os.stat(path)
+        name = os.path.basename(path).encode("utf-8", "surrogateescape").hex()
+        parts.append(f"{name}:{st.st_ino}:{st.st_mtime_ns}:{st.st_size}")
+    return " ".join(parts)
+
+
+def _render_peers(files: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Parse the peer slices: their aliases and their tables as emitted lines.
+
+    The first peer (by file name) to claim an address keeps it. A slice whose
+    meta says `stale = true` marks its agents stale with the time it was last
+    fetched, so they stay addressable through a network blip.
+    """
+    sources: list[str] = []
+    blocks: list[list[str]] = []
+    seen_addresses: set[str] = set()
+    for path in files:
+        try:
+            meta, tables = read_slice(path)
+        except (OSError, ValueError):
+            continue
+        sources.append(os.path.basename(path)[: -len(".toml")])
+        stale = bool(meta.get("stale"))
+        fetched = str(meta.get("fetched", ""))
+        for address, table in tables.items():
+            if address in seen_addresses:
+                continue
+            seen_addresses.add(address)
+            entry = clean_table(table, SLICE_FIELDS)
+            if stale:
+                entry["stale"] = True
+                if fetched:
+                    entry["last_seen"] = fetched
+            blocks.append(table_lines(address, entry))
+    return sources, blocks
+
+
+def _peer_section() -> tuple[list[str], list[list[str]]]:
+    """The peers' part of registry.toml, re-parsed only when a slice file changed.
+
+    Parsing needs tomllib (~13 ms to import) and every peer file, on every
+    hook; the rendered result is cached in ~/.agents/.peers.cache under the
+    signature of the files it came from, with a checksum so a damaged cache is
+    rebuilt rather than copied into registry.toml.
+    """
+    files = peer_slice_files()
+    if not files:
+        return [], []
+    try:
+        signature = _peer_signature(files)
+    except OSError:  # a slice vanished meanwhile: don't cache this round
+        return _render_peers(files)
+    from binascii import crc32
+
+    cache = os.path.join(paths.agents_dir(), _PEER_CACHE)
+    try:
+        head, checksum, body = read_text(cache).split("\n", 2)
+        if head == signature and checksum == f"{crc32(body.encode()):08x}":
+            lines = body.split("\n")
+            sources = lines[0].split("\t") if lines[0] else []
+            blocks: list[list[str]] = []
+            for line in lines[1:]:
+                if line.startswith("["):
+                    blocks.append([line])
+                elif line and blocks:
+                    blocks[-1].append(line)
+            return sources, blocks
+    except (OSError, ValueError):
+        pass
+    sources, blocks = _render_peers(files)
+    body = "\t".join(comment(s)[2:].replace("\t", "?") for s in sources) + "\n"
+    body += "".join(line + "\n" for block in blocks for line in block)
+    text = f"{signature}\n{crc32(body.encode()):08x}\n{body}"
+    write_file(cache, text.encode("utf-8"))
+    return sources, blocks
+
+
+def assemble(local: Mapping[str, Mapping[str, object]] | None = None) -> str:
+    """Write registry.toml: this host's slice, then each peer's last good slice.
+
+    `local` is the slice just written (callers that hold the slice lock pass it,
+    so two hooks can't assemble in the wrong order); without it local.toml is
+    read. This host's own agents win any address clash. Returns the text written.
+    """
+    ensure_agents_dir()
+    with locked(_registry_lock()):
+        if local is None:
+            local = (parse_slice(read_text(paths.local_slice())) or ({}, False))[0]
+        lines = [
+            comment("agent-mesh registry: assembled from every host's ~/.agents/local.toml."
+                    " Do not edit."),
+            "",  # the Mesh: line, once the peers are known
+            comment(f"Last assembled: {now_iso()}"),
+        ]
+        mine = set()
+        for address, table in local.items():
+            block = table_lines(address, clean_table(table, SLICE_FIELDS))
+            mine.add(block[0])
+            lines.append("")
+            lines.extend(block)
+        sources, blocks = _peer_section()
+        lines[1] = comment(f"Mesh: {' '.join([self_alias(), *sources])}")
+        for block in blocks:
+            if block[0] not in mine:
+                lines.append("")
+                lines.extend(block)
+        text = "\n".join(lines) + "\n"
+        write_file(paths.registry_file(), text.encode("utf-8"))
+    return text
+
+
+def reassemble() -> dict[str, Agent]:
+    """Rewrite registry.toml from local.toml and the peers' last good slices."""
+    return agents_from(parse_toml(assemble()))
+
+
+# --- reading it ------------------------------------------------------------------
+
+
+def agents_of(tables: Mapping[str, Mapping[str, object]]) -> dict[str, Agent]:
     return {address: Agent.from_table(address, dict(t)) for address, t in tables.items()}
 
 
@@ -83,7 +224,7 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, object]:
 
 def _parse(data: bytes, path: object) -> dict[str, object]:
     try:
-        return store.parse_toml(data.decode("utf-8"))
+        return parse_toml(data.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:  # TOMLDecodeError is a ValueError
         raise UsageError(
             f"{path} is not valid TOML ({exc}); run agent-discover to rebuild it"
@@ -92,13 +233,13 @@ def _parse(data: bytes, path: object) -> dict[str, object]:
 
 def agents_from(doc: Mapping[str, object]) -> dict[str, Agent]:
     """The agents of a parsed registry file (malformed entries skipped)."""
-    return _agents(store.tables_from(doc))
+    return agents_of(tables_from(doc))
 
 
 def load_agents(path: str | os.PathLike[str] | None = None) -> dict[str, Agent]:
     """The agents of a registry file (default: the merged registry.toml, cached)."""
     if path is None:
-        return _agents(_registry_tables())
+        return agents_of(_registry_tables())
     return agents_from(read_toml(path))
 
 
@@ -129,9 +270,9 @@ def _registry_tables() -> dict[str, dict[str, object]]:
             chunks.append(chunk)
     finally:
         os.close(fd)
-    tables = {a: dict(t) for a, t in store.tables_from(_parse(b"".join(chunks), path)).items()}
+    tables = {a: dict(t) for a, t in tables_from(_parse(b"".join(chunks), path)).items()}
     try:  # noqa: SIM105 - contextlib would cost the hot path an import
-        atomic_write(paths.registry_cache(), marshal.dumps((key, tables)), mode=0o600)
+        write_file(paths.registry_cache(), marshal.dumps((key, tables)))
     except OSError:
         pass  # a cache that can't be written only costs the next reader a parse
     return tables
@@ -151,38 +292,22 @@ def _read_cache(key: tuple[object, ...]) -> dict[str, dict[str, object]] | None:
 def read_slice_file(path: str | os.PathLike[str]) -> tuple[dict[str, object], dict[str, Agent]]:
     """A stored slice's `[slice.meta]` table and its agents (a missing file is empty)."""
     try:
-        meta, tables = store.read_slice(os.fspath(path))
+        meta, tables = read_slice(os.fspath(path))
     except ValueError as exc:  # not TOML
         raise UsageError(
             f"{path} is not valid TOML ({exc}); run agent-discover to rebuild it"
         ) from exc
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return meta, _agents(tables)
+    return meta, agents_of(tables)
 
 
-def rescan(tmux: Tmux) -> dict[str, Agent]:
-    """Rebuild this host's whole slice from live tmux (authoritative)."""
-    return _agents(store.rescan(tmux))
-
-
-def register_session(tmux: Tmux, session: str) -> dict[str, Agent]:
-    """Re-register one session (name or `$id`); other sessions' entries stay as they are."""
-    return _agents(store.register_session(tmux, session))
-
-
-def unregister_session(session: str, tmux: Tmux | None = None) -> list[str]:
-    """Drop one session's entries (it closed); returns the removed addresses."""
-    return store.unregister_session(session, tmux)
-
-
-def assemble() -> dict[str, Agent]:
-    """Rewrite registry.toml from local.toml and the peers' last good slices."""
-    return agents_from(store.parse_toml(store.assemble()))
+# --- resolving addresses -----------------------------------------------------------
 
 
 def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:
-    """Find an agent by address, or raise UnknownAgent with close matches."""
+    """Find an agent by address (case-insensitively when that is unambiguous), or
+    raise UnknownAgent saying why: a scratch session, or close matches."""
     table = load_agents() if agents is None else agents
     agent = table.get(address)
     if agent is not None:
@@ -194,6 +319,17 @@ def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:
                         f"Rename that window on {agent.host}, or sync once {owner} is back",)
             raise err
         return agent
+    folded = [a for a in table if a.lower() == address.lower()]
+    if len(folded) == 1:
+        return table[folded[0]]
+    hosts = sorted({self_alias(), *(a.host for a in table.values())}, key=len, reverse=True)
+    scratch = scratch_session_in(address.lower(), hosts)
+    if scratch:
+        raise UnknownAddress(
+            address,
+            f"unknown agent '{address}': {SCRATCH_RULE}; rename it: "
+            f"tmux rename-session -t {scratch} work",
+        )
     import difflib
 
     close = difflib.get_close_matches(address, list(table), n=3, cutoff=0.6)
@@ -226,3 +362,32 @@ def _mesh_aliases(table: Mapping[str, Agent]) -> set[str]:
         pass
     aliases.discard("")
     return aliases
+
+
+def check_live(agent: Agent, tmux: Tmux) -> None:
+    """Before typing into an entry's pane: is it still the window the registry says?
+
+    Pane ids are unique only while their server runs and a pane can be moved to
+    another window, so the entry's pane must exist on its server and sit in the
+    entry's window; else exit 2, "the registry is out of date". Entries without
+    ids (an older peer's) are not checked.
+    """
+    if not (agent.pane_id and agent.window_id):
+        return
+    result = tmux.run("display-message", "-p", "-t", agent.pane_id,
+                      "#{pane_id} #{window_id}", check=False)
+    if result.returncode != 0 and b"can't find" not in result.stderr:  # no server: exit 4
+        from agent_mesh.errors import WireError
+
+        raise WireError(f"tmux failed reading pane {agent.pane_id}: {result.error_line}")
+    found = result.stdout.decode("utf-8", "replace").split()
+    if result.returncode == 0 and found == [agent.pane_id, agent.window_id]:
+        return
+    where = f"pane {agent.pane_id} of window {agent.window_id}"
+    now = f"is now in window {found[1]}" if len(found) == 2 and found[0] == agent.pane_id \
+        else "no longer exists"
+    raise UnknownAddress(
+        agent.address,
+        f"{agent.address}: the registry is out of date ({where} {now}; "
+        f"run agent-discover on {agent.host})",
+    )

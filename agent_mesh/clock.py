@@ -1,0 +1,44 @@
+"""Time stamps as the registry writes them, and spans as people read them.
+
+A bottom module (os-free, time only): the hook, list, sync and doctor all format
+time the same way.
+"""
+
+from __future__ import annotations
+
+import time
+
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def now_iso() -> str:
+    """Now as `YYYY-MM-DDTHH:MM:SSZ` (UTC)."""
+    return time.strftime(STAMP_FORMAT, time.gmtime())
+
+
+def is_stamp(value: str) -> bool:
+    """Exactly `YYYY-MM-DDTHH:MM:SSZ`, as now_iso writes it."""
+    return len(value) == 20 and all(
+        ch == value[i] if i in (4, 7, 10, 13, 16, 19) else value[i].isdigit()
+        for i, ch in enumerate("0000-00-00T00:00:00Z")
+    )
+
+
+def age(stamp: str) -> str:
+    """How long ago an ISO-8601 UTC stamp was, as `42s`, `5m`, `3h`, `2d` ('' if unparsable)."""
+    import calendar
+
+    try:
+        then = calendar.timegm(time.strptime(stamp, STAMP_FORMAT))
+    except ValueError:
+        return ""
+    return duration(time.time() - then)
+
+
+def duration(seconds: float) -> str:
+    """A span as `42s`, `5m`, `3h` or `2d` (largest whole unit; negative counts as 0)."""
+    whole = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"

@@ -1,0 +1,131 @@
+"""Names: this host's alias, address slugs, roles, uniqueness, scratch sessions.
+
+An address is `<host>-<session>-<window>` in slug form; a window of a tmux server
+other than the default one gets that server's name after the host,
+`<host>-<server>-<session>-<window>` (`tmux -L work` → `vm-work-dev-cat`), so it
+never takes an address a default-server window would get. Duplicates get `-2`,
+`-3`, ... and an address, once given, stays with its window (see scan.py).
+
+The hook imports this module: os only.
+"""
+
+from __future__ import annotations
+
+import os
+
+from agent_mesh import paths
+from agent_mesh.receivers import is_shell
+
+SLUG_MAX = 40
+ADDRESS_MAX = 128
+_ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+# Scratch sessions the bash tool never registers.
+SCRATCH_NAMES = frozenset({"scratch", "tmp", "temp", "test"})
+SCRATCH_RULE = "sessions named scratch/tmp/temp/test/test-*/_* are not registered"
+DEFAULT_SERVER = "default"
+
+
+def self_alias() -> str:
+    """This host's name in the mesh: first line of self.conf, else `hostname -s`."""
+    try:
+        with open(paths.self_conf(), encoding="utf-8") as fh:
+            alias = "".join(fh.readline().split())
+        if alias:
+            return alias
+    except (OSError, UnicodeDecodeError):
+        pass
+    return os.uname().nodename.split(".")[0]
+
+
+def slug(name: str) -> str:
+    """Lowercase; every run of non-alphanumerics becomes one `-`; at most 40 chars."""
+    out: list[str] = []
+    for ch in name.lower():
+        if ch.isascii() and ch.isalnum():
+            out.append(ch)
+        elif out and out[-1] != "-":
+            out.append("-")
+    return "".join(out)[:SLUG_MAX].strip("-")
+
+
+def is_valid_address(address: str) -> bool:
+    return (
+        0 < len(address) <= ADDRESS_MAX
+        and address[0].isalnum()
+        and all(ch in _ADDRESS_CHARS for ch in address)
+    )
+
+
+def host_part(alias: str) -> str:
+    """The host alias as it appears in addresses (kept as is when already safe)."""
+    return alias if is_valid_address(alias) else (slug(alias) or "host")
+
+
+def server_part(socket_path: str) -> str:
+    """'' for the default tmux server, else its socket's name as a slug (`-L work` → work)."""
+    name = os.path.basename(socket_path)
+    if not socket_path or name == DEFAULT_SERVER:
+        return ""
+    return slug(name) or "server"
+
+
+def base_address(host: str, socket_path: str, session: str, window: str, index: str) -> str:
+    """The address a window gets unless it is taken (then `-2`, `-3`, ...)."""
+    server = server_part(socket_path)
+    parts = [host_part(host), *([server] if server else []),
+             slug(session) or "session", slug(window) or f"win{index}"]
+    return "-".join(parts)
+
+
+def is_scratch_session(name: str) -> bool:
+    """scratch, tmp, temp, test, test-*, _*: never registered (the bash tool's list)."""
+    return name in SCRATCH_NAMES or name.startswith(("test-", "_"))
+
+
+def unique(base: str, taken: set[str]) -> str:
+    """base, else base-2, base-3, ...: the first not yet taken (and now taken)."""
+    address, n = base, 2
+    while address in taken:
+        address = f"{base}-{n}"
+        n += 1
+    taken.add(address)
+    return address
+
+
+def derives_from(address: str, base: str) -> bool:
+    """Is address what unique() could have made of base (base itself or base-N)?"""
+    if address == base:
+        return True
+    rest = address[len(base) + 1 :]
+    return address.startswith(base + "-") and rest.isdigit() and rest[0] != "0"
+
+
+def infer_role(command: str, session: str, window: str) -> str:
+    """The role of a window nobody labelled, from its foreground command."""
+    where = f"{session}:{window}"
+    if command in ("claude", "claude-code"):
+        return f"Claude Code agent in {where}"
+    if command == "codex":
+        return f"Codex agent in {where}"
+    if is_shell(command):
+        return f"Shell agent in {where}"
+    if not command:
+        return f"CLI agent in {where}"
+    return f"{command} agent in {where}"
+
+
+def infer_scope(path: str, target: str) -> str:
+    return f"Window target {target}; current path {path}" if path else f"Window target {target}"
+
+
+def scratch_session_in(address: str, hosts: list[str]) -> str:
+    """The scratch session an unknown address seems to name (`vm-test-w` → test), or ''."""
+    for host in hosts:
+        prefix = host_part(host) + "-"
+        if not address.startswith(prefix):
+            continue
+        first = address[len(prefix) :].split("-", 1)[0]
+        if first in SCRATCH_NAMES:
+            return first
+    return ""
