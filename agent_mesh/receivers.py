@@ -109,6 +109,11 @@ def _agent_name(word: str, extra: frozenset[str]) -> str:
     return ""
 
 
+# Interpreter options whose next word is inline code, or the option's value.
+_INLINE_CODE = frozenset({"-c", "-e", "--eval", "-p", "--print"})
+_OPTION_ARGS = frozenset({"-W", "-X", "-r", "--require", "--import", "--loader"})
+
+
 def _launched(argv: tuple[str, ...]) -> str:
     """The script, module or package a launcher runs: `python -m aider` -> `aider`,
     `node /x/node_modules/@openai/codex/bin/codex.js` -> that path, `npx @openai/codex`
@@ -118,6 +123,11 @@ def _launched(argv: tuple[str, ...]) -> str:
         arg = args.pop(0)
         if arg == "-m" and args:
             return args[0]
+        if arg in _INLINE_CODE:  # `python -c CODE log`: no script; later words are its args
+            return ""
+        if arg in _OPTION_ARGS and args:  # `python -W error x.py`: skip the option's value
+            args.pop(0)
+            continue
         if arg.startswith("-") or ("=" in arg and not arg.startswith(("/", "."))):
             continue  # an option, or env's NAME=value
         if arg in _LAUNCHER_WORDS:

@@ -277,6 +277,7 @@ def bench_delegate(rounds: int) -> list[Result]:
                 host.tmux("new-window", "-d", "-t", "main:", "-n", f"r{k}", python, "-q", "-c",
                           RECEIVER, str(log))
                 host.tmux("set-option", "-w", "-t", f"main:r{k}", "@agent-role", "bench")
+                host.tmux("set-option", "-w", "-t", f"main:r{k}", "@agent-accept", "python3")
                 logs.append(log)
         time.sleep(1.0)
         for _ in range(2):

@@ -49,6 +49,8 @@ class Mesh:
         out = host.tmux("new-window", "-d", "-t", "main:", "-n", window, self.python, "-q",
                         "-c", RECEIVER, str(self.log(name, window)))
         assert out.returncode == 0, out.stderr
+        # a python prompt is not a known agent: the window opts in, as a user would
+        host.tmux("set-option", "-w", "-t", f"main:{window}", "@agent-accept", "python3")
         if role:
             host.tmux("set-option", "-w", "-t", f"main:{window}", "@agent-role", role)
         retry_until(lambda: ">>>" in self.screen(name, window))

@@ -351,7 +351,7 @@ def test_nothing_from_a_peer_reaches_the_terminal_raw(peers: Peers) -> None:
 @pytest.mark.parametrize(
     ("raw", "shown"),
     [
-        ("plain text, tab\there", "plain text, tab\there"),
+        ("plain text, tab\there", "plain text, tab here"),
         ("a\x1b[2Jb\x1b[1;31mc", "abc"),
         ("x\x1b]52;c;cm0gLXJmIH4K\x07y", "xy"),  # OSC 52 clipboard write, BEL-terminated
         ("x\x1b]0;title\x1b\\y", "xy"),  # ST-terminated

@@ -128,6 +128,8 @@ def test_pip_install_then_setup_gives_a_working_host(host: Host) -> None:
     made = env.tmux("new-window", "-d", "-t", "main:", "-n", "worker",
                     str(venv / "bin" / "python"), "-q", "-c", RECEIVER, str(log))
     assert made.returncode == 0, made.stderr
+    # a python prompt is not a known agent: the window opts in, as a user would
+    env.tmux("set-option", "-w", "-t", "main:worker", "@agent-accept", "python3")
     retry_until(lambda: _registered(env, f"{alias}-main-worker"), timeout=15)
     retry_until(lambda: ">>>" in env.tmux("capture-pane", "-p", "-t", "main:worker").stdout,
                 timeout=15)
