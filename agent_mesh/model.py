@@ -117,7 +117,7 @@ class Envelope(Frozen):
 
     FIELDS = (
         "sender", "address", "body", "timestamp", "force", "skip_dismiss", "file_name",
-        "file_size"
+        "file_size", "id"
     )
     __slots__ = FIELDS
     sender: str
@@ -128,12 +128,14 @@ class Envelope(Frozen):
     skip_dismiss: bool
     file_name: str | None
     file_size: int | None
+    id: str  # short id shared by both ends' delivery logs (delivery/log.py)
 
     def __init__(self, sender: str, address: str, body: str, timestamp: str,
                  force: bool = False, skip_dismiss: bool = False,
-                 file_name: str | None = None, file_size: int | None = None) -> None:
+                 file_name: str | None = None, file_size: int | None = None,
+                 id: str = "") -> None:
         self._set(sender=sender, address=address, body=body, timestamp=timestamp, force=force,
-                  skip_dismiss=skip_dismiss, file_name=file_name, file_size=file_size)
+                  skip_dismiss=skip_dismiss, file_name=file_name, file_size=file_size, id=id)
 
     def replace(self, **changes: object) -> Envelope:
         return Envelope(**{**self.as_dict(), **changes})  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from agent_mesh import paths
+from agent_mesh.delivery import log
 from agent_mesh.delivery.state import DEAD_REASON, PaneState, foreground_program, refusal
 from agent_mesh.errors import NotReady, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
@@ -416,9 +417,10 @@ def deliver_envelope(
         return text
 
     target = agent.pane_id or agent.target
-    pane, more = deliver_text(
-        compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
-    )
+    with log.receiving(envelope, agent):  # the agent's received log (delivery/log.py)
+        pane, more = deliver_text(
+            compose, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss, tmux=tmux
+        )
     return DeliveryResult(
         address=agent.address,
         host=agent.host,

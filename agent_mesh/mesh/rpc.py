@@ -38,6 +38,10 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         return {"result": _deliver(request)}
     if op == "exchange":
         return _exchange(request)
+    if op in ("status", "peek", "inbox"):  # read-only: see mesh/observe.py
+        from agent_mesh.mesh import observe
+
+        return observe.handle(op, request)
     raise UsageError(f"unknown request {op!r}")
 
 

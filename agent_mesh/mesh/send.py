@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from agent_mesh.delivery import log
 from agent_mesh.errors import UsageError
 from agent_mesh.mesh.transport import transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
@@ -68,6 +69,8 @@ def send(
         skip_dismiss=skip_dismiss,
         file_name=os.path.basename(file_path) if file_path else None,
         file_size=len(file_data) if file_data is not None else None,
+        id=log.new_id(),
     )
     transport = transport_for(agent.host, registry.self_alias())
-    return transport.deliver(envelope, agent, file_data)
+    with log.sending(envelope, agent):  # sent.jsonl: what went where, and how it ended
+        return transport.deliver(envelope, agent, file_data)

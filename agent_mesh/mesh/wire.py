@@ -26,7 +26,7 @@ def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
         "sender": envelope.sender, "address": envelope.address, "body": envelope.body,
         "timestamp": envelope.timestamp, "force": envelope.force,
         "skip_dismiss": envelope.skip_dismiss, "file_name": envelope.file_name,
-        "file_size": envelope.file_size,
+        "file_size": envelope.file_size, "id": envelope.id,
     }
 
 
@@ -35,7 +35,7 @@ def envelope_from_json(data: dict[str, Any]) -> Envelope:
         sender=str(data["sender"]), address=str(data["address"]), body=str(data["body"]),
         timestamp=str(data["timestamp"]), force=bool(data.get("force")),
         skip_dismiss=bool(data.get("skip_dismiss")), file_name=data.get("file_name"),
-        file_size=data.get("file_size"),
+        file_size=data.get("file_size"), id=str(data.get("id") or ""),
     )
 
 
