@@ -10,17 +10,33 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from agent_mesh.cli.main import _run_guarded, printable
-from agent_mesh.errors import UsageError
+from agent_mesh.cli.main import _run_guarded as _guarded
+from agent_mesh.cli.main import printable
+from agent_mesh.errors import MeshError, UsageError
 from agent_mesh.registry import store
 
 _COLUMNS = ("ADDRESS", "HOST", "STATE", "SINCE", "PROGRAM", "ROLE", "DETAIL")
 _STATE_STYLE = {"idle": "green", "working": "cyan", "drafting": "yellow", "waiting": "magenta",
                 "dead": "red", "gone": "red", "unreachable": "red"}
+
+
+def _run_guarded(prog: str, func: Callable[[], Any]) -> None:
+    """cli.main's guard, plus: a bug is one line and exit 1 too, never a traceback."""
+
+    def wrapped() -> None:
+        try:
+            func()
+        except (MeshError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise MeshError(f"unexpected error: {type(exc).__name__}: {exc}") from exc
+
+    _guarded(prog, wrapped)
 
 
 def _since(stamp: str) -> str:

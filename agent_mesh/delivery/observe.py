@@ -153,8 +153,9 @@ def _date_states(rows: list[dict[str, Any]], now: float) -> None:
     for row in rows:
         key = f"{row['address']} {row['pane']}"
         prev = cache.get(key)
-        if not (isinstance(prev, list) and len(prev) == 3):
-            prev = None
+        if not (isinstance(prev, list) and len(prev) == 3
+                and all(isinstance(v, (int, float)) for v in prev[1:])):
+            prev = None  # a cache from elsewhere or hand-edited: start afresh
         if prev is not None and prev[0] == row["state"]:
             since = float(prev[1])
         else:

@@ -146,10 +146,10 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
             results[host] = (None, f"{type(exc).__name__}: {exc}",
                              (time.monotonic() - started) * 1000)
 
-    threads = [threading.Thread(target=ask, args=(h,), daemon=True) for h in hosts[1:]]
+    threads = [threading.Thread(target=ask, args=(h,), daemon=True) for h in hosts if h != me]
     for thread in threads:
         thread.start()
-    if hosts and hosts[0] == me:
+    if me in hosts:
         ask(me)
     for thread in threads:
         thread.join()
