@@ -24,6 +24,12 @@ def main() -> None:
         for report in sync.push_pending():
             print(report.line())
         sys.exit(0)
+    if command == ["status"]:  # plain status skips click; see cli/observe_cmds.py
+        from agent_mesh.cli.observe_cmds import quick_status
+
+        code = quick_status(sys.argv[2:])
+        if code is not None:
+            sys.exit(code)
     from agent_mesh.cli.main import mesh_main
 
     mesh_main()

@@ -20,21 +20,23 @@ import json
 import os
 import threading
 import time
-from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.delivery.paste import PaneGone, detect_modal, pane_state
 from agent_mesh.delivery.state import SHELLS, refusal
 from agent_mesh.errors import MeshError, WireError
-from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
-from agent_mesh.tmux import Tmux, fields_format, parse_records
+from agent_mesh.tmux import Tmux, TmuxResult, fields_format, parse_records
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a peer's rpc an import
+    from typing import Any
 
 KINDS = ("idle", "working", "drafting", "waiting", "shell", "running", "dead", "gone",
          "unreachable")
 MAX_PEEK_LINES = 10000
 _PANE_FIELDS = ("pane_id", "window_activity", "pane_dead")
-_THREADS = 8
 
 
 # --- ADAPTER: replaced at merge by the one state classifier (delivery/state.py) --------
@@ -92,27 +94,7 @@ def local_status(agents: list[Agent], tmux: Tmux | None = None) -> list[dict[str
     """One row per agent of this host: address, host, state, since, program, role, detail."""
     tmux = tmux or Tmux()
     panes = live_panes(tmux)
-    found: dict[str, dict[str, str]] = {}
-    todo = [a for a in agents if a.pane_id in panes]
-
-    def work() -> None:
-        while todo:
-            try:
-                agent = todo.pop()
-            except IndexError:
-                return
-            try:
-                found[agent.address] = pane_status(tmux, agent)
-            except MeshError as exc:
-                found[agent.address] = {"state": "gone" if exc.exit_code == 2 else "unknown",
-                                        "program": "", "detail": str(exc)}
-
-    threads = [threading.Thread(target=work) for _ in range(min(_THREADS, len(todo) - 1))]
-    for thread in threads:
-        thread.start()
-    work()
-    for thread in threads:
-        thread.join()
+    found = statuses(tmux, [a for a in agents if a.pane_id in panes])
     now = time.time()
     rows: list[dict[str, Any]] = []
     for agent in agents:
@@ -131,6 +113,102 @@ def local_status(agents: list[Agent], tmux: Tmux | None = None) -> list[dict[str
         row["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
         del row["activity"]
     return rows
+
+
+# --- many panes in one tmux call ------------------------------------------------------
+# A tmux client call costs ~2-3 ms (spawn, connect), most of a pane's status. The state
+# read does one tmux call per pane; here each agent's first call is recorded, all are run
+# as ONE tmux command list (a random marker line between them), and each status is then
+# computed again from its share of the output. Generic on purpose: whatever
+# pane_status reads with its first call is batched; any further call runs as usual.
+
+
+class _Recorded(BaseException):  # BaseException: passes any `except Exception` in between
+    def __init__(self, args: tuple[str, ...]) -> None:
+        super().__init__()
+        self.tmux_args = args
+
+
+class _Recorder(Tmux):
+    def __init__(self, real: Tmux) -> None:
+        super().__init__(real.socket_path, real.binary)
+
+    def run(self, *args: str, input: bytes | None = None, timeout: float = 10.0,
+            check: bool = True) -> TmuxResult:
+        raise _Recorded(args)
+
+
+class _Replay(Tmux):
+    """Answers the first call with the batched output; later calls go to tmux."""
+
+    def __init__(self, real: Tmux, stdout: bytes) -> None:
+        super().__init__(real.socket_path, real.binary)
+        self.first: bytes | None = stdout
+
+    def run(self, *args: str, input: bytes | None = None, timeout: float = 10.0,
+            check: bool = True) -> TmuxResult:
+        if self.first is None:
+            return super().run(*args, input=input, timeout=timeout, check=check)
+        out, self.first = self.first, None
+        return TmuxResult(0, out, b"")
+
+
+_BATCH_BYTES = 12000  # tmux refuses a client command over ~16 KB
+
+
+def statuses(tmux: Tmux, agents: list[Agent]) -> dict[str, dict[str, str]]:
+    """pane_status for each agent (address -> status), in as few tmux calls as fit."""
+    found: dict[str, dict[str, str]] = {}
+    calls: list[tuple[Agent, tuple[str, ...]]] = []
+    for agent in agents:
+        try:
+            found[agent.address] = _guarded_status(_Recorder(tmux), agent)  # made no call
+        except _Recorded as rec:
+            calls.append((agent, rec.tmux_args))
+    groups: list[list[tuple[Agent, tuple[str, ...]]]] = [[]]
+    size = 0
+    for call in calls:
+        cost = sum(len(a.encode()) + 1 for a in call[1]) + 64
+        if groups[-1] and size + cost > _BATCH_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(call)
+        size += cost
+    threads = [threading.Thread(target=_run_group, args=(tmux, g, found)) for g in groups[1:]]
+    for thread in threads:
+        thread.start()
+    _run_group(tmux, groups[0], found)
+    for thread in threads:
+        thread.join()
+    return found
+
+
+def _run_group(tmux: Tmux, group: list[tuple[Agent, tuple[str, ...]]],
+               found: dict[str, dict[str, str]]) -> None:
+    if not group:
+        return
+    marker = f"agent-mesh-{os.urandom(12).hex()}"
+    argv: list[str] = []
+    for _agent, args in group:
+        argv += [*args, ";", "display-message", "-p", marker, ";"]
+    try:
+        result = tmux.run(*argv[:-1], check=False)
+        chunks = result.stdout.split(marker.encode() + b"\n")
+    except MeshError:
+        chunks = []
+    for n, (agent, _args) in enumerate(group):
+        if n < len(chunks) - 1:  # its output is complete: replay it
+            found[agent.address] = _guarded_status(_Replay(tmux, chunks[n]), agent)
+        else:  # a command failed (a pane closed meanwhile): ask on its own
+            found[agent.address] = _guarded_status(tmux, agent)
+
+
+def _guarded_status(tmux: Tmux, agent: Agent) -> dict[str, str]:
+    try:
+        return pane_status(tmux, agent)
+    except MeshError as exc:
+        return {"state": "gone" if exc.exit_code == 2 else "unknown", "program": "",
+                "detail": str(exc)}
 
 
 # --- since: the per-host state cache ---------------------------------------------------
@@ -166,9 +244,22 @@ def _date_states(rows: list[dict[str, Any]], now: float) -> None:
         fresh[key] = [row["state"], row["since"], now]
     try:
         with locked(state_cache() + ".lock", timeout=1.0):
-            atomic_write(state_cache(), json.dumps(fresh).encode(), mode=0o600)
+            _replace(state_cache(), json.dumps(fresh).encode())
     except (OSError, TimeoutError):
         pass  # without the cache, `since` falls back to the last output
+
+
+def _replace(path: str, data: bytes) -> None:
+    """Atomic for readers (a rename) but, unlike fsutil.atomic_write, no fsync: a cache
+    lost in a crash only costs `since` its precision, and fsync costs a status call
+    milliseconds on a busy disk."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 # --- peek ---------------------------------------------------------------------------

@@ -8,11 +8,9 @@ that talks to a peer. Nothing here types into a pane.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import threading
 import time
-from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.delivery import log
@@ -20,6 +18,10 @@ from agent_mesh.delivery import observe as local
 from agent_mesh.errors import MeshError, UsageError
 from agent_mesh.model import Agent
 from agent_mesh.registry import view as registry
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs a peer's rpc an import
+    from typing import Any
 
 STATUS_TIMEOUT = 15.0
 MAX_INBOX = 1000
@@ -61,7 +63,10 @@ def handle(op: str, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _own_agents() -> dict[str, Agent]:
-    return registry.load_agents(paths.local_slice())
+    """This host's agents: its slice's entries, read from the merged registry's marshal
+    cache (every slice write re-assembles it) rather than parsing local.toml (~15 ms)."""
+    me = registry.self_alias()
+    return {a: ag for a, ag in registry.load_agents().items() if ag.host == me}
 
 
 def _int(value: object, default: int) -> int:
@@ -85,6 +90,8 @@ def matches(row: dict[str, Any], patterns: list[str]) -> bool:
     """PATTERN: an address glob (`worker-*`), `role:GLOB` or `host:GLOB`; any may match."""
     if not patterns:
         return True
+    import fnmatch
+
     for pattern in patterns:
         kind, _, glob = pattern.partition(":")
         if kind == "role" and glob:
@@ -110,24 +117,20 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
     """(rows, hosts): every agent's row, and per host ok/error/elapsed_ms.
 
     This host is read directly; every other host that has agents in the registry
-    or is in peers.conf is asked in parallel. A host that does not answer keeps
+    is asked in parallel. A host that does not answer keeps
     its agents from the last good slice, in state `unreachable`.
     """
     patterns = list(patterns or [])
     me = registry.self_alias()
     known = registry.load_agents()
-    hosts = [me]
+    hosts = [me]  # a peer with no agents in the registry has no rows to show
     for agent in known.values():
         if agent.host not in hosts:
             hosts.append(agent.host)
-    try:
-        from agent_mesh.mesh.sync import read_peers
-
-        hosts += [p for p in read_peers() if p not in hosts]
-    except UsageError:
-        pass
     wanted = _hosts_wanted(patterns)
     if wanted is not None:
+        import fnmatch
+
         hosts = [h for h in hosts if any(fnmatch.fnmatchcase(h, g) for g in wanted)]
     results: dict[str, tuple[list[dict[str, Any]] | None, str, float]] = {}
 
