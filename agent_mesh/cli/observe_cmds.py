@@ -125,7 +125,9 @@ def render_status(rows: list[dict[str, Any]], hosts: list[dict[str, Any]],
         lines.append("  ".join(out).rstrip())
     for host in hosts:
         if not host["ok"]:
-            lines.append(printable(f"{host['host']}: unreachable: {host['error']}")[:200])
+            error = str(host["error"])
+            why = error if error.startswith("unreachable") else f"unreachable: {error}"
+            lines.append(printable(f"{host['host']}: {why}")[:200])
     return "\n".join(lines)
 
 
@@ -193,7 +195,8 @@ def _what(record: dict[str, Any]) -> str:
 def _outcome(record: dict[str, Any]) -> str:
     outcome = str(record.get("outcome", "?"))
     reason = str(record.get("reason", ""))
-    return f"{outcome}: {reason[:60]}" if reason else outcome
+    return f"{outcome}: {reason[:40]}…" if len(reason) > 40 else (
+        f"{outcome}: {reason}" if reason else outcome)
 
 
 def render_records(records: list[dict[str, Any]], sent: bool) -> str:
