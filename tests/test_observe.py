@@ -299,3 +299,11 @@ def test_rpc_ops_never_type_into_a_pane(spawn: Spawner) -> None:
         assert rpc(request)["ok"]
     time.sleep(0.3)
     assert tui.pane.capture() == before and tui.lines() == []
+
+
+def test_status_options_fall_back_to_click(spawn: Spawner) -> None:
+    spawn.agent_tui()
+    out = run_cli("agent-mesh", "status", "--help")
+    assert out.returncode == 0 and b"role:GLOB" in out.stdout
+    out = run_cli("agent-mesh", "status", "--bogus")
+    assert out.returncode == 2 and b"No such option" in out.stderr

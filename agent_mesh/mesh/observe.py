@@ -189,7 +189,11 @@ def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
         return local.peek(registry.resolve(address, _own_agents()), lines, ansi)
     reply = remote_request(agent.host, {"op": "peek", "address": address, "lines": lines,
                                         "ansi": ansi})
-    return str(reply.get("text", ""))
+    text = str(reply.get("text", ""))
+    if ansi:
+        return text
+    # the peer stripped them already; a peer is not trusted with our terminal either
+    return "\n".join(local.strip_controls(row) for row in text.split("\n"))
 
 
 def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
