@@ -93,7 +93,7 @@ def test_status_patterns(zoo: Spawner) -> None:
 def test_since_is_kept_while_the_state_holds_and_moves_when_it_changes(spawn: Spawner) -> None:
     tui = spawn.agent_tui("a")
     first = {r["address"]: r for r in status_json()["agents"]}[tui.address]
-    cache = Path(os.environ["HOME"]) / ".agents" / "state.json"
+    cache = Path(os.environ["HOME"]) / ".agents" / "state.cache"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     time.sleep(1.1)  # `since` has one-second resolution
     again = {r["address"]: r for r in status_json()["agents"]}[tui.address]

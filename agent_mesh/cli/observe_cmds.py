@@ -10,7 +10,6 @@ sixth of a 3-host status), so a status costs about one remote message.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -85,6 +84,8 @@ def _print_status(patterns: list[str], as_json: bool) -> None:
 
     rows, hosts = observe.mesh_status(patterns)
     if as_json:
+        import json
+
         text = json.dumps({"agents": rows, "hosts": hosts}, indent=2, ensure_ascii=False)
     else:
         text = render_status(rows, hosts, color=sys.stdout.isatty())
@@ -216,10 +217,14 @@ def render_records(records: list[dict[str, Any]], sent: bool) -> str:
 
 
 def _record_key(record: dict[str, Any]) -> str:
+    import json
+
     return json.dumps(record, sort_keys=True)
 
 
 def inbox_cmd(agent: str | None, as_json: bool, follow: bool, limit: int) -> None:
+    import json
+
     import click
 
     from agent_mesh.mesh import observe
@@ -321,6 +326,7 @@ def register(group: click.Group) -> None:
     def log_cmd(as_json: bool, limit: int) -> None:
         """What this host sent: each message and file with its id, recipient and outcome
         (delivered, refused and why, failed), from ~/.agents/log/sent.jsonl."""
+        import json
 
         def body() -> None:
             from agent_mesh.mesh import observe
