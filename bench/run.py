@@ -368,5 +368,86 @@ def main() -> int:
     return 0 if all(r.ratio <= r.target for r in results) else 1
 
 
+# --- seeing the mesh: agent-mesh status ---------------------------------------------------
+
+
+def bench_status_local(rounds: int) -> list[Result]:
+    """`agent-mesh status` on this host with 20 agent panes, against a 100 ms budget.
+
+    The baseline column is the budget itself (100 ms), so the ratio is ours/budget.
+    """
+    box = Sandbox("s")
+    try:
+        box.tmux("-f", "/dev/null", "new-session", "-d", "-s", "dev", "-n", "w0")
+        for i in range(1, 20):
+            argv = ([sys.executable, "-q", "-c", RECEIVER, str(box.base / f"{i}.jsonl")]
+                    if i % 2 else ["bash", "--norc", "--noprofile"])
+            box.tmux("new-window", "-d", "-t", "dev:", "-n", f"w{i}", *argv)
+        box.run([str(BIN / "agent-discover")])
+        cmd = [str(BIN / "agent-mesh"), "status", "--json"]
+        out = box.run(cmd)
+        rows = json.loads(out.stdout)["agents"] if out.returncode == 0 else []
+        if len(rows) != 20:
+            raise RuntimeError(f"status listed {len(rows)} agents, expected 20: {out.stderr!r}")
+        result = Result("local status, 20 panes (vs 100 ms budget)", target=1.0)
+        for i in range(rounds + 1):
+            elapsed = timed(lambda: box.run(cmd))
+            if i:
+                result.ours.append(elapsed)
+                result.baseline.append(100.0)
+        return [result]
+    finally:
+        box.close()
+
+
+def bench_status_remote(rounds: int) -> list[Result]:
+    """`agent-mesh status` from h2 over 3 hosts x 6 agents, against one remote message
+    (notify-pane h2 -> h1): the peers are asked in parallel, so it should cost about one."""
+    lab = _remote_lab()
+    if lab is None:
+        return []
+    try:
+        python = str(lab.venv / "bin" / "python")
+        h1, h2 = lab.hosts["h1"], lab.hosts["h2"]
+        log = h1.home / "got.jsonl"
+        for host in lab.hosts.values():
+            for i in range(6):
+                argv = ([python, "-q", "-c", RECEIVER, str(host.home / f"w{i}.jsonl")]
+                        if i % 2 == 0 else ["bash", "--norc", "--noprofile"])
+                host.tmux("new-window", "-d", "-t", "main:", "-n", f"w{i}", *argv)
+            host.tmux("kill-window", "-t", "main:0")  # just the six
+        h1.tmux("respawn-window", "-k", "-t", "main:w0", python, "-q", "-c", RECEIVER, str(log))
+        for host in lab.hosts.values():
+            host.run(["agent-discover"], check=True)
+        for host in lab.hosts.values():
+            host.run(["agent-mesh", "sync"])
+        time.sleep(1.0)  # the receivers' prompts
+        out = h2.run(["agent-mesh", "status", "--json"])
+        rows = json.loads(out.stdout)["agents"] if out.returncode == 0 else []
+        if len(rows) != 18:
+            raise RuntimeError(f"status listed {len(rows)} agents, expected 18: {out.stderr!r}")
+        result = Result("status, 3 hosts x 6 agents (vs 1 remote msg)", target=1.2)
+        for i in range(rounds + 1):
+            order = ["ours", "baseline"] if i % 2 == 0 else ["baseline", "ours"]
+            for who in order:
+                argv = (["agent-mesh", "status"] if who == "ours" else
+                        ["notify-pane", "h1-main-w0", f"status bench {i}"])
+                start = time.perf_counter()
+                out = h2.run(argv)
+                elapsed = (time.perf_counter() - start) * 1000
+                if out.returncode != 0:
+                    raise RuntimeError(f"{who}: {out.stderr.decode().strip()}")
+                if i:
+                    (result.ours if who == "ours" else result.baseline).append(elapsed)
+                time.sleep(0.3)  # the message's settle: every send meets an idle prompt
+        return [result]
+    finally:
+        lab.stop()
+
+
+BENCHMARKS["status-local"] = bench_status_local
+BENCHMARKS["status-remote"] = bench_status_remote
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -57,6 +57,12 @@ def main() -> None:
     if command == ["queue-run"] and len(sys.argv) == 3 and sys.argv[2] not in ("-h", "--help"):
         _queue_run(sys.argv[2])
         sys.exit(0)
+    if command == ["status"]:  # plain status skips click; see cli/observe_cmds.py
+        from agent_mesh.cli.observe_cmds import quick_status
+
+        quick = quick_status(sys.argv[2:])
+        if quick is not None:
+            sys.exit(quick)
     from agent_mesh.cli.main import mesh_main
 
     mesh_main()

@@ -176,6 +176,11 @@ def demo_cmd(keep: bool) -> None:
     sys.exit(demo.run_demo(keep=keep))
 
 
+from agent_mesh.cli.observe_cmds import register as _observe  # noqa: E402 (needs mesh)
+
+_observe(mesh)
+
+
 def mesh_main() -> None:
     from agent_mesh.cli import delegate_cmds  # noqa: F401 - registers ask, queue, spawn
 

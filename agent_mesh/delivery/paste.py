@@ -21,6 +21,7 @@ import os
 import time
 
 from agent_mesh import paths
+from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload, place, sweep_stale_parts
 from agent_mesh.delivery.state import (
     DEAD_REASON,
@@ -444,27 +445,30 @@ def deliver_envelope(
     require_unicode(envelope.body)  # a usage error comes before any check of the pane
     notes: list[str] = []
     tmux = tmux or Tmux(socket_path=agent.socket or None)  # the entry's own tmux server
-    check_live(agent, tmux)  # its pane still in its window, else exit 2 "out of date"
     target = agent.pane_id or agent.target
-    multiline = "\n" in envelope.body or "\r" in envelope.body
-    with claim_pane(
-        tmux, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss,
-        multiline=multiline,
-    ) as pane:
-        dropped = place(file, envelope.sender, envelope.file_name) if file is not None else None
-        try:
-            body = envelope.body
+    with log.receiving(envelope, agent) as received:  # the agent's log (delivery/log.py)
+        check_live(agent, tmux)  # its pane still in its window, else exit 2 "out of date"
+        multiline = "\n" in envelope.body or "\r" in envelope.body
+        with claim_pane(
+            tmux, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss,
+            multiline=multiline,
+        ) as pane:
+            dropped = place(file, envelope.sender, envelope.file_name) if file is not None else None
             if dropped is not None:
-                body = drop_notice(dropped.shown, dropped.size, body)
-            text, removed = sanitize(f"{envelope.tag()} {body}")
-            if removed:
-                notes.append(f"removed {removed} control character(s) from the message")
-            pane.paste(text)
-        except BaseException:
-            if dropped is not None:
-                dropped.remove()
-            raise
-    sweep_stale_parts()  # housekeeping after the paste: never raises
+                received.record["file"] = dropped.shown
+            try:
+                body = envelope.body
+                if dropped is not None:
+                    body = drop_notice(dropped.shown, dropped.size, body)
+                text, removed = sanitize(f"{envelope.tag()} {body}")
+                if removed:
+                    notes.append(f"removed {removed} control character(s) from the message")
+                pane.paste(text)
+            except BaseException:
+                if dropped is not None:
+                    dropped.remove()
+                raise
+        sweep_stale_parts()  # housekeeping after the paste: never raises
     return DeliveryResult(
         address=agent.address,
         host=agent.host,

@@ -43,6 +43,10 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         from agent_mesh.mesh.delegate import RPC_OPS
 
         return RPC_OPS[str(op)](request)
+    if op in ("status", "peek", "inbox"):  # read-only: see mesh/observe.py
+        from agent_mesh.mesh import observe
+
+        return observe.handle(op, request)
     raise UsageError(f"unknown request {op!r}")
 
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 
 from agent_mesh.clock import now_iso
+from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError
 from agent_mesh.mesh.transport import transport_for
@@ -130,7 +131,7 @@ def send(
         skip_dismiss=skip_dismiss,
         file_name=os.path.basename(file_path) if file_path else None,
         file_size=file_data.size if file_data is not None else None,
-        msg_id=os.urandom(3).hex(),
+        msg_id=log.new_id(),
         queue=queue,
         ttl=ttl,
         re=re,
@@ -147,7 +148,8 @@ def send(
                               msg_id=envelope.msg_id)
     agent = view.resolve(address, agents)
     transport = transport_for(agent.host, naming.self_alias())
-    return transport.deliver(envelope, agent, file_data)
+    with log.sending(envelope, agent):  # sent.jsonl: what went where, and how it ended
+        return transport.deliver(envelope, agent, file_data)
 
 
 def _is_host_alias(name: str) -> bool:

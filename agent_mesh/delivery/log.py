@@ -1,0 +1,201 @@
+"""The delivery log on both ends: what this host sent, what each of its agents received.
+
+~/.agents/log/sent.jsonl holds one JSON line per message or file this host sent,
+with its outcome (delivered, refused and why, failed); ~/.agents/log/received/
+<address>.jsonl one line per message an agent here was given or refused. Every
+message carries a short id (in its envelope) that appears in both logs.
+
+This is on every delivery's path, so: stdlib `os` only (json's import pulls in
+`re`; the few string escapes JSON needs are done here), one O_APPEND write per
+record (whole lines, even with concurrent writers), rotation at MAX_BYTES keeping
+one old file, 0600, and an OSError (disk full, read-only HOME) is swallowed: the
+log must never block or fail a delivery.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agent_mesh import paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs an import on the hot path
+    from types import TracebackType
+    from typing import Any
+
+    from agent_mesh.model import Agent, Envelope
+
+MAX_BYTES = 1024 * 1024
+BODY_LIMIT = 2000  # characters of a body kept in a record; `bytes` has the full size
+
+
+def new_id() -> str:
+    """Six hex characters: short enough to quote, and two messages a second for a year
+    rarely collide within one agent's log."""
+    return os.urandom(3).hex()
+
+
+def log_dir() -> str:
+    return os.path.join(paths.agents_dir(), "log")
+
+
+def sent_path() -> str:
+    return os.path.join(log_dir(), "sent.jsonl")
+
+
+def received_path(address: str) -> str:
+    """The per-agent log; the address is a registry address (no `/`), checked anyway."""
+    safe = address.replace("/", "_").lstrip(".") or "_"
+    return os.path.join(log_dir(), "received", f"{safe}.jsonl")
+
+
+# --- writing ----------------------------------------------------------------
+
+_ESCAPES = {i: f"\\u{i:04x}" for i in range(0x20)}
+_ESCAPES.update({ord('"'): '\\"', ord("\\"): "\\\\", ord("\n"): "\\n", ord("\t"): "\\t",
+                 ord("\r"): "\\r", 0x7F: "\\u007f", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def _encode(value: object) -> str:
+    """JSON for the values a record holds: str, int, float, bool, None."""
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPES) + '"'
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return _encode(str(value))
+
+
+def encode_record(record: dict[str, object]) -> bytes:
+    line = "{" + ", ".join(f"{_encode(k)}: {_encode(v)}" for k, v in record.items()) + "}\n"
+    return line.encode("utf-8", "replace")  # lone surrogates (undecodable argv) become ?
+
+
+def append(path: str, record: dict[str, object]) -> None:
+    """Append one line to path; rotate past MAX_BYTES. Never raises OSError."""
+    try:
+        data = encode_record(record)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if st.st_size > MAX_BYTES:
+            _rotate(path, st.st_ino)
+    except OSError:
+        pass  # a full disk must not cost a delivery
+
+
+def _rotate(path: str, inode: int) -> None:
+    """path -> path.1 (the one old file kept), unless another writer rotated it already."""
+    try:
+        if os.stat(path).st_ino == inode:
+            os.replace(path, path + ".1")
+    except OSError:
+        pass
+
+
+def _body(body: str) -> dict[str, object]:
+    out: dict[str, object] = {"body": body[:BODY_LIMIT]}
+    if len(body) > BODY_LIMIT:
+        out["truncated"] = True
+    return out
+
+
+def _outcome(exc: BaseException | None) -> dict[str, object]:
+    """delivered / refused (exit 3) / unknown (exit 2) / failed (anything else)."""
+    if exc is None:
+        return {"outcome": "delivered"}
+    code = getattr(exc, "exit_code", 0)
+    outcome = {3: "refused", 2: "unknown"}.get(code, "failed")
+    return {"outcome": outcome, "code": code or 4, "reason": str(exc).split("\n", 1)[0][:300]}
+
+
+class _Recorder:
+    """`with`-block that appends one record with the block's outcome (and lets any error
+    through): a plain class, as contextlib costs the hot path an import."""
+
+    def __init__(self, path: str, record: dict[str, object]) -> None:
+        self.path = path
+        self.record = record
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, Exception):
+            return  # KeyboardInterrupt etc.: not an outcome
+        self.record.update(_outcome(exc))
+        append(self.path, self.record)
+
+
+def _stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def sending(envelope: Envelope, agent: Agent) -> _Recorder:
+    """Around the sender's delivery: logs to sent.jsonl what went where and how it ended."""
+    record: dict[str, object] = {
+        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": envelope.address,
+        "host": agent.host, "kind": "file" if envelope.file_name else "message",
+    }
+    if envelope.file_name:
+        record["file"] = envelope.file_name
+        record["size"] = envelope.file_size
+    record.update(_body(envelope.body))
+    record["bytes"] = len(envelope.body.encode("utf-8", "replace"))
+    return _Recorder(sent_path(), record)
+
+
+def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
+    """Around the receiving host's delivery into a pane: logs to the agent's own log."""
+    record: dict[str, object] = {
+        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": agent.address,
+        "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
+    }
+    if envelope.file_name:  # the path it lands at is filled in once it is placed
+        record["file"] = envelope.file_name
+        record["size"] = envelope.file_size
+    record.update(_body(envelope.body))
+    return _Recorder(received_path(agent.address), record)
+
+
+# --- reading (CLI and rpc side: json is fine here) ---------------------------
+
+
+def read(path: str, limit: int = 0) -> list[dict[str, Any]]:
+    """The records of a log, oldest first, the rotated file's before the current one's;
+    the last `limit` only when limit > 0. Unreadable lines are skipped."""
+    import json
+
+    records: list[dict[str, Any]] = []
+    for name in (path + ".1", path):
+        try:
+            with open(name, "rb") as fh:
+                lines = fh.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records[-limit:] if limit > 0 else records
