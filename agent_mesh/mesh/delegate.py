@@ -26,6 +26,7 @@ DEFAULT_ASK_TIMEOUT = 600.0
 DEFAULT_SPAWN_WAIT = 60.0
 DEFAULT_AGENT_COMMAND = ("claude",)
 POLL_SECONDS = 0.1
+SETTLED_SECONDS = 0.6
 
 
 # --- the one primitive -----------------------------------------------------------
@@ -338,16 +339,23 @@ def handle_spawn(request: dict[str, Any]) -> dict[str, Any]:
     address = next((a for a, t in tables.items() if t.get("window_id") == window_id), "")
     if not address:
         raise WireError(f"the new window {window_id} did not register (see agent-discover)")
+    # Ready means idle for a moment on end: a TUI draws its input box before it reads
+    # its terminal, and a task pasted into that gap is lost.
     deadline = time.monotonic() + wait
     reason: str | None = "not checked"
+    idle_since = 0.0
     while time.monotonic() < deadline:
         state = pane_state(tmux, pane_id)
         reason = refusal(state)
-        if reason is None:
-            break
         if state.dead:
             raise WireError(f"{argv[0]} exited at once in {address}")
-        time.sleep(0.2)
+        if reason is not None:
+            idle_since = 0.0
+        elif not idle_since:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= SETTLED_SECONDS:
+            break
+        time.sleep(0.1)
     return {"address": address, "pane_id": pane_id, "ready": reason is None,
             "detail": reason or ""}
 
