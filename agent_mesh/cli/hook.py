@@ -181,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         print(HELP)
         return 0
     started = time.monotonic()
-    os.umask(0o077)  # ~/.agents and everything in it is private, whoever creates it
+    umask = os.umask(0o077)  # ~/.agents and everything in it is private, whoever creates it
+    try:
+        return _main(args, started)
+    finally:
+        os.umask(umask)  # as it was, for a caller that runs the hook in-process
+
+
+def _main(args: list[str], started: float) -> int:
     if os.environ.get("AGENT_MESH_HOOK_LAUNCH") == "1":
         try:
             remember_launch()
