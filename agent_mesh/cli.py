@@ -136,6 +136,24 @@ def doctor_cmd(as_json: bool, no_peers: bool) -> None:
     sys.exit(doctor.exit_code(checks))
 
 
+@mesh.command("disconnect")
+@click.argument("aliases", nargs=-1)
+def disconnect_cmd(aliases: tuple[str, ...]) -> None:
+    """Close the SSH control masters agent-mesh keeps open to peers (ALIASES, else
+    all of them). The next message to a peer starts a new one."""
+
+    def body() -> None:
+        from agent_mesh import openssh
+
+        closed = openssh.disconnect(list(aliases) or None)
+        if not closed:
+            click.echo("agent-mesh disconnect: no master was open")
+        for name in closed:
+            click.echo(f"agent-mesh disconnect: closed the master to {printable(name)}")
+
+    _run_guarded("agent-mesh disconnect", body)
+
+
 @mesh.command("demo")
 @click.option("--keep", is_flag=True, help="Leave the demo's tmux server running to attach.")
 def demo_cmd(keep: bool) -> None:

@@ -1,6 +1,7 @@
 """`agent-mesh rpc`: the fixed entrypoint a peer's SshTransport runs over SSH.
 
-Reads one JSON request on stdin, answers one JSON reply on stdout, always exit 0
+Reads one request on stdin (a JSON header line, then a file's bytes when the
+header announces one: see wire.py), answers one JSON reply on stdout, always exit 0
 (errors travel in the reply with the same exit codes as a local run). It runs
 the very same delivery as a local notify-pane, against this host's own tmux
 server and its own registry slice: the sender's view of pane ids may be stale.
@@ -15,16 +16,14 @@ import sys
 
 from agent_mesh import __version__, paths, registry
 from agent_mesh.errors import MeshError, UnknownAgent, UsageError
-from agent_mesh.wire import PROTOCOL, envelope_from_json
+from agent_mesh.wire import CHUNK, MAX_HEADER, PROTOCOL, envelope_from_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
-    from typing import Any
-
-MAX_REQUEST = 64 * 1024 * 1024
+    from typing import Any, BinaryIO
 
 
-def handle(request: dict[str, Any]) -> dict[str, Any]:
+def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str, Any]:
     if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
         raise UsageError(
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
@@ -34,13 +33,13 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     if op == "hello":
         return {"host": registry.self_alias()}
     if op == "deliver":
-        return {"result": _deliver(request)}
+        return {"result": _deliver(request, stream)}
     if op == "exchange":
         return _exchange(request)
     raise UsageError(f"unknown request {op!r}")
 
 
-def _deliver(request: dict[str, Any]) -> dict[str, Any]:
+def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]:
     from agent_mesh.deliver import deliver_envelope
 
     envelope = envelope_from_json(request["envelope"])
@@ -49,7 +48,10 @@ def _deliver(request: dict[str, Any]) -> dict[str, Any]:
         agent = registry.resolve(envelope.address, registry.load_agents(paths.local_slice()))
         result = deliver_envelope(envelope, agent)
     else:
-        tmp, name, size = str(upload["tmp"]), str(upload["name"]), int(upload["size"])
+        name, size = str(upload["name"]), upload["size"]
+        if not isinstance(size, int) or size < 0 or stream is None:
+            raise UsageError("bad file size in the request")
+        tmp = receive_upload(stream, size)
         placed = False
 
         def place_file() -> tuple[str, int]:
@@ -70,6 +72,36 @@ def _deliver(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def receive_upload(stream: BinaryIO, size: int) -> str:
+    """Stream the request's body into ~/.agent-inbox/.incoming/<random>.part (0600),
+    CHUNK bytes at a time; returns its path relative to HOME for place_upload,
+    which checks the size. A body cut short leaves a short file, refused there."""
+    incoming = os.path.join(paths.inbox_dir(), ".incoming")
+    for folder in (paths.inbox_dir(), incoming):
+        if not os.path.isdir(folder):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+    name = f"{os.getpid()}-{os.urandom(10).hex()}.part"
+    path = os.path.join(incoming, name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        left = size
+        while left > 0:
+            data = stream.read(min(CHUNK, left))
+            if not data:
+                break
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            left -= len(data)
+    except BaseException:
+        os.close(fd)
+        os.unlink(path)
+        raise
+    os.close(fd)
+    return os.path.relpath(path, paths.home())
+
+
 def _discard_upload(tmp: str) -> None:
     incoming = os.path.realpath(os.path.join(paths.inbox_dir(), ".incoming"))
     source = os.path.realpath(os.path.join(paths.home(), tmp))
@@ -81,7 +113,7 @@ def _discard_upload(tmp: str) -> None:
 
 
 def place_upload(tmp: str, sender: str, name: str, size: int) -> tuple[str, int]:
-    """Move a file the sender uploaded over SFTP into ~/.agent-inbox/<sender>/<name>.
+    """Move a file the sender streamed (receive_upload) into ~/.agent-inbox/<sender>/<name>.
 
     The upload's name is checked to be ours (under ~/.agent-inbox/.incoming, no
     `..`), its size must match, and the final rename is atomic.
@@ -127,13 +159,14 @@ def _exchange(request: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     reply: dict[str, Any]
     try:
-        raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
-        if len(raw) > MAX_REQUEST:
-            raise UsageError("request too large")
+        stream = sys.stdin.buffer
+        raw = stream.readline(MAX_HEADER + 1)
+        if len(raw) > MAX_HEADER:
+            raise UsageError("request header too large")
         request = json.loads(raw)
         if not isinstance(request, dict):
             raise UsageError("request is not a JSON object")
-        reply = {"ok": True, **handle(request)}
+        reply = {"ok": True, **handle(request, stream)}
     except MeshError as exc:
         reply = {"ok": False, "code": exc.exit_code, "error": str(exc)}
         if isinstance(exc, UnknownAgent):
@@ -145,5 +178,10 @@ def main() -> int:
     reply.update(protocol=PROTOCOL, version=__version__, host=registry.self_alias())
     sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()
-    os.close(1)
+    # sshd ends the channel only when both stdout and stderr are closed: close
+    # both now, so the sender has its answer before our interpreter's teardown.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     return 0

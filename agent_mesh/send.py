@@ -9,7 +9,7 @@ from agent_mesh import registry
 from agent_mesh.errors import UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.tmux import Tmux
-from agent_mesh.transport import transport_for
+from agent_mesh.transport import FileBody, transport_for
 
 
 def sender_id(tmux: Tmux | None = None, agents: Mapping[str, Agent] | None = None) -> str:
@@ -55,8 +55,9 @@ def send(
     force: bool = False,
     skip_dismiss: bool = False,
 ) -> DeliveryResult:
-    """Deliver body (and optionally a file) to the agent at address."""
-    file_data = read_file(file_path) if file_path is not None else None
+    """Deliver body (and optionally a file, streamed: never whole in memory) to the
+    agent at address."""
+    file_data = FileBody.open(file_path) if file_path is not None else None
     agents = registry.load_agents()
     agent = registry.resolve(address, agents)
     envelope = Envelope(
@@ -67,7 +68,11 @@ def send(
         force=force,
         skip_dismiss=skip_dismiss,
         file_name=os.path.basename(file_path) if file_path else None,
-        file_size=len(file_data) if file_data is not None else None,
+        file_size=file_data.size if file_data is not None else None,
     )
     transport = transport_for(agent.host, registry.self_alias())
-    return transport.deliver(envelope, agent, file_data)
+    try:
+        return transport.deliver(envelope, agent, file_data)
+    finally:
+        if file_data is not None:
+            file_data.close()

@@ -147,11 +147,12 @@ def _ago(stamp: str) -> str:
     return f"{store.age(stamp)} ago" if store.age(stamp) else "never"
 
 
-def sync_one(alias: str, local_text: str | None) -> PeerReport:
-    from agent_mesh.ssh import SshTransport
+def sync_one(alias: str, local_text: str | None, kind: str | None = None) -> PeerReport:
+    from agent_mesh.transport import Transport, remote_transport
 
-    transport = SshTransport(alias)
+    transport: Transport | None = None
     try:
+        transport = remote_transport(alias, kind)
         text, elapsed = transport.exchange(registry.self_alias(), local_text, SYNC_TIMEOUT)
     except (WireError, UsageError) as exc:
         kept, fetched = mark_stale(alias, str(exc))
@@ -159,7 +160,8 @@ def sync_one(alias: str, local_text: str | None) -> PeerReport:
         return PeerReport(alias, "unreachable", f"{cause}; keeping {kept} agent(s) last seen "
                           f"{_ago(fetched)} (stale)", kept)
     finally:
-        transport.close()
+        if transport is not None:
+            transport.close()
     try:
         agents = validate_slice(alias, text)
     except SliceRejected as exc:
@@ -185,8 +187,11 @@ def sync(push: bool = True) -> list[PeerReport]:
     if peers:
         from concurrent.futures import ThreadPoolExecutor
 
-        with ThreadPoolExecutor(max_workers=min(16, len(peers))) as pool:
-            reports = list(pool.map(lambda alias: sync_one(alias, local_text), peers))
+        from agent_mesh.transport import chosen_transport
+
+        kind = chosen_transport()  # once, not per thread
+        with ThreadPoolExecutor(max_workers=min(32, len(peers))) as pool:
+            reports = list(pool.map(lambda alias: sync_one(alias, local_text, kind), peers))
     for old in Path(paths.slices_dir()).glob("*.toml"):
         if old.stem not in peers:  # no longer a member
             old.unlink(missing_ok=True)
