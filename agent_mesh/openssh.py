@@ -12,10 +12,18 @@ prompt), StrictHostKeyChecking=yes (never add a host key), a connect timeout
 and keepalives (a partition is noticed within ~4 s), and `ControlMaster=auto`:
 the first request to a peer starts a master in the background, which serves
 every later `ssh` to that peer through a socket in a 0700 directory
-(~/.agents/cm/<%C hash>) until it has been idle ControlPersist seconds (600 by
-default; AGENT_MESH_CONTROL_PERSIST or `control_persist` in
-~/.agents/config.toml, `no` turns reuse off). A master that went stale (peer
-rebooted, network changed) is closed and the request retried once.
+(~/.agents/cm/<alias>-<crc>) until it has been idle ControlPersist seconds (600
+by default; AGENT_MESH_CONTROL_PERSIST or `control_persist` in
+~/.agents/config.toml, `no` turns reuse off).
+
+While a master's socket exists, requests go through it with ControlMaster=no
+and a 1 s ConnectTimeout: if the master cannot serve (ssh then falls back to a
+direct connection by itself), the fallback fails or succeeds fast instead of
+adding a full connect timeout to a partitioned peer's keepalive timeout. A
+master that failed at once is stale (the peer rebooted, the network changed):
+it is closed and the request retried once with a fresh one, unnoticed. One
+that failed after seconds died of unanswered keepalives: that peer is gone,
+and the request fails (exit 4) within ~4 s.
 
 No subprocess, no paramiko: the client is started with posix_spawn and its
 pipes are driven with poll, so a 100 MB file streams in 64 KB pieces.
@@ -43,9 +51,10 @@ DEFAULT_PERSIST = "600"
 MAX_REPLY = 16 * 1024 * 1024
 MAX_STDERR = 64 * 1024
 # A Unix socket path holds at most 104 bytes with its NUL (macOS; Linux 108). ssh binds
-# "<ControlPath>.<16 random chars>" first, and %C is 40 hex characters.
+# "<ControlPath>.<16 random chars>" first.
 SOCKET_PATH_MAX = 107 if sys.platform.startswith("linux") else 103  # without the NUL
-CONTROL_NAME = 40 + 17
+NAME_MAX = 24  # of the alias in a socket's name; then "-" and 8 hex digits
+CONTROL_NAME = NAME_MAX + 9 + 17
 SIGPIPE = 13  # the same on Linux, macOS and the BSDs; `signal` would import enum
 _UNREAPED: list[int] = []
 
@@ -106,25 +115,27 @@ def control_dir() -> str | None:
     return None
 
 
-def ssh_options(persist: str | None = "") -> list[str]:
+def socket_name(alias: str) -> str:
+    """The master socket's file name for alias: readable, short, and ours to compute
+    (no `ssh -G` needed to know whether a master is there)."""
+    import zlib
+
+    readable = "".join(ch if ch.isalnum() or ch in "._-@" else "_" for ch in alias)[:NAME_MAX]
+    return f"{readable}-{zlib.crc32(alias.encode()):08x}"
+
+
+def ssh_options(connect_timeout: int = CONNECT_TIMEOUT) -> list[str]:
     """The options of every request (command-line -o beats ~/.ssh/config)."""
-    if persist == "":
-        persist = control_persist()
-    options = [
+    return [
         "-T", "-x", "-a",
         "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=yes",
-        "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
+        "-o", f"ConnectTimeout={connect_timeout}",
         "-o", f"ServerAliveInterval={ALIVE_INTERVAL}",
         "-o", f"ServerAliveCountMax={ALIVE_COUNT}",
         "-o", "ClearAllForwardings=yes",
         "-o", "LogLevel=ERROR",
     ]
-    folder = control_dir() if persist is not None else None
-    if folder is None:
-        return [*options, "-o", "ControlMaster=no", "-o", "ControlPath=none"]
-    return [*options, "-o", "ControlMaster=auto", "-o", f"ControlPath={folder}/%C",
-            "-o", f"ControlPersist={persist}"]
 
 
 def _reap() -> None:
@@ -262,16 +273,6 @@ def run_ssh(argv: list[str], pieces: Iterator[bytes], deadline: float,
             os.close(fd)
 
 
-_STALE_MUX = ("mux_client", "control socket", "controlsocket", "read from master",
-              "master hello", "mux protocol", "master refused", "muxclient")
-
-
-def stale_master(err: str) -> bool:
-    """ssh's own words for a control master that cannot serve this request."""
-    low = err.lower()
-    return any(word in low for word in _STALE_MUX)
-
-
 def describe_failure(err: str, status: int | None, timeout: int = CONNECT_TIMEOUT) -> str:
     """One line for why ssh failed, from its stderr (the phrases doctor maps to fixes)."""
     low = err.lower()
@@ -300,7 +301,9 @@ def describe_failure(err: str, status: int | None, timeout: int = CONNECT_TIMEOU
         return f"unknown host name ({last})"
     if "banner exchange" in low:
         return f"unreachable (no SSH handshake within {timeout} s: {last})"
-    if "timed out" in low or "timeout" in low or "not responding" in low:
+    if "not responding" in low:
+        return f"unreachable ({last})"
+    if "timed out" in low or "timeout" in low:
         return f"unreachable (no answer within {timeout} s: {last})"
     if "connection refused" in low:
         return f"unreachable (connection refused: {last})"
@@ -325,13 +328,24 @@ class OpenSshTransport(Transport):
             raise WireError(f"{alias}: no ssh client on PATH (AGENT_MESH_TRANSPORT=paramiko "
                             "uses the built-in one)")
         self.ssh = ssh
-        self.options = ssh_options(persist)
+        self.persist = control_persist() if persist == "" else persist
+        folder = control_dir() if self.persist is not None else None
+        self.socket = os.path.join(folder, socket_name(alias)) if folder else None
 
     def _fail(self, cause: str) -> WireError:
         return WireError(f"{self.host}: {cause.replace('ALIAS', self.host)}")
 
-    def argv(self, *flags: str, command: str | None = None) -> list[str]:
-        return [self.ssh, *self.options, *flags, "--", self.host,
+    def argv(self, *flags: str, command: str | None = None, master: str = "auto") -> list[str]:
+        """ssh argv for this peer; master: auto (start one if none), no (use one only)."""
+        if self.socket is None:
+            mux = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        elif master == "no":
+            mux = ["-o", "ControlMaster=no", "-o", f"ControlPath={self.socket}"]
+        else:
+            mux = ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.socket}",
+                   "-o", f"ControlPersist={self.persist}"]
+        timeout = 1 if master == "no" else CONNECT_TIMEOUT
+        return [self.ssh, *ssh_options(timeout), *mux, *flags, "--", self.host,
                 *([command] if command else [])]
 
     def request(self, header: dict[str, Any], stream: FileBody | None = None,
@@ -347,8 +361,9 @@ class OpenSshTransport(Transport):
 
         started = time.monotonic()
         deadline = started + timeout
-        argv = self.argv(command=REMOTE_COMMAND)
-        for attempt in (1, 2):
+        reuse = self.socket is not None and os.path.exists(self.socket)
+        while True:
+            argv = self.argv(command=REMOTE_COMMAND, master="no" if reuse else "auto")
             try:
                 run = run_ssh(argv, pieces(), deadline)
             except TimeoutError:
@@ -356,12 +371,23 @@ class OpenSshTransport(Transport):
             except OSError as exc:
                 raise self._fail(f"could not run {self.ssh}: {exc.strerror or exc}") from None
             err = run.err.decode("utf-8", "replace")
-            if run.out.strip() or attempt == 2 or not stale_master(err):
+            if not reuse or run.out.strip() or run.status != 255:
                 break
             if time.monotonic() - started > 2:
-                break  # a master that died of keepalives: the peer is gone, say so
-            self.drop_master()  # stale: replaced by the retry, unnoticed by the user
+                # The master waited for keepalives that never came back: that
+                # peer is gone (partitioned, down); a retry would only wait again.
+                self.drop_master()
+                if not err.strip() or "timed out" in err:
+                    err = (f"Timeout, {self.host} not responding to keepalives (the "
+                           "connection is dead)")
+                break
+            # Failed at once: a stale master (peer rebooted, network changed), or
+            # ssh's own fallback connection took over 1 s. Replace it, once.
+            self.drop_master()
+            reuse = False
         if not run.out.strip() and run.status == 255:
+            if not err.strip():
+                err = "connection to the peer lost (its control master closed)"
             raise self._fail(describe_failure(err, run.status))
         return decode_reply(self.host, bytes(run.out), run.status or 0)
 
@@ -371,11 +397,11 @@ class OpenSshTransport(Transport):
         """`ssh -O command` against this peer's master (check, exit)."""
         import time
 
-        return run_ssh(self.argv("-O", command), iter(()), time.monotonic() + timeout,
-                       need_status=True)
+        return run_ssh(self.argv("-O", command, master="no"), iter(()),
+                       time.monotonic() + timeout, need_status=True)
 
     def master_up(self) -> bool:
-        if "ControlMaster=auto" not in self.options:
+        if self.socket is None or not os.path.exists(self.socket):
             return False
         try:
             return self.control("check").status == 0
@@ -384,62 +410,45 @@ class OpenSshTransport(Transport):
 
     def drop_master(self) -> None:
         """Close a master that cannot serve us, and remove its socket if it lingers."""
+        if self.socket is None or not os.path.exists(self.socket):
+            return
         try:  # noqa: SIM105 - contextlib would cost an import
-            self.control("exit")
+            self.control("exit", timeout=2.0)
         except (TimeoutError, OSError):
             pass
-        path = self.socket_path()
-        if path:
-            try:  # noqa: SIM105 - contextlib would cost an import
-                os.unlink(path)
-            except OSError:
-                pass
-
-    def socket_path(self) -> str | None:
-        """The master's socket for this alias, as ssh expands ControlPath (`ssh -G`)."""
-        import time
-
-        try:
-            run = run_ssh(self.argv("-G"), iter(()), time.monotonic() + 5, need_status=True)
-        except (TimeoutError, OSError):
-            return None
-        for line in run.out.decode("utf-8", "replace").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "controlpath" and value not in ("", "none"):
-                return value
-        return None
+        try:  # noqa: SIM105
+            os.unlink(self.socket)
+        except OSError:
+            pass
 
     def close(self) -> None:
         _reap()
 
 
 def disconnect(aliases: list[str] | None = None) -> list[str]:
-    """Close masters (`ssh -O exit`): aliases', else every one in the control
-    directory. Returns one line per master closed."""
-    import time
-
-    ssh = ssh_client()
+    """Close masters (`ssh -O exit`): those of aliases, else every one in the
+    control directory. Returns the aliases (socket names) of those closed."""
     folder = control_dir()
-    if ssh is None or folder is None:
+    if ssh_client() is None or folder is None:
         return []
-    closed: list[str] = []
     if aliases:
-        for alias in aliases:
-            transport = OpenSshTransport(alias)
-            if transport.master_up():
-                transport.control("exit")
-                closed.append(alias)
-        return closed
-    base = [ssh, *ssh_options(None)[:-4]]
-    for name in sorted(os.listdir(folder)):
+        names = {socket_name(alias): alias for alias in aliases}
+    else:
+        names = {name: name.rsplit("-", 1)[0] for name in sorted(os.listdir(folder))
+                 if not name.startswith(".")}
+    closed: list[str] = []
+    for name, alias in names.items():
         path = os.path.join(folder, name)
-        argv = [*base, "-o", f"ControlPath={path}", "-O", "exit", "--", "agent-mesh-master"]
+        if not os.path.exists(path):
+            continue
+        transport = OpenSshTransport(alias)
+        transport.socket = path
         try:
-            run = run_ssh(argv, iter(()), time.monotonic() + 5, need_status=True)
+            run = transport.control("exit")
         except (TimeoutError, OSError):
             continue
         if run.status == 0:
-            closed.append(name)
+            closed.append(alias)
         else:  # nothing listens: a leftover socket
             try:  # noqa: SIM105
                 os.unlink(path)

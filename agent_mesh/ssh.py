@@ -133,6 +133,22 @@ def import_paramiko() -> Any:
     return paramiko
 
 
+def _revoked_keys(files: list[str]) -> set[tuple[str, str]]:
+    """(type, base64) of every `@revoked` key in these known_hosts files: paramiko
+    skips those lines, OpenSSH refuses such a host whatever names it is listed under."""
+    keys: set[tuple[str, str]] = set()
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) >= 4 and parts[0] == "@revoked":
+                        keys.add((parts[2], parts[3]))
+        except OSError:
+            continue
+    return keys
+
+
 class _QuickAckSocket:
     """A socket that ACKs every read at once (Linux TCP_QUICKACK before each recv).
 
@@ -222,6 +238,14 @@ class SshTransport(Transport):
         except (OSError, EOFError) as exc:
             sock.close()
             raise self._fail(f"unreachable ({exc or type(exc).__name__})") from None
+        revoked = _revoked_keys(target.known_hosts)
+        key = client.get_transport().get_remote_server_key()
+        if (key.get_name(), key.get_base64()) in revoked:
+            client.close()
+            raise self._fail(
+                f"host key for {target.hostname} is REVOKED (marked @revoked in known_hosts); "
+                "nothing was sent. Do not trust this host until its key is replaced"
+            )
         self._client = client
         return client
 
