@@ -138,6 +138,28 @@ def ssh_options(connect_timeout: int = CONNECT_TIMEOUT) -> list[str]:
     ]
 
 
+def _listening(path: str) -> bool:
+    """Whether a master answers on path; a socket nobody listens on (its master was
+    killed) is removed, or ssh would try it, fall back, and never start a new one.
+    _socket, not socket: the latter imports enum and selectors."""
+    import _socket
+
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except (FileNotFoundError, ConnectionRefusedError):
+        try:  # noqa: SIM105 - contextlib would cost an import
+            os.unlink(path)
+        except OSError:
+            pass
+        return False
+    except OSError:
+        return True  # not ours to judge: ssh will say what is wrong
+    finally:
+        probe.close()
+    return True
+
+
 def _reap() -> None:
     """Collect clients left running after their reply was read (no zombies pile up)."""
     for pid in list(_UNREAPED):
@@ -361,7 +383,7 @@ class OpenSshTransport(Transport):
 
         started = time.monotonic()
         deadline = started + timeout
-        reuse = self.socket is not None and os.path.exists(self.socket)
+        reuse = self.socket is not None and _listening(self.socket)
         while True:
             argv = self.argv(command=REMOTE_COMMAND, master="no" if reuse else "auto")
             try:
@@ -401,7 +423,7 @@ class OpenSshTransport(Transport):
                        time.monotonic() + timeout, need_status=True)
 
     def master_up(self) -> bool:
-        if self.socket is None or not os.path.exists(self.socket):
+        if self.socket is None or not _listening(self.socket):
             return False
         try:
             return self.control("check").status == 0

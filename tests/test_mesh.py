@@ -337,24 +337,24 @@ def test_peer_without_agent_mesh_is_a_clear_wire_failure(mesh: Mesh) -> None:
 
 def test_two_host_smoke_like_the_bash_tools_ci(mesh: Mesh) -> None:
     """Register a window on each of two hosts, sync, list, deliver text and a file."""
+    w = f"smoke{mesh.transport[0]}"  # a fresh window for each transport's run
     for name in ("h1", "h2"):
-        mesh.start_receiver(name, "smoke")
+        mesh.start_receiver(name, w)
         assert mesh.run(name, "agent-discover").returncode == 0
     for name in ("h1", "h2"):
         assert mesh.run(name, "agent-mesh", "sync").returncode in (0, 4)  # h4 has no agent-mesh
     for name in ("h1", "h2"):
         listed = mesh.run(name, "notify-pane", "--list").stdout.decode().split()
-        assert {"h1-main-smoke", "h2-main-smoke"} <= set(listed)
-    assert send(mesh, "h1", "h2-main-smoke", "ping from alpha").returncode == 0
-    assert wait_received(mesh, "h2", 1, "smoke")[-1].endswith("] ping from alpha")
+        assert {f"h1-main-{w}", f"h2-main-{w}"} <= set(listed)
+    assert send(mesh, "h1", f"h2-main-{w}", "ping from alpha").returncode == 0
+    assert wait_received(mesh, "h2", 1, w)[-1].endswith("] ping from alpha")
     h2 = mesh.host("h2")
     payload = b"smoke file\n" * 100
     (h2.home / "smoke.txt").write_bytes(payload)
     os.chown(h2.home / "smoke.txt", h2.uid, h2.gid)
-    assert send(mesh, "h2", "h1-main-smoke", "--file", "smoke.txt").returncode == 0
+    assert send(mesh, "h2", f"h1-main-{w}", "--file", "smoke.txt").returncode == 0
     assert (mesh.host("h1").home / ".agent-inbox" / "h2" / "smoke.txt").read_bytes() == payload
-    assert "file dropped at ~/.agent-inbox/h2/smoke.txt" in wait_received(mesh, "h1", 1,
-                                                                           "smoke")[-1]
+    assert "file dropped at ~/.agent-inbox/h2/smoke.txt" in wait_received(mesh, "h1", 1, w)[-1]
 
 
 def test_new_window_reaches_the_peers_within_seconds_without_a_sync(mesh: Mesh) -> None:
@@ -603,6 +603,8 @@ def test_stale_master_is_replaced_without_the_user_noticing(lab_mesh: Mesh) -> N
     for pid in pids:
         os.kill(pid, 9)
     message("after the master was killed")
+    out = m.run("h2", "agent-mesh", "disconnect", "h1")  # and a new master serves h1
+    assert out.stdout == b"agent-mesh disconnect: closed the master to h1\n", out
 
 
 def test_disconnect_closes_masters_and_reuse_can_be_turned_off(lab_mesh: Mesh) -> None:
@@ -630,6 +632,7 @@ def test_openssh_path_imports_neither_paramiko_nor_subprocess(lab_mesh: Mesh) ->
     """A remote message over OpenSSH starts `ssh` with posix_spawn: no paramiko
     (~150 ms), no subprocess, click, dataclasses, pathlib, typing or tomllib."""
     m = lab_mesh
+    assert send(m, "h2", "h1-main-py", "warm the registry cache").returncode == 0
     out = m.run("h2", m.python, "-X", "importtime", "-c",
                 "import sys; from agent_mesh.notify_cli import main; sys.exit(main())",
                 "h1-main-py", "lean")
