@@ -9,7 +9,7 @@ also reads ~/.ssh/config and known_hosts exactly as the user's `ssh` does
 Every request runs REMOTE_COMMAND (`agent-mesh rpc`) with the request on stdin
 (a JSON header line, then a file's bytes; wire.py), with BatchMode (never a
 prompt), StrictHostKeyChecking=yes (never add a host key), a connect timeout
-and keepalives (a partition is noticed within ~4 s), and `ControlMaster=auto`:
+and keepalives (a partition is noticed within ~3 s), and `ControlMaster=auto`:
 the first request to a peer starts a master in the background, which serves
 every later `ssh` to that peer through a socket in a 0700 directory
 (~/.agents/cm/<alias>-<crc>) until it has been idle ControlPersist seconds (600
@@ -23,7 +23,7 @@ adding a full connect timeout to a partitioned peer's keepalive timeout. A
 master that failed at once is stale (the peer rebooted, the network changed):
 it is closed and the request retried once with a fresh one, unnoticed. One
 that failed after seconds died of unanswered keepalives: that peer is gone,
-and the request fails (exit 4) within ~4 s.
+and the request fails (exit 4) within ~3 s.
 
 No subprocess, no paramiko: the client is started with posix_spawn and its
 pipes are driven with poll, so a 100 MB file streams in 64 KB pieces.
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # typing costs an import on every remote message's path
 
 CONNECT_TIMEOUT = 4
 ALIVE_INTERVAL = 1  # seconds of silence before a keepalive ...
-ALIVE_COUNT = 3  # ... and how many may go unanswered: a dead link is noticed in ~3-4 s
+ALIVE_COUNT = 2  # ... and how many may go unanswered: a dead link is noticed in ~3 s
 DEFAULT_PERSIST = "600"
 MAX_REPLY = 16 * 1024 * 1024
 MAX_STDERR = 64 * 1024
@@ -295,7 +295,11 @@ def run_ssh(argv: list[str], pieces: Iterator[bytes], deadline: float,
             os.close(fd)
 
 
-def describe_failure(err: str, status: int | None, timeout: int = CONNECT_TIMEOUT) -> str:
+_UNREACHABLE = ("timed out", "not responding", "no route to host", "network is unreachable",
+                "connection refused", "could not resolve")
+
+
+def describe_failure(err: str, status: int | None) -> str:
     """One line for why ssh failed, from its stderr (the phrases doctor maps to fixes)."""
     low = err.lower()
     lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.startswith("@")]
@@ -322,11 +326,11 @@ def describe_failure(err: str, status: int | None, timeout: int = CONNECT_TIMEOU
     if "could not resolve hostname" in low or "name or service not known" in low:
         return f"unknown host name ({last})"
     if "banner exchange" in low:
-        return f"unreachable (no SSH handshake within {timeout} s: {last})"
+        return f"unreachable (no SSH handshake: {last})"
     if "not responding" in low:
         return f"unreachable ({last})"
     if "timed out" in low or "timeout" in low:
-        return f"unreachable (no answer within {timeout} s: {last})"
+        return f"unreachable ({last})"
     if "connection refused" in low:
         return f"unreachable (connection refused: {last})"
     if "no route to host" in low or "network is unreachable" in low:
@@ -395,17 +399,17 @@ class OpenSshTransport(Transport):
             err = run.err.decode("utf-8", "replace")
             if not reuse or run.out.strip() or run.status != 255:
                 break
-            if time.monotonic() - started > 2:
-                # The master waited for keepalives that never came back: that
-                # peer is gone (partitioned, down); a retry would only wait again.
-                self.drop_master()
-                if not err.strip() or "timed out" in err:
-                    err = (f"Timeout, {self.host} not responding to keepalives (the "
-                           "connection is dead)")
-                break
-            # Failed at once: a stale master (peer rebooted, network changed), or
-            # ssh's own fallback connection took over 1 s. Replace it, once.
+            # The master could not serve and ssh's own 1 s fallback connection failed.
             self.drop_master()
+            low = err.lower()
+            if any(word in low for word in _UNREACHABLE) or time.monotonic() - started > 2:
+                # The master died of unanswered keepalives and the peer does not
+                # answer a new connection either: it is gone; a retry would only wait.
+                if not err.strip():
+                    err = f"Timeout, {self.host} not responding to keepalives"
+                break
+            # Failed at once, the peer reachable: a stale master (peer rebooted,
+            # network changed). Retry once with a fresh one, unnoticed by the user.
             reuse = False
         if not run.out.strip() and run.status == 255:
             if not err.strip():

@@ -305,9 +305,13 @@ class SshTransport(Transport):
             channel.exec_command(REMOTE_COMMAND)
             channel.sendall(payload)
             if stream is not None:
-                for chunk in stream.chunks():
-                    channel.sendall(chunk)
-            channel.shutdown_write()
+                try:
+                    for chunk in stream.chunks():
+                        channel.sendall(chunk)
+                except (OSError, EOFError):
+                    pass  # the peer answered without reading it all (a refusal): read why
+            if not channel.closed:
+                channel.shutdown_write()
             chunks: list[bytes] = []
             size = 0
             while True:

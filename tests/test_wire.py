@@ -189,7 +189,7 @@ def test_control_sockets_live_in_a_private_short_directory(
      "The ED25519 host key for 10.0.0.2 is marked as revoked.\n"
      "Host key verification failed.\n", "host key for 10.0.0.2 is REVOKED"),
     ("u@10.0.0.2: Permission denied (publickey).\n", "authentication failed ("),
-    ("ssh: connect to host 10.0.0.9 port 22: Connection timed out\n", "unreachable (no answer"),
+    ("ssh: connect to host 10.0.0.9 port 22: Connection timed out\n", "unreachable (ssh: connect"),
     ("ssh: connect to host 10.0.0.9 port 22: Connection refused\n",
      "unreachable (connection refused"),
     ("ssh: Could not resolve hostname nowhere: Name or service not known\n",
