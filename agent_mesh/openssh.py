@@ -162,13 +162,16 @@ def _listening(path: str) -> bool:
 
 def _reap() -> None:
     """Collect clients left running after their reply was read (no zombies pile up)."""
-    for pid in list(_UNREAPED):
+    for pid in list(_UNREAPED):  # sync's threads call this concurrently
         try:
             done, _ = os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            done = pid
+            done = pid  # another thread reaped it
         if done:
-            _UNREAPED.remove(pid)
+            try:  # noqa: SIM105 - contextlib would cost an import
+                _UNREAPED.remove(pid)
+            except ValueError:
+                pass
 
 
 class _Run:

@@ -437,7 +437,13 @@ def main() -> int:
     import compileall
 
     compileall.compile_dir(str(REPO / "agent_mesh"), quiet=1)
-    results = [r for name in args.only.split(",") if name for r in BENCHMARKS[name](args.rounds)]
+    results: list[Result] = []
+    for name in args.only.split(","):
+        if name:
+            group = BENCHMARKS[name](args.rounds)
+            report(group)  # as each group ends: a later failure loses nothing
+            results += group
+    print()
     report(results)
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
