@@ -435,7 +435,16 @@ def test_lab_peers_report_latency_version_and_missing_install() -> None:
         named = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
         h2 = named["peer:h2"]
         assert h2["ok"], h2
-        assert re.fullmatch(r"reachable, host key known, connect \d+ ms, agent-mesh "
+        assert re.fullmatch(r"reachable via openssh \(master started\), host key known, "
+                            r"agent-mesh " + re.escape(__version__)
+                            + r" \(same as here\) answered in \d+ ms", h2["detail"]), h2
+        again = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60)
+        named_again = {c["name"]: c for c in json.loads(again.stdout)["checks"]}
+        assert "(master was up)" in named_again["peer:h2"]["detail"], named_again["peer:h2"]
+        fallback = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60,
+                          env={"AGENT_MESH_TRANSPORT": "paramiko"})
+        h2 = {c["name"]: c for c in json.loads(fallback.stdout)["checks"]}["peer:h2"]
+        assert re.fullmatch(r"reachable via paramiko, host key known, connect \d+ ms, agent-mesh "
                             + re.escape(__version__) + r" \(same as here\) answered in \d+ ms",
                             h2["detail"]), h2
         h3 = named["peer:h3"]

@@ -2,7 +2,10 @@
 (different uids), HOME, ~/.ssh and tmux server (tests/lab). Needs root; skips
 with the reason otherwise.
 
-h1..h3 run agent-mesh; h4 is a peer without agent-mesh installed.
+h1..h3 run agent-mesh; h4 is a peer without agent-mesh installed. Every test
+that goes through a transport runs twice: over OpenSSH with a control master
+(the default) and over paramiko (the fallback), chosen per run with
+AGENT_MESH_TRANSPORT.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Mesh:
     def __init__(self, lab: Lab) -> None:
         self.lab = lab
         self.python = str(lab.venv / "bin" / "python")
+        self.transport = "openssh"
 
     def host(self, name: str) -> LabHost:
         return self.lab.hosts[name]
@@ -74,7 +78,13 @@ class Mesh:
 
     def run(self, name: str, *argv: str, env: dict[str, str] | None = None,
             input: bytes | None = None, timeout: float = 30):  # type: ignore[no-untyped-def]
+        env = {"AGENT_MESH_TRANSPORT": self.transport, **(env or {})}
         return self.host(name).run(list(argv), env=env, input=input, timeout=timeout)
+
+    def disconnect(self, *names: str) -> None:
+        """Close every OpenSSH master these hosts hold (as a reboot of the peer would)."""
+        for name in names or tuple(self.lab.hosts):
+            self.host(name).run(["agent-mesh", "disconnect"])
 
     def sync_all(self) -> None:
         for name in ("h1", "h2", "h3"):
@@ -82,7 +92,7 @@ class Mesh:
 
 
 @pytest.fixture(scope="module")
-def mesh() -> Iterator[Mesh]:
+def lab_mesh() -> Iterator[Mesh]:
     reason = lab_available()
     if reason is not None:
         pytest.skip(reason)
@@ -97,6 +107,16 @@ def mesh() -> Iterator[Mesh]:
         yield m
     finally:
         lab.stop()
+
+
+@pytest.fixture(params=["openssh", "paramiko"])
+def mesh(lab_mesh: Mesh, request: pytest.FixtureRequest) -> Iterator[Mesh]:
+    """The lab, with every command of the test using one transport."""
+    lab_mesh.transport = request.param
+    try:
+        yield lab_mesh
+    finally:
+        lab_mesh.transport = "openssh"
 
 
 def send(m: Mesh, src: str, address: str, *args: str, env: dict[str, str] | None = None
@@ -206,6 +226,7 @@ def test_remote_unknown_address_suggests_close_matches(mesh: Mesh) -> None:
 
 
 def test_partitioned_host_fails_fast_and_keeps_its_entries(mesh: Mesh) -> None:
+    assert b"h3: ok" in mesh.run("h1", "agent-mesh", "sync").stdout  # a master is up
     mesh.lab.partition("h3")
     try:
         started = time.monotonic()
@@ -239,6 +260,7 @@ def test_unknown_host_key_is_refused_and_nothing_is_sent(mesh: Mesh) -> None:
     known = mesh.host("h1").home / ".ssh" / "known_hosts"
     saved = known.read_bytes()
     mesh.lab.forget_host_key("h1", "h2")
+    mesh.disconnect("h1")  # a master authenticated before stays trusted until it closes
     try:
         before = len(mesh.received("h2"))
         out = send(mesh, "h1", "h2-main-py", "should not arrive")
@@ -254,6 +276,7 @@ def test_unknown_host_key_is_refused_and_nothing_is_sent(mesh: Mesh) -> None:
 def test_changed_host_key_is_refused(mesh: Mesh) -> None:
     saved = {n: (mesh.host(n).home / ".ssh" / "known_hosts").read_bytes() for n in ("h1", "h2")}
     mesh.lab.replace_host_key("h3")
+    mesh.disconnect("h1")  # as a reinstall of h3 would have ended h1's connection
     try:
         out = send(mesh, "h1", "h3-main-py", "mitm?")
         assert out.returncode == 4
@@ -314,24 +337,24 @@ def test_peer_without_agent_mesh_is_a_clear_wire_failure(mesh: Mesh) -> None:
 
 def test_two_host_smoke_like_the_bash_tools_ci(mesh: Mesh) -> None:
     """Register a window on each of two hosts, sync, list, deliver text and a file."""
+    w = f"smoke{mesh.transport[0]}"  # a fresh window for each transport's run
     for name in ("h1", "h2"):
-        mesh.start_receiver(name, "smoke")
+        mesh.start_receiver(name, w)
         assert mesh.run(name, "agent-discover").returncode == 0
     for name in ("h1", "h2"):
         assert mesh.run(name, "agent-mesh", "sync").returncode in (0, 4)  # h4 has no agent-mesh
     for name in ("h1", "h2"):
         listed = mesh.run(name, "notify-pane", "--list").stdout.decode().split()
-        assert {"h1-main-smoke", "h2-main-smoke"} <= set(listed)
-    assert send(mesh, "h1", "h2-main-smoke", "ping from alpha").returncode == 0
-    assert wait_received(mesh, "h2", 1, "smoke")[-1].endswith("] ping from alpha")
+        assert {f"h1-main-{w}", f"h2-main-{w}"} <= set(listed)
+    assert send(mesh, "h1", f"h2-main-{w}", "ping from alpha").returncode == 0
+    assert wait_received(mesh, "h2", 1, w)[-1].endswith("] ping from alpha")
     h2 = mesh.host("h2")
     payload = b"smoke file\n" * 100
     (h2.home / "smoke.txt").write_bytes(payload)
     os.chown(h2.home / "smoke.txt", h2.uid, h2.gid)
-    assert send(mesh, "h2", "h1-main-smoke", "--file", "smoke.txt").returncode == 0
+    assert send(mesh, "h2", f"h1-main-{w}", "--file", "smoke.txt").returncode == 0
     assert (mesh.host("h1").home / ".agent-inbox" / "h2" / "smoke.txt").read_bytes() == payload
-    assert "file dropped at ~/.agent-inbox/h2/smoke.txt" in wait_received(mesh, "h1", 1,
-                                                                           "smoke")[-1]
+    assert "file dropped at ~/.agent-inbox/h2/smoke.txt" in wait_received(mesh, "h1", 1, w)[-1]
 
 
 def test_new_window_reaches_the_peers_within_seconds_without_a_sync(mesh: Mesh) -> None:
@@ -362,34 +385,49 @@ def test_new_window_reaches_the_peers_within_seconds_without_a_sync(mesh: Mesh) 
                 mesh.run("h2", "notify-pane", "--list").stdout.decode(), timeout=10)
 
 
+def _connections_from(host: LabHost, ip: str) -> int:
+    """How many SSH connections host's sshd has accepted from ip (LogLevel VERBOSE)."""
+    log = host.hostdir / "sshd.log"
+    return log.read_text().count(f"Connection from {ip} ") if log.exists() else 0
+
+
+HELLO = ("import sys\nfrom agent_mesh.mesh.transport import remote_transport\n"
+         "t = remote_transport(sys.argv[1])\n"
+         "print(t.request({'op': 'hello'})['host'])\n"
+         "jump = getattr(t, '_jump', None)\n"
+         "print(t.name, jump.host if jump else '-')\n")
+
+
 def test_proxyjump_from_ssh_config_is_honoured(mesh: Mesh) -> None:
-    """An alias reached through a jump host (ProxyJump h2), resolved by ssh -G."""
-    h1, h3 = mesh.host("h1"), mesh.host("h3")
+    """An alias reached through a jump host (ProxyJump h2): OpenSSH acts on it itself;
+    the paramiko transport resolves it with ssh -G and tunnels through the hop."""
+    h1, h2, h3 = mesh.host("h1"), mesh.host("h2"), mesh.host("h3")
     config = h1.home / ".ssh" / "config"
     saved = config.read_bytes()
     try:
         with config.open("a") as fh:
             fh.write(f"\nHost h3-via-h2\n    HostName {h3.ip}\n    User {h3.user}\n"
                      "    ProxyJump h2\n    IdentityFile ~/.ssh/id_ed25519\n")
-        code = ("from agent_mesh.mesh.ssh import SshTransport\n"
-                "t = SshTransport('h3-via-h2')\n"
-                "print(t.call({'op': 'hello'})['host'])\n"
-                "print(t._jump is not None and t._jump.host)\n")
-        out = mesh.run("h1", str(mesh.lab.venv / "bin" / "python"), "-c", code)
+        before = _connections_from(h3, h2.ip)
+        out = mesh.run("h1", mesh.python, "-c", HELLO, "h3-via-h2")
         assert out.returncode == 0, out.stderr
-        assert out.stdout.decode().split() == ["h3", "h2"]
+        reached, kind, hop = out.stdout.decode().split()
+        assert (reached, kind) == ("h3", mesh.transport)
+        assert hop == ("h2" if kind == "paramiko" else "-")
+        assert _connections_from(h3, h2.ip) == before + 1  # h3 saw it come from h2
         # a chain, with a hop given as user@host:port as ProxyJump allows
-        h2 = mesh.host("h2")
         with config.open("a") as fh:
             fh.write(f"\nHost h3-via-chain\n    HostName {h3.ip}\n    User {h3.user}\n"
                      f"    ProxyJump h1,{h2.user}@{h2.ip}:22\n")
-        code = code.replace("h3-via-h2", "h3-via-chain")
-        out = mesh.run("h1", str(mesh.lab.venv / "bin" / "python"), "-c", code)
+        out = mesh.run("h1", mesh.python, "-c", HELLO, "h3-via-chain")
         assert out.returncode == 0, out.stderr
-        reached, last_hop = out.stdout.decode().split()
-        assert reached == "h3" and h2.ip in last_hop and last_hop.startswith(h2.user)
+        reached, kind, last_hop = out.stdout.decode().split()
+        assert reached == "h3" and _connections_from(h3, h2.ip) == before + 2
+        if kind == "paramiko":
+            assert h2.ip in last_hop and last_hop.startswith(h2.user)
     finally:
         config.write_bytes(saved)
+        mesh.disconnect("h1")
 
 
 def test_version_mismatch_is_refused_by_the_peer(mesh: Mesh) -> None:
@@ -399,6 +437,49 @@ def test_version_mismatch_is_refused_by_the_peer(mesh: Mesh) -> None:
     reply = json.loads(out.stdout)
     assert out.returncode == 0 and reply["ok"] is False and reply["code"] == 1
     assert "0.0.0-other" in reply["error"] and "same version" in reply["error"]
+
+
+OLD_PEER = """#!/bin/sh
+# agent-mesh 0.0.9 as a peer: protocol 1 read the whole stdin as one JSON object
+exec python3 -c '
+import json, sys
+raw = sys.stdin.buffer.read()
+try:
+    json.loads(raw)
+    reply = {"ok": False, "code": 1, "error": "agent-mesh 0.1.0 on the sender, 0.0.9 here"}
+except ValueError as exc:
+    reply = {"ok": False, "code": 1, "error": "bad request: %s" % exc}
+reply.update(protocol=1, version="0.0.9", host="h4")
+print(json.dumps(reply))
+'
+"""
+
+
+def test_a_peer_on_another_version_is_a_clear_wire_failure(mesh: Mesh) -> None:
+    """h4 runs an older agent-mesh (protocol 1): a message and a file both fail with
+    exit 4 naming both versions, and nothing is half-delivered."""
+    h4 = mesh.host("h4")
+    fake = h4.home / ".local" / "bin" / "agent-mesh"
+    fake.write_text(OLD_PEER)
+    fake.chmod(0o755)
+    os.chown(fake, h4.uid, h4.gid)
+    slices = mesh.host("h1").home / ".agents" / "slices"
+    try:
+        (slices / "h4.toml").write_text(
+            '[slice.meta]\nhost = "h4"\nfetched = "2026-01-01T00:00:00Z"\nstale = true\n\n'
+            '[agents.h4-main-py]\nhost = "h4"\ntarget = "main:1"\npane_id = "%1"\n'
+        )
+        mesh.run("h1", "agent-discover")
+        src = mesh.host("h1").home / "old.bin"
+        src.write_bytes(b"x" * 100_000)
+        for extra in ([], ["--file", str(src)]):
+            out = send(mesh, "h1", "h4-main-py", *extra, "hello old peer")
+            assert out.returncode == 4, out.stderr
+            assert b"h4" in out.stderr and b"0.0.9 there" in out.stderr, out.stderr
+            assert b"install the same version on both" in out.stderr
+            assert len(out.stderr.strip().splitlines()) == 1
+    finally:
+        fake.unlink()
 
 
 def test_refused_remote_file_drop_leaves_nothing_behind(mesh: Mesh) -> None:
@@ -419,3 +500,146 @@ def test_refused_remote_file_drop_leaves_nothing_behind(mesh: Mesh) -> None:
     finally:
         h1.tmux("send-keys", "-t", "main:py", "C-u")
         retry_until(lambda: mesh.screen("h1", "py").rstrip().endswith(">>>"))
+
+
+def test_revoked_host_key_is_refused(mesh: Mesh) -> None:
+    """A `@revoked` line in known_hosts: OpenSSH refuses, and so does our paramiko
+    transport (paramiko itself skips those lines; ssh.py reads them)."""
+    known = mesh.host("h1").home / ".ssh" / "known_hosts"
+    saved = known.read_bytes()
+    key = mesh.lab.host_key_line("h2").split(" ", 1)[1]
+    known.write_text(saved.decode() + f"@revoked * {key}")
+    mesh.disconnect("h1")
+    try:
+        before = len(mesh.received("h2"))
+        out = send(mesh, "h1", "h2-main-py", "revoked?")
+        assert out.returncode == 4, out.stderr
+        assert b"h2" in out.stderr and b"REVOKED" in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+        time.sleep(0.5)
+        assert len(mesh.received("h2")) == before
+    finally:
+        known.write_bytes(saved)
+
+
+def test_include_match_and_hostkeyalias_reach_a_peer(lab_mesh: Mesh) -> None:
+    """~/.ssh/config that only OpenSSH reads right: h2 is defined by a `Match host`
+    block in an Included file, its key known under a HostKeyAlias only."""
+    m = lab_mesh
+    h1, h2 = m.host("h1"), m.host("h2")
+    ssh = h1.home / ".ssh"
+    saved = {name: (ssh / name).read_bytes() for name in ("config", "known_hosts")}
+    blocks = saved["config"].decode().split("\n\n")
+    others = [b for b in blocks if not b.startswith("Host h2\n")]
+    try:
+        (ssh / "config.d").mkdir(mode=0o700, exist_ok=True)
+        (ssh / "config.d" / "mesh.conf").write_text(
+            f"Match host h2\n    HostName {h2.ip}\n    User {h2.user}\n"
+            "    HostKeyAlias mesh-peer-h2\n    IdentityFile ~/.ssh/id_ed25519\n"
+            "    IdentitiesOnly yes\n"
+        )
+        for path in (ssh / "config.d", ssh / "config.d" / "mesh.conf"):
+            os.chown(path, h1.uid, h1.gid)
+        (ssh / "config").write_text("Include ~/.ssh/config.d/*.conf\n\n" + "\n\n".join(others))
+        key = m.lab.host_key_line("h2").split(" ", 1)[1]
+        lines = [ln for ln in saved["known_hosts"].decode().splitlines()
+                 if not ln.startswith(h2.ip + " ")]
+        (ssh / "known_hosts").write_text("\n".join([*lines, f"mesh-peer-h2 {key}"]))
+        m.disconnect("h1")
+        before = len(m.received("h2"))
+        out = send(m, "h1", "h2-main-py", "through Include, Match and HostKeyAlias")
+        assert out.returncode == 0, out.stderr
+        assert wait_received(m, "h2", before + 1)[-1].endswith("] through Include, Match "
+                                                               "and HostKeyAlias")
+    finally:
+        for name, data in saved.items():
+            (ssh / name).write_bytes(data)
+        m.disconnect("h1")
+
+
+def _master_pids(host: LabHost) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != host.uid:
+                continue
+            title = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"ssh: ") and b"[mux]" in title:
+            pids.append(int(entry))
+    return pids
+
+
+def test_stale_master_is_replaced_without_the_user_noticing(lab_mesh: Mesh) -> None:
+    m = lab_mesh
+    cm = m.host("h2").home / ".agents" / "cm"
+
+    def message(text: str) -> None:
+        before = len(m.received("h1"))
+        started = time.monotonic()
+        out = send(m, "h2", "h1-main-py", text)
+        assert out.returncode == 0, out.stderr
+        assert out.stderr == b""
+        assert time.monotonic() - started < 3
+        assert wait_received(m, "h1", before + 1)[-1].endswith("] " + text)
+
+    message("warm up")
+    assert [p.name for p in cm.iterdir() if p.name.startswith("h1-")], "no master socket"
+    # the peer rebooted: its connections vanished without a FIN reaching the master
+    m.lab.partition("h1")
+    assert m.lab.kill_ssh_sessions("h1") > 0
+    m.lab.heal("h1")
+    message("after the peer lost its connections")
+    # the peer's sshd restarted and its connections were closed
+    m.lab.restart_sshd("h1")
+    m.lab.kill_ssh_sessions("h1")
+    message("after an sshd restart")
+    # our own master was killed: its socket file is left behind
+    pids = _master_pids(m.host("h2"))
+    assert pids
+    for pid in pids:
+        os.kill(pid, 9)
+    message("after the master was killed")
+    out = m.run("h2", "agent-mesh", "disconnect", "h1")  # and a new master serves h1
+    assert out.stdout == b"agent-mesh disconnect: closed the master to h1\n", out
+
+
+def test_disconnect_closes_masters_and_reuse_can_be_turned_off(lab_mesh: Mesh) -> None:
+    m = lab_mesh
+    assert send(m, "h2", "h1-main-py", "open a master").returncode == 0
+    doc = json.loads(m.run("h2", m.python, "-c", "from agent_mesh.doctor import run_checks, "
+                           "to_json; print(to_json(run_checks()))").stdout)
+    peer = next(c for c in doc["checks"] if c["name"] == "peer:h1")
+    assert "reachable via openssh (master was up)" in peer["detail"], peer
+    out = m.run("h2", "agent-mesh", "disconnect", "h1")
+    assert out.stdout == b"agent-mesh disconnect: closed the master to h1\n", out
+    out = m.run("h2", "agent-mesh", "disconnect", "h1")
+    assert out.stdout == b"agent-mesh disconnect: no master was open\n", out
+    cm = m.host("h2").home / ".agents" / "cm"
+    out = send(m, "h2", "h1-main-py", "no reuse", env={"AGENT_MESH_CONTROL_PERSIST": "no"})
+    assert out.returncode == 0, out.stderr
+    assert not [p for p in cm.iterdir() if p.name.startswith("h1-")]
+    assert m.run("h2", "agent-mesh", "sync").returncode in (0, 4)  # h4: not installed
+    assert len([p for p in cm.iterdir() if p.name.startswith(("h1-", "h3-"))]) == 2
+    out = m.run("h2", "agent-mesh", "disconnect")
+    assert b"closed the master to h1" in out.stdout and b"closed the master to h3" in out.stdout
+
+
+def test_openssh_path_imports_neither_paramiko_nor_subprocess(lab_mesh: Mesh) -> None:
+    """A remote message over OpenSSH starts `ssh` with posix_spawn: no paramiko
+    (~150 ms), no subprocess, click, dataclasses, pathlib, typing or tomllib."""
+    m = lab_mesh
+    assert send(m, "h2", "h1-main-py", "warm the registry cache").returncode == 0
+    out = m.run("h2", m.python, "-X", "importtime", "-c",
+                "import sys; from agent_mesh.notify_cli import main; sys.exit(main())",
+                "h1-main-py", "lean")
+    assert out.returncode == 0, out.stderr[-800:]
+    imported = {line.split("|")[-1].strip() for line in out.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "agent_mesh.mesh.openssh" in imported
+    heavy = {"paramiko", "cryptography", "subprocess", "click", "dataclasses", "pathlib",
+             "typing", "tomllib", "shutil"}
+    assert not heavy & {name.split(".")[0] for name in imported}

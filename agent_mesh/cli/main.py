@@ -166,6 +166,24 @@ def setup_cmd(uninstall: bool, cron: bool, no_discover: bool) -> None:
     sys.exit(command.run(uninstall=uninstall, cron=cron, discover=not no_discover))
 
 
+@mesh.command("disconnect")
+@click.argument("aliases", nargs=-1)
+def disconnect_cmd(aliases: tuple[str, ...]) -> None:
+    """Close the SSH control masters agent-mesh keeps open to peers (ALIASES, else
+    all of them). The next message to a peer starts a new one."""
+
+    def body() -> None:
+        from agent_mesh.mesh import openssh
+
+        closed = openssh.disconnect(list(aliases) or None)
+        if not closed:
+            click.echo("agent-mesh disconnect: no master was open")
+        for name in closed:
+            click.echo(f"agent-mesh disconnect: closed the master to {printable(name)}")
+
+    _run_guarded("agent-mesh disconnect", body)
+
+
 @mesh.command("demo")
 @click.option("--keep", is_flag=True, help="Leave the demo's tmux server running to attach.")
 def demo_cmd(keep: bool) -> None:

@@ -23,6 +23,7 @@ from agent_mesh.errors import UsageError, WireError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import BinaryIO
 
 INCOMING = ".incoming"
 CHUNK = 1 << 20
@@ -184,13 +185,35 @@ def new_part() -> tuple[str, int]:
 
 
 class Upload:
-    """A part a peer uploaded over SFTP: its path relative to HOME and declared size."""
+    """A part a peer streamed to us: its path relative to HOME and declared size."""
 
     __slots__ = ("size", "tmp")
 
     def __init__(self, tmp: str, size: int) -> None:
         self.tmp = tmp
         self.size = size
+
+
+def receive_upload(stream: BinaryIO, size: int) -> Upload:
+    """Stream a request's body into a fresh 0600 part, CHUNK bytes at a time (bounded
+    memory). A body cut short leaves a short part, which place_upload refuses."""
+    part, fd = new_part()
+    try:
+        left = size
+        while left > 0:
+            data = stream.read(min(CHUNK, left))
+            if not data:
+                break
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            left -= len(data)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(part)
+        raise
+    os.close(fd)
+    return Upload(os.path.relpath(part, paths.home()), size)
 
 
 class Dropped:
@@ -251,7 +274,7 @@ def place_local(source: SourceFile | bytes, sender: str, name: str) -> Dropped:
 
 
 def place_upload(tmp: str, sender: str, name: str, size: int) -> Dropped:
-    """Publish a part a peer uploaded over SFTP.
+    """Publish a part a peer streamed to us (receive_upload).
 
     The part must be ours (a `.part` directly under ~/.agent-inbox/.incoming, given
     relative to HOME) and exactly `size` bytes long; anything else is refused and a

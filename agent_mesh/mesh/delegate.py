@@ -38,11 +38,11 @@ def call_host(host: str, request: dict[str, Any], timeout: float = 60.0) -> dict
         from agent_mesh.mesh import rpc
 
         return rpc.handle({**request, "protocol": PROTOCOL, "version": __version__})
-    from agent_mesh.mesh.ssh import SshTransport
+    from agent_mesh.mesh.transport import remote_transport
 
-    transport = SshTransport(host)
+    transport = remote_transport(host)
     try:
-        return transport.call(request, timeout=timeout)
+        return transport.request(request, timeout=timeout)
     finally:
         transport.close()
 

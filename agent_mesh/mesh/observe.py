@@ -34,11 +34,11 @@ def remote_request(host: str, request: dict[str, Any], timeout: float = STATUS_T
                    ) -> dict[str, Any]:
     """Send one rpc request to host's `agent-mesh rpc` and return its reply (raises
     the MeshError the peer reported, or WireError)."""
-    from agent_mesh.mesh.ssh import SshTransport
+    from agent_mesh.mesh.transport import remote_transport
 
-    transport = SshTransport(host)
+    transport = remote_transport(host)
     try:
-        return transport.call(request, timeout=timeout)
+        return transport.request(request, timeout=timeout)
     finally:
         transport.close()
 

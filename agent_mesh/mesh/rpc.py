@@ -1,6 +1,7 @@
 """`agent-mesh rpc`: the fixed entrypoint a peer's SshTransport runs over SSH.
 
-Reads one JSON request on stdin, answers one JSON reply on stdout, always exit 0
+Reads one request on stdin (a JSON header line, then a file's bytes when the
+header announces one: see wire.py), answers one JSON reply on stdout, always exit 0
 (errors travel in the reply with the same exit codes as a local run). It runs
 the very same delivery as a local notify-pane, against this host's own tmux
 server and its own registry slice: the sender's view of pane ids may be stale.
@@ -15,18 +16,16 @@ import sys
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.wire import PROTOCOL, envelope_from_json, error_to_reply
+from agent_mesh.mesh.wire import MAX_HEADER, PROTOCOL, envelope_from_json, error_to_reply
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
-    from typing import Any
-
-MAX_REQUEST = 64 * 1024 * 1024
+    from typing import Any, BinaryIO
 
 
-def handle(request: dict[str, Any]) -> dict[str, Any]:
+def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str, Any]:
     if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
         raise UsageError(
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
@@ -36,7 +35,7 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     if op == "hello":
         return {"host": self_alias()}
     if op == "deliver":
-        return {"result": _deliver(request)}
+        return {"result": _deliver(request, stream)}
     if op == "exchange":
         return _exchange(request)
     if op in ("deliver_many", "reply", "queue", "cancel", "spawn"):
@@ -50,13 +49,18 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
     raise UsageError(f"unknown request {op!r}")
 
 
-def _deliver(request: dict[str, Any]) -> dict[str, Any]:
-    from agent_mesh.delivery.inbox import Upload, discard_upload
+def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]:
+    from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive as deliver_envelope
 
     envelope = envelope_from_json(request["envelope"])
     upload = request.get("file")
-    file = Upload(str(upload["tmp"]), int(upload["size"])) if upload else None
+    file = None
+    if upload:
+        size = upload.get("size") if isinstance(upload, dict) else None
+        if not isinstance(size, int) or size < 0 or stream is None:
+            raise UsageError("bad file size in the request")
+        file = receive_upload(stream, size)  # the body follows the header: read it first
     try:
         agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
         result = deliver_envelope(envelope, agent, file)
@@ -91,13 +95,14 @@ def _exchange(request: dict[str, Any]) -> dict[str, Any]:
 def main() -> int:
     reply: dict[str, Any]
     try:
-        raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
-        if len(raw) > MAX_REQUEST:
-            raise UsageError("request too large")
+        stream = sys.stdin.buffer
+        raw = stream.readline(MAX_HEADER + 1)
+        if len(raw) > MAX_HEADER:
+            raise UsageError("request header too large")
         request = json.loads(raw)
         if not isinstance(request, dict):
             raise UsageError("request is not a JSON object")
-        reply = {"ok": True, **handle(request)}
+        reply = {"ok": True, **handle(request, stream)}
     except json.JSONDecodeError as exc:
         reply = error_to_reply(UsageError(f"bad request: {exc}"))
     except Exception as exc:  # answer, never a traceback on the wire
@@ -105,5 +110,10 @@ def main() -> int:
     reply.update(protocol=PROTOCOL, version=__version__, host=naming.self_alias())
     sys.stdout.write(json.dumps(reply))
     sys.stdout.flush()
-    os.close(1)
+    # sshd ends the channel only when both stdout and stderr are closed: close
+    # both now, so the sender has its answer before our interpreter's teardown.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     return 0

@@ -1,9 +1,11 @@
-"""SSH transport: one paramiko connection per peer, one command per request.
+"""SSH transport on paramiko (the fallback where there is no OpenSSH client, or
+chosen): one connection per peer, one command per request.
 
 A request (a message envelope, a slice exchange) goes as JSON on the stdin of a
 fixed remote command that runs `agent-mesh rpc` on the peer; nothing the user
-typed is ever placed in the remote shell string. A file travels over SFTP on the
-same connection to a temporary name, and the peer's rpc renames it into place.
+typed is ever placed in the remote shell string. A file travels on the
+same channel right after the request's header line (wire.py), and the peer's
+rpc streams it to a temporary name and renames it into place.
 
 The peer's address, user, port, keys, ProxyJump and timeouts come from the
 user's ~/.ssh/config, resolved exactly by `ssh -G <alias>` where the OpenSSH
@@ -13,35 +15,20 @@ Unknown host keys are rejected, never added; nothing ever prompts.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_mesh import __version__
-from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError, WireError
-from agent_mesh.mesh.transport import Transport
-from agent_mesh.mesh.wire import (
-    PROTOCOL,
-    REMOTE_COMMAND,
-    envelope_to_json,
-    error_from_reply,
-    result_from_reply,
-)
-from agent_mesh.model import Agent, DeliveryResult, Envelope
+from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Transport
+from agent_mesh.mesh.wire import REMOTE_COMMAND, decode_reply, encode_header
 
 DEFAULT_CONNECT_TIMEOUT = 4.0
-REQUEST_TIMEOUT = 60.0
 MAX_REPLY = 16 * 1024 * 1024
-INCOMING = ".agent-inbox/.incoming"
 
 
 @dataclass
@@ -146,6 +133,22 @@ def import_paramiko() -> Any:
     return paramiko
 
 
+def _revoked_keys(files: list[str]) -> set[tuple[str, str]]:
+    """(type, base64) of every `@revoked` key in these known_hosts files: paramiko
+    skips those lines, OpenSSH refuses such a host whatever names it is listed under."""
+    keys: set[tuple[str, str]] = set()
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    parts = line.split()
+                    if len(parts) >= 4 and parts[0] == "@revoked":
+                        keys.add((parts[2], parts[3]))
+        except OSError:
+            continue
+    return keys
+
+
 class _QuickAckSocket:
     """A socket that ACKs every read at once (Linux TCP_QUICKACK before each recv).
 
@@ -167,6 +170,8 @@ class _QuickAckSocket:
 
 class SshTransport(Transport):
     """A lazily opened connection to one peer, reused for every request to it."""
+
+    name = "paramiko"
 
     def __init__(self, alias: str, via: str | None = None) -> None:
         """alias: an ssh destination (a Host alias, or user@host[:port] for a jump hop);
@@ -233,6 +238,14 @@ class SshTransport(Transport):
         except (OSError, EOFError) as exc:
             sock.close()
             raise self._fail(f"unreachable ({exc or type(exc).__name__})") from None
+        revoked = _revoked_keys(target.known_hosts)
+        key = client.get_transport().get_remote_server_key()
+        if (key.get_name(), key.get_base64()) in revoked:
+            client.close()
+            raise self._fail(
+                f"host key for {target.hostname} is REVOKED (marked @revoked in known_hosts); "
+                "nothing was sent. Do not trust this host until its key is replaced"
+            )
         self._client = client
         return client
 
@@ -276,20 +289,29 @@ class SshTransport(Transport):
 
     # --- requests -------------------------------------------------------------
 
-    def call(self, request: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
-        """Send one JSON request to `agent-mesh rpc` on the peer; return its reply.
+    def request(self, header: dict[str, Any], stream: FileBody | None = None,
+                timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+        """Send one request (header line, then stream's bytes) to `agent-mesh rpc` on
+        the peer over one channel; return its reply.
 
         Raises the error type the peer reported (same exit codes as local), or
         WireError for transport problems and a missing/different agent-mesh.
         """
         client = self.connect()
-        payload = json.dumps({**request, "protocol": PROTOCOL, "version": __version__}).encode()
+        payload = encode_header(header)
         try:
             channel = client.get_transport().open_session(timeout=timeout)
             channel.settimeout(timeout)
             channel.exec_command(REMOTE_COMMAND)
             channel.sendall(payload)
-            channel.shutdown_write()
+            if stream is not None:
+                try:
+                    for chunk in stream.chunks():
+                        channel.sendall(chunk)
+                except (OSError, EOFError):
+                    pass  # the peer answered without reading it all (a refusal): read why
+            if not channel.closed:
+                channel.shutdown_write()
             chunks: list[bytes] = []
             size = 0
             while True:
@@ -304,7 +326,7 @@ class SshTransport(Transport):
             # peer's interpreter teardown. Only an empty reply needs the status.
             status = channel.recv_exit_status() if not chunks else 0
             channel.close()
-        except WireError:
+        except (WireError, UsageError):
             raise
         except (OSError, EOFError, TimeoutError) as exc:
             self.close()
@@ -314,60 +336,9 @@ class SshTransport(Transport):
             raise self._fail(f"ssh failed: {exc}") from None
         return self._decode_reply(b"".join(chunks), status)
 
+    def call(self, request: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+        """A request without a body (kept for callers of protocol 1's name)."""
+        return self.request(request, timeout=timeout)
+
     def _decode_reply(self, raw: bytes, status: int) -> dict[str, Any]:
-        if status == 127:
-            raise self._fail("agent-mesh is not installed there (run install.sh on that host)")
-        try:
-            reply = json.loads(raw)
-            assert isinstance(reply, dict)
-        except Exception:
-            lines = raw.decode("utf-8", "replace").strip().splitlines()
-            last = lines[-1] if lines else "no output"
-            raise self._fail(f"agent-mesh there did not answer (exit {status}: {last})") from None
-        theirs = str(reply.get("version", "?"))
-        if reply.get("protocol") != PROTOCOL or theirs != __version__:
-            raise self._fail(
-                f"agent-mesh {theirs} there, {__version__} here: install the same version on both"
-            )
-        if reply.get("ok"):
-            return reply
-        raise error_from_reply(self.host, reply)
-
-    def upload(self, data: SourceFile | bytes) -> str:
-        """SFTP data to a temporary name under the peer's ~/.agent-inbox; returns it."""
-        client = self.connect()
-        name = f"{INCOMING}/{os.getpid()}-{base64.b32encode(os.urandom(10)).decode().lower()}.part"
-        try:
-            sftp = client.open_sftp()
-            for folder in (".agent-inbox", INCOMING):
-                with contextlib.suppress(OSError):  # exists already
-                    sftp.mkdir(folder, mode=0o700)
-            with sftp.open(name, "wb") as fh:
-                fh.chmod(0o600)  # before any byte: a killed sender leaves a private part
-                fh.set_pipelined(True)
-                for chunk in (data,) if isinstance(data, bytes) else data.chunks():
-                    fh.write(chunk)
-            sftp.close()
-        except (OSError, EOFError) as exc:
-            raise self._fail(f"file upload failed ({exc})") from None
-        return name
-
-    def deliver(
-        self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
-    ) -> DeliveryResult:
-        upload = None
-        if file_data is not None:
-            size = len(file_data) if isinstance(file_data, bytes) else file_data.size
-            upload = {"tmp": self.upload(file_data), "name": envelope.file_name or "file",
-                      "size": size}
-        reply = self.call({"op": "deliver", "envelope": envelope_to_json(envelope),
-                           "file": upload})
-        return result_from_reply(self.host, reply)
-
-    def exchange(self, self_alias: str, slice_text: str | None,
-                 timeout: float = REQUEST_TIMEOUT) -> tuple[str, float]:
-        """Push our slice (if given) and fetch theirs in one request; (text, ms)."""
-        started = time.monotonic()
-        reply = self.call({"op": "exchange", "from": self_alias, "slice": slice_text},
-                          timeout=timeout)
-        return str(reply.get("slice", "")), (time.monotonic() - started) * 1000
+        return decode_reply(self.host, raw, status)

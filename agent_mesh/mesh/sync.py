@@ -240,11 +240,11 @@ Outcome = tuple[str, float] | Exception
 
 
 def _fetch(alias: str, local_text: str | None, limit: float,
-           results: dict[str, Outcome], transports: dict[str, Transport]) -> None:
+           results: dict[str, Outcome], transports: dict[str, Transport], kind: str) -> None:
     """One exchange, in its own thread: only network I/O here, nothing is stored."""
-    from agent_mesh.mesh.ssh import SshTransport
+    from agent_mesh.mesh.transport import remote_transport
 
-    transport = SshTransport(alias)
+    transport = remote_transport(alias, kind)
     transports[alias] = transport
     outcome: Outcome
     try:
@@ -268,8 +268,12 @@ def exchange_all(peers: list[str], local_text: str | None) -> list[PeerReport]:
     limit = deadline()
     results: dict[str, Outcome] = {}
     transports: dict[str, Transport] = {}
+    from agent_mesh.mesh.transport import chosen_transport
+
+    kind = chosen_transport()  # once, not per thread
     threads = {alias: threading.Thread(target=_fetch, name=f"sync-{alias}", daemon=True,
-                                       args=(alias, local_text, limit, results, transports))
+                                       args=(alias, local_text, limit, results, transports,
+                                             kind))
                for alias in peers}
     for thread in threads.values():
         thread.start()

@@ -1,28 +1,100 @@
 """How a message reaches the host that runs the recipient's tmux.
 
-One interface, two implementations: `LocalTransport` delivers on this host;
-`SshTransport` (paramiko, imported only when a remote host is contacted) sends
-the envelope to `agent-mesh rpc` on the peer, which runs the same delivery.
+One interface, three implementations: `LocalTransport` delivers on this host;
+`OpenSshTransport` (the default for a peer, mesh/openssh.py) runs the user's
+own `ssh` client through a reused control master; `SshTransport` (paramiko,
+mesh/ssh.py) is the fallback where there is no OpenSSH client. Both remote
+ones send one request (a JSON header line, then a file's raw bytes) to
+`agent-mesh rpc` on the peer, which runs the same delivery; see wire.py.
 """
 
 from __future__ import annotations
 
+import os
+
+from agent_mesh import paths
+from agent_mesh.errors import UsageError
+from agent_mesh.mesh.wire import CHUNK, result_from_reply
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # typing costs an import on every message's path
+    from collections.abc import Iterator
+    from typing import Any
+
     from agent_mesh.delivery.inbox import SourceFile
+
+TRANSPORTS = ("openssh", "paramiko")
+REQUEST_TIMEOUT = 60.0
+
+
+class FileBody:
+    """What a remote transport streams after the header: a file opened for sending
+    (delivery.inbox.SourceFile, read in CHUNK pieces, never whole in memory) or bytes.
+
+    The size is fixed when the file is opened: that is what the header announces
+    and the peer checks; a file that shrinks meanwhile fails the request.
+    """
+
+    def __init__(self, source: SourceFile | bytes, name: str) -> None:
+        self.source = source
+        self.name = name
+        self.size = len(source) if isinstance(source, bytes) else source.size
+
+    def chunks(self) -> Iterator[bytes]:
+        """The announced size exactly, from the start (a retry may read it again)."""
+        if isinstance(self.source, bytes):
+            for start in range(0, len(self.source), CHUNK):
+                yield self.source[start:start + CHUNK]
+            return
+        self.source.fh.seek(0)
+        left = self.size
+        for data in self.source.chunks(CHUNK):
+            left -= len(data)
+            yield data
+        if left > 0:
+            raise UsageError(f"{self.name} shrank while it was being sent")
+
+
+def as_body(file_data: SourceFile | bytes | FileBody | None, name: str | None) -> FileBody | None:
+    if file_data is None or isinstance(file_data, FileBody):
+        return file_data
+    return FileBody(file_data, name or "file")
 
 
 class Transport:
     """The interface (a plain base class: typing.Protocol costs an import on the hot path)."""
 
     host: str
+    name = "local"
 
     def deliver(
         self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
     ) -> DeliveryResult:
         """Deliver envelope to agent's pane, dropping file_data into the inbox first."""
+        body = as_body(file_data, envelope.file_name)
+        header: dict[str, Any] = {"op": "deliver", "envelope": envelope.to_json()}
+        if body is not None:
+            header["file"] = {"name": envelope.file_name or body.name, "size": body.size}
+        return result_from_reply(self.host, self.request(header, body))
+
+    def exchange(self, self_alias: str, slice_text: str | None,
+                 timeout: float = REQUEST_TIMEOUT) -> tuple[str, float]:
+        """Push our slice (if given) and fetch theirs in one request; (text, ms)."""
+        import time
+
+        started = time.monotonic()
+        reply = self.request({"op": "exchange", "from": self_alias, "slice": slice_text},
+                             timeout=timeout)
+        return str(reply.get("slice", "")), (time.monotonic() - started) * 1000
+
+    def request(self, header: dict[str, Any], stream: FileBody | None = None,
+                timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+        """One request to the peer's `agent-mesh rpc`: header, then stream's bytes; the reply.
+
+        Raises the error type the peer reported (same exit codes as local), or
+        WireError naming the host for transport problems.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -43,10 +115,52 @@ class LocalTransport(Transport):
         return receive(envelope, agent, file_data)
 
 
-def transport_for(host: str, self_host: str) -> Transport:
-    """Local for this host; SSH (paramiko imported only now) for any other."""
-    if host == self_host:
-        return LocalTransport(host)
+def _config_value(key: str) -> str | None:
+    """A top-level key of ~/.agents/config.toml, read only when a peer is contacted."""
+    path = os.path.join(paths.agents_dir(), "config.toml")
+    if not os.path.exists(path):
+        return None
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            value = tomllib.load(fh).get(key)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    return None if value is None else str(value)
+
+
+def chosen_transport() -> str:
+    """`AGENT_MESH_TRANSPORT` for one run, else `transport` in ~/.agents/config.toml,
+    else openssh when an `ssh` client is on PATH, else paramiko."""
+    choice = os.environ.get("AGENT_MESH_TRANSPORT", "").strip().lower()
+    where = "AGENT_MESH_TRANSPORT"
+    if not choice:
+        choice = (_config_value("transport") or "").strip().lower()
+        where = "transport in ~/.agents/config.toml"
+    if choice and choice not in TRANSPORTS:
+        raise UsageError(f"{where}: unknown transport {choice!r} (openssh or paramiko)")
+    if choice:
+        return choice
+    from agent_mesh.mesh.openssh import ssh_client
+
+    return "openssh" if ssh_client() else "paramiko"
+
+
+def remote_transport(host: str, kind: str | None = None) -> Transport:
+    """The transport to a peer: `kind`, else the chosen one."""
+    kind = kind or chosen_transport()
+    if kind == "openssh":
+        from agent_mesh.mesh.openssh import OpenSshTransport
+
+        return OpenSshTransport(host)
     from agent_mesh.mesh.ssh import SshTransport
 
     return SshTransport(host)
+
+
+def transport_for(host: str, self_host: str) -> Transport:
+    """Local for this host; for any other, the chosen remote transport (imported only now)."""
+    if host == self_host:
+        return LocalTransport(host)
+    return remote_transport(host)

@@ -1,6 +1,20 @@
 """The wire format between peers: constants and JSON mapping, no heavy imports.
 
-Shared by the SSH transport (sender side) and `agent-mesh rpc` (peer side).
+Shared by the transports (sender side) and `agent-mesh rpc` (peer side).
+
+Protocol 2 (one request per `ssh` invocation of REMOTE_COMMAND, on its stdin):
+
+    <header: one line of JSON, UTF-8, ending in "\n", at most MAX_HEADER bytes>
+    <body: exactly header["file"]["size"] raw bytes, only when header["file"] is set>
+
+The header carries `op`, `protocol`, `version` and the op's fields (`deliver`:
+`envelope`, `file: {name, size}`; `exchange`: `from`, `slice`; `hello`; and the
+status, peek, inbox, queue, cancel, reply, deliver_many and spawn ops). The body
+is streamed in CHUNK pieces by the sender and into a 0600 `.part` file by the
+peer, so neither side holds a file in memory; there is no second round trip
+(protocol 1 sent the file over SFTP first). The reply is one JSON object on
+stdout; then the peer closes stdout. Either side answers a version mismatch with
+"install the same version on both".
 """
 
 from __future__ import annotations
@@ -23,7 +37,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
     from typing import Any
 
-PROTOCOL = 1
+PROTOCOL = 2
+CHUNK = 64 * 1024
+MAX_HEADER = 16 * 1024 * 1024  # a 1 MiB slice or a 100 KB body, JSON-escaped, fit easily
 # Runs under the peer user's login shell: plain words and single quotes only, so it
 # means the same in sh, bash, zsh, fish and csh. Exit 127 means "not installed".
 REMOTE_COMMAND = (
@@ -92,3 +108,44 @@ def result_from_reply(host: str, reply: dict[str, Any]) -> DeliveryResult:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise WireError(f"{host}: malformed reply from agent-mesh there "
                         f"({type(exc).__name__}: {printable(str(exc))[:80]})") from None
+
+
+def encode_header(header: dict[str, Any]) -> bytes:
+    """The request's first line: header plus protocol and version, newline-terminated."""
+    import json
+
+    from agent_mesh import __version__
+
+    return json.dumps({**header, "protocol": PROTOCOL, "version": __version__}).encode() + b"\n"
+
+
+def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:
+    """The peer's reply (the same for both transports), or the error it stands for.
+
+    status is the remote command's exit status (only needed when raw is empty):
+    127 means agent-mesh is not installed there.
+    """
+    import json
+
+    from agent_mesh import __version__
+
+    if status == 127 and not raw.strip():
+        raise WireError(f"{host}: agent-mesh is not installed there "
+                        "(run install.sh or agent-mesh setup on that host)")
+    try:
+        reply = json.loads(raw)
+        assert isinstance(reply, dict)
+    except Exception:
+        lines = raw.decode("utf-8", "replace").strip().splitlines()
+        last = printable(lines[-1]) if lines else "no output"
+        raise WireError(f"{host}: agent-mesh there did not answer (exit {status}: {last})"
+                        ) from None
+    theirs = printable(str(reply.get("version", "?")))
+    if reply.get("protocol") != PROTOCOL or theirs != __version__:
+        raise WireError(
+            f"{host}: agent-mesh {theirs} there, {__version__} here: "
+            "install the same version on both"
+        )
+    if reply.get("ok"):
+        return reply
+    raise error_from_reply(host, reply)

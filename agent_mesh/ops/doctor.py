@@ -450,11 +450,48 @@ def _peer_failure(alias: str, message: str) -> Check:
     return _fail(name, detail, fix)
 
 
-def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
-    """Connect (host key checked, never added) and ask the peer's agent-mesh `hello`."""
-    from agent_mesh.mesh.ssh import SshTransport, import_paramiko
+def _check_peer_openssh(alias: str, budget: float) -> Check:
+    """`hello` through the user's ssh and its control master; says whether one was up."""
+    from agent_mesh.mesh.openssh import OpenSshTransport
 
     name = f"peer:{alias}"
+    started = time.monotonic()
+    try:
+        transport = OpenSshTransport(alias)
+        was_up = transport.master_up()
+        asked = time.monotonic()
+        reply = transport.request({"op": "hello"}, timeout=max(0.5, budget - (asked - started)))
+        answered = time.monotonic()
+        now_up = was_up or transport.master_up()
+    except MeshError as exc:
+        return _peer_failure(alias, report(exc)[0])
+    theirs = str(reply.get("host", ""))
+    if theirs != alias:
+        return _fail(name, f"reachable, but it calls itself {theirs!r} in its "
+                     f"~/.agents/self.conf, so its slice is rejected here",
+                     f"on {alias}: echo {alias} > ~/.agents/self.conf")
+    master = ("master was up" if was_up else "master started" if now_up else
+              "no master (connection reuse is off)")
+    return _ok(name, f"reachable via openssh ({master}), host key known, agent-mesh "
+               f"{reply.get('version', '?')} (same as here) answered in "
+               f"{(answered - asked) * 1000:.0f} ms")
+
+
+def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
+    """Connect (host key checked, never added) and ask the peer's agent-mesh `hello`,
+    over the transport notify-pane would use (openssh, else paramiko)."""
+    from agent_mesh.mesh.transport import chosen_transport
+
+    name = f"peer:{alias}"
+    try:
+        kind = chosen_transport()
+    except MeshError as exc:
+        return _fail(name, str(exc), "set AGENT_MESH_TRANSPORT or `transport` in "
+                     "~/.agents/config.toml to openssh or paramiko")
+    if kind == "openssh":
+        return _check_peer_openssh(alias, budget)
+    from agent_mesh.mesh.ssh import SshTransport, import_paramiko
+
     import_paramiko()  # ~150 ms once per process: not part of the peer's latency
     transport = SshTransport(alias)
     started = time.monotonic()
@@ -475,7 +512,8 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
         return _fail(name, f"reachable, but it calls itself {theirs!r} in its "
                      f"~/.agents/self.conf, so its slice is rejected here",
                      f"on {alias}: echo {alias} > ~/.agents/self.conf")
-    return _ok(name, f"reachable, host key known, connect {latency:.0f} ms, agent-mesh "
+    return _ok(name, f"reachable via paramiko, host key known, connect {latency:.0f} ms, "
+               "agent-mesh "
                f"{reply.get('version', '?')} (same as here) answered in {rpc_ms:.0f} ms")
 
 

@@ -710,6 +710,29 @@ class Lab:
         """The current known_hosts line for `host` (e.g. to re-trust it after a replace)."""
         return self._known_hosts_line(self._host(host))
 
+    def kill_ssh_sessions(self, host: str) -> int:
+        """SIGKILL every SSH connection `host`'s sshd serves (not the listener), as a
+        reboot or a dropped NAT entry would end them; returns how many."""
+        h = self._host(host)
+        killed = 0
+        for pid in _ns_pids(h.ns):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if title.startswith(b"sshd: ") and b"[listener]" not in title and b"-D" not in title:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+        return killed
+
+    def restart_sshd(self, host: str) -> None:
+        """Stop and start `host`'s sshd listener (connections it serves survive)."""
+        h = self._host(host)
+        self._stop_sshd(h)
+        self._start_sshd(h)
+        self._wait_sshd(h)
+
     # -- sshd
 
     def _start_sshd(self, h: LabHost) -> None:
