@@ -267,8 +267,10 @@ def test_log_module_stays_light() -> None:
 
 
 def rpc(request: dict[str, Any]) -> dict[str, Any]:
-    full = {"protocol": 1, "version": __version__, **request}
-    out = run_cli("agent-mesh", "rpc", input=json.dumps(full).encode())
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    header = {"protocol": PROTOCOL, "version": __version__, **request}
+    out = run_cli("agent-mesh", "rpc", input=json.dumps(header).encode() + b"\n")
     assert out.returncode == 0
     return json.loads(out.stdout)
 

@@ -58,41 +58,43 @@ def test_the_header_is_one_json_line_with_protocol_and_version() -> None:
 
 
 def test_a_file_body_streams_in_chunks_and_a_shrunk_file_fails(tmp_path: Path) -> None:
+    from agent_mesh.delivery.inbox import SourceFile
     from agent_mesh.errors import UsageError
     from agent_mesh.mesh.transport import FileBody
     from agent_mesh.mesh.wire import CHUNK
 
     path = tmp_path / "big.bin"
     path.write_bytes(b"a" * (CHUNK * 2 + 5))
-    body = FileBody.open(str(path))
+    body = FileBody(SourceFile(str(path)), "big.bin")
     assert [len(c) for c in body.chunks()] == [CHUNK, CHUNK, 5]
-    assert body.read_all() == path.read_bytes()  # re-readable for a retry
+    assert b"".join(body.chunks()) == path.read_bytes()  # re-readable for a retry
     path.write_bytes(b"short")
     with pytest.raises(UsageError, match="shrank"):
         list(body.chunks())
-    body.close()
-    with pytest.raises(UsageError, match="is a directory"):
-        FileBody.open(str(tmp_path))
+    assert b"".join(FileBody(b"xyz", "x").chunks()) == b"xyz"
+    with pytest.raises(UsageError, match="not a regular file"):
+        SourceFile(str(tmp_path))
 
 
 def test_rpc_streams_the_body_into_a_private_part_file(isolated_env: Path) -> None:
     import io
 
+    from agent_mesh.delivery.inbox import place_upload, receive_upload
     from agent_mesh.errors import UsageError
-    from agent_mesh.mesh import rpc
 
     data = bytes(range(256)) * 1000
     stream = io.BytesIO(data + b"trailing bytes are not read")
-    tmp = rpc.receive_upload(stream, len(data))
-    part = isolated_env / tmp
-    assert part.parent == isolated_env / ".agent-inbox" / ".incoming" and tmp.endswith(".part")
+    upload = receive_upload(stream, len(data))
+    part = isolated_env / upload.tmp
+    assert part.parent == isolated_env / ".agent-inbox" / ".incoming"
+    assert upload.tmp.endswith(".part")
     assert part.read_bytes() == data and oct(part.stat().st_mode & 0o777) == "0o600"
     assert oct(part.parent.stat().st_mode & 0o777) == "0o700"
-    shown = rpc.place_upload(tmp, "h2", "report.bin", len(data))
-    assert shown == ("~/.agent-inbox/h2/report.bin", len(data))
-    short = rpc.receive_upload(io.BytesIO(b"cut"), 10)
+    dropped = place_upload(upload.tmp, "h2", "report.bin", len(data))
+    assert (dropped.shown, dropped.size) == ("~/.agent-inbox/h2/report.bin", len(data))
+    short = receive_upload(io.BytesIO(b"cut"), 10)
     with pytest.raises(UsageError, match=r"truncated \(3 of 10 bytes\)"):
-        rpc.place_upload(short, "h2", "x", 10)
+        place_upload(short.tmp, "h2", "x", 10)
     assert list((isolated_env / ".agent-inbox" / ".incoming").iterdir()) == []
 
 
