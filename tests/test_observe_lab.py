@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import retry_until
 from lab.netlab import Lab, LabHost, lab_available
+
+REPLAY = Path(__file__).resolve().parent / "programs" / "screen_replay.py"
+SCREENS = Path(__file__).resolve().parent / "fixtures" / "screens"
 
 pytestmark = pytest.mark.lab
 
@@ -46,6 +51,9 @@ class Observed:
     def receiver(self, name: str, window: str) -> None:
         self.window(name, window, self.python, "-q", "-c", RECEIVER,
                     str(self.host(name).home / f"{window}.jsonl"))
+        # a python prompt is not a known agent: the window opts in, as a user would
+        self.host(name).tmux("set-option", "-w", "-t", f"main:{window}", "@agent-accept",
+                             "python")
         retry_until(lambda: self.screen(name, window).rstrip().endswith(">>>"))
 
     def screen(self, name: str, window: str) -> str:
@@ -76,6 +84,16 @@ def obs() -> Iterator[Observed]:
         o.receiver("h1", "draft")
         h1.tmux("send-keys", "-t", "main:draft", "-l", "half a thought")
         retry_until(lambda: "half a thought" in o.screen("h1", "draft"))
+        # a real Claude Code permission question, replayed under the name `claude`
+        replay = h1.home / "claude"
+        shutil.copy(REPLAY, replay)
+        for suffix in (".ansi", ".json"):
+            shutil.copy(SCREENS / f"claude-code-permission-dialog{suffix}",
+                        h1.home / f"dialog{suffix}")
+        for path in (replay, h1.home / "dialog.ansi", h1.home / "dialog.json"):
+            os.chown(path, h1.uid, h1.gid)
+        o.window("h1", "dialog", "python3", str(replay), str(h1.home / "dialog.log"),
+                 str(h1.home / "dialog"))
         o.window("h1", "shell", *bash)
         o.window("h1", "busy", *bash)
         h1.tmux("send-keys", "-t", "main:busy", "sleep 600", "Enter")
@@ -112,7 +130,7 @@ def test_status_across_hosts_with_a_partitioned_one(obs: Observed) -> None:
     want = {
         "h1-main-agent": "idle", "h1-main-draft": "drafting", "h1-main-shell": "shell",
         "h1-main-busy": "running", "h1-main-dead": "dead", "h1-main-closed": "gone",
-        "h1-main-log": "shell",
+        "h1-main-log": "shell", "h1-main-dialog": "waiting",
     }
     assert {a: rows[a]["state"] for a in want if a in rows} == want, rows
     assert rows["h1-main-busy"]["program"] == "sleep"

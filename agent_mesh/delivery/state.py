@@ -209,6 +209,12 @@ def classify(state: PaneState) -> PaneStatus:
         if draft:
             return PaneStatus("drafting", who.shell, draft)
         return PaneStatus("shell", who.shell, "at its prompt")
+    if _opted_in(state, who):  # the window accepts this program: read its prompt
+        draft = find_draft(rows, state.cursor_x, state.cursor_y, width=state.width,
+                           line_editor=_line_editor(stem(who.program.split(".")[0])))
+        if draft:
+            return PaneStatus("drafting", who.program, draft)
+        return PaneStatus("idle", who.program, "input empty (opted in with @agent-accept)")
     if who.parent_shell:
         detail = f"a job of {who.parent_shell}"
     elif who.leader is not None and who.named is not who.leader:
@@ -495,9 +501,7 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
         lead = program_name(who.leader) if who.leader is not None else ""
         via = f" (run by {lead})" if lead and lead != blocker else ""
         return f"its foreground program is {blocker}{via}, not an agent input"
-    names = names_of(who.named) if who.named is not None else {program}
-    wanted = words | {stem(w) for w in words}
-    if not (wanted & names or ("any" in words and not who.shell)):
+    if not _opted_in(state, who):
         job = (f"; it is a job of {who.parent_shell}, which would run the text as a command "
                f"once {program} ends") if who.parent_shell else ""
         return (f"its foreground program is {program}, not a known agent{job}; if {program} "
@@ -509,6 +513,16 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     if multiline and state.bracketed != "1":
         return NO_BRACKETED_PASTE.format(program=program)
     return None
+
+
+def _opted_in(state: PaneState, who: _Who) -> bool:
+    """Does the window's @agent-accept take this (non-shell, non-pager) program?"""
+    if who.shell or who.blocker or who.program in NOT_AN_INPUT:
+        return False
+    words = state.accept_words
+    names = names_of(who.named) if who.named is not None else {who.program}
+    wanted = words | {stem(w) for w in words}
+    return bool(wanted & names) or "any" in words
 
 
 def _queues_mid_turn(agent: str) -> bool:
