@@ -188,8 +188,8 @@ def test_list_with_no_registry_is_empty_and_says_how_to_start() -> None:
 
 
 def test_local_delivery_imports_no_heavy_modules(tui: Receiver) -> None:
-    """No click, subprocess, paramiko, tomlkit, nor dataclasses, pathlib, typing or (once
-    the registry cache is warm) tomllib on the way: each costs milliseconds."""
+    """No click, subprocess, paramiko, tomlkit, nor dataclasses, pathlib, typing, json, re
+    or (once the registry cache is warm) tomllib on the way: each costs milliseconds."""
     assert notify(tui.address, "warm the registry cache").returncode == 0
     tui.wait_lines(1)
     res = subprocess.run(
@@ -203,8 +203,9 @@ def test_local_delivery_imports_no_heavy_modules(tui: Receiver) -> None:
                 if line.startswith("import time:")}
     assert "agent_mesh.delivery.paste" in imported
     heavy = {"click", "subprocess", "psutil", "paramiko", "tomlkit", "dataclasses", "pathlib",
-             "typing", "tomllib"}
-    assert not heavy & {name.split(".")[0] for name in imported}
+             "typing", "tomllib", "json", "re"}
+    assert not heavy & {name.split(".")[0] for name in imported}, sorted(
+        heavy & {name.split(".")[0] for name in imported})
     tui.wait_lines(2)
 
 

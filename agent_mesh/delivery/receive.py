@@ -6,7 +6,6 @@ the queue's waiter, so a queued or replied message behaves the same on every pat
 
 from __future__ import annotations
 
-from agent_mesh.delivery import mailbox, queue
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
 from agent_mesh.errors import NotReady, PaneDead
@@ -32,6 +31,8 @@ def receive(
     "queued"); a dead pane is never queued for.
     """
     if envelope.re:
+        from agent_mesh.delivery import mailbox  # json: only for replies
+
         mailbox.store_reply(envelope)
         if mailbox.asker_waiting(envelope.re):
             return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
@@ -40,6 +41,8 @@ def receive(
     except NotReady as exc:
         if not envelope.queue or isinstance(exc, PaneDead):
             raise
+        from agent_mesh.delivery import queue  # json: only for queued messages
+
         queue.enqueue(envelope, agent.address, str(exc))
         queue.start_waiter(agent.address)
         return _result(agent, envelope, "queued", f"queued: {exc}")
@@ -50,6 +53,8 @@ def receive(
 
 def store_for_asker(envelope: Envelope, host: str) -> DeliveryResult:
     """A reply addressed to a host (its asker is not a pane): kept, typed nowhere."""
+    from agent_mesh.delivery import mailbox
+
     mailbox.store_reply(envelope)
     return DeliveryResult(address=envelope.address, host=host, target="mailbox", pane_id="",
                           bytes_sent=0, outcome="mailbox", msg_id=envelope.msg_id)

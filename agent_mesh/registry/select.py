@@ -1,13 +1,13 @@
 """Choosing agents by pattern: address globs, `role:NAME`, `host:ALIAS`, `--all`.
 
 One grammar for every command that acts on a group (broadcast, status, queue).
+notify-pane asks is_pattern() on every message, so fnmatch (and re) load only to match.
 Matching ignores case, as addresses are lowercase slugs but users type names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from fnmatch import fnmatchcase
 
 from agent_mesh.model import Agent
 
@@ -26,6 +26,8 @@ def is_pattern(text: str) -> bool:
 
 
 def matches(agent: Agent, pattern: str) -> bool:
+    from fnmatch import fnmatchcase  # imports re: not on a single message's path
+
     if pattern in (ALL, "*"):
         return True
     if pattern.startswith("role:"):
