@@ -92,7 +92,7 @@ def test_healthy_setup_passes_every_check(tmux_server: TmuxServer, isolated_env:
     assert [c for c in checks if not c.ok] == []
     assert list(named) == ["tmux", "tmux-server", "tmux-hooks", "hook-launcher", "hook-command",
                            "path", "self.conf", "peers.conf", "local.toml", "registry.toml",
-                           "hook-log", "timer"]
+                           "hook-log", "inbox-parts", "timer"]
     assert named["tmux-hooks"].detail == "all 6 hooks live in the server"
     assert named["self.conf"].detail == f"this host is {SELF_HOST!r}"
     assert named["peers.conf"].detail.startswith("no peers")

@@ -243,6 +243,7 @@ class Installed:
     alias: str
     seeded_peers: str
     tampered: Path
+    seeded_modes: tuple[int, int, int]  # ~/.agents, self.conf, peers.conf after the install
 
 
 def _host_alias() -> str:
@@ -278,6 +279,8 @@ def installed(installer: Installer) -> Installed:
 
     alias = (env.home / ".agents" / "self.conf").read_text().strip()
     seeded_peers = (env.home / ".agents" / "peers.conf").read_text()
+    seeded_modes = tuple(stat.S_IMODE((env.home / ".agents" / name).stat().st_mode)
+                         for name in ("", "self.conf", "peers.conf"))
     env.write(".agents/self.conf", "custom-alias\n")
     env.write(".agents/peers.conf", "# my peers\nbuildbox\n")
     with (env.home / ".tmux.conf").open("a") as fh:
@@ -293,7 +296,7 @@ def installed(installer: Installer) -> Installed:
 
     second = env.install(env={"AGENT_MESH_NO_SYSTEMD": "1"}, closed_stdin=True)
     assert second.returncode == 0, second.stdout + second.stderr
-    return Installed(env, first, second, alias, seeded_peers, init)
+    return Installed(env, first, second, alias, seeded_peers, init, seeded_modes)  # type: ignore[arg-type]
 
 
 # --- the Python check (no install happens) ----------------------------------
@@ -435,6 +438,7 @@ def test_config_seeded_once_and_never_overwritten(installed: Installed) -> None:
     assert seeded[-1] == installed.alias
     assert len(seeded) > 3 and all(line.startswith("#") for line in seeded[:-1])
     assert "one ssh alias per line" in installed.seeded_peers.lower()
+    assert installed.seeded_modes == (0o700, 0o600, 0o600)  # private, whoever made them
     assert (agents / "self.conf").read_text() == "custom-alias\n"
     assert (agents / "peers.conf").read_text() == "# my peers\nbuildbox\n"
     assert "kept ~/.agents/self.conf (this host's alias: custom-alias)" in installed.second.stdout

@@ -37,12 +37,16 @@ environment:
   AGENT_NAME      sender identity (default: this pane's address, else host[session])
   FORCE_SEND=1    deliver even if the recipient looks mid-prompt or not ready
   SKIP_DISMISS=1  do not press Escape on a recognised Claude Code dialog first
+  AGENT_MESH_MAX_FILE  largest --file accepted, bytes or with K/M/G (default 1G)
 
 exit codes:
   0 delivered   1 usage or unreadable file
   2 unknown agent (or its pane is gone: the registry is out of date)
-  3 recipient not ready (mid-prompt, shell prompt, copy mode, dead pane)
-  4 tmux or network failure   5 queued (delivered when the agent is ready)
+  3 recipient not ready (mid-prompt, mid-turn, a dialog, shell prompt, not an
+    agent, copy mode, dead pane); FORCE_SEND=1 overrides all but a dialog
+    and a dead pane
+  4 tmux or network failure
+  5 queued with --queue: the agent was busy; its host delivers it when ready
   a pattern exits with the worst of its recipients' codes
 
 Under `tmux run-shell` (no terminal) the outcome is shown with tmux

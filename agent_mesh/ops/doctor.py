@@ -379,6 +379,28 @@ def check_hook_log(now: float) -> Check:
                  f"{_ago(now - when)}: {last[:160]}", fix)
 
 
+def check_inbox_parts() -> Check:
+    """Upload parts left in ~/.agent-inbox/.incoming by a sender killed mid-copy.
+
+    The next delivery to this host sweeps them (delivery.inbox); until then they hold
+    disk space, so say how many and how much.
+    """
+    from agent_mesh.delivery.inbox import STALE_PART_SECONDS, incoming_dir, stale_parts
+
+    parts = stale_parts()
+    where = _tilde(incoming_dir())
+    if not parts:
+        return _ok("inbox-parts", f"no leftover upload parts in {where}")
+    size = 0
+    for part in parts:
+        with contextlib.suppress(OSError):
+            size += os.stat(part).st_size
+    return _warn("inbox-parts",
+                 f"{len(parts)} upload part(s) older than {duration(STALE_PART_SECONDS)} in "
+                 f"{where} ({size} bytes), left by senders that were interrupted",
+                 f"the next delivery to this host removes them, or: rm {where}/*.part")
+
+
 def check_timer() -> Check:
     """The 5-minute resync: a systemd user timer, else a crontab line running agent-discover."""
     code, out, err = _run(["systemctl", "--user", "is-active", TIMER_UNIT])
@@ -600,6 +622,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     checks += _guard("peers.conf", lambda: check_peers_conf()[0])
     checks += _guard("registry.toml", lambda: check_registry_files(now))
     checks += _guard("hook-log", lambda: check_hook_log(now))
+    checks += _guard("inbox-parts", check_inbox_parts)
     checks += _guard("timer", check_timer)
     for alias in peers:
         if include_peers:

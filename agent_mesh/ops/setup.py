@@ -528,7 +528,8 @@ def host_alias() -> str:
 def seed_config(report: Report) -> None:
     """self.conf and peers.conf, only when absent: after that they are the user's."""
     self_conf, peers_conf = paths.self_conf(), paths.peers_conf()
-    os.makedirs(paths.agents_dir(), exist_ok=True)
+    os.makedirs(paths.agents_dir(), mode=0o700, exist_ok=True)
+    os.chmod(paths.agents_dir(), 0o700)  # private, whoever created it first
     text = _read(self_conf)
     if text is not None:
         alias = "".join(text.split("\n", 1)[0].split())
@@ -536,14 +537,14 @@ def seed_config(report: Report) -> None:
                    f"{alias or '<empty: hostname used>'})")
     else:
         alias = host_alias()
-        atomic_write(self_conf, f"{alias}\n".encode())
+        atomic_write(self_conf, f"{alias}\n".encode(), mode=0o600)
         report.say(f"wrote {tilde(self_conf)}: this host's alias is {alias} (edit it to match "
                    "the SSH alias other hosts use for this one)")
     if os.path.exists(peers_conf):
         report.say(f"kept {tilde(peers_conf)}")
         return
     alias = alias or host_alias()
-    atomic_write(peers_conf, f"{PEERS_HEADER}{alias}\n".encode())
+    atomic_write(peers_conf, f"{PEERS_HEADER}{alias}\n".encode(), mode=0o600)
     report.say(f"wrote {tilde(peers_conf)} (only this host, {alias}, so far: add one SSH "
                "alias per line to join a mesh)")
 
