@@ -181,7 +181,7 @@ def test_a_malformed_deliver_reply_is_exit_4_not_a_key_error(
     reply: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fault injection at the edge: the peer's answer itself."""
-    monkeypatch.setattr(SshTransport, "call", lambda self, request, timeout=0: reply)
+    monkeypatch.setattr(SshTransport, "request", lambda self, header, stream=None, timeout=0: reply)
     envelope = Envelope(sender="s", address="a", body="hi", timestamp="now", force=False,
                         skip_dismiss=False, file_name=None, file_size=None)
     agent = Agent(address="a", host="peer", target="dev:0", pane_id="%1")

@@ -172,19 +172,20 @@ def test_remote_control_characters_are_stripped_with_a_note(mesh: Mesh) -> None:
 def test_remote_file_drop_is_exact_and_announced(mesh: Mesh) -> None:
     h2 = mesh.host("h2")
     data = bytes(range(256)) * 400 + b"\n; $(rm -rf ~)\n"
-    src = h2.home / "report.bin"
+    name = f"report-{mesh.transport}.bin"  # each transport's run drops its own file
+    src = h2.home / name
     src.write_bytes(data)
     os.chown(src, h2.uid, h2.gid)
     before = len(mesh.received("h1"))
     out = send(mesh, "h2", "h1-main-py", "--file", str(src), "see attached")
     assert out.returncode == 0, out.stderr
-    dropped = mesh.host("h1").home / ".agent-inbox" / "h2" / "report.bin"
+    dropped = mesh.host("h1").home / ".agent-inbox" / "h2" / name
     assert dropped.read_bytes() == data
     assert dropped.stat().st_uid == mesh.host("h1").uid
     assert oct(dropped.parent.stat().st_mode & 0o777) == "0o700"
     notice = wait_received(mesh, "h1", before + 1)[-1]
     assert notice.endswith(
-        f"] file dropped at ~/.agent-inbox/h2/report.bin ({len(data)} bytes): see attached"
+        f"] file dropped at ~/.agent-inbox/h2/{name} ({len(data)} bytes): see attached"
     )
     leftovers = list((mesh.host("h1").home / ".agent-inbox" / ".incoming").iterdir())
     assert leftovers == []
@@ -350,11 +351,12 @@ def test_two_host_smoke_like_the_bash_tools_ci(mesh: Mesh) -> None:
     assert wait_received(mesh, "h2", 1, w)[-1].endswith("] ping from alpha")
     h2 = mesh.host("h2")
     payload = b"smoke file\n" * 100
-    (h2.home / "smoke.txt").write_bytes(payload)
-    os.chown(h2.home / "smoke.txt", h2.uid, h2.gid)
-    assert send(mesh, "h2", f"h1-main-{w}", "--file", "smoke.txt").returncode == 0
-    assert (mesh.host("h1").home / ".agent-inbox" / "h2" / "smoke.txt").read_bytes() == payload
-    assert "file dropped at ~/.agent-inbox/h2/smoke.txt" in wait_received(mesh, "h1", 1, w)[-1]
+    smoke = f"{w}.txt"
+    (h2.home / smoke).write_bytes(payload)
+    os.chown(h2.home / smoke, h2.uid, h2.gid)
+    assert send(mesh, "h2", f"h1-main-{w}", "--file", smoke).returncode == 0
+    assert (mesh.host("h1").home / ".agent-inbox" / "h2" / smoke).read_bytes() == payload
+    assert f"file dropped at ~/.agent-inbox/h2/{smoke}" in wait_received(mesh, "h1", 1, w)[-1]
 
 
 def test_new_window_reaches_the_peers_within_seconds_without_a_sync(mesh: Mesh) -> None:
@@ -610,7 +612,7 @@ def test_stale_master_is_replaced_without_the_user_noticing(lab_mesh: Mesh) -> N
 def test_disconnect_closes_masters_and_reuse_can_be_turned_off(lab_mesh: Mesh) -> None:
     m = lab_mesh
     assert send(m, "h2", "h1-main-py", "open a master").returncode == 0
-    doc = json.loads(m.run("h2", m.python, "-c", "from agent_mesh.doctor import run_checks, "
+    doc = json.loads(m.run("h2", m.python, "-c", "from agent_mesh.ops.doctor import run_checks, "
                            "to_json; print(to_json(run_checks()))").stdout)
     peer = next(c for c in doc["checks"] if c["name"] == "peer:h1")
     assert "reachable via openssh (master was up)" in peer["detail"], peer
@@ -634,7 +636,7 @@ def test_openssh_path_imports_neither_paramiko_nor_subprocess(lab_mesh: Mesh) ->
     m = lab_mesh
     assert send(m, "h2", "h1-main-py", "warm the registry cache").returncode == 0
     out = m.run("h2", m.python, "-X", "importtime", "-c",
-                "import sys; from agent_mesh.notify_cli import main; sys.exit(main())",
+                "import sys; from agent_mesh.cli.notify import main; sys.exit(main())",
                 "h1-main-py", "lean")
     assert out.returncode == 0, out.stderr[-800:]
     imported = {line.split("|")[-1].strip() for line in out.stderr.decode().splitlines()

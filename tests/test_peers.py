@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -263,7 +264,7 @@ def test_a_trickling_peer_is_cut_at_the_deadline(peers: Peers) -> None:
         print(f"sync with a trickling peer took {elapsed:.1f}s")
         assert 9 <= elapsed <= 14, (elapsed, out)  # the default deadline, 10 s
         assert report.returncode == 4, out
-        assert "peer-2: unreachable: no complete answer within 10s" in out, out
+        assert re.search(r"peer-2: unreachable: no (complete )?answer within 10 ?s", out), out
         assert "peer: ok" in out, out
         assert "peer-main-fresh" in peers.registry("h1")
         assert all(a["stale"] for a in peers.registry("h1").values() if a["host"] == "peer-2")
@@ -314,7 +315,9 @@ def test_nothing_from_a_peer_reaches_the_terminal_raw(peers: Peers) -> None:
     good = slice_path.read_text()
     version = peers.run("h1", peers.python, "-c", "import agent_mesh; "
                         "print(agent_mesh.__version__)").stdout.decode().strip()
-    reply = {"ok": True, "protocol": 1, "version": version, "host": "peer",
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    reply = {"ok": True, "protocol": PROTOCOL, "version": version, "host": "peer",
              "result": {"address": "peer-main-py", "target": f"main:1{ESC_ROLE}{OSC52}",
                         "pane_id": "%1", "bytes_sent": 5, "notes": [f"look {OSC52}here"]}}
     try:

@@ -142,9 +142,12 @@ def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:
                         ) from None
     theirs = printable(str(reply.get("version", "?")))
     if reply.get("protocol") != PROTOCOL or theirs != __version__:
+        protocol = printable(str(reply.get("protocol", "?")))
+        same = protocol == str(PROTOCOL)
+        mine = __version__ if same else f"{__version__} (protocol {PROTOCOL})"
+        there = theirs if same else f"{theirs} (protocol {protocol})"
         raise WireError(
-            f"{host}: agent-mesh {theirs} there, {__version__} here: "
-            "install the same version on both"
+            f"{host}: agent-mesh {there} there, {mine} here: install the same version on both"
         )
     if reply.get("ok"):
         return reply
