@@ -477,7 +477,8 @@ def test_a_peer_on_another_version_is_a_clear_wire_failure(mesh: Mesh) -> None:
         for extra in ([], ["--file", str(src)]):
             out = send(mesh, "h1", "h4-main-py", *extra, "hello old peer")
             assert out.returncode == 4, out.stderr
-            assert b"h4" in out.stderr and b"0.0.9 there" in out.stderr, out.stderr
+            assert b"h4" in out.stderr and b"agent-mesh 0.0.9 (protocol 1) there" in out.stderr, \
+                out.stderr
             assert b"install the same version on both" in out.stderr
             assert len(out.stderr.strip().splitlines()) == 1
     finally:
