@@ -46,18 +46,10 @@ def _style(text: str, sgr: str | None) -> str:
 
 
 def _run_guarded(prog: str, func: Callable[[], Any]) -> None:
-    """cli.main's guard, plus: a bug is one line and exit 1 too, never a traceback."""
-    from agent_mesh.cli.main import _run_guarded as guarded
+    """cli/group.py's guard, imported only here: quick_status skips click."""
+    from agent_mesh.cli.group import run_guarded
 
-    def wrapped() -> None:
-        try:
-            func()
-        except (MeshError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise MeshError(f"unexpected error: {type(exc).__name__}: {exc}") from exc
-
-    guarded(prog, wrapped)
+    run_guarded(prog, func)
 
 
 def quick_status(argv: list[str]) -> int | None:
