@@ -39,14 +39,10 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
         return {"result": _deliver(request)}
     if op == "exchange":
         return _exchange(request)
-    if op in ("deliver_many", "reply", "queue", "cancel", "spawn"):
-        from agent_mesh.mesh.delegate import RPC_OPS
+    from agent_mesh.mesh.handlers import OPS
 
-        return RPC_OPS[str(op)](request)
-    if op in ("status", "peek", "inbox"):  # read-only: see mesh/observe.py
-        from agent_mesh.mesh import observe
-
-        return observe.handle(op, request)
+    if isinstance(op, str) and op in OPS:
+        return OPS[op](request)
     raise UsageError(f"unknown request {op!r}")
 
 

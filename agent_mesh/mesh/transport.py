@@ -1,8 +1,9 @@
 """How a message reaches the host that runs the recipient's tmux.
 
 One interface, two implementations: `LocalTransport` delivers on this host;
-`SshTransport` (paramiko, imported only when a remote host is contacted) sends
-the envelope to `agent-mesh rpc` on the peer, which runs the same delivery.
+`SshTransport` (mesh/ssh.py, paramiko imported only when a remote host is contacted)
+sends the envelope to `agent-mesh rpc` on the peer, which runs the same delivery.
+mesh/hosts.py chooses between them.
 """
 
 from __future__ import annotations
@@ -42,11 +43,3 @@ class LocalTransport(Transport):
 
         return receive(envelope, agent, file_data)
 
-
-def transport_for(host: str, self_host: str) -> Transport:
-    """Local for this host; SSH (paramiko imported only now) for any other."""
-    if host == self_host:
-        return LocalTransport(host)
-    from agent_mesh.mesh.ssh import SshTransport
-
-    return SshTransport(host)

@@ -1,0 +1,73 @@
+"""Reaching hosts: the local-or-remote choice, one request to one host, a request to many.
+
+The one primitive every mesh command is built from is `call_host(host, request)`: the
+same rpc request answered in-process for this host and by `agent-mesh rpc` over SSH
+for a peer, so a local and a remote agent behave alike. Requests to several hosts go
+out in parallel, one per host (`each_host`).
+"""
+
+from __future__ import annotations
+
+from agent_mesh import __version__
+from agent_mesh.errors import MeshError, WireError
+from agent_mesh.mesh.transport import LocalTransport, Transport
+from agent_mesh.mesh.wire import PROTOCOL
+from agent_mesh.registry import naming
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs an import on every message's path
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+
+def transport_for(host: str, self_host: str) -> Transport:
+    """Local for this host; SSH (paramiko imported only now) for any other."""
+    if host == self_host:
+        return LocalTransport(host)
+    from agent_mesh.mesh.ssh import SshTransport
+
+    return SshTransport(host)
+
+
+def call_host(host: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+    """Send one rpc request to host (in-process when it is this host); its reply.
+    Raises the MeshError the peer reported, or WireError."""
+    if host == naming.self_alias():
+        from agent_mesh.mesh import rpc
+
+        return rpc.handle({**request, "protocol": PROTOCOL, "version": __version__})
+    from agent_mesh.mesh.ssh import SshTransport
+
+    transport = SshTransport(host)
+    try:
+        return transport.call(request, timeout=timeout)
+    finally:
+        transport.close()
+
+
+def mesh_hosts() -> list[str]:
+    """This host and every peer in peers.conf."""
+    from agent_mesh.mesh.sync import read_peers
+
+    return [naming.self_alias(), *read_peers()]
+
+
+def each_host(
+    hosts: Iterable[str], request: Callable[[str], dict[str, Any]]
+) -> dict[str, dict[str, Any] | MeshError]:
+    """request(host) for every host in parallel; a host's MeshError is its answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(host: str) -> tuple[str, dict[str, Any] | MeshError]:
+        try:
+            return host, request(host)
+        except MeshError as exc:
+            return host, exc
+        except Exception as exc:  # one broken host must not hide the others' answers
+            return host, WireError(f"{host}: {type(exc).__name__}: {exc}")
+
+    hosts = list(dict.fromkeys(hosts))
+    if not hosts:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
+        return dict(pool.map(one, hosts))
