@@ -62,7 +62,7 @@ def discover_cmd() -> None:
 def _discover() -> None:
     from agent_mesh.mesh import sync
 
-    tables = local.discover(Tmux())
+    tables = local.rescan(Tmux(), every_server=True)
     sessions = {(t.get("socket"), t.get("session")) for t in tables.values()}
     servers = {t.get("socket") for t in tables.values()}
     on_servers = f" on {len(servers)} tmux servers" if len(servers) > 1 else ""

@@ -47,9 +47,7 @@ def call_host(host: str, request: dict[str, Any], timeout: float = 60.0) -> dict
 
 def mesh_hosts() -> list[str]:
     """This host and every peer in peers.conf."""
-    from agent_mesh.mesh.sync import read_peers
-
-    return [naming.self_alias(), *read_peers()]
+    return [naming.self_alias(), *naming.read_peers()]
 
 
 def each_host(

@@ -32,8 +32,9 @@ from agent_mesh.errors import SliceRejected, UsageError, WireError, printable
 from agent_mesh.fsutil import locked
 from agent_mesh.mesh.transport import Transport
 from agent_mesh.model import Agent
+from agent_mesh.procs import spawn_detached
 from agent_mesh.registry import naming, view
-from agent_mesh.registry.naming import self_alias
+from agent_mesh.registry.naming import read_peers
 from agent_mesh.registry.toml import SLICE_FIELDS, dump_tables, write_file
 from agent_mesh.registry.view import assemble, read_slice_file
 
@@ -72,30 +73,6 @@ def deadline() -> float:
     except ValueError:
         return DEFAULT_DEADLINE
     return value if 0 < value <= 3600 else DEFAULT_DEADLINE
-
-
-def valid_alias(alias: str) -> bool:
-    return bool(alias) and not alias.startswith("-") and all(
-        ch.isalnum() or ch in "._-@:" for ch in alias
-    )
-
-
-def read_peers() -> list[str]:
-    """Aliases from peers.conf (one per line, `#` comments), without this host."""
-    try:
-        text = Path(paths.peers_conf()).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    me = self_alias()
-    peers: list[str] = []
-    for line in text.splitlines():
-        alias = line.split("#", 1)[0].strip()
-        if not alias or alias == me or alias in peers:
-            continue
-        if not valid_alias(alias):
-            raise UsageError(f"{Path(paths.peers_conf())}: invalid host alias {alias!r}")
-        peers.append(alias)
-    return peers
 
 
 def validate_slice(alias: str, text: str,
@@ -205,20 +182,8 @@ def schedule_pull(sender: str, pushed: str | None = None) -> bool:
         return False
     agents_dir = paths.agents_dir()
     os.makedirs(agents_dir, mode=0o700, exist_ok=True)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    log_fd = os.open(os.path.join(agents_dir, "push.log"),
-                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     code = "import sys; from agent_mesh.mesh.sync import pull_main; pull_main(sys.argv[1])"
-    try:
-        os.posix_spawn(
-            sys.executable, [sys.executable, "-c", code, sender], os.environ,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                          (os.POSIX_SPAWN_DUP2, log_fd, 2)],
-            setsid=True,
-        )
-    finally:
-        os.close(devnull)
-        os.close(log_fd)
+    spawn_detached([sys.executable, "-c", code, sender], os.path.join(agents_dir, "push.log"))
     return True
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import tomllib
@@ -31,7 +30,7 @@ from agent_mesh import __version__, paths
 from agent_mesh.clock import duration
 from agent_mesh.errors import MeshError, UsageError, WireError, printable, report
 from agent_mesh.ops.setup import FIX as INSTALL
-from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT
+from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT, run_helper
 from agent_mesh.registry.view import agents_from, read_slice_file
 
 # What `agent-mesh setup` installs (HOOK_MARK, HOOK_EVENTS, TIMER_UNIT, the paths in
@@ -99,21 +98,6 @@ def _parse_stamp(stamp: str) -> float | None:
 def _stamp_age(stamp: str, now: float) -> float | None:
     then = _parse_stamp(stamp)
     return None if then is None else now - then
-
-
-def _run(argv: list[str], timeout: float = 3.0) -> tuple[int, str, str]:
-    """Run a helper command (systemctl, crontab): (exit code, stdout, stderr), never raises."""
-    try:
-        out = subprocess.run(argv, capture_output=True, timeout=timeout, check=False,
-                             stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return 127, "", f"{argv[0]} not found"
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} did not answer within {timeout:g}s"
-    except OSError as exc:
-        return 126, "", f"cannot run {argv[0]}: {exc.strerror or exc}"
-    return (out.returncode, out.stdout.decode("utf-8", "replace"),
-            out.stderr.decode("utf-8", "replace"))
 
 
 def parse_tmux_version(text: str) -> tuple[int, int] | None:
@@ -258,7 +242,7 @@ def check_path() -> Check:
 
 
 def check_self_conf() -> Check:
-    from agent_mesh.mesh.sync import valid_alias
+    from agent_mesh.registry.naming import valid_alias
 
     path = Path(paths.self_conf())
     fix = ("echo ALIAS > ~/.agents/self.conf, where ALIAS is the name your peers use for "
@@ -281,7 +265,7 @@ def check_self_conf() -> Check:
 
 def check_peers_conf() -> tuple[Check, list[str]]:
     """peers.conf exists and every alias in it is valid; returns the peers too."""
-    from agent_mesh.mesh.sync import read_peers
+    from agent_mesh.registry.naming import read_peers
 
     path = Path(paths.peers_conf())
     if not path.exists():
@@ -381,7 +365,7 @@ def check_hook_log(now: float) -> Check:
 
 def check_timer() -> Check:
     """The 5-minute resync: a systemd user timer, else a crontab line running agent-discover."""
-    code, out, err = _run(["systemctl", "--user", "is-active", TIMER_UNIT])
+    code, out, err = run_helper(["systemctl", "--user", "is-active", TIMER_UNIT], timeout=3.0)
     err_lines = err.strip().splitlines()
     state = out.strip() or (err_lines[-1] if err_lines else "?")
     if code == 0 and state == "active":
@@ -392,7 +376,7 @@ def check_timer() -> Check:
         systemd = "no systemd user manager"
     else:
         systemd = f"systemd user timer {TIMER_UNIT} is {state}"
-    code, out, err = _run(["crontab", "-l"])
+    code, out, err = run_helper(["crontab", "-l"], timeout=3.0)
     lines = [ln for ln in out.splitlines() if "agent-discover" in ln and
              not ln.lstrip().startswith("#")]
     daemon = ""  # a running cron daemon: scan /proc/*/comm as pgrep does
@@ -540,7 +524,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     now = time.time()
     started = time.monotonic()
     try:
-        from agent_mesh.mesh.sync import read_peers
+        from agent_mesh.registry.naming import read_peers
 
         peers = read_peers() if Path(paths.peers_conf()).exists() else []
     except Exception:
