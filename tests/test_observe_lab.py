@@ -46,6 +46,9 @@ class Observed:
     def receiver(self, name: str, window: str) -> None:
         self.window(name, window, self.python, "-q", "-c", RECEIVER,
                     str(self.host(name).home / f"{window}.jsonl"))
+        # a python prompt is not a known agent: the window opts in, as a user would
+        self.host(name).tmux("set-option", "-w", "-t", f"main:{window}", "@agent-accept",
+                             "python")
         retry_until(lambda: self.screen(name, window).rstrip().endswith(">>>"))
 
     def screen(self, name: str, window: str) -> str:

@@ -76,8 +76,8 @@ class Peers:
 
     def rescan(self, name: str) -> None:
         """Rebuild a host's local.toml from its tmux without syncing (no push, no pull)."""
-        code = ("from agent_mesh.registry import view; from agent_mesh.tmux import Tmux; "
-                "view.rescan(Tmux())")
+        code = ("from agent_mesh.registry import local; from agent_mesh.tmux import Tmux; "
+                "local.rescan(Tmux())")
         out = self.run(name, self.python, "-c", code)
         assert out.returncode == 0, out.stderr
 
