@@ -15,8 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from agent_mesh import clock
-from agent_mesh.errors import MeshError, UsageError
+from agent_mesh import clock, errors
+from agent_mesh.errors import UsageError, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -27,18 +27,6 @@ if TYPE_CHECKING:
 _COLUMNS = ("ADDRESS", "HOST", "STATE", "SINCE", "PROGRAM", "ROLE", "DETAIL")
 _STATE_SGR = {"idle": "32", "working": "36", "drafting": "33", "waiting": "35",
               "dead": "31", "gone": "31", "unreachable": "31"}
-
-
-def printable(text: str) -> str:
-    """cli.main.printable without its click import: names may hold ESC, tabs, newlines."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            out.append({"\n": "\\n", "\t": "\\t", "\x1b": "\\e"}.get(ch, f"\\x{code:02x}"))
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def _style(text: str, sgr: str | None) -> str:
@@ -59,15 +47,10 @@ def quick_status(argv: list[str]) -> int | None:
         return None
     try:
         _print_status([a for a in argv if a != "--json"], "--json" in argv)
-    except MeshError as exc:
-        print(f"agent-mesh status: {printable(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        print(f"agent-mesh status: unexpected error: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as exc:  # the one renderer, as run_guarded
+        line, code = errors.report(exc)
+        print(f"agent-mesh status: {line}", file=sys.stderr)
+        return code
     return 0
 
 
