@@ -166,8 +166,8 @@ def test_resourcing_is_idempotent_and_keeps_user_hooks(tmux_server: TmuxServer,
     tmux("set-hook", "-g", "window-renamed[3]", "display-message user3")
     tmux_server.install_hooks()
     first = tmux("show-hooks", "-g") + tmux("show-hooks", "-gw")
-    tmux("source-file", str(REPO / "tmux.conf.snippet"))
-    tmux("source-file", str(REPO / "tmux.conf.snippet"))
+    tmux("source-file", str(REPO / "agent_mesh/ops/data/tmux.conf.snippet"))
+    tmux("source-file", str(REPO / "agent_mesh/ops/data/tmux.conf.snippet"))
     again = tmux("show-hooks", "-g") + tmux("show-hooks", "-gw")
     assert first == again
     assert f"session-created[0] run-shell 'echo x >> {marker}'" in again.replace('"', "'")
