@@ -15,7 +15,7 @@ import sys
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.wire import PROTOCOL, envelope_from_json, error_to_reply
+from agent_mesh.mesh.wire import PROTOCOL, error_to_reply
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
 
@@ -48,14 +48,15 @@ def handle(request: dict[str, Any]) -> dict[str, Any]:
 
 def _deliver(request: dict[str, Any]) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import Upload, discard_upload
-    from agent_mesh.delivery.receive import receive as deliver_envelope
+    from agent_mesh.delivery.receive import receive
+    from agent_mesh.model import Envelope
 
-    envelope = envelope_from_json(request["envelope"])
+    envelope = Envelope.from_json(request["envelope"])
     upload = request.get("file")
     file = Upload(str(upload["tmp"]), int(upload["size"])) if upload else None
     try:
         agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
-        result = deliver_envelope(envelope, agent, file)
+        result = receive(envelope, agent, file)
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)

@@ -32,7 +32,6 @@ from agent_mesh.mesh.transport import Transport
 from agent_mesh.mesh.wire import (
     PROTOCOL,
     REMOTE_COMMAND,
-    envelope_to_json,
     error_from_reply,
     result_from_reply,
 )
@@ -360,7 +359,7 @@ class SshTransport(Transport):
             size = len(file_data) if isinstance(file_data, bytes) else file_data.size
             upload = {"tmp": self.upload(file_data), "name": envelope.file_name or "file",
                       "size": size}
-        reply = self.call({"op": "deliver", "envelope": envelope_to_json(envelope),
+        reply = self.call({"op": "deliver", "envelope": envelope.to_json(),
                            "file": upload})
         return result_from_reply(self.host, reply)
 

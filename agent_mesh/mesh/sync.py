@@ -275,11 +275,6 @@ def _settle(alias: str, outcome: Outcome, aliases: set[str]) -> PeerReport:
     return PeerReport(alias, "ok", "", len(agents), elapsed, tuple(notes))
 
 
-def sync_one(alias: str, local_text: str | None) -> PeerReport:
-    """Exchange with one peer (within the deadline) and store what it sent."""
-    return exchange_all([alias], local_text)[0]
-
-
 def sync(push: bool = True) -> list[PeerReport]:
     """Exchange slices with every peer in parallel, then re-assemble registry.toml."""
     peers = read_peers()

@@ -152,10 +152,6 @@ def infer_role(command: str, session: str, window: str) -> str:
     return f"{command} agent in {where}"
 
 
-def infer_scope(path: str, target: str) -> str:
-    return f"Window target {target}; current path {path}" if path else f"Window target {target}"
-
-
 def scratch_session_in(address: str, hosts: list[str]) -> str:
     """The scratch session an unknown address seems to name (`vm-test-w` → test), or ''."""
     for host in hosts:
