@@ -35,7 +35,7 @@ from agent_mesh.model import Agent
 from agent_mesh.procs import spawn_detached
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import read_peers
-from agent_mesh.registry.toml import SLICE_FIELDS, dump_tables, write_file
+from agent_mesh.registry.toml import SLICE_FIELDS, dump_tables, ensure_agents_dir, write_file
 from agent_mesh.registry.view import assemble, read_slice_file
 
 MAX_SLICE_BYTES = 1024 * 1024
@@ -180,8 +180,7 @@ def schedule_pull(sender: str, pushed: str | None = None) -> bool:
         raise UsageError(f"{sender!r} is not in this host's peers.conf; slice ignored")
     if pushed is not None and _matches_verified(sender, pushed):
         return False
-    agents_dir = paths.agents_dir()
-    os.makedirs(agents_dir, mode=0o700, exist_ok=True)
+    agents_dir = ensure_agents_dir()
     code = "import sys; from agent_mesh.mesh.sync import pull_main; pull_main(sys.argv[1])"
     spawn_detached([sys.executable, "-c", code, sender], os.path.join(agents_dir, "push.log"))
     return True

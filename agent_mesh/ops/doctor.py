@@ -242,7 +242,7 @@ def check_path() -> Check:
 
 
 def check_self_conf() -> Check:
-    from agent_mesh.registry.naming import valid_alias
+    from agent_mesh.registry.naming import host_name, valid_alias
 
     path = Path(paths.self_conf())
     fix = ("echo ALIAS > ~/.agents/self.conf, where ALIAS is the name your peers use for "
@@ -250,7 +250,7 @@ def check_self_conf() -> Check:
     try:
         first = path.read_text(encoding="utf-8").splitlines()[:1]
     except FileNotFoundError:
-        node = os.uname().nodename.split(".")[0]
+        node = host_name()
         return _fail("self.conf", f"{_tilde(path)} is missing (this host falls back to its "
                      f"host name {node!r})", fix)
     except (OSError, UnicodeDecodeError) as exc:

@@ -517,9 +517,9 @@ PEERS_HEADER = """\
 
 def host_alias() -> str:
     """This host's short name, as `hostname -s` gives it."""
-    from agent_mesh.registry.naming import valid_alias
+    from agent_mesh.registry.naming import host_name, valid_alias
 
-    alias = os.uname().nodename.split(".")[0]
+    alias = host_name()
     if not (alias.isascii() and valid_alias(alias)):
         raise SetupError(f"cannot derive this host's alias from its hostname ({alias!r}); fix: "
                          "mkdir -p ~/.agents && echo myhost > ~/.agents/self.conf, then re-run")

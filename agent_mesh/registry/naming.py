@@ -36,6 +36,11 @@ def self_alias() -> str:
             return alias
     except (OSError, UnicodeDecodeError):
         pass
+    return host_name()
+
+
+def host_name() -> str:
+    """`hostname -s`: this host's alias when self.conf names none."""
     return os.uname().nodename.split(".")[0]
 
 
