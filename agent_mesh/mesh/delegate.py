@@ -18,7 +18,7 @@ from typing import Any
 from agent_mesh.delivery import mailbox
 from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError
 from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT
-from agent_mesh.mesh.hosts import call_host, each_host, mesh_hosts
+from agent_mesh.mesh.hosts import call_host, each_host
 from agent_mesh.model import Agent, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.select import select
@@ -163,7 +163,7 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
 
 def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
     """Pending messages on every host; and the hosts that did not answer."""
-    answers = each_host(mesh_hosts(), lambda h: call_host(h, {"op": "queue"}))
+    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, {"op": "queue"}))
     rows: list[dict[str, Any]] = []
     failed: dict[str, MeshError] = {}
     for host, answer in answers.items():
@@ -177,7 +177,8 @@ def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
 
 def queue_cancel(msg_id: str) -> str:
     """Cancel a queued message wherever it waits; returns the host, or raises."""
-    answers = each_host(mesh_hosts(), lambda h: call_host(h, {"op": "cancel", "id": msg_id}))
+    request = {"op": "cancel", "id": msg_id}
+    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, request))
     for host, answer in answers.items():
         if isinstance(answer, dict) and answer.get("cancelled"):
             return host

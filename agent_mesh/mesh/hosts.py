@@ -45,11 +45,6 @@ def call_host(host: str, request: dict[str, Any], timeout: float = 60.0) -> dict
         transport.close()
 
 
-def mesh_hosts() -> list[str]:
-    """This host and every peer in peers.conf."""
-    return [naming.self_alias(), *naming.read_peers()]
-
-
 def each_host(
     hosts: Iterable[str], request: Callable[[str], dict[str, Any]]
 ) -> dict[str, dict[str, Any] | MeshError]:

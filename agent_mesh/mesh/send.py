@@ -9,7 +9,7 @@ from agent_mesh.clock import now_iso
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.hosts import call_host, mesh_hosts, transport_for
+from agent_mesh.mesh.hosts import call_host, transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.view import load_agents
@@ -152,4 +152,4 @@ def send(
 
 def _is_host_alias(name: str) -> bool:
     """This host's alias or a peer's (a reply's route when the asker is not a pane)."""
-    return name in mesh_hosts()
+    return name in naming.mesh_aliases()

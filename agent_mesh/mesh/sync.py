@@ -97,7 +97,7 @@ def validate_slice(alias: str, text: str,
         raise SliceRejected("'agents' is not a table")
     if len(tables) > MAX_AGENTS:
         raise SliceRejected(f"more than {MAX_AGENTS} agents")
-    known = (aliases if aliases is not None else _mesh_aliases()) | {alias}
+    known = (aliases if aliases is not None else set(naming.mesh_aliases())) | {alias}
     prefix = naming.host_part(alias) + "-"
     agents: dict[str, Agent] = {}
     dropped: list[str] = []
@@ -133,11 +133,6 @@ def validate_slice(alias: str, text: str,
         notes.append(f"dropped {len(dropped)} entr{'y' if len(dropped) == 1 else 'ies'} "
                      f"not its own: {printable(shown)}{more}")
     return agents, notes
-
-
-def _mesh_aliases() -> set[str]:
-    """This host and every peer: the aliases an address can belong to."""
-    return {naming.self_alias(), *read_peers()}
 
 
 def store_slice(alias: str, agents: dict[str, Agent], fetched: str, stale: bool = False,
@@ -240,7 +235,7 @@ def exchange_all(peers: list[str], local_text: str | None) -> list[PeerReport]:
     end = time.monotonic() + limit
     for thread in threads.values():
         thread.join(max(0.0, end - time.monotonic()))
-    aliases = _mesh_aliases()
+    aliases = set(naming.mesh_aliases())
     reports = []
     for alias, thread in threads.items():
         outcome = results.get(alias) if not thread.is_alive() else None

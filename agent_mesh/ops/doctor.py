@@ -463,17 +463,6 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
                f"{reply.get('version', '?')} (same as here) answered in {rpc_ms:.0f} ms")
 
 
-def _quiet_paramiko() -> None:
-    """paramiko logs a failed handshake (with a traceback) from its own thread; with no
-    handler configured, Python's last-resort handler prints that to stderr. The
-    failure already is a line of the report, so give its logger a NullHandler."""
-    import logging
-
-    logger = logging.getLogger("paramiko")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
-
-
 def _probe(alias: str, results: dict[str, Check]) -> None:
     try:
         results[alias] = check_peer(alias)
@@ -532,7 +521,9 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     results: dict[str, Check] = {}
     threads: dict[str, threading.Thread] = {}
     if include_peers and peers:
-        _quiet_paramiko()
+        from agent_mesh.mesh.ssh import import_paramiko
+
+        import_paramiko()  # silences paramiko's thread tracebacks before any thread runs
         for alias in peers:
             threads[alias] = threading.Thread(target=_probe, args=(alias, results),
                                               daemon=True, name=f"doctor-{alias}")

@@ -51,6 +51,11 @@ def valid_alias(alias: str) -> bool:
     )
 
 
+def mesh_aliases(strict: bool = True) -> list[str]:
+    """This host and every peer in peers.conf: the hosts of the mesh (strict: see read_peers)."""
+    return [self_alias(), *read_peers(strict)]
+
+
 def read_peers(strict: bool = True) -> list[str]:
     """Aliases from peers.conf (one per line, `#` comments), without this host, in order.
 

@@ -22,7 +22,7 @@ from agent_mesh.model import Agent
 from agent_mesh.registry.naming import (
     SCRATCH_RULE,
     host_part,
-    read_peers,
+    mesh_aliases,
     scratch_session_in,
     self_alias,
 )
@@ -359,7 +359,7 @@ def address_owner(address: str, aliases: Iterable[str]) -> str | None:
 
 def _mesh_aliases(table: Mapping[str, Agent]) -> set[str]:
     """Every host alias known here: this host, peers.conf, and the registry's hosts."""
-    return {self_alias(), *read_peers(strict=False), *(agent.host for agent in table.values())}
+    return {*mesh_aliases(strict=False), *(agent.host for agent in table.values())}
 
 
 def check_live(agent: Agent, tmux: Tmux) -> None:
