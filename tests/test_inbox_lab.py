@@ -41,6 +41,8 @@ def lab() -> Iterator[Lab]:
                       str(lab.venv / "bin" / "python"), "-q", "-c", RECEIVER,
                       str(h1.home / "py.jsonl"))
         assert out.returncode == 0, out.stderr
+        # a python prompt is not a known agent: the window opts in, as a user would
+        h1.tmux("set-option", "-w", "-t", "main:py", "@agent-accept", "python")
         retry_until(lambda: ">>>" in _screen(h1))
         for name in ("h1", "h2"):
             assert lab.hosts[name].run(["agent-discover"]).returncode == 0
