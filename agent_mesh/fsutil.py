@@ -17,7 +17,6 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from types import TracebackType
     from typing import TypeAlias
 
     PathArg: TypeAlias = str | os.PathLike[str]
@@ -87,12 +86,8 @@ class locked:  # lowercase: used like a function, `with locked(path):`
         self.fd = fd
         return fd
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
+        """Unlock whatever happened inside (the exception, if any, goes on)."""
         if self.fd >= 0:
             os.close(self.fd)  # closing the only descriptor releases the flock
             self.fd = -1

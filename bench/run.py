@@ -85,7 +85,7 @@ class Sandbox:
         (self.home / ".agents" / "self.conf").write_text(f"{HOST}\n")
         hooks = self.home / ".local" / "share" / "agent-mesh" / "hooks"
         hooks.mkdir(parents=True)
-        shutil.copy2(REPO / "hooks" / "tmux-event", hooks / "tmux-event")
+        shutil.copy2(REPO / "agent_mesh/ops/data/tmux-event", hooks / "tmux-event")
         local_bin = self.home / ".local" / "bin"
         local_bin.mkdir(parents=True)
         for script in ("agent-register-hook", "notify-pane", "agent-discover"):

@@ -155,13 +155,13 @@ class TmuxServer:
         """Install hooks/ as install.sh does and load tmux.conf.snippet into the server."""
         share = self.home / ".local" / "share" / "agent-mesh" / "hooks"
         share.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO / "hooks" / "tmux-event", share / "tmux-event")
+        shutil.copy2(REPO / "agent_mesh/ops/data/tmux-event", share / "tmux-event")
         local_bin = self.home / ".local" / "bin"
         local_bin.mkdir(parents=True, exist_ok=True)
         link = local_bin / "agent-register-hook"
         if not link.exists():
             link.symlink_to(BIN / "agent-register-hook")
-        self.run("source-file", str(REPO / "tmux.conf.snippet"))
+        self.run("source-file", str(REPO / "agent_mesh/ops/data/tmux.conf.snippet"))
 
 
 @pytest.fixture

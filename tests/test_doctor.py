@@ -31,6 +31,7 @@ from agent_mesh.mesh import sync
 from agent_mesh.model import Agent
 from agent_mesh.ops import doctor
 from agent_mesh.ops.doctor import Check
+from agent_mesh.ops.setup import data_file
 from agent_mesh.registry.local import rescan
 from agent_mesh.tmux import Tmux
 
@@ -182,7 +183,7 @@ def test_broken_setup_reports_each_failure_with_its_fix(tmux_server: TmuxServer,
 def test_hooks_reload_from_the_installed_snippet(tmux_server: TmuxServer,
                                                  isolated_env: Path) -> None:
     tmux_server.start()
-    snippet = (Path(__file__).resolve().parent.parent / "tmux.conf.snippet").read_text()
+    snippet = Path(data_file("tmux.conf.snippet")).read_text()
     (isolated_env / ".tmux.conf").write_text(snippet)
     managed = isolated_env / ".local" / "share" / "agent-mesh" / "tmux.conf"
     managed.parent.mkdir(parents=True)
@@ -213,7 +214,7 @@ def test_no_server_checks_tmux_conf(isolated_env: Path) -> None:
     assert named["tmux-server"].status == "warn"
     assert named["tmux-hooks"].status == "fail"
     (isolated_env / ".tmux.conf").write_text(
-        (Path(__file__).resolve().parent.parent / "tmux.conf.snippet").read_text())
+        Path(data_file("tmux.conf.snippet")).read_text())
     named = by_name(doctor.check_tmux())
     assert named["tmux-hooks"].ok
     assert "~/.tmux.conf loads them" in named["tmux-hooks"].detail

@@ -82,7 +82,7 @@ def snippet_hooks() -> list[str]:
     """The hook names tmux.conf.snippet sets, e.g. `session-created[87]` (read now: the
     snippet may change its form)."""
     names = []
-    for line in (REPO / "tmux.conf.snippet").read_text().splitlines():
+    for line in (REPO / "agent_mesh/ops/data/tmux.conf.snippet").read_text().splitlines():
         match = re.match(r"""\s*set-hook\s+-g\s+['"]?([a-z-]+(?:\[\d+\])?)""", line)
         if match:
             names.append(match.group(1))
@@ -423,9 +423,10 @@ def test_venv_package_and_commands(installed: Installed) -> None:
 def test_hook_and_tmux_conf_files(installed: Installed) -> None:
     share = installed.env.home / ".local/share/agent-mesh"
     hook = share / "hooks" / "tmux-event"
-    assert hook.read_bytes() == (REPO / "hooks" / "tmux-event").read_bytes()
+    assert hook.read_bytes() == (REPO / "agent_mesh/ops/data/tmux-event").read_bytes()
     assert hook.stat().st_mode & stat.S_IXUSR and hook.stat().st_mode & stat.S_IXOTH
-    assert (share / "tmux.conf").read_bytes() == (REPO / "tmux.conf.snippet").read_bytes()
+    snippet = REPO / "agent_mesh/ops/data/tmux.conf.snippet"
+    assert (share / "tmux.conf").read_bytes() == snippet.read_bytes()
 
 
 def test_config_seeded_once_and_never_overwritten(installed: Installed) -> None:
@@ -451,7 +452,7 @@ def test_tmux_conf_has_exactly_one_block_between_the_users_lines(installed: Inst
     assert text.startswith(USER_TMUX_BEFORE)
     assert text.endswith(END + "\n" + USER_TMUX_AFTER)
     block = text[text.index(BEGIN):text.index(END)]
-    assert (REPO / "tmux.conf.snippet").read_text() in block
+    assert (REPO / "agent_mesh/ops/data/tmux.conf.snippet").read_text() in block
     assert "updated the agent-mesh block" not in installed.second.stdout
     assert "the agent-mesh block in ~/.tmux.conf is up to date" in installed.second.stdout
 
@@ -577,7 +578,7 @@ def test_systemd_timer_when_a_user_manager_answers(uninstalled: Uninstalled) -> 
         assert result.returncode == 0, result.stdout + result.stderr
         units = env.home / ".config/systemd/user"
         for unit in ("agent-resync.service", "agent-resync.timer"):
-            assert (units / unit).read_bytes() == (REPO / "systemd" / unit).read_bytes()
+            assert (units / unit).read_bytes() == (REPO / "agent_mesh/ops/data" / unit).read_bytes()
         calls = log.read_text().splitlines()
         assert "--user show-environment" in calls
         assert calls.index("--user daemon-reload") < calls.index(
@@ -597,8 +598,8 @@ def test_systemd_timer_when_a_user_manager_answers(uninstalled: Uninstalled) -> 
 
 
 def test_unit_files() -> None:
-    service = (REPO / "systemd" / "agent-resync.service").read_text()
-    timer = (REPO / "systemd" / "agent-resync.timer").read_text()
+    service = (REPO / "agent_mesh/ops/data" / "agent-resync.service").read_text()
+    timer = (REPO / "agent_mesh/ops/data" / "agent-resync.timer").read_text()
     assert "Type=oneshot" in service
     assert "ExecStart=%h/.local/bin/agent-discover" in service
     for line in ("OnBootSec=1min", "OnUnitActiveSec=5min", "Persistent=true",

@@ -365,13 +365,13 @@ def test_new_window_reaches_the_peers_within_seconds_without_a_sync(mesh: Mesh) 
     share = h1.home / ".local" / "share" / "agent-mesh" / "hooks"
     share.mkdir(parents=True, exist_ok=True)
     launcher = share / "tmux-event"
-    launcher.write_bytes((REPO / "hooks" / "tmux-event").read_bytes())
+    launcher.write_bytes((REPO / "agent_mesh/ops/data/tmux-event").read_bytes())
     launcher.chmod(0o755)
     for path in (h1.home / ".local", h1.home / ".local" / "share",
                  share.parent, share, launcher):
         os.chown(path, h1.uid, h1.gid)
     snippet = h1.home / "agent-mesh.tmux.conf"
-    snippet.write_bytes((REPO / "tmux.conf.snippet").read_bytes())
+    snippet.write_bytes((REPO / "agent_mesh/ops/data/tmux.conf.snippet").read_bytes())
     assert h1.tmux("source-file", str(snippet)).returncode == 0
     started = time.monotonic()
     assert h1.tmux("new-window", "-d", "-t", "main:", "-n", "pushed").returncode == 0
@@ -393,7 +393,7 @@ def _connections_from(host: LabHost, ip: str) -> int:
     return log.read_text().count(f"Connection from {ip} ") if log.exists() else 0
 
 
-HELLO = ("import sys\nfrom agent_mesh.mesh.transport import remote_transport\n"
+HELLO = ("import sys\nfrom agent_mesh.mesh.remote import remote_transport\n"
          "t = remote_transport(sys.argv[1])\n"
          "print(t.request({'op': 'hello'})['host'])\n"
          "jump = getattr(t, '_jump', None)\n"

@@ -10,8 +10,9 @@ import pytest
 from conftest import SENDER, Receiver, Spawner, notify, retry_until
 
 from agent_mesh.delivery.paste import _paste_and_submit, pane_state
-from agent_mesh.delivery.state import foreground_program, refusal
+from agent_mesh.delivery.state import refusal
 from agent_mesh.errors import PaneDead
+from agent_mesh.procs import foreground
 from agent_mesh.tmux import Tmux
 
 TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+\] ")
@@ -260,6 +261,12 @@ def test_pager_and_editor_refused_and_forced(spawn: Spawner, argv: list[str]) ->
     viewer = Receiver(pane, "testhost-dev-viewer", spawn.tmp / "none")
     assert_refused(viewer, "not an agent input")
     forced(viewer, "hi")
+
+
+def foreground_program(pane_pid: int) -> str:
+    """The foreground group leader's name, as the readiness check reads it ('' unknown)."""
+    fg = foreground(pane_pid)
+    return fg.group[0].comm if fg is not None and fg.group else ""
 
 
 def test_foreground_program_is_the_foreground_job(

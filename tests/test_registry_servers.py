@@ -50,7 +50,7 @@ def _start_other(spawn: Spawner) -> None:
          "-n", "y", "env", "PS1=$ ", f"HISTFILE={spawn.tmp / 'other.history'}",
          "PROMPT_COMMAND=history -a", "bash", "--norc", "--noprofile", socket="other")
     tmux("set-option", "-w", "-t", "=work:y", "@agent-accept", "shell", socket="other")
-    tmux("source-file", str(REPO / "tmux.conf.snippet"), socket="other")
+    tmux("source-file", str(REPO / "agent_mesh/ops/data/tmux.conf.snippet"), socket="other")
 
 
 def test_a_second_server_rewrites_only_its_own_entries(spawn: Spawner) -> None:
@@ -166,7 +166,7 @@ def test_a_server_with_no_session_left_empties_its_entries(tmux_server: TmuxServ
 
 
 def test_the_last_close_hook_runs_before_tmux_exits(tmux_server: TmuxServer) -> None:
-    text = (REPO / "tmux.conf.snippet").read_text()
+    text = (REPO / "agent_mesh/ops/data/tmux.conf.snippet").read_text()
     line = next(x for x in text.splitlines() if x.startswith("set-hook -g 'session-closed"))
     assert "run-shell -b" not in line  # a -b job may never start once the server exits
     for round_ in range(5):

@@ -157,7 +157,6 @@ def _window(session: str, index: int, name: str, **extra: str) -> dict[str, str]
         "window_name": name,
         "pane_id": f"%{index}",
         "pane_current_command": "bash",
-        "pane_current_path": "/srv",
         "@agent-role": "",
         "@agent-scope": "",
         "socket_path": "/tmp/tmux-0/default",

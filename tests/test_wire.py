@@ -116,7 +116,7 @@ def test_rpc_refuses_a_request_of_the_old_protocol(isolated_env: Path) -> None:
 def test_transport_choice_env_then_config_then_openssh(isolated_env: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from agent_mesh.errors import UsageError
-    from agent_mesh.mesh.transport import chosen_transport
+    from agent_mesh.mesh.remote import chosen_transport
 
     monkeypatch.delenv("AGENT_MESH_TRANSPORT", raising=False)
     assert chosen_transport() == "openssh"  # an ssh client is on PATH here

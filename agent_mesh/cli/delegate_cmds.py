@@ -8,7 +8,7 @@ import time
 
 import click
 
-from agent_mesh.cli.main import _CONTEXT, _run_guarded, mesh
+from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
 from agent_mesh.errors import printable
 
 
@@ -29,7 +29,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc)) from None
 
 
-@mesh.command("ask", context_settings=_CONTEXT)
+@mesh.command("ask", context_settings=CONTEXT)
 @click.argument("agent")
 @click.argument("question", nargs=-1, required=True)
 @click.option("--timeout", callback=_duration, default="10m", show_default=True,
@@ -49,10 +49,10 @@ def ask_cmd(agent: str, question: tuple[str, ...], timeout: float, as_json: bool
         else:
             click.echo(_lines(str(exchange["reply"])))
 
-    _run_guarded("agent-mesh ask", body)
+    run_guarded("agent-mesh ask", body)
 
 
-@mesh.command("queue", context_settings=_CONTEXT)
+@mesh.command("queue", context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="Print the pending messages as JSON.")
 @click.option("--cancel", "cancel_id", metavar="ID", help="Cancel the queued message ID.")
 def queue_cmd(as_json: bool, cancel_id: str | None) -> None:
@@ -84,10 +84,10 @@ def queue_cmd(as_json: bool, cancel_id: str | None) -> None:
         if failed:
             sys.exit(4)
 
-    _run_guarded("agent-mesh queue", body)
+    run_guarded("agent-mesh queue", body)
 
 
-@mesh.command("spawn", context_settings=_CONTEXT)
+@mesh.command("spawn", context_settings=CONTEXT)
 @click.argument("host")
 @click.argument("command", nargs=-1)
 @click.option("--session", default="agents", show_default=True, help="tmux session to use.")
@@ -130,4 +130,4 @@ def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role
             result = send(address, task, queue=True)
             click.echo(f"task {result.outcome}: {result.msg_id}", err=True)
 
-    _run_guarded("agent-mesh spawn", body)
+    run_guarded("agent-mesh spawn", body)

@@ -73,32 +73,16 @@ def push_to_peers() -> str:
     """Start `agent-mesh push` detached when there are peers: a new window is
     addressable mesh-wide within seconds, and the hook does not wait for SSH."""
     from agent_mesh import paths
-    from agent_mesh.registry.naming import self_alias
+    from agent_mesh.registry.naming import read_peers
 
-    try:
-        with open(paths.peers_conf(), encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return ""
-    me = self_alias()
-    if not any(line.split("#", 1)[0].strip() not in ("", me) for line in lines):
+    if not read_peers(strict=False):
         return ""
     exe = os.path.join(os.path.dirname(sys.executable), "agent-mesh")
     if not os.access(exe, os.X_OK):
         return f"; cannot push: {exe} missing"
-    devnull = os.open(os.devnull, os.O_RDWR)
-    log_fd = os.open(os.path.join(paths.agents_dir(), "push.log"),
-                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.posix_spawn(
-            exe, [exe, "push"], os.environ,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                          (os.POSIX_SPAWN_DUP2, log_fd, 2)],
-            setsid=True,
-        )
-    finally:
-        os.close(devnull)
-        os.close(log_fd)
+    from agent_mesh.procs import spawn_detached
+
+    spawn_detached([exe, "push"], os.path.join(paths.agents_dir(), "push.log"))
     return "; pushing to peers"
 
 

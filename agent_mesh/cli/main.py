@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import click
 
-from agent_mesh import __version__, errors
+from agent_mesh.cli import delegate_cmds, observe_cmds  # noqa: F401 - both add commands
+from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
 from agent_mesh.cli.notify import EMPTY
 from agent_mesh.clock import age
 from agent_mesh.errors import WIRE, UsageError, printable
@@ -21,44 +20,9 @@ from agent_mesh.registry.naming import self_alias
 from agent_mesh.registry.view import agents_of, load_agents
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
-_CONTEXT = {"help_option_names": ["-h", "--help"]}
-
-
-def _run_guarded(prog: str, func: Callable[[], Any]) -> None:
-    """Run a click command's body; any failure becomes `prog: <one line>` and the
-    exit code from errors.report, the same table notify-pane uses."""
-    try:
-        func()
-    except (Exception, KeyboardInterrupt) as exc:
-        line, code = errors.report(exc)
-        click.echo(f"{prog}: {line}", err=True)
-        sys.exit(code)
-
-
-class _Group(click.Group):
-    """Lists each command with its whole first sentence, never cut with "..."."""
-
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        rows = []
-        for name in self.list_commands(ctx):
-            cmd = self.get_command(ctx, name)
-            if cmd is not None and not cmd.hidden:
-                rows.append((name, cmd.get_short_help_str(limit=1000)))
-        if rows:
-            with formatter.section("Commands"):
-                formatter.write_dl(rows)
-
+observe_cmds.register(mesh)  # status, peek, inbox, log (delegate_cmds: ask, queue, spawn)
 
 # --- agent-mesh ---------------------------------------------------------------
-
-
-@click.group(cls=_Group, context_settings=_CONTEXT)
-@click.version_option(__version__, prog_name="agent-mesh")
-def mesh() -> None:
-    """agent-mesh: message CLI agents in tmux panes, on this host and mesh peers.
-
-    Internal subcommands, not listed: `rpc` (what a peer runs over SSH) and
-    `push` (what the tmux hooks start to push this host's slice to the peers)."""
 
 
 @mesh.command("list")
@@ -86,19 +50,19 @@ def list_cmd(as_json: bool) -> None:
             padded = (cell.ljust(w) for cell, w in zip(row, widths, strict=True))
             click.echo("  ".join(padded).rstrip())
 
-    _run_guarded("agent-mesh list", body)
+    run_guarded("agent-mesh list", body)
 
 
 @mesh.command("discover")
 def discover_cmd() -> None:
     """Rebuild this host's slice from live tmux (same as agent-discover)."""
-    _run_guarded("agent-discover", _discover)
+    run_guarded("agent-discover", _discover)
 
 
 def _discover() -> None:
     from agent_mesh.mesh import sync
 
-    tables = local.discover(Tmux())
+    tables = local.rescan(Tmux(), every_server=True)
     sessions = {(t.get("socket"), t.get("session")) for t in tables.values()}
     servers = {t.get("socket") for t in tables.values()}
     on_servers = f" on {len(servers)} tmux servers" if len(servers) > 1 else ""
@@ -131,7 +95,7 @@ def sync_cmd() -> None:
         if any(r.status != "ok" for r in reports):
             sys.exit(WIRE)
 
-    _run_guarded("agent-mesh sync", body)
+    run_guarded("agent-mesh sync", body)
 
 
 @mesh.command("doctor")
@@ -151,7 +115,7 @@ def doctor_cmd(as_json: bool, no_peers: bool) -> None:
             click.echo(doctor.summary(checks))
         sys.exit(doctor.exit_code(checks))
 
-    _run_guarded("agent-mesh doctor", body)
+    run_guarded("agent-mesh doctor", body)
 
 
 @mesh.command("setup")
@@ -181,7 +145,7 @@ def disconnect_cmd(aliases: tuple[str, ...]) -> None:
         for name in closed:
             click.echo(f"agent-mesh disconnect: closed the master to {printable(name)}")
 
-    _run_guarded("agent-mesh disconnect", body)
+    run_guarded("agent-mesh disconnect", body)
 
 
 @mesh.command("demo")
@@ -194,26 +158,19 @@ def demo_cmd(keep: bool) -> None:
     sys.exit(demo.run_demo(keep=keep))
 
 
-from agent_mesh.cli.observe_cmds import register as _observe  # noqa: E402 (needs mesh)
-
-_observe(mesh)
-
-
 def mesh_main() -> None:
-    from agent_mesh.cli import delegate_cmds  # noqa: F401 - registers ask, queue, spawn
-
     mesh(prog_name="agent-mesh")
 
 
 # --- agent-discover -----------------------------------------------------------
 
 
-@click.command(context_settings=_CONTEXT)
+@click.command(context_settings=CONTEXT)
 def discover() -> None:
     """Rebuild this host's slice (~/.agents/local.toml) from live tmux, then
     re-assemble the registry. Authoritative: windows whose close hook was missed
     disappear."""
-    _run_guarded("agent-discover", _discover)
+    run_guarded("agent-discover", _discover)
 
 
 def discover_main() -> None:
@@ -226,7 +183,7 @@ _WINDOW_FIELDS = ("session_id", "session_name", "window_id", "window_index", "wi
                   "pane_id", "pane_index")
 
 
-@click.command(context_settings=_CONTEXT)
+@click.command(context_settings=CONTEXT)
 @click.option("--role", default=None,
               help='What this agent is, e.g. "Claude Code reviewer" (default: $AGENT_ROLE). '
                    "An empty value removes the label.")
@@ -280,7 +237,7 @@ def self_identify(role: str | None, scope: str | None, target: str | None) -> No
             f'role="{printable(agent.role)}" scope="{printable(agent.scope)}"'
         )
 
-    _run_guarded("agent-self-identify", body)
+    run_guarded("agent-self-identify", body)
 
 
 def _names_it(target: str, found: dict[str, str]) -> bool:

@@ -15,8 +15,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from agent_mesh import clock
-from agent_mesh.errors import MeshError, UsageError
+from agent_mesh import clock, errors
+from agent_mesh.errors import UsageError, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,35 +29,15 @@ _STATE_SGR = {"idle": "32", "working": "36", "drafting": "33", "waiting": "35",
               "dead": "31", "gone": "31", "unreachable": "31"}
 
 
-def printable(text: str) -> str:
-    """cli.main.printable without its click import: names may hold ESC, tabs, newlines."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            out.append({"\n": "\\n", "\t": "\\t", "\x1b": "\\e"}.get(ch, f"\\x{code:02x}"))
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
 def _style(text: str, sgr: str | None) -> str:
     return f"\x1b[{sgr}m{text}\x1b[0m" if sgr else text
 
 
 def _run_guarded(prog: str, func: Callable[[], Any]) -> None:
-    """cli.main's guard, plus: a bug is one line and exit 1 too, never a traceback."""
-    from agent_mesh.cli.main import _run_guarded as guarded
+    """cli/group.py's guard, imported only here: quick_status skips click."""
+    from agent_mesh.cli.group import run_guarded
 
-    def wrapped() -> None:
-        try:
-            func()
-        except (MeshError, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            raise MeshError(f"unexpected error: {type(exc).__name__}: {exc}") from exc
-
-    guarded(prog, wrapped)
+    run_guarded(prog, func)
 
 
 def quick_status(argv: list[str]) -> int | None:
@@ -67,15 +47,10 @@ def quick_status(argv: list[str]) -> int | None:
         return None
     try:
         _print_status([a for a in argv if a != "--json"], "--json" in argv)
-    except MeshError as exc:
-        print(f"agent-mesh status: {printable(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        print(f"agent-mesh status: unexpected error: {type(exc).__name__}: {exc}",
-              file=sys.stderr)
-        return 1
+    except (Exception, KeyboardInterrupt) as exc:  # the one renderer, as run_guarded
+        line, code = errors.report(exc)
+        print(f"agent-mesh status: {line}", file=sys.stderr)
+        return code
     return 0
 
 

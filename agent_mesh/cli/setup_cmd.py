@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sys
 
+from agent_mesh.errors import printable
+
 PROG = "agent-mesh setup"
 USAGE = "usage: agent-mesh setup [--uninstall] [--cron] [--no-discover]"
 NEXT_STEPS = """\
@@ -24,7 +26,7 @@ NEW_SHELL = ("  - open a new shell so ~/.local/bin is on PATH "
 
 
 def _emit(kind: str, text: str) -> None:
-    line = "".join(ch if ch.isprintable() else "?" for ch in text)  # paths may hold ESC
+    line = printable(text)  # paths may hold ESC
     if kind == "say":
         print(f"{PROG}: {line}", flush=True)
     else:

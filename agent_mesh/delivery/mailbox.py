@@ -17,6 +17,7 @@ from agent_mesh import paths
 from agent_mesh.errors import UsageError
 from agent_mesh.fsutil import atomic_write
 from agent_mesh.model import Envelope
+from agent_mesh.procs import alive
 
 _ID_CHARS = frozenset("0123456789abcdef")
 
@@ -71,13 +72,7 @@ def asker_waiting(ask_id: str) -> bool:
             pid = int(json.load(fh).get("pid", 0))
     except (OSError, ValueError, AttributeError, UsageError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
+    return alive(pid)
 
 
 def store_reply(envelope: Envelope) -> str:

@@ -22,6 +22,7 @@ from agent_mesh import paths
 from agent_mesh.errors import NotReady, UsageError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Envelope
+from agent_mesh.procs import spawn_detached
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -137,16 +138,7 @@ def start_waiter(address: str) -> bool:
         exe = which("agent-mesh") or ""
         if not exe:
             return False
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        os.posix_spawn(
-            exe, [exe, "queue-run", address], os.environ,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, devnull, 1),
-                          (os.POSIX_SPAWN_DUP2, devnull, 2)],
-            setsid=True,
-        )
-    finally:
-        os.close(devnull)
+    spawn_detached([exe, "queue-run", address])
     return True
 
 

@@ -18,7 +18,6 @@ import os
 import unicodedata
 from collections import namedtuple
 
-from agent_mesh import procs as _procs
 from agent_mesh.model import Frozen
 from agent_mesh.procs import Foreground, Proc
 from agent_mesh.receivers import (
@@ -95,10 +94,6 @@ class PaneState(Frozen):
     @property
     def accept_words(self) -> frozenset[str]:
         return frozenset(self.accept.replace(",", " ").split())
-
-    @property
-    def accepts_shell(self) -> bool:
-        return "shell" in self.accept_words
 
 
 class PaneStatus(Frozen):
@@ -575,18 +570,6 @@ def _line_editor(program: str) -> bool:
 
 
 _REPLS = ("python", "ipython", "bpython", "ptpython", "pypy")
-
-
-def foreground_program(pane_pid: int) -> str:
-    """Name of the process group leader in the pane's terminal foreground ('' if unknown).
-
-    On Linux a few small /proc reads give the kernel's answer (psutil's import alone
-    costs more than a delivery). Elsewhere '' makes the caller use tmux's
-    pane_current_command, which tmux computes the same way (tcgetpgrp on the pty
-    master, which only tmux holds).
-    """
-    fg = _procs.foreground(pane_pid)
-    return fg.group[0].comm if fg is not None and fg.group else ""
 
 
 def _plain(cells: list[Cell]) -> str:

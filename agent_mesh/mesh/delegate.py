@@ -1,9 +1,10 @@
 """Delegation across the mesh: broadcast, ask and reply, the queue view, and spawn.
 
-Everything here is built from one primitive, `call_host(host, request)`: the same
-rpc request answered in-process for this host and by `agent-mesh rpc` over SSH for
-a peer, so a local and a remote agent behave alike. Requests to several hosts go
-out in parallel, one per host. Nothing here keeps running once its command returns:
+Everything here is built from one primitive, mesh/hosts.py's `call_host(host, request)`:
+the same rpc request answered in-process for this host and by `agent-mesh rpc` over SSH
+for a peer (mesh/handlers.py answers), so a local and a remote agent behave alike.
+Requests to several hosts go out in parallel, one per host. Nothing here keeps running
+once its command returns:
 queued messages are sent by the recipient host's short-lived waiter (delivery.queue).
 """
 
@@ -14,65 +15,20 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from agent_mesh import __version__
 from agent_mesh.delivery import mailbox
-from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError, WireError
-from agent_mesh.mesh.wire import PROTOCOL
+from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError
+from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT
+from agent_mesh.mesh.hosts import call_host, each_host
 from agent_mesh.model import Agent, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.select import select
 
 DEFAULT_ASK_TIMEOUT = 600.0
-DEFAULT_SPAWN_WAIT = 60.0
 DEFAULT_AGENT_COMMAND = ("claude",)
 POLL_SECONDS = 0.1
 SETTLED_SECONDS = 0.6
 
 
-# --- the one primitive -----------------------------------------------------------
-
-
-def call_host(host: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """Send one rpc request to host (in-process when it is this host); its reply."""
-    if host == naming.self_alias():
-        from agent_mesh.mesh import rpc
-
-        return rpc.handle({**request, "protocol": PROTOCOL, "version": __version__})
-    from agent_mesh.mesh.transport import remote_transport
-
-    transport = remote_transport(host)
-    try:
-        return transport.request(request, timeout=timeout)
-    finally:
-        transport.close()
-
-
-def mesh_hosts() -> list[str]:
-    """This host and every peer in peers.conf."""
-    from agent_mesh.mesh.sync import read_peers
-
-    return [naming.self_alias(), *read_peers()]
-
-
-def each_host(
-    hosts: Iterable[str], request: Callable[[str], dict[str, Any]]
-) -> dict[str, dict[str, Any] | MeshError]:
-    """request(host) for every host in parallel; a host's MeshError is its answer."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(host: str) -> tuple[str, dict[str, Any] | MeshError]:
-        try:
-            return host, request(host)
-        except MeshError as exc:
-            return host, exc
-        except Exception as exc:  # one broken host must not hide the others' answers
-            return host, WireError(f"{host}: {type(exc).__name__}: {exc}")
-
-    hosts = list(dict.fromkeys(hosts))
-    if not hosts:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        return dict(pool.map(one, hosts))
 
 
 def parse_duration(text: str) -> float:
@@ -165,31 +121,6 @@ def broadcast(patterns: list[str], envelope: Envelope) -> list[Outcome]:
     return outcomes
 
 
-def handle_deliver_many(request: dict[str, Any]) -> dict[str, Any]:
-    """rpc: deliver several envelopes to agents of this host, one result each."""
-    from agent_mesh import paths
-    from agent_mesh.delivery.receive import receive
-
-    local = view.load_agents(paths.local_slice())
-    results = []
-    for raw in request.get("envelopes", []):
-        address = str(raw.get("address", "?")) if isinstance(raw, dict) else "?"
-        try:
-            envelope = Envelope.from_json(raw)
-            result = receive(envelope, view.resolve(envelope.address, local))
-            code = 5 if result.outcome == "queued" else 0
-            row = {"address": address, "code": code, "outcome": result.outcome,
-                   "detail": f"{result.host}[{result.target}]"}
-        except MeshError as exc:
-            row = {"address": address, "code": exc.exit_code, "outcome": "refused"
-                   if exc.exit_code == 3 else "failed", "detail": str(exc)}
-        except (KeyError, TypeError, ValueError) as exc:
-            row = {"address": address, "code": 1, "outcome": "failed",
-                   "detail": f"bad envelope: {exc}"}
-        results.append(row)
-    return {"results": results}
-
-
 # --- ask and reply -----------------------------------------------------------------
 
 
@@ -230,45 +161,12 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
         mailbox.forget_ask(ask_id)
 
 
-def handle_reply(request: dict[str, Any]) -> dict[str, Any]:
-    """rpc: a reply addressed to this host (its asker is not a pane): keep it."""
-    from agent_mesh.delivery.receive import store_for_asker
-
-    result = store_for_asker(Envelope.from_json(request["envelope"]), naming.self_alias())
-    return {"result": {"address": result.address, "target": result.target, "pane_id": "",
-                       "bytes_sent": 0, "notes": [], "outcome": result.outcome,
-                       "msg_id": result.msg_id}}
-
-
 # --- the queue, mesh-wide ----------------------------------------------------------
-
-
-def handle_queue(request: dict[str, Any]) -> dict[str, Any]:
-    """rpc: this host's pending messages (ids, recipients, previews; no file paths)."""
-    from agent_mesh.delivery import queue
-
-    rows = []
-    for record in queue.pending():
-        env = record.get("envelope") or {}
-        body = str(env.get("body", "")) if isinstance(env, dict) else ""
-        rows.append({"id": record.get("id", ""), "address": record.get("address", ""),
-                     "from": env.get("sender", "") if isinstance(env, dict) else "",
-                     "queued_at": record.get("queued_at", 0),
-                     "expires_at": record.get("expires_at", 0),
-                     "reason": record.get("reason", ""), "preview": body[:80]})
-    return {"pending": rows}
-
-
-def handle_cancel(request: dict[str, Any]) -> dict[str, Any]:
-    from agent_mesh.delivery import queue
-
-    record = queue.cancel(str(request.get("id", "")))
-    return {"cancelled": bool(record), "address": (record or {}).get("address", "")}
 
 
 def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
     """Pending messages on every host; and the hosts that did not answer."""
-    answers = each_host(mesh_hosts(), lambda h: call_host(h, {"op": "queue"}))
+    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, {"op": "queue"}))
     rows: list[dict[str, Any]] = []
     failed: dict[str, MeshError] = {}
     for host, answer in answers.items():
@@ -282,7 +180,8 @@ def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
 
 def queue_cancel(msg_id: str) -> str:
     """Cancel a queued message wherever it waits; returns the host, or raises."""
-    answers = each_host(mesh_hosts(), lambda h: call_host(h, {"op": "cancel", "id": msg_id}))
+    request = {"op": "cancel", "id": msg_id}
+    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, request))
     for host, answer in answers.items():
         if isinstance(answer, dict) and answer.get("cancelled"):
             return host
@@ -306,64 +205,3 @@ def spawn(host: str, argv: list[str], session: str, name: str, role: str, accept
     return call_host(host, request, timeout=wait + 30)
 
 
-def handle_spawn(request: dict[str, Any]) -> dict[str, Any]:
-    """rpc: new window in this host's tmux (argv executed directly, never through a
-    shell), labelled, registered, and waited on until it is ready for input."""
-    from agent_mesh.delivery.paste import pane_state
-    from agent_mesh.delivery.state import refusal
-    from agent_mesh.registry import local
-    from agent_mesh.tmux import Tmux
-
-    argv = [str(a) for a in request.get("argv") or []]
-    session = str(request.get("session") or "agents")
-    name = str(request.get("name") or os.path.basename(argv[0] if argv else "agent"))
-    role, accept = str(request.get("role") or ""), str(request.get("accept") or "")
-    wait = min(float(request.get("wait") or DEFAULT_SPAWN_WAIT), 600.0)
-    if not argv or not argv[0]:
-        raise UsageError("spawn needs a command")
-    tmux = Tmux()
-    fmt = "#{pane_id} #{window_id}"
-    command = ["env", "--", *argv]  # several words: tmux execs them, no shell in between
-    exists = tmux.run("has-session", "-t", f"={session}", check=False).returncode == 0
-    if exists:
-        out = tmux.run("new-window", "-d", "-t", f"={session}:", "-n", name, "-P", "-F", fmt,
-                       *command)
-    else:
-        out = tmux.run("new-session", "-d", "-s", session, "-n", name, "-x", "200", "-y", "50",
-                       "-P", "-F", fmt, *command)
-    pane_id, window_id = out.stdout.decode().split()[:2]
-    for option, value in (("@agent-role", role), ("@agent-accept", accept)):
-        if value:
-            tmux.run("set-option", "-w", "-t", pane_id, option, value)
-    tables, _count = local.register_session(tmux, session)
-    address = next((a for a, t in tables.items() if t.get("window_id") == window_id), "")
-    if not address:
-        raise WireError(f"the new window {window_id} did not register (see agent-discover)")
-    # Ready means idle for a moment on end: a TUI draws its input box before it reads
-    # its terminal, and a task pasted into that gap is lost.
-    deadline = time.monotonic() + wait
-    reason: str | None = "not checked"
-    idle_since = 0.0
-    while time.monotonic() < deadline:
-        state = pane_state(tmux, pane_id)
-        reason = refusal(state)
-        if state.dead:
-            raise WireError(f"{argv[0]} exited at once in {address}")
-        if reason is not None:
-            idle_since = 0.0
-        elif not idle_since:
-            idle_since = time.monotonic()
-        elif time.monotonic() - idle_since >= SETTLED_SECONDS:
-            break
-        time.sleep(0.1)
-    return {"address": address, "pane_id": pane_id, "ready": reason is None,
-            "detail": reason or ""}
-
-
-RPC_OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "deliver_many": handle_deliver_many,
-    "reply": handle_reply,
-    "queue": handle_queue,
-    "cancel": handle_cancel,
-    "spawn": handle_spawn,
-}

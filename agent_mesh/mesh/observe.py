@@ -1,108 +1,27 @@
 """Seeing the mesh: status, peek and inbox across hosts, one request per host.
 
-The rpc side (`handle`, dispatched by mesh/rpc.py for the ops status, peek and
-inbox) answers from this host's own tmux server, slice and logs; the client side
-asks every peer host in parallel threads through `remote_request`, the one place
-that talks to a peer. Nothing here types into a pane.
+The client side of the rpc ops status, peek and inbox (answered by mesh/handlers.py):
+every host is asked in parallel through mesh/hosts.py, this one in-process. Patterns
+are registry/select.py's grammar. Nothing here types into a pane.
 """
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 
-from agent_mesh import paths
 from agent_mesh.delivery import log
 from agent_mesh.delivery import observe as local
-from agent_mesh.errors import MeshError, UsageError
+from agent_mesh.errors import MeshError
+from agent_mesh.mesh.handlers import inbox_records, own_agents
+from agent_mesh.mesh.hosts import call_host, each_host
 from agent_mesh.model import Agent
-from agent_mesh.registry import naming, view
+from agent_mesh.registry import naming, select, view
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs a peer's rpc an import
+if TYPE_CHECKING:  # typing costs an import
     from typing import Any
 
 STATUS_TIMEOUT = 15.0
-MAX_INBOX = 1000
-
-
-# --- the one remote call (switch to the transport's generic request() at merge) ---------
-
-
-def remote_request(host: str, request: dict[str, Any], timeout: float = STATUS_TIMEOUT
-                   ) -> dict[str, Any]:
-    """Send one rpc request to host's `agent-mesh rpc` and return its reply (raises
-    the MeshError the peer reported, or WireError)."""
-    from agent_mesh.mesh.transport import remote_transport
-
-    transport = remote_transport(host)
-    try:
-        return transport.request(request, timeout=timeout)
-    finally:
-        transport.close()
-
-
-# --- rpc side ---------------------------------------------------------------------------
-
-
-def handle(op: str, request: dict[str, Any]) -> dict[str, Any]:
-    """The rpc ops status / peek / inbox, answered from this host alone."""
-    if op == "status":
-        return {"agents": local.local_status(list(_own_agents().values()))}
-    address = request.get("address")
-    if not isinstance(address, str) or not address:
-        raise UsageError(f"{op} needs an address")
-    agent = view.resolve(address, _own_agents())
-    if op == "peek":
-        text = local.peek(agent, _int(request.get("lines"), 40), bool(request.get("ansi")))
-        return {"text": text}
-    if op == "inbox":
-        return {"records": inbox_records(agent.address, _int(request.get("limit"), 200))}
-    raise UsageError(f"unknown request {op!r}")
-
-
-def _own_agents() -> dict[str, Agent]:
-    """This host's agents: its slice's entries, read from the merged registry's marshal
-    cache (every slice write re-assembles it) rather than parsing local.toml (~15 ms)."""
-    me = naming.self_alias()
-    return {a: ag for a, ag in view.load_agents().items() if ag.host == me}
-
-
-def _int(value: object, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else default
-
-
-def inbox_records(address: str, limit: int = 200) -> list[dict[str, Any]]:
-    """What an agent here received (newest last), each file record marked present or not."""
-    records = log.read(log.received_path(address), max(1, min(limit, MAX_INBOX)))
-    for record in records:
-        shown = record.get("file")
-        if isinstance(shown, str) and shown.startswith("~/"):
-            record["present"] = os.path.exists(os.path.join(paths.home(), shown[2:]))
-    return records
-
-
-# --- client side ----------------------------------------------------------------------
-
-
-def matches(row: dict[str, Any], patterns: list[str]) -> bool:
-    """PATTERN: an address glob (`worker-*`), `role:GLOB` or `host:GLOB`; any may match."""
-    if not patterns:
-        return True
-    import fnmatch
-
-    for pattern in patterns:
-        kind, _, glob = pattern.partition(":")
-        if kind == "role" and glob:
-            if fnmatch.fnmatchcase(str(row.get("role", "")).lower(), glob.lower()):
-                return True
-        elif kind == "host" and glob:
-            if fnmatch.fnmatchcase(str(row.get("host", "")), glob):
-                return True
-        elif fnmatch.fnmatchcase(str(row.get("address", "")), pattern):
-            return True
-    return False
 
 
 def _hosts_wanted(patterns: list[str]) -> list[str] | None:
@@ -116,9 +35,9 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
                                                            list[dict[str, Any]]]:
     """(rows, hosts): every agent's row, and per host ok/error/elapsed_ms.
 
-    This host is read directly; every other host that has agents in the registry
-    is asked in parallel. A host that does not answer keeps
-    its agents from the last good slice, in state `unreachable`.
+    Every host that has agents in the registry is asked in parallel (this one
+    in-process). A host that does not answer keeps its agents from the last good
+    slice, in state `unreachable`.
     """
     patterns = list(patterns or [])
     me = naming.self_alias()
@@ -129,43 +48,40 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
             hosts.append(agent.host)
     wanted = _hosts_wanted(patterns)
     if wanted is not None:
-        import fnmatch
+        hosts = [h for h in hosts if any(select.matches_fields("", "", h, f"host:{g}")
+                                         for g in wanted)]
+    elapsed: dict[str, float] = {}
 
-        hosts = [h for h in hosts if any(fnmatch.fnmatchcase(h, g) for g in wanted)]
-    results: dict[str, tuple[list[dict[str, Any]] | None, str, float]] = {}
-
-    def ask(host: str) -> None:
+    def ask(host: str) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            if host == me:
-                rows = local.local_status(list(_own_agents().values()))
-            else:
-                rows = list(remote_request(host, {"op": "status"})["agents"])
-            results[host] = (rows, "", (time.monotonic() - started) * 1000)
-        except MeshError as exc:
-            results[host] = (None, str(exc).removeprefix(f"{host}: "),
-                             (time.monotonic() - started) * 1000)
-        except Exception as exc:  # a peer's bad reply must not hide the others
-            results[host] = (None, f"{type(exc).__name__}: {exc}",
-                             (time.monotonic() - started) * 1000)
+            return call_host(host, {"op": "status"}, timeout=STATUS_TIMEOUT)
+        finally:
+            elapsed[host] = (time.monotonic() - started) * 1000
 
-    threads = [threading.Thread(target=ask, args=(h,), daemon=True) for h in hosts if h != me]
-    for thread in threads:
-        thread.start()
-    if me in hosts:
-        ask(me)
-    for thread in threads:
-        thread.join()
+    answers = each_host(hosts, ask)
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     for host in hosts:
-        got, error, elapsed = results[host]
+        answer = answers[host]
+        got = None if isinstance(answer, MeshError) else answer.get("agents")
+        error = str(answer).removeprefix(f"{host}: ") if isinstance(answer, MeshError) else ""
+        if not isinstance(got, list):
+            error = error or "bad status reply"
+            got = None
         reports.append({"host": host, "ok": got is not None, "error": error,
-                        "elapsed_ms": round(elapsed, 1)})
+                        "elapsed_ms": round(elapsed.get(host, 0.0), 1)})
         if got is None:
             got = [_unreachable_row(a, error) for a in known.values() if a.host == host]
-        rows.extend(r for r in got if isinstance(r, dict) and matches(r, patterns))
+        rows.extend(r for r in got if isinstance(r, dict) and _row_matches(r, patterns))
     return rows, reports
+
+
+def _row_matches(row: dict[str, Any], patterns: list[str]) -> bool:
+    """A status row against PATTERNs (none: every row), by select.py's one grammar."""
+    return not patterns or any(
+        select.matches_fields(str(row.get("address", "")), str(row.get("role", "")),
+                              str(row.get("host", "")), p) for p in patterns)
 
 
 def _unreachable_row(agent: Agent, error: str) -> dict[str, Any]:
@@ -186,9 +102,9 @@ def _where(address: str) -> tuple[Agent, bool]:
 def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
     agent, here = _where(address)
     if here:
-        return local.peek(view.resolve(address, _own_agents()), lines, ansi)
-    reply = remote_request(agent.host, {"op": "peek", "address": address, "lines": lines,
-                                        "ansi": ansi})
+        return local.peek(view.resolve(address, own_agents()), lines, ansi)
+    reply = call_host(agent.host, {"op": "peek", "address": address, "lines": lines,
+                                   "ansi": ansi}, timeout=STATUS_TIMEOUT)
     text = str(reply.get("text", ""))
     if ansi:
         return text
@@ -200,14 +116,15 @@ def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
     agent, here = _where(address)
     if here:
         return inbox_records(address, limit)
-    reply = remote_request(agent.host, {"op": "inbox", "address": address, "limit": limit})
+    reply = call_host(agent.host, {"op": "inbox", "address": address, "limit": limit},
+                      timeout=STATUS_TIMEOUT)
     return [r for r in reply.get("records", []) if isinstance(r, dict)]
 
 
 def local_inbox_all(limit: int = 200) -> list[dict[str, Any]]:
     """Every agent of this host's received records, merged by time."""
     records: list[dict[str, Any]] = []
-    for address in _own_agents():
+    for address in own_agents():
         records += inbox_records(address, limit)
     records.sort(key=lambda r: str(r.get("time", "")))
     return records[-limit:]

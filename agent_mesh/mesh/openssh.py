@@ -36,7 +36,7 @@ import sys
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError, WireError
-from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Transport, _config_value
+from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Transport, config_value
 from agent_mesh.mesh.wire import REMOTE_COMMAND, decode_reply, encode_header
 
 TYPE_CHECKING = False
@@ -73,7 +73,7 @@ def control_persist() -> str | None:
     value = os.environ.get("AGENT_MESH_CONTROL_PERSIST", "").strip().lower()
     where = "AGENT_MESH_CONTROL_PERSIST"
     if not value:
-        value = (_config_value("control_persist") or DEFAULT_PERSIST).strip().lower()
+        value = (config_value("control_persist") or DEFAULT_PERSIST).strip().lower()
         where = "control_persist in ~/.agents/config.toml"
     if value in ("no", "off", "false", "0"):
         return None

@@ -16,7 +16,7 @@ import sys
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.wire import MAX_HEADER, PROTOCOL, envelope_from_json, error_to_reply
+from agent_mesh.mesh.wire import MAX_HEADER, PROTOCOL, error_to_reply
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
 
@@ -38,22 +38,19 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str,
         return {"result": _deliver(request, stream)}
     if op == "exchange":
         return _exchange(request)
-    if op in ("deliver_many", "reply", "queue", "cancel", "spawn"):
-        from agent_mesh.mesh.delegate import RPC_OPS
+    from agent_mesh.mesh.handlers import OPS
 
-        return RPC_OPS[str(op)](request)
-    if op in ("status", "peek", "inbox"):  # read-only: see mesh/observe.py
-        from agent_mesh.mesh import observe
-
-        return observe.handle(op, request)
+    if isinstance(op, str) and op in OPS:
+        return OPS[op](request)
     raise UsageError(f"unknown request {op!r}")
 
 
 def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
-    from agent_mesh.delivery.receive import receive as deliver_envelope
+    from agent_mesh.delivery.receive import receive
+    from agent_mesh.model import Envelope
 
-    envelope = envelope_from_json(request["envelope"])
+    envelope = Envelope.from_json(request["envelope"])
     upload = request.get("file")
     file = None
     if upload:
@@ -63,7 +60,7 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]
         file = receive_upload(stream, size)  # the body follows the header: read it first
     try:
         agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
-        result = deliver_envelope(envelope, agent, file)
+        result = receive(envelope, agent, file)
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)

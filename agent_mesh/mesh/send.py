@@ -9,7 +9,7 @@ from agent_mesh.clock import now_iso
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.transport import transport_for
+from agent_mesh.mesh.hosts import call_host, transport_for
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.view import load_agents
@@ -139,8 +139,6 @@ def send(
         reply_to=reply_to,
     )
     if re and address not in agents and _is_host_alias(address):
-        from agent_mesh.mesh.delegate import call_host
-
         reply = call_host(address, {"op": "reply", "envelope": envelope.to_json()})
         result = reply["result"]
         return DeliveryResult(address=address, host=address, target="mailbox", pane_id="",
@@ -154,8 +152,4 @@ def send(
 
 def _is_host_alias(name: str) -> bool:
     """This host's alias or a peer's (a reply's route when the asker is not a pane)."""
-    if name == naming.self_alias():
-        return True
-    from agent_mesh.mesh.sync import read_peers
-
-    return name in read_peers()
+    return name in naming.mesh_aliases()

@@ -128,8 +128,10 @@ def import_paramiko() -> Any:
 
     # paramiko logs handshake failures with tracebacks from its own thread; we
     # report every failure ourselves, as one line.
-    logging.getLogger("paramiko").addHandler(logging.NullHandler())
-    logging.getLogger("paramiko").propagate = False
+    logger = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+    logger.propagate = False
     return paramiko
 
 

@@ -32,9 +32,10 @@ from agent_mesh.errors import SliceRejected, UsageError, WireError, printable
 from agent_mesh.fsutil import locked
 from agent_mesh.mesh.transport import Transport
 from agent_mesh.model import Agent
+from agent_mesh.procs import spawn_detached
 from agent_mesh.registry import naming, view
-from agent_mesh.registry.naming import self_alias
-from agent_mesh.registry.toml import SLICE_FIELDS, dump_tables, write_file
+from agent_mesh.registry.naming import read_peers
+from agent_mesh.registry.toml import SLICE_FIELDS, dump_tables, ensure_agents_dir, write_file
 from agent_mesh.registry.view import assemble, read_slice_file
 
 MAX_SLICE_BYTES = 1024 * 1024
@@ -74,30 +75,6 @@ def deadline() -> float:
     return value if 0 < value <= 3600 else DEFAULT_DEADLINE
 
 
-def valid_alias(alias: str) -> bool:
-    return bool(alias) and not alias.startswith("-") and all(
-        ch.isalnum() or ch in "._-@:" for ch in alias
-    )
-
-
-def read_peers() -> list[str]:
-    """Aliases from peers.conf (one per line, `#` comments), without this host."""
-    try:
-        text = Path(paths.peers_conf()).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    me = self_alias()
-    peers: list[str] = []
-    for line in text.splitlines():
-        alias = line.split("#", 1)[0].strip()
-        if not alias or alias == me or alias in peers:
-            continue
-        if not valid_alias(alias):
-            raise UsageError(f"{Path(paths.peers_conf())}: invalid host alias {alias!r}")
-        peers.append(alias)
-    return peers
-
-
 def validate_slice(alias: str, text: str,
                    aliases: set[str] | None = None) -> tuple[dict[str, Agent], list[str]]:
     """Parse a peer's slice: its own entries, and notes on the entries dropped.
@@ -120,7 +97,7 @@ def validate_slice(alias: str, text: str,
         raise SliceRejected("'agents' is not a table")
     if len(tables) > MAX_AGENTS:
         raise SliceRejected(f"more than {MAX_AGENTS} agents")
-    known = (aliases if aliases is not None else _mesh_aliases()) | {alias}
+    known = (aliases if aliases is not None else set(naming.mesh_aliases())) | {alias}
     prefix = naming.host_part(alias) + "-"
     agents: dict[str, Agent] = {}
     dropped: list[str] = []
@@ -156,11 +133,6 @@ def validate_slice(alias: str, text: str,
         notes.append(f"dropped {len(dropped)} entr{'y' if len(dropped) == 1 else 'ies'} "
                      f"not its own: {printable(shown)}{more}")
     return agents, notes
-
-
-def _mesh_aliases() -> set[str]:
-    """This host and every peer: the aliases an address can belong to."""
-    return {naming.self_alias(), *read_peers()}
 
 
 def store_slice(alias: str, agents: dict[str, Agent], fetched: str, stale: bool = False,
@@ -203,22 +175,9 @@ def schedule_pull(sender: str, pushed: str | None = None) -> bool:
         raise UsageError(f"{sender!r} is not in this host's peers.conf; slice ignored")
     if pushed is not None and _matches_verified(sender, pushed):
         return False
-    agents_dir = paths.agents_dir()
-    os.makedirs(agents_dir, mode=0o700, exist_ok=True)
-    devnull = os.open(os.devnull, os.O_RDWR)
-    log_fd = os.open(os.path.join(agents_dir, "push.log"),
-                     os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    agents_dir = ensure_agents_dir()
     code = "import sys; from agent_mesh.mesh.sync import pull_main; pull_main(sys.argv[1])"
-    try:
-        os.posix_spawn(
-            sys.executable, [sys.executable, "-c", code, sender], os.environ,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, log_fd, 1),
-                          (os.POSIX_SPAWN_DUP2, log_fd, 2)],
-            setsid=True,
-        )
-    finally:
-        os.close(devnull)
-        os.close(log_fd)
+    spawn_detached([sys.executable, "-c", code, sender], os.path.join(agents_dir, "push.log"))
     return True
 
 
@@ -242,7 +201,7 @@ Outcome = tuple[str, float] | Exception
 def _fetch(alias: str, local_text: str | None, limit: float,
            results: dict[str, Outcome], transports: dict[str, Transport], kind: str) -> None:
     """One exchange, in its own thread: only network I/O here, nothing is stored."""
-    from agent_mesh.mesh.transport import remote_transport
+    from agent_mesh.mesh.remote import remote_transport
 
     transport = remote_transport(alias, kind)
     transports[alias] = transport
@@ -268,7 +227,7 @@ def exchange_all(peers: list[str], local_text: str | None) -> list[PeerReport]:
     limit = deadline()
     results: dict[str, Outcome] = {}
     transports: dict[str, Transport] = {}
-    from agent_mesh.mesh.transport import chosen_transport
+    from agent_mesh.mesh.remote import chosen_transport
 
     kind = chosen_transport()  # once, not per thread
     threads = {alias: threading.Thread(target=_fetch, name=f"sync-{alias}", daemon=True,
@@ -280,7 +239,7 @@ def exchange_all(peers: list[str], local_text: str | None) -> list[PeerReport]:
     end = time.monotonic() + limit
     for thread in threads.values():
         thread.join(max(0.0, end - time.monotonic()))
-    aliases = _mesh_aliases()
+    aliases = set(naming.mesh_aliases())
     reports = []
     for alias, thread in threads.items():
         outcome = results.get(alias) if not thread.is_alive() else None
@@ -312,11 +271,6 @@ def _settle(alias: str, outcome: Outcome, aliases: set[str]) -> PeerReport:
     with locked(Path(paths.slices_dir()) / f".{alias}.lock"):
         store_slice(alias, agents, clock.now_iso())
     return PeerReport(alias, "ok", "", len(agents), elapsed, tuple(notes))
-
-
-def sync_one(alias: str, local_text: str | None) -> PeerReport:
-    """Exchange with one peer (within the deadline) and store what it sent."""
-    return exchange_all([alias], local_text)[0]
 
 
 def sync(push: bool = True) -> list[PeerReport]:

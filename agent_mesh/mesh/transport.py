@@ -6,6 +6,7 @@ own `ssh` client through a reused control master; `SshTransport` (paramiko,
 mesh/ssh.py) is the fallback where there is no OpenSSH client. Both remote
 ones send one request (a JSON header line, then a file's raw bytes) to
 `agent-mesh rpc` on the peer, which runs the same delivery; see wire.py.
+mesh/hosts.py chooses between them.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class LocalTransport(Transport):
         return receive(envelope, agent, file_data)
 
 
-def _config_value(key: str) -> str | None:
+def config_value(key: str) -> str | None:
     """A top-level key of ~/.agents/config.toml, read only when a peer is contacted."""
     path = os.path.join(paths.agents_dir(), "config.toml")
     if not os.path.exists(path):
@@ -130,37 +131,3 @@ def _config_value(key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def chosen_transport() -> str:
-    """`AGENT_MESH_TRANSPORT` for one run, else `transport` in ~/.agents/config.toml,
-    else openssh when an `ssh` client is on PATH, else paramiko."""
-    choice = os.environ.get("AGENT_MESH_TRANSPORT", "").strip().lower()
-    where = "AGENT_MESH_TRANSPORT"
-    if not choice:
-        choice = (_config_value("transport") or "").strip().lower()
-        where = "transport in ~/.agents/config.toml"
-    if choice and choice not in TRANSPORTS:
-        raise UsageError(f"{where}: unknown transport {choice!r} (openssh or paramiko)")
-    if choice:
-        return choice
-    from agent_mesh.mesh.openssh import ssh_client
-
-    return "openssh" if ssh_client() else "paramiko"
-
-
-def remote_transport(host: str, kind: str | None = None) -> Transport:
-    """The transport to a peer: `kind`, else the chosen one."""
-    kind = kind or chosen_transport()
-    if kind == "openssh":
-        from agent_mesh.mesh.openssh import OpenSshTransport
-
-        return OpenSshTransport(host)
-    from agent_mesh.mesh.ssh import SshTransport
-
-    return SshTransport(host)
-
-
-def transport_for(host: str, self_host: str) -> Transport:
-    """Local for this host; for any other, the chosen remote transport (imported only now)."""
-    if host == self_host:
-        return LocalTransport(host)
-    return remote_transport(host)

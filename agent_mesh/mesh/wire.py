@@ -31,7 +31,7 @@ from agent_mesh.errors import (
     printable,
     report,
 )
-from agent_mesh.model import DeliveryResult, Envelope
+from agent_mesh.model import DeliveryResult
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -46,14 +46,6 @@ REMOTE_COMMAND = (
     "sh -c 'p=\"$HOME/.local/bin/agent-mesh\"; [ -x \"$p\" ] || p=\"$(command -v agent-mesh)\""
     " || exit 127; exec \"$p\" rpc'"
 )
-
-
-def envelope_to_json(envelope: Envelope) -> dict[str, Any]:
-    return envelope.to_json()
-
-
-def envelope_from_json(data: dict[str, Any]) -> Envelope:
-    return Envelope.from_json(data)
 
 
 def error_to_reply(exc: BaseException) -> dict[str, Any]:

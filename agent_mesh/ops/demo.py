@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent_mesh.ops.doctor import MIN_TMUX, parse_tmux_version
+from agent_mesh.procs import alive
 
 SESSION = "demo"
 AGENTS = ("alice", "bob")
@@ -242,12 +243,8 @@ def _ends_with(prompt: str) -> Callable[[str], bool]:
 
 def _alive(pid: int) -> bool:
     """Running (a zombie waiting for init to reap it counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not alive(pid):
         return False
-    except PermissionError:
-        return True
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 import tomllib
@@ -31,7 +30,7 @@ from agent_mesh import __version__, paths
 from agent_mesh.clock import duration
 from agent_mesh.errors import MeshError, UsageError, WireError, printable, report
 from agent_mesh.ops.setup import FIX as INSTALL
-from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT
+from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT, run_helper
 from agent_mesh.registry.view import agents_from, read_slice_file
 
 # What `agent-mesh setup` installs (HOOK_MARK, HOOK_EVENTS, TIMER_UNIT, the paths in
@@ -99,21 +98,6 @@ def _parse_stamp(stamp: str) -> float | None:
 def _stamp_age(stamp: str, now: float) -> float | None:
     then = _parse_stamp(stamp)
     return None if then is None else now - then
-
-
-def _run(argv: list[str], timeout: float = 3.0) -> tuple[int, str, str]:
-    """Run a helper command (systemctl, crontab): (exit code, stdout, stderr), never raises."""
-    try:
-        out = subprocess.run(argv, capture_output=True, timeout=timeout, check=False,
-                             stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        return 127, "", f"{argv[0]} not found"
-    except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} did not answer within {timeout:g}s"
-    except OSError as exc:
-        return 126, "", f"cannot run {argv[0]}: {exc.strerror or exc}"
-    return (out.returncode, out.stdout.decode("utf-8", "replace"),
-            out.stderr.decode("utf-8", "replace"))
 
 
 def parse_tmux_version(text: str) -> tuple[int, int] | None:
@@ -258,7 +242,7 @@ def check_path() -> Check:
 
 
 def check_self_conf() -> Check:
-    from agent_mesh.mesh.sync import valid_alias
+    from agent_mesh.registry.naming import host_name, valid_alias
 
     path = Path(paths.self_conf())
     fix = ("echo ALIAS > ~/.agents/self.conf, where ALIAS is the name your peers use for "
@@ -266,7 +250,7 @@ def check_self_conf() -> Check:
     try:
         first = path.read_text(encoding="utf-8").splitlines()[:1]
     except FileNotFoundError:
-        node = os.uname().nodename.split(".")[0]
+        node = host_name()
         return _fail("self.conf", f"{_tilde(path)} is missing (this host falls back to its "
                      f"host name {node!r})", fix)
     except (OSError, UnicodeDecodeError) as exc:
@@ -281,7 +265,7 @@ def check_self_conf() -> Check:
 
 def check_peers_conf() -> tuple[Check, list[str]]:
     """peers.conf exists and every alias in it is valid; returns the peers too."""
-    from agent_mesh.mesh.sync import read_peers
+    from agent_mesh.registry.naming import read_peers
 
     path = Path(paths.peers_conf())
     if not path.exists():
@@ -403,7 +387,7 @@ def check_inbox_parts() -> Check:
 
 def check_timer() -> Check:
     """The 5-minute resync: a systemd user timer, else a crontab line running agent-discover."""
-    code, out, err = _run(["systemctl", "--user", "is-active", TIMER_UNIT])
+    code, out, err = run_helper(["systemctl", "--user", "is-active", TIMER_UNIT], timeout=3.0)
     err_lines = err.strip().splitlines()
     state = out.strip() or (err_lines[-1] if err_lines else "?")
     if code == 0 and state == "active":
@@ -414,7 +398,7 @@ def check_timer() -> Check:
         systemd = "no systemd user manager"
     else:
         systemd = f"systemd user timer {TIMER_UNIT} is {state}"
-    code, out, err = _run(["crontab", "-l"])
+    code, out, err = run_helper(["crontab", "-l"], timeout=3.0)
     lines = [ln for ln in out.splitlines() if "agent-discover" in ln and
              not ln.lstrip().startswith("#")]
     daemon = ""  # a running cron daemon: scan /proc/*/comm as pgrep does
@@ -502,7 +486,7 @@ def _check_peer_openssh(alias: str, budget: float) -> Check:
 def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
     """Connect (host key checked, never added) and ask the peer's agent-mesh `hello`,
     over the transport notify-pane would use (openssh, else paramiko)."""
-    from agent_mesh.mesh.transport import chosen_transport
+    from agent_mesh.mesh.remote import chosen_transport
 
     name = f"peer:{alias}"
     try:
@@ -537,17 +521,6 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
     return _ok(name, f"reachable via paramiko, host key known, connect {latency:.0f} ms, "
                "agent-mesh "
                f"{reply.get('version', '?')} (same as here) answered in {rpc_ms:.0f} ms")
-
-
-def _quiet_paramiko() -> None:
-    """paramiko logs a failed handshake (with a traceback) from its own thread; with no
-    handler configured, Python's last-resort handler prints that to stderr. The
-    failure already is a line of the report, so give its logger a NullHandler."""
-    import logging
-
-    logger = logging.getLogger("paramiko")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
 
 
 def _probe(alias: str, results: dict[str, Check]) -> None:
@@ -600,7 +573,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     now = time.time()
     started = time.monotonic()
     try:
-        from agent_mesh.mesh.sync import read_peers
+        from agent_mesh.registry.naming import read_peers
 
         peers = read_peers() if Path(paths.peers_conf()).exists() else []
     except Exception:
@@ -608,7 +581,9 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     results: dict[str, Check] = {}
     threads: dict[str, threading.Thread] = {}
     if include_peers and peers:
-        _quiet_paramiko()
+        from agent_mesh.mesh.ssh import import_paramiko
+
+        import_paramiko()  # silences paramiko's thread tracebacks before any thread runs
         for alias in peers:
             threads[alias] = threading.Thread(target=_probe, args=(alias, results),
                                               daemon=True, name=f"doctor-{alias}")

@@ -133,20 +133,21 @@ def _install_copy(src: str, dst: str, mode: int) -> bool:
     return True
 
 
-def _run(argv: list[str], input: str | None = None, timeout: float = 30
-         ) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of a helper command; 127 when it is missing."""
+def run_helper(argv: list[str], input: str | None = None, timeout: float = 30
+               ) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of a helper command (systemctl, crontab); never
+    raises: 127 when it is missing, 124 when it does not answer in time."""
     try:
         if input is None:
             out = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                                 text=True, timeout=timeout, check=False)
+                                 text=True, errors="replace", timeout=timeout, check=False)
         else:
             out = subprocess.run(argv, input=input, capture_output=True, text=True,
-                                 timeout=timeout, check=False)
+                                 errors="replace", timeout=timeout, check=False)
     except FileNotFoundError:
-        return 127, "", f"{argv[0]}: command not found"
+        return 127, "", f"{argv[0]} not found"
     except subprocess.TimeoutExpired:
-        return 124, "", f"{argv[0]} did not finish within {timeout:g}s"
+        return 124, "", f"{argv[0]} did not answer within {timeout:g}s"
     except OSError as exc:
         return 126, "", f"cannot run {argv[0]}: {exc.strerror or exc}"
     return out.returncode, out.stdout, out.stderr
@@ -289,7 +290,7 @@ def _tmux_server_up() -> bool | None:
     """True when a tmux server answers, False when none runs, None without tmux."""
     if not shutil.which("tmux"):
         return None
-    return _run(["tmux", "list-sessions"], timeout=10)[0] == 0
+    return run_helper(["tmux", "list-sessions"], timeout=10)[0] == 0
 
 
 def load_hooks_live(report: Report) -> None:
@@ -303,11 +304,11 @@ def load_hooks_live(report: Report) -> None:
                    "when tmux starts")
         return
     conf = paths.managed_tmux_conf()
-    code, _, err = _run(["tmux", "source-file", conf], timeout=10)
+    code, _, err = run_helper(["tmux", "source-file", conf], timeout=10)
     if code == 0:
         report.say("loaded the hooks into the running tmux server")
         return
-    version = _run(["tmux", "-V"], timeout=5)[1].strip() or "unknown"
+    version = run_helper(["tmux", "-V"], timeout=5)[1].strip() or "unknown"
     report.problem(f"tmux source-file {conf} failed: {' '.join(err.split())}; fix: agent-mesh "
                    f"needs tmux >= 3.2 (this is {version}); upgrade tmux, then run: "
                    f"tmux source-file {tilde(conf)}")
@@ -318,7 +319,7 @@ def live_hook_names() -> list[str]:
     (session hooks show with -g, window and pane hooks with -gw / -gp)."""
     names: list[str] = []
     for scope in ("-g", "-gw", "-gp"):
-        _, out, _ = _run(["tmux", "show-hooks", scope], timeout=10)
+        _, out, _ = run_helper(["tmux", "show-hooks", scope], timeout=10)
         for line in out.splitlines():
             name = line.split(" ", 1)[0]
             event = name.split("[", 1)[0]
@@ -334,7 +335,7 @@ def remove_live_hooks(report: Report) -> None:
         return
     removed = 0
     for name in live_hook_names():
-        if _run(["tmux", "set-hook", "-gu", name], timeout=10)[0] == 0:
+        if run_helper(["tmux", "set-hook", "-gu", name], timeout=10)[0] == 0:
             removed += 1
         else:
             report.problem(f"tmux set-hook -gu {name} failed; fix: run it by hand, or restart "
@@ -516,9 +517,9 @@ PEERS_HEADER = """\
 
 def host_alias() -> str:
     """This host's short name, as `hostname -s` gives it."""
-    from agent_mesh.mesh.sync import valid_alias
+    from agent_mesh.registry.naming import host_name, valid_alias
 
-    alias = os.uname().nodename.split(".")[0]
+    alias = host_name()
     if not (alias.isascii() and valid_alias(alias)):
         raise SetupError(f"cannot derive this host's alias from its hostname ({alias!r}); fix: "
                          "mkdir -p ~/.agents && echo myhost > ~/.agents/self.conf, then re-run")
@@ -556,7 +557,7 @@ def systemd_user_reason() -> str | None:
     """None when a systemd user manager answers, else why the timer cannot be used."""
     if not shutil.which("systemctl"):
         return "no systemctl (no systemd here)"
-    if _run(["systemctl", "--user", "show-environment"], timeout=10)[0] != 0:
+    if run_helper(["systemctl", "--user", "show-environment"], timeout=10)[0] != 0:
         return ("no systemd user manager reachable (systemctl --user show-environment "
                 "failed)")
     return None
@@ -566,9 +567,9 @@ def install_timer(report: Report) -> None:
     units = paths.systemd_user_dir()
     for unit in (SERVICE_UNIT, TIMER_UNIT):
         _install_copy(data_file(unit), os.path.join(units, unit), 0o644)
-    code, out, err = _run(["systemctl", "--user", "daemon-reload"])
+    code, out, err = run_helper(["systemctl", "--user", "daemon-reload"])
     if code == 0:
-        code, out, err = _run(["systemctl", "--user", "enable", "--now", TIMER_UNIT])
+        code, out, err = run_helper(["systemctl", "--user", "enable", "--now", TIMER_UNIT])
     if code == 0:
         report.say(f"installed and enabled the systemd user timer {TIMER_UNIT} in "
                    f"{tilde(units)} (agent-discover every 5 minutes)")
@@ -586,19 +587,19 @@ def remove_timer(report: Report, quiet: bool = False) -> None:
         return
     manager = systemd_user_reason() is None
     if manager:
-        _run(["systemctl", "--user", "disable", "--now", TIMER_UNIT])
-        _run(["systemctl", "--user", "stop", SERVICE_UNIT])
+        run_helper(["systemctl", "--user", "disable", "--now", TIMER_UNIT])
+        run_helper(["systemctl", "--user", "stop", SERVICE_UNIT])
     for path in files:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
     if manager:
-        _run(["systemctl", "--user", "daemon-reload"])
+        run_helper(["systemctl", "--user", "daemon-reload"])
     report.say(f"disabled and removed {TIMER_UNIT} and {SERVICE_UNIT} from {tilde(units)}")
 
 
 def _read_crontab() -> tuple[str | None, str]:
     """(the user's crontab, possibly empty; None when crontab -l failed, error)."""
-    code, out, err = _run(["crontab", "-l"])
+    code, out, err = run_helper(["crontab", "-l"])
     if code == 0:
         return out, ""
     if "no crontab" in err.lower():
@@ -637,7 +638,7 @@ def install_cron(report: Report) -> None:
     if new == current:
         report.say(f"the crontab line is already there: {line.strip()}")
     else:
-        code, _, err = _run(["crontab", "-"], input=new)
+        code, _, err = run_helper(["crontab", "-"], input=new)
         if code != 0:
             report.problem(f"crontab - failed: {' '.join(err.split())}; fix: add this line with "
                            f"crontab -e: {line.strip()}")
@@ -645,7 +646,7 @@ def install_cron(report: Report) -> None:
         report.say("added a crontab line (agent-discover every 5 minutes; your other lines "
                    f"kept): {line.strip()}")
     if sys.platform.startswith("linux") and shutil.which("pgrep") and all(
-            _run(["pgrep", "-x", name])[0] != 0 for name in ("cron", "crond")):
+            run_helper(["pgrep", "-x", name])[0] != 0 for name in ("cron", "crond")):
         report.warn("no cron daemon seems to be running, so the line will not fire until one "
                     "does (e.g. sudo service cron start)")
 
@@ -664,9 +665,9 @@ def remove_cron(report: Report, quiet: bool = False) -> None:
         return
     new = _without_lines(current, CRON_MARKER)
     if new.strip():
-        code, _, err = _run(["crontab", "-"], input=new)
+        code, _, err = run_helper(["crontab", "-"], input=new)
     else:
-        code, _, err = _run(["crontab", "-r"])
+        code, _, err = run_helper(["crontab", "-r"])
     if code != 0:
         report.problem(f"crontab failed: {' '.join(err.split())}; fix: {fix}")
         return
@@ -693,7 +694,7 @@ def setup_resync(report: Report, cron: bool) -> None:
 
 def first_discovery(report: Report, bindir: str) -> None:
     """Register the windows of a running tmux server now, not at the next hook event."""
-    code, out, err = _run([os.path.join(bindir, "agent-discover")], timeout=120)
+    code, out, err = run_helper([os.path.join(bindir, "agent-discover")], timeout=120)
     for line in out.splitlines():
         if line.strip():
             report.say(line)

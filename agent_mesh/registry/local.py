@@ -89,28 +89,12 @@ def _content(text: str) -> list[str]:
     return [line for line in text.splitlines() if not line.startswith("generated = ")]
 
 
-def rescan(tmux: Tmux) -> dict[str, Table]:
-    """Rebuild this server's entries from live tmux (authoritative for it); other
-    servers' entries stay as they are. Returns this server's entries."""
-    host = self_alias()
-    ensure_agents_dir()
-    with locked(_slice_lock()):
-        old_text = read_text(paths.local_slice())
-        previous, trusted = parse_slice(old_text) or ({}, False)
-        windows = scan_windows(tmux)
-        mine = _sockets(tmux, windows)
-        kept = {a: t for a, t in previous.items() if not _on(t, mine)}
-        fresh = build_tables(windows, host, set(kept), now_iso(), previous, trusted)
-        assemble(write_slice({**kept, **fresh}, host, old_text))
-    return fresh
-
-
-def discover(tmux: Tmux) -> dict[str, Table]:
-    """Rebuild the whole slice: the server `tmux` talks to, and every other server
-    that has entries and still answers (a server that is gone loses its entries)."""
-    from agent_mesh.errors import WireError
-    from agent_mesh.tmux import Tmux
-
+def rescan(tmux: Tmux, every_server: bool = False) -> dict[str, Table]:
+    """Rebuild this server's entries from live tmux (authoritative for it) and
+    return them; other servers' entries stay as they are. every_server (what
+    agent-discover does): rebuild the whole slice, rescanning every other server
+    that has entries and still answers (a server that is gone loses its entries),
+    and return all of it."""
     host = self_alias()
     ensure_agents_dir()
     with locked(_slice_lock()):
@@ -118,22 +102,28 @@ def discover(tmux: Tmux) -> dict[str, Table]:
         previous, trusted = parse_slice(old_text) or ({}, False)
         windows = scan_windows(tmux)
         seen = _sockets(tmux, windows)
-        kept: dict[str, Table] = {}
-        others = {str(t.get("socket", "")) for t in previous.values()} - seen - {""}
-        for socket in sorted(others):
-            other = Tmux(socket_path=socket, binary=tmux.binary)
-            try:
-                found = scan_windows(other)
-            except WireError:  # not known to be gone: keep what we had
-                kept.update({a: t for a, t in previous.items() if t.get("socket") == socket})
-                continue
-            found = [w for w in found if w["socket_path"] not in seen]
-            seen |= {socket, *(w["socket_path"] for w in found)}
-            windows += found
+        if not every_server:
+            kept = {a: t for a, t in previous.items() if not _on(t, seen)}
+        else:
+            from agent_mesh.errors import WireError
+            from agent_mesh.tmux import Tmux
+
+            kept = {}
+            others = {str(t.get("socket", "")) for t in previous.values()} - seen - {""}
+            for socket in sorted(others):
+                other = Tmux(socket_path=socket, binary=tmux.binary)
+                try:
+                    found = scan_windows(other)
+                except WireError:  # not known to be gone: keep what we had
+                    kept.update({a: t for a, t in previous.items() if t.get("socket") == socket})
+                    continue
+                found = [w for w in found if w["socket_path"] not in seen]
+                seen |= {socket, *(w["socket_path"] for w in found)}
+                windows += found
         fresh = build_tables(windows, host, set(kept), now_iso(), previous, trusted)
         tables = write_slice({**kept, **fresh}, host, old_text)
         assemble(tables)
-    return tables
+    return tables if every_server else fresh
 
 
 def register_session(tmux: Tmux, session: str) -> tuple[dict[str, Table], int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 
 from agent_mesh import paths
+from agent_mesh.errors import UsageError
 from agent_mesh.receivers import is_shell
 
 SLUG_MAX = 40
@@ -35,7 +36,53 @@ def self_alias() -> str:
             return alias
     except (OSError, UnicodeDecodeError):
         pass
+    return host_name()
+
+
+def host_name() -> str:
+    """`hostname -s`: this host's alias when self.conf names none."""
     return os.uname().nodename.split(".")[0]
+
+
+def valid_alias(alias: str) -> bool:
+    """A host alias safe to hand to ssh and to name files after."""
+    return bool(alias) and not alias.startswith("-") and all(
+        ch.isalnum() or ch in "._-@:" for ch in alias
+    )
+
+
+def mesh_aliases(strict: bool = True) -> list[str]:
+    """This host and every peer in peers.conf: the hosts of the mesh (strict: see read_peers)."""
+    return [self_alias(), *read_peers(strict)]
+
+
+def read_peers(strict: bool = True) -> list[str]:
+    """Aliases from peers.conf (one per line, `#` comments), without this host, in order.
+
+    strict (commands): an unreadable file or an invalid alias is a UsageError. Not
+    strict (the hook, resolving an address): both are passed over, never raised."""
+    try:
+        with open(paths.peers_conf(), encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        if not strict:
+            return []
+        raise UsageError(f"{paths.peers_conf()}: {getattr(exc, 'strerror', None) or exc}"
+                         ) from exc
+    me = self_alias()
+    peers: list[str] = []
+    for line in text.splitlines():
+        alias = line.split("#", 1)[0].strip()
+        if not alias or alias == me or alias in peers:
+            continue
+        if not valid_alias(alias):
+            if not strict:
+                continue
+            raise UsageError(f"{paths.peers_conf()}: invalid host alias {alias!r}")
+        peers.append(alias)
+    return peers
 
 
 def slug(name: str) -> str:
@@ -113,10 +160,6 @@ def infer_role(command: str, session: str, window: str) -> str:
     if not command:
         return f"CLI agent in {where}"
     return f"{command} agent in {where}"
-
-
-def infer_scope(path: str, target: str) -> str:
-    return f"Window target {target}; current path {path}" if path else f"Window target {target}"
 
 
 def scratch_session_in(address: str, hosts: list[str]) -> str:

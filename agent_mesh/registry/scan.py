@@ -17,7 +17,6 @@ from agent_mesh.registry.naming import (
     base_address,
     derives_from,
     infer_role,
-    infer_scope,
     is_scratch_session,
     unique,
 )
@@ -43,7 +42,6 @@ SCAN_FIELDS = (
     "window_name",
     "pane_id",
     "pane_current_command",
-    "pane_current_path",
     "@agent-role",
     "@agent-scope",
     "socket_path",
@@ -134,7 +132,7 @@ def build_tables(
             "session": session,
             "window": name,
             "role": w["@agent-role"] or infer_role(command, session, name),
-            "scope": w["@agent-scope"] or infer_scope(w["pane_current_path"], target),
+            "scope": w["@agent-scope"],  # empty unless set: a guessed scope is noise
             "pane_id": w["pane_id"],
             "command": command,
             "updated": now,

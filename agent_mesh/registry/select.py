@@ -26,15 +26,20 @@ def is_pattern(text: str) -> bool:
 
 
 def matches(agent: Agent, pattern: str) -> bool:
+    return matches_fields(agent.address, agent.role, agent.host, pattern)
+
+
+def matches_fields(address: str, role: str, host: str, pattern: str) -> bool:
+    """The grammar itself, for anything with an address, role and host (a status row)."""
     from fnmatch import fnmatchcase  # imports re: not on a single message's path
 
     if pattern in (ALL, "*"):
         return True
     if pattern.startswith("role:"):
-        return fnmatchcase(agent.role.lower(), pattern[5:].lower())
+        return fnmatchcase(role.lower(), pattern[5:].lower())
     if pattern.startswith("host:"):
-        return fnmatchcase(agent.host.lower(), pattern[5:].lower())
-    return fnmatchcase(agent.address.lower(), pattern.lower())
+        return fnmatchcase(host.lower(), pattern[5:].lower())
+    return fnmatchcase(address.lower(), pattern.lower())
 
 
 def select(agents: Mapping[str, Agent], patterns: Iterable[str]) -> list[Agent]:

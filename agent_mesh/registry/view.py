@@ -19,7 +19,13 @@ from agent_mesh.clock import now_iso
 from agent_mesh.errors import MeshError, UnknownAgent, UsageError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
-from agent_mesh.registry.naming import SCRATCH_RULE, host_part, scratch_session_in, self_alias
+from agent_mesh.registry.naming import (
+    SCRATCH_RULE,
+    host_part,
+    mesh_aliases,
+    scratch_session_in,
+    self_alias,
+)
 from agent_mesh.registry.toml import (
     SLICE_FIELDS,
     clean_table,
@@ -353,15 +359,7 @@ def address_owner(address: str, aliases: Iterable[str]) -> str | None:
 
 def _mesh_aliases(table: Mapping[str, Agent]) -> set[str]:
     """Every host alias known here: this host, peers.conf, and the registry's hosts."""
-    aliases = {agent.host for agent in table.values()}
-    aliases.add(self_alias())
-    try:
-        with open(paths.peers_conf(), encoding="utf-8") as fh:
-            aliases.update(line.split("#", 1)[0].strip() for line in fh)
-    except (OSError, UnicodeDecodeError):
-        pass
-    aliases.discard("")
-    return aliases
+    return {*mesh_aliases(strict=False), *(agent.host for agent in table.values())}
 
 
 def check_live(agent: Agent, tmux: Tmux) -> None:

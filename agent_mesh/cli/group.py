@@ -1,0 +1,51 @@
+"""The `agent-mesh` click group and the guard every command body runs in.
+
+Its own module so the command modules (main, observe_cmds, delegate_cmds) add
+commands to the group without importing each other: cli/main.py imports them all.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from agent_mesh import __version__, errors
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def run_guarded(prog: str, func: Callable[[], Any]) -> None:
+    """Run a click command's body; any failure becomes `prog: <one line>` and the
+    exit code from errors.report, the same table notify-pane uses."""
+    try:
+        func()
+    except (Exception, KeyboardInterrupt) as exc:
+        line, code = errors.report(exc)
+        click.echo(f"{prog}: {line}", err=True)
+        sys.exit(code)
+
+
+class _Group(click.Group):
+    """Lists each command with its whole first sentence, never cut with "..."."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.hidden:
+                rows.append((name, cmd.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="agent-mesh")
+def mesh() -> None:
+    """agent-mesh: message CLI agents in tmux panes, on this host and mesh peers.
+
+    Internal subcommands, not listed: `rpc` (what a peer runs over SSH) and
+    `push` (what the tmux hooks start to push this host's slice to the peers)."""

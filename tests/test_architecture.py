@@ -1,0 +1,146 @@
+"""The package's import graph reads as its design: imports point down the layers and never loop.
+
+Layers, top to bottom: cli -> ops -> mesh -> delivery -> registry -> bottom. Every import counts,
+including the lazy ones inside functions (they are how the hot paths keep their import budget, and a
+lazy upward import is still an upward dependency).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "agent_mesh"
+LAYERS = ["cli", "ops", "mesh", "delivery", "registry", "bottom"]
+# The lowest modules: they import nothing from the package (errors may read __version__).
+LEAVES = {"errors", "paths", "model", "clock"}
+
+
+def module_name(path: Path) -> str:
+    """agent_mesh/mesh/send.py -> mesh.send; agent_mesh/__init__.py -> __init__."""
+    parts = list(path.relative_to(PKG).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def layer(mod: str) -> str:
+    """The layer a module belongs to: its subpackage, or `bottom` for the flat modules."""
+    head = mod.split(".")[0]
+    return head if head in LAYERS else "bottom"
+
+
+def resolve(name: str) -> str | None:
+    """The package module an absolute dotted name refers to (the longest existing prefix)."""
+    if name == "agent_mesh":
+        return "__init__"
+    if not name.startswith("agent_mesh."):
+        return None
+    parts = name.split(".")[1:]
+    while parts:
+        if ".".join(parts) in MODULES:
+            return ".".join(parts)
+        parts.pop()
+    return "__init__"
+
+
+def imports_of(mod: str) -> dict[str, int]:
+    """Every package module `mod` imports, anywhere in its body, with the first line it does so."""
+    path = MODULES[mod]
+    tree = ast.parse(path.read_text(), filename=str(path))
+    pkg_parts = ["agent_mesh", *mod.split(".")]
+    if path.name != "__init__.py" or mod == "__init__":
+        pkg_parts.pop()  # a plain module's relative imports start from its package
+    found: dict[str, int] = {}
+
+    def add(name: str, line: int) -> None:
+        target = resolve(name)
+        if target is not None and target != mod:
+            found.setdefault(target, line)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name, node.lineno)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg_parts[: len(pkg_parts) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            for alias in node.names:
+                # `from agent_mesh.mesh import send` names a module; `from x import f` a symbol.
+                full = f"{prefix}.{alias.name}"
+                add(full if full.removeprefix("agent_mesh.") in MODULES else prefix, node.lineno)
+    return found
+
+
+GRAPH = {mod: imports_of(mod) for mod in MODULES}
+
+
+def test_the_graph_sees_the_package() -> None:
+    """A sanity check on the parser: known edges are found, lazy ones included."""
+    assert "registry.view" in MODULES and "cli.main" in MODULES
+    assert any(GRAPH[m] for m in MODULES)
+    assert "errors" in GRAPH["cli.notify"]
+
+
+def test_no_upward_import() -> None:
+    """Each module imports only its own layer or layers below it."""
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    bad = [f"{mod} -> {dep} (line {line})"
+           for mod, deps in GRAPH.items() for dep, line in sorted(deps.items())
+           if rank[layer(dep)] < rank[layer(mod)]]
+    assert not bad, "upward imports:\n" + "\n".join(bad)
+
+
+def test_leaves_import_nothing_from_the_package() -> None:
+    """errors, paths, model, clock sit under everything: only __version__ may come from above."""
+    bad = [f"{mod} -> {dep}" for mod in sorted(LEAVES) for dep in GRAPH[mod] if dep != "__init__"]
+    assert not bad, "\n".join(bad)
+
+
+def cycles() -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in GRAPH[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(GRAPH):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycle() -> None:
+    """No two modules import each other, directly or round a loop, lazily or not."""
+    found = cycles()
+    detail = ["  " + ", ".join(c) + "\n    " + "; ".join(
+        f"{a}->{b}" for a in c for b in GRAPH[a] if b in c) for c in found]
+    assert not found, "import cycles:\n" + "\n".join(detail)
