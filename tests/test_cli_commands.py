@@ -166,10 +166,11 @@ def test_list_empty_and_corrupt_registry(isolated_env: Path) -> None:
 def _every_command() -> list[list[str]]:
     """Every console script in pyproject.toml, and every agent-mesh subcommand
     (the click ones and the two internal ones that skip click)."""
+    from agent_mesh.cli import delegate_cmds  # noqa: F401 - registers ask, queue, spawn
     from agent_mesh.cli.main import mesh
 
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    subcommands = [*mesh.commands, "rpc", "push"]
+    subcommands = [*mesh.commands, "rpc", "push", "queue-run"]
     return [[name] for name in scripts] + [["agent-mesh", sub] for sub in subcommands]
 
 

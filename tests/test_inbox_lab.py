@@ -124,3 +124,59 @@ def test_upload_in_flight_is_private_and_a_stale_part_is_swept(lab: Lab) -> None
     assert (h1.home / ".agent-inbox" / "h2" / "big.bin").stat().st_size == size
     assert not stale.exists()
     assert list(incoming.iterdir()) == []
+
+
+def _peak_rss_kb(uid: int, needle: bytes, seen: dict[int, int]) -> None:
+    """Record the peak RSS (VmHWM) of uid's processes whose argv holds needle."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            if needle not in Path(f"/proc/{entry}/cmdline").read_bytes():
+                continue
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                seen[int(entry)] = max(seen.get(int(entry), 0), int(line.split()[1]))
+
+
+def test_a_large_remote_file_is_streamed_in_bounded_memory(lab: Lab) -> None:
+    """Issue 8.2, over SSH: 200 MB from h2 to h1; neither the sender nor the peer's
+    `agent-mesh rpc` ever holds the file in memory."""
+    h1, h2 = lab.hosts["h1"], lab.hosts["h2"]
+    size = 200 * 1024 * 1024
+    src = h2.home / "huge.bin"
+    with open(src, "wb") as fh:
+        block = os.urandom(1024 * 1024)
+        for _ in range(size // len(block)):
+            fh.write(block)
+    os.chown(src, h2.uid, h2.gid)
+    before = len(_received(h1))
+    sender_peak: dict[int, int] = {}
+    rpc_peak: dict[int, int] = {}
+    outcome: list[int] = []
+    env = {"AGENT_MESH_MAX_FILE": str(size * 2)}
+    sender = threading.Thread(target=lambda: outcome.append(h2.run(
+        ["notify-pane", "h1-main-py", "--file", str(src), "huge"], timeout=300,
+        env=env).returncode))
+    sender.start()
+    while sender.is_alive():
+        _peak_rss_kb(h2.uid, b"notify-pane", sender_peak)
+        _peak_rss_kb(h1.uid, b"rpc", rpc_peak)
+        time.sleep(0.02)
+    sender.join()
+    src.unlink()
+    assert outcome == [0]
+    got = retry_until(lambda: len(_received(h1)) > before and _received(h1))[-1]
+    assert got.endswith(f"({size} bytes): huge"), got
+    dropped = h1.home / ".agent-inbox" / "h2" / "huge.bin"
+    assert dropped.stat().st_size == size
+    dropped.unlink()
+    print(f"peak RSS: sender {max(sender_peak.values(), default=0)} kB, "
+          f"rpc {max(rpc_peak.values(), default=0)} kB")
+    assert sender_peak and max(sender_peak.values()) < 100 * 1024, sender_peak
+    assert max(rpc_peak.values(), default=0) < 100 * 1024, rpc_peak

@@ -308,4 +308,4 @@ def test_status_options_fall_back_to_click(spawn: Spawner) -> None:
     out = run_cli("agent-mesh", "status", "--help")
     assert out.returncode == 0 and b"role:GLOB" in out.stdout
     out = run_cli("agent-mesh", "status", "--bogus")
-    assert out.returncode == 2 and b"No such option" in out.stderr
+    assert out.returncode == 1 and b"No such option" in out.stderr

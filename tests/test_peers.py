@@ -372,3 +372,40 @@ def test_printable_strips_sequences_whole(raw: str, shown: str) -> None:
 
     assert printable(raw) == shown
     assert printable("two\nlines\x1b[2J") == "two lines"
+
+
+@pytest.mark.lab
+def test_rpc_delivers_to_the_entrys_own_tmux_server(peers: Peers) -> None:
+    """A window on peer's second server (`tmux -L other`) is reached over rpc in that
+    server's pane, never in the pane of that id on peer's default server (issue 7.3)."""
+    h2 = peers.host("h2")
+    log = peers.log("h2", "other")
+    other = ("-L", "other")
+    out = h2.tmux(*other, "-f", "/dev/null", "new-session", "-d", "-s", "work", "-n", "y",
+                  "-x", "120", "-y", "30", peers.python, "-q", "-c", RECEIVER, str(log))
+    assert out.returncode == 0, out.stderr
+    try:
+        h2.tmux(*other, "set-option", "-w", "-t", "work:y", "@agent-accept", "python")
+        retry_until(lambda: ">>>" in h2.tmux(*other, "capture-pane", "-p", "-t",
+                                              "work:y").stdout.decode())
+        socket = h2.tmux(*other, "display-message", "-p", "#{socket_path}").stdout.decode()
+        out = peers.run("h2", "agent-register-hook", "rescan",
+                        env={"TMUX": f"{socket.strip()},1,0"})
+        assert out.returncode == 0, out
+        assert peers.run("h1", "agent-mesh", "sync").returncode == 0
+        listed = peers.registry("h1")
+        assert listed["peer-other-work-y"]["host"] == "peer", listed
+        assert "peer-main-py" in listed  # the default server's entries are still there
+        before = len(peers.received("h2", "py"))
+        sent = peers.run("h1", "notify-pane", "peer-other-work-y", "to the other server")
+        assert sent.returncode == 0, sent
+        retry_until(lambda: any(x.endswith("] to the other server")
+                                for x in peers.received("h2", "other")), timeout=10)
+        assert len(peers.received("h2", "py")) == before
+        default = h2.tmux("capture-pane", "-p", "-t", "%0").stdout.decode()
+        assert "to the other server" not in default
+    finally:
+        h2.tmux(*other, "kill-server")
+        assert peers.run("h2", "agent-discover").returncode == 0
+    assert peers.run("h1", "agent-mesh", "sync").returncode == 0
+    assert "peer-other-work-y" not in peers.registry("h1")

@@ -9,8 +9,10 @@ import stat
 import subprocess
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from conftest import REPO, SELF_HOST, Spawner, TmuxServer, notify, retry_until, run_cli
 
 SLOW = 30.0
@@ -44,6 +46,14 @@ def socket_path(socket: str | None = None) -> str:
 # --- several tmux servers (7.3) -------------------------------------------------
 
 
+@pytest.fixture
+def other_server() -> Iterator[None]:
+    """Kill `tmux -L other` after the test, passed or failed: a server left running
+    outlives the test's temp dir (issue 8.17)."""
+    yield
+    subprocess.run(["tmux", "-L", "other", "kill-server"], capture_output=True, check=False)
+
+
 def _start_other(spawn: Spawner) -> None:
     """A second server, `tmux -L other`, with the hooks loaded, session work, window y."""
     tmux("-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "40", "-s", "work",
@@ -53,7 +63,8 @@ def _start_other(spawn: Spawner) -> None:
     tmux("source-file", str(REPO / "agent_mesh/ops/data/tmux.conf.snippet"), socket="other")
 
 
-def test_a_second_server_rewrites_only_its_own_entries(spawn: Spawner) -> None:
+def test_a_second_server_rewrites_only_its_own_entries(spawn: Spawner,
+                                                       other_server: None) -> None:
     sh = spawn.bash("sh")
     spawn.server.new_window("dev", "x")
     spawn.server.install_hooks()
@@ -83,7 +94,7 @@ def test_a_second_server_rewrites_only_its_own_entries(spawn: Spawner) -> None:
     assert read_agents() == default
 
 
-def test_same_names_on_two_servers_never_collide(spawn: Spawner) -> None:
+def test_same_names_on_two_servers_never_collide(spawn: Spawner, other_server: None) -> None:
     spawn.server.start("work", "y")
     _start_other(spawn)
     assert run_cli("agent-discover").returncode == 0

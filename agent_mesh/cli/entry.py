@@ -27,6 +27,14 @@ slice with every peer in ~/.agents/peers.conf, coalescing bursts of hooks, and
 prints one line per peer. Run `agent-mesh sync` to do the same by hand.
 """
 
+QUEUE_RUN_HELP = """\
+usage: agent-mesh queue-run ADDRESS
+
+What a queued message starts on its recipient's host (internal): delivers the
+messages queued for ADDRESS in order as soon as its pane is ready, drops expired
+ones, and exits when the queue is empty. `agent-mesh queue` lists and cancels them.
+"""
+
 
 def main() -> None:
     command = sys.argv[1:2]
@@ -54,7 +62,14 @@ def main() -> None:
             print(f"agent-mesh push: {line}", file=sys.stderr)
             sys.exit(code)
         sys.exit(0)
-    if command == ["queue-run"] and len(sys.argv) == 3 and sys.argv[2] not in ("-h", "--help"):
+    if command == ["queue-run"]:
+        if wants_help:
+            print(QUEUE_RUN_HELP, end="")
+            sys.exit(0)
+        if len(sys.argv) != 3:
+            print("agent-mesh queue-run: usage: agent-mesh queue-run ADDRESS (see --help)",
+                  file=sys.stderr)
+            sys.exit(1)
         _queue_run(sys.argv[2])
         sys.exit(0)
     if command == ["status"]:  # plain status skips click; see cli/observe_cmds.py

@@ -184,8 +184,18 @@ def _main(args: list[str], started: float) -> int:
         log(f"{outcome} in {(time.monotonic() - started) * 1000:.1f} ms{lean}")
     except BaseException as exc:  # the hook must never fail loudly inside tmux
         line, code = report(exc)
-        log(f"error on {args!r}: {line} (exit {code})")
+        outcome = f"error on {args!r}: {line} (exit {code})"
+        log(outcome)
+    if _interactive():  # typed by hand (issue 8.12): say it there too; tmux never has a tty
+        print(f"agent-register-hook: {printable(outcome)}", file=sys.stderr)
     return 0
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 if __name__ == "__main__":

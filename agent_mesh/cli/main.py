@@ -22,6 +22,30 @@ from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 observe_cmds.register(mesh)  # status, peek, inbox, log (delegate_cmds: ask, queue, spawn)
 
+
+def _invoke(command: click.Command, prog: str) -> None:
+    """Run a click command; a usage error is one line and exit 1 (errors' table), not
+    click's four lines and exit 2, which the table gives to "unknown agent"."""
+    try:
+        code = command.main(prog_name=prog, standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:  # bare `agent-mesh`: its help
+        click.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(0)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else prog
+        message = " ".join(exc.format_message().split())
+        click.echo(f"{where}: {printable(message)} (see {where} --help)", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"{prog}: {printable(' '.join(exc.format_message().split()))}", err=True)
+        sys.exit(1)
+    except click.Abort:
+        click.echo(f"{prog}: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+
 # --- agent-mesh ---------------------------------------------------------------
 
 
@@ -159,7 +183,7 @@ def demo_cmd(keep: bool) -> None:
 
 
 def mesh_main() -> None:
-    mesh(prog_name="agent-mesh")
+    _invoke(mesh, "agent-mesh")
 
 
 # --- agent-discover -----------------------------------------------------------
@@ -174,7 +198,7 @@ def discover() -> None:
 
 
 def discover_main() -> None:
-    discover(prog_name="agent-discover")
+    _invoke(discover, "agent-discover")
 
 
 # --- agent-self-identify --------------------------------------------------------
@@ -253,4 +277,4 @@ def _names_it(target: str, found: dict[str, str]) -> bool:
 
 
 def self_identify_main() -> None:
-    self_identify(prog_name="agent-self-identify")
+    _invoke(self_identify, "agent-self-identify")

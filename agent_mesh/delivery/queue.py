@@ -88,7 +88,12 @@ def _read(path: str) -> dict[str, object] | None:
             record = json.load(fh)
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("envelope"), dict):
+        return None  # not one of ours (hand-made, truncated by a crash): skipped
+    numbers = (record.get("queued_at"), record.get("expires_at"))
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers):
+        return None
+    return record
 
 
 def cancel(msg_id: str) -> dict[str, object] | None:

@@ -173,9 +173,20 @@ def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
         if isinstance(answer, MeshError):
             failed[host] = answer
             continue
-        rows.extend({**row, "host": host} for row in answer.get("pending", []))
-    rows.sort(key=lambda r: float(r.get("queued_at", 0)))
+        for row in answer.get("pending", []):
+            if isinstance(row, dict):  # a peer's odd row is skipped, never a crash
+                rows.append({**row, "host": host, "queued_at": _seconds(row.get("queued_at")),
+                             "expires_at": _seconds(row.get("expires_at"))})
+    rows.sort(key=lambda r: r["queued_at"])
     return rows, failed
+
+
+def _seconds(value: object) -> float:
+    """A time from a queue record (ours or a peer's); anything else counts as 0."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def queue_cancel(msg_id: str) -> str:

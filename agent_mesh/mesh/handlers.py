@@ -12,7 +12,7 @@ import time
 
 from agent_mesh import paths
 from agent_mesh.delivery import log
-from agent_mesh.errors import MeshError, UsageError, WireError
+from agent_mesh.errors import MeshError, PaneGone, UsageError, WireError
 from agent_mesh.model import Agent, Envelope
 from agent_mesh.registry import naming, view
 
@@ -109,12 +109,20 @@ def handle_spawn(request: dict[str, Any]) -> dict[str, Any]:
         out = tmux.run("new-session", "-d", "-s", session, "-n", name, "-x", "200", "-y", "50",
                        "-P", "-F", fmt, *command)
     pane_id, window_id = out.stdout.decode().split()[:2]
-    for option, value in (("@agent-role", role), ("@agent-accept", accept)):
-        if value:
-            tmux.run("set-option", "-w", "-t", pane_id, option, value)
-    tables, _count = local.register_session(tmux, session)
+    gone = WireError(f"{argv[0]} exited at once (is it installed on this host?)")
+    try:
+        for option, value in (("@agent-role", role), ("@agent-accept", accept)):
+            if value:
+                tmux.run("set-option", "-w", "-t", pane_id, option, value)
+        tables, _count = local.register_session(tmux, session)
+    except WireError:
+        if _pane_gone(tmux, pane_id):  # not "no such window: %3", which says nothing
+            raise gone from None
+        raise
     address = next((a for a, t in tables.items() if t.get("window_id") == window_id), "")
     if not address:
+        if _pane_gone(tmux, pane_id):
+            raise gone
         raise WireError(f"the new window {window_id} did not register (see agent-discover)")
     # Ready means idle for a moment on end: a TUI draws its input box before it reads
     # its terminal, and a task pasted into that gap is lost.
@@ -122,7 +130,10 @@ def handle_spawn(request: dict[str, Any]) -> dict[str, Any]:
     reason: str | None = "not checked"
     idle_since = 0.0
     while time.monotonic() < deadline:
-        state = pane_state(tmux, pane_id)
+        try:
+            state = pane_state(tmux, pane_id)
+        except PaneGone:  # it exited between the registration and this look
+            raise gone from None
         reason = refusal(state)
         if state.dead:
             raise WireError(f"{argv[0]} exited at once in {address}")
@@ -135,6 +146,12 @@ def handle_spawn(request: dict[str, Any]) -> dict[str, Any]:
         time.sleep(0.1)
     return {"address": address, "pane_id": pane_id, "ready": reason is None,
             "detail": reason or ""}
+
+
+def _pane_gone(tmux: Any, pane_id: str) -> bool:
+    """tmux answers a missing pane with empty fields and exit 0."""
+    out = tmux.run("display-message", "-p", "-t", pane_id, "#{pane_id}", check=False)
+    return not out.stdout.decode().strip().startswith("%")
 
 
 
