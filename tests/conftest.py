@@ -32,7 +32,9 @@ SELF_HOST = "testhost"
 T = TypeVar("T")
 
 _CLEAR = ("TMUX", "TMUX_PANE", "AGENT_NAME", "FORCE_SEND", "SKIP_DISMISS", "AGENT_MESH_HOME",
-          "TMUX_SOCKET", "AGENT_ROLE", "AGENT_SCOPE", "AGENT_MESH_SETTLE")
+          "TMUX_SOCKET", "AGENT_ROLE", "AGENT_SCOPE", "AGENT_MESH_SETTLE", "AGENT_MESH_TRANSPORT",
+          "AGENT_MESH_CONTROL_PERSIST", "AGENT_MESH_RECEIVERS", "AGENT_MESH_MAX_FILE",
+          "AGENT_MESH_SYNC_DEADLINE", "AGENT_MESH_AGENT_COMMAND")
 
 
 def retry_until(fn: Callable[[], T], timeout: float = 5.0, interval: float = 0.05) -> T:
@@ -59,6 +61,7 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TMUX_TMPDIR", str(base))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base))  # ssh control sockets stay in base too
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setenv("LANG", "C.UTF-8")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")

@@ -274,6 +274,27 @@ def test_unknown_host_key_is_refused_and_nothing_is_sent(mesh: Mesh) -> None:
         known.write_bytes(saved)
 
 
+def test_a_cert_authority_line_is_never_silently_ignored(lab_mesh: Mesh) -> None:
+    """known_hosts trusts h2 only through @cert-authority: paramiko cannot check host
+    certificates, so it refuses and says so (OpenSSH checks them itself)."""
+    mesh = lab_mesh
+    mesh.transport = "paramiko"
+    known = mesh.host("h1").home / ".ssh" / "known_hosts"
+    saved = known.read_bytes()
+    mesh.lab.forget_host_key("h1", "h2")
+    ca = mesh.host("h1").home / ".ssh" / "id_ed25519.pub"  # any key will do as the CA's
+    with known.open("a") as fh:
+        fh.write(f"@cert-authority * {' '.join(ca.read_text().split()[:2])}\n")
+    try:
+        out = send(mesh, "h1", "h2-main-py", "should not arrive")
+        assert out.returncode == 4, out.stderr
+        assert b"@cert-authority" in out.stderr and b"openssh transport" in out.stderr
+        assert len(out.stderr.splitlines()) == 1
+    finally:
+        known.write_bytes(saved)
+        mesh.transport = "openssh"
+
+
 def test_changed_host_key_is_refused(mesh: Mesh) -> None:
     saved = {n: (mesh.host(n).home / ".ssh" / "known_hosts").read_bytes() for n in ("h1", "h2")}
     mesh.lab.replace_host_key("h3")

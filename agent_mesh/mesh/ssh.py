@@ -135,20 +135,28 @@ def import_paramiko() -> Any:
     return paramiko
 
 
-def _revoked_keys(files: list[str]) -> set[tuple[str, str]]:
-    """(type, base64) of every `@revoked` key in these known_hosts files: paramiko
-    skips those lines, OpenSSH refuses such a host whatever names it is listed under."""
+def _marked_keys(files: list[str], marker: str) -> set[tuple[str, str]]:
+    """(type, base64) of every key on a `marker` line (`@revoked`, `@cert-authority`)
+    of these known_hosts files: paramiko skips those lines; OpenSSH refuses a revoked
+    key whatever names it is listed under, and checks host certificates against CAs."""
     keys: set[tuple[str, str]] = set()
     for path in files:
         try:
             with open(path, encoding="utf-8", errors="replace") as fh:
                 for line in fh:
                     parts = line.split()
-                    if len(parts) >= 4 and parts[0] == "@revoked":
+                    if len(parts) >= 4 and parts[0] == marker:
                         keys.add((parts[2], parts[3]))
         except OSError:
             continue
     return keys
+
+
+_CA_HINT = (
+    "known_hosts trusts it through an @cert-authority line, which the paramiko transport "
+    "cannot check: use the openssh transport (AGENT_MESH_TRANSPORT=openssh, or transport = "
+    "\"openssh\" in ~/.agents/config.toml)"
+)
 
 
 class _QuickAckSocket:
@@ -234,13 +242,14 @@ class SshTransport(Transport):
             if "known_hosts" in str(exc):
                 raise self._fail(
                     f"host key for {target.hostname} is unknown; nothing was sent. "
-                    f"Check and add it once: ssh {self.host} true"
+                    + (_CA_HINT if _marked_keys(target.known_hosts, "@cert-authority") else
+                       f"Check and add it once: ssh {self.host} true")
                 ) from None
             raise self._fail(f"ssh failed: {exc}") from None
         except (OSError, EOFError) as exc:
             sock.close()
             raise self._fail(f"unreachable ({exc or type(exc).__name__})") from None
-        revoked = _revoked_keys(target.known_hosts)
+        revoked = _marked_keys(target.known_hosts, "@revoked")
         key = client.get_transport().get_remote_server_key()
         if (key.get_name(), key.get_base64()) in revoked:
             client.close()

@@ -379,6 +379,9 @@ class LabHost:
             "PATH": ":".join(path),
             "LANG": "C.UTF-8",
             "TMUX_TMPDIR": str(self.tmux_tmpdir),
+            # where ssh control sockets go when ~/.agents/cm is too long a path: inside
+            # the lab, removed with it (else /tmp/agent-mesh-cm-<uid> would stay behind)
+            "XDG_RUNTIME_DIR": str(self.tmux_tmpdir),
         }
         e.update(extra or {})
         return e
