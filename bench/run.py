@@ -571,6 +571,7 @@ def bench_status_remote(rounds: int) -> list[Result]:
                 argv = ([python, "-q", "-c", RECEIVER, str(host.home / f"w{i}.jsonl")]
                         if i % 2 == 0 else ["bash", "--norc", "--noprofile"])
                 host.tmux("new-window", "-d", "-t", "main:", "-n", f"w{i}", *argv)
+                host.tmux("set-option", "-w", "-t", f"main:w{i}", "@agent-accept", "python")
             host.tmux("kill-window", "-t", "main:0")  # just the six
         h1.tmux("respawn-window", "-k", "-t", "main:w0", python, "-q", "-c", RECEIVER, str(log))
         for host in lab.hosts.values():
