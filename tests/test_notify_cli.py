@@ -215,3 +215,13 @@ def test_body_from_stdin(tui: Receiver) -> None:
     assert res.returncode == 0, res.stderr
     (line,) = tui.wait_lines(1)
     assert line.endswith("] " + body)
+
+
+def test_after_the_file_everything_is_message_text(tui: Receiver, tmp_path: Path) -> None:
+    """`--file PATH` is taken once; a later `-f` is text (found in review)."""
+    attached = tmp_path / "a.log"
+    attached.write_text("log\n")
+    res = notify(tui.address, "--file", str(attached), "-f", "flag", "broke")
+    assert res.returncode == 0, res.stderr
+    (line,) = tui.wait_lines(1)
+    assert "a.log" in line and line.endswith(": -f flag broke")

@@ -188,3 +188,15 @@ def test_the_opt_in_command_names_the_server_when_it_is_not_the_default() -> Non
     reason = refusal(state) or ""  # type: ignore[arg-type]
     assert reason.endswith("tmux -S '/tmp/t/other sock' set -w -t 'my dev:2' "
                            "@agent-accept python3"), reason
+
+
+@pytest.mark.parametrize("screen", ["", "Welcome to Claude Code\n\nPress Enter to continue…"])
+def test_an_agent_showing_no_input_box_is_never_typed_into(screen: str) -> None:
+    """A splash, a confirm screen or an unknown menu: Enter would answer it (found in review:
+    Claude Code's mid-turn allowance let these through)."""
+    claude = Proc(20, 1, 20, 20, "claude", ("claude",))
+    state = _state(screen, 0, 0, claude)
+    assert classify(state).kind in ("working", "drafting")
+    assert refusal(state) is not None
+    if not screen:
+        assert "shows no input box" in (refusal(state) or "")

@@ -101,15 +101,17 @@ def run(argv: list[str]) -> int:
     address, rest = argv[0], argv[1:]
     file_path: str | None = None
     re = ""
-    while rest[:1] in (["-f"], ["--file"], ["--re"]):
-        if len(rest) < 2 or not rest[1]:
-            what = "--re needs a reply id" if rest[0] == "--re" else "--file needs a path"
-            raise UsageError(what)
-        if rest[0] == "--re":
-            re = rest[1]
-        else:
-            file_path = rest[1]
-        rest = rest[2:]
+    # `--re ID` then `--file PATH`, each at most once: whatever follows is message text
+    for flags in (("--re",), ("-f", "--file")):
+        if rest[:1] and rest[0] in flags:
+            if len(rest) < 2 or not rest[1]:
+                raise UsageError("--re needs a reply id" if flags == ("--re",)
+                                 else "--file needs a path")
+            if flags == ("--re",):
+                re = rest[1]
+            else:
+                file_path = rest[1]
+            rest = rest[2:]
     if rest == ["--stdin"]:
         body = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
     else:
@@ -156,13 +158,14 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
     if file_path is not None:
         raise UsageError("--file goes to one agent, not to a pattern")
     from agent_mesh import clock
+    from agent_mesh.delivery import log
     from agent_mesh.mesh import delegate
     from agent_mesh.mesh.send import sender_id
     from agent_mesh.model import Envelope
 
     envelope = Envelope(sender=sender_id(), address=pattern, body=body,
                         timestamp=clock.now_iso(), force=_flag("FORCE_SEND"),
-                        skip_dismiss=_flag("SKIP_DISMISS"), msg_id=delegate.new_msg_id(),
+                        skip_dismiss=_flag("SKIP_DISMISS"), msg_id=log.new_id(),
                         queue=queue, ttl=ttl, re=re, fanout=pattern)
     outcomes = delegate.broadcast([pattern], envelope)
     for row in outcomes:
@@ -247,7 +250,8 @@ def _log_and_display(lines: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     global _QUIET
     args = sys.argv[1:] if argv is None else argv
-    quiet = bool(args) and not args[0].startswith("-") and under_run_shell()
+    informational = ("-h", "--help", "--version", "--list", "--whoami")
+    quiet = bool(args) and args[0] not in informational and under_run_shell()
     _QUIET = [] if quiet else None
     try:
         code = run(args)

@@ -401,6 +401,8 @@ def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
             raise PaneDead(_DEAD)
         if _SHORT_SENTINEL not in result.stdout:
             if result.returncode != 0:
+                # the list stopped part-way: the message must not stay in a tmux buffer
+                tmux.run("delete-buffer", "-b", buffer, check=False)
                 raise WireError(f"tmux paste-buffer failed: {result.error_line}")
             return
     raise WireError(f"tmux did not load the whole message ({len(data)} bytes); try again")

@@ -19,7 +19,7 @@ import sys
 import time
 
 from agent_mesh import paths
-from agent_mesh.errors import NotReady, UsageError
+from agent_mesh.errors import NotReady, PaneDead, UsageError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Envelope
 from agent_mesh.procs import spawn_detached
@@ -108,6 +108,14 @@ def cancel(msg_id: str) -> dict[str, object] | None:
     return None
 
 
+def has_pending(address: str) -> bool:
+    """Does address have queued messages (one listdir)?"""
+    try:
+        return any(n.endswith(".json") for n in os.listdir(_queue_dir(address)))
+    except FileNotFoundError:
+        return False
+
+
 def has_waiting() -> list[str]:
     """Addresses with at least one queued message (one listdir per address)."""
     try:
@@ -160,46 +168,70 @@ def run_waiter(
 ) -> int:
     """Deliver address's queue in order as the pane becomes ready; returns how many.
 
-    `deliver` raises NotReady while the pane is busy; any other error ends that
-    message's chance only if it says the pane is gone for good (the registry no
-    longer knows the address): then the waiter stops and keeps the queue for a
-    later resume. Expired messages are logged as expired and removed.
+    `deliver` raises NotReady while the pane is busy. A dead or gone pane, or tmux or
+    the host down, stops the waiter and keeps the queue for a later resume; a message
+    that can never be delivered (a usage error) is logged as failed and removed.
+    Expired messages are logged as expired and removed. A send that found the lock
+    still held just as the queue emptied is caught by looking once more after it.
     """
     delivered = 0
+    while True:
+        try:
+            with locked(_lock_path(address), timeout=0):
+                delivered += _drain(address, deliver, log, poll)
+        except _Held:
+            return delivered
+        except TimeoutError:
+            return delivered  # another waiter owns this queue
+        if not pending(address):  # a send that found us still holding the lock: go again
+            return delivered
+
+
+class _Held(Exception):
+    """The pane is gone, dead or unreachable: keep the queue for a later resume."""
+
+
+def _drain(
+    address: str,
+    deliver: Callable[[Envelope], DeliveryResult],
+    log: Callable[[dict[str, object], str, str], None],
+    poll: float,
+) -> int:
+    """Under the queue's lock: deliver until it is empty; _Held when it must wait."""
+    delivered = 0
     pause = poll
-    try:
-        with locked(_lock_path(address), timeout=0):
-            while True:
-                records = pending(address)
-                if not records:
-                    return delivered
-                record = records[0]
-                path = str(record["file"])
-                if float(str(record.get("expires_at", 0) or 0)) <= time.time():
-                    _remove(path)
-                    log(record, "expired", "its time to live ran out before the pane was ready")
-                    continue
-                try:
-                    envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
-                    result = deliver(envelope)
-                except NotReady:
-                    time.sleep(pause)
-                    pause = min(pause * 1.02, 0.5)  # ~1 min at 0.1 s, then up to 0.5 s
-                    continue
-                except Exception as exc:
-                    line, code = str(exc), int(getattr(exc, "exit_code", 1))
-                    if code in (2, 4):  # pane gone, tmux or host down: keep it for a resume
-                        log(record, "held", line)
-                        return delivered
-                    _remove(path)  # the message itself is bad: it can never be delivered
-                    log(record, "failed", line)
-                    continue
-                _remove(path)
-                delivered += 1
-                pause = poll
-                log(record, "delivered", f"{result.host}[{result.target}]")
-    except TimeoutError:
-        return delivered  # another waiter owns this queue
+    while True:
+        records = pending(address)
+        if not records:
+            return delivered
+        record = records[0]
+        path = str(record["file"])
+        if float(str(record.get("expires_at", 0) or 0)) <= time.time():
+            _remove(path)
+            log(record, "expired", "its time to live ran out before the pane was ready")
+            continue
+        try:
+            envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
+            result = deliver(envelope)
+        except PaneDead as exc:  # nothing will ever read it there: keep it, stop
+            log(record, "held", str(exc))
+            raise _Held from None
+        except NotReady:
+            time.sleep(pause)
+            pause = min(pause * 1.02, 0.5)  # ~1 min at 0.1 s, then up to 0.5 s
+            continue
+        except Exception as exc:
+            line, code = str(exc), int(getattr(exc, "exit_code", 1))
+            if code in (2, 4):  # pane gone, tmux or host down: keep it for a resume
+                log(record, "held", line)
+                raise _Held from None
+            _remove(path)  # the message itself is bad: it can never be delivered
+            log(record, "failed", line)
+            continue
+        _remove(path)
+        delivered += 1
+        pause = poll
+        log(record, "delivered", f"{result.host}[{result.target}]")
 
 
 def _remove(path: str) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import NotReady, PaneDead
+from agent_mesh.errors import NotReady, PaneDead, UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
 
@@ -30,6 +30,14 @@ def receive(
     `queue` that finds the pane busy is stored and handed to a waiter (outcome
     "queued"); a dead pane is never queued for.
     """
+    _check_reply_fields(envelope)
+    if envelope.queue:
+        from agent_mesh.delivery import queue  # json: only for queued messages
+
+        if queue.has_pending(agent.address):  # behind the ones already waiting, in order
+            queue.enqueue(envelope, agent.address, "earlier messages are still queued")
+            queue.start_waiter(agent.address)
+            return _result(agent, envelope, "queued", "queued behind earlier messages")
     if envelope.re:
         from agent_mesh.delivery import mailbox  # json: only for replies
 
@@ -51,10 +59,26 @@ def receive(
                           notes=result.notes, outcome="delivered", msg_id=envelope.msg_id)
 
 
+_ROUTE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _check_reply_fields(envelope: Envelope) -> None:
+    """The tag shows `reply: notify-pane <reply_to> --re <ask>` for the agent to run:
+    both come from the sender, so they must be an address and a hex id, nothing a
+    shell would read as more than words."""
+    for value, what in ((envelope.ask, "ask id"), (envelope.re, "reply id")):
+        if value and not (len(value) <= 32 and set(value) <= set("0123456789abcdef")):
+            raise UsageError(f"bad {what} {value[:40]!r} in the message: refused")
+    route = envelope.reply_to
+    if route and not (len(route) <= 128 and set(route) <= _ROUTE_CHARS and route[0].isalnum()):
+        raise UsageError(f"bad reply address {route[:40]!r} in the message: refused")
+
+
 def store_for_asker(envelope: Envelope, host: str) -> DeliveryResult:
     """A reply addressed to a host (its asker is not a pane): kept, typed nowhere."""
     from agent_mesh.delivery import mailbox
 
+    _check_reply_fields(envelope)
     mailbox.store_reply(envelope)
     return DeliveryResult(address=envelope.address, host=host, target="mailbox", pane_id="",
                           bytes_sent=0, outcome="mailbox", msg_id=envelope.msg_id)

@@ -112,6 +112,7 @@ class PaneStatus(Frozen):
         self._set(kind=kind, program=program, detail=detail, agent=agent)
 
 
+NO_INPUT_BOX = "no input box on screen"
 DEAD_REASON = "its pane is dead (the program exited; respawn it with tmux respawn-pane)"
 NO_BRACKETED_PASTE = (
     "{program} has not enabled bracketed paste, so each line of a multi-line message would "
@@ -243,7 +244,7 @@ def _agent_status(state: PaneState, rows: list[list[Cell]], agent: str, name: st
     if busy:
         return PaneStatus("working", name, busy, agent)
     if agent in ("claude", "claude-code", "codex") and _input_row(rows) < 0:
-        return PaneStatus("working", name, "no input box on screen", agent)
+        return PaneStatus("working", name, NO_INPUT_BOX, agent)
     return PaneStatus("idle", name, "input empty", agent)
 
 
@@ -476,6 +477,10 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     if status.agent:
         if kind == "drafting":
             return f"it looks mid-prompt ({status.detail})"
+        if kind == "working" and status.detail == NO_INPUT_BOX:
+            # a splash, a confirm screen, a menu not recognised: Enter would answer it
+            return (f"{program} shows no input box ({status.detail}); the text and its "
+                    "Enter would go to whatever is on screen")
         if kind == "working" and not _queues_mid_turn(status.agent):
             return (f"working: {program} is mid-turn ({status.detail}); a message now would "
                     "cut its turn short")

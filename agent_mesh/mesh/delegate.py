@@ -26,9 +26,6 @@ from agent_mesh.registry.select import select
 DEFAULT_ASK_TIMEOUT = 600.0
 DEFAULT_AGENT_COMMAND = ("claude",)
 POLL_SECONDS = 0.1
-SETTLED_SECONDS = 0.6
-
-
 
 
 def parse_duration(text: str) -> float:
@@ -56,10 +53,6 @@ def own_address(agents: Mapping[str, Agent]) -> str:
         if agent.pane_id == pane and agent.host == me:
             return agent.address
     return ""
-
-
-def new_msg_id() -> str:
-    return os.urandom(3).hex()
 
 
 # --- broadcast ---------------------------------------------------------------------
