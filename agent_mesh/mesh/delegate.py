@@ -44,9 +44,17 @@ def parse_duration(text: str) -> float:
 
 
 def own_address(agents: Mapping[str, Agent]) -> str:
-    """The registry address of the pane this command runs in ('' outside a registered pane)."""
+    """The registry address of the pane this command runs in ('' outside a registered
+    pane); under `tmux run-shell` (no TMUX_PANE) the invoking pane, as the sender id."""
+    if not os.environ.get("TMUX"):
+        return ""
     pane = os.environ.get("TMUX_PANE", "")
-    if not pane or not os.environ.get("TMUX"):
+    if not pane:
+        from agent_mesh.mesh.send import invoking_pane
+        from agent_mesh.tmux import Tmux
+
+        pane = invoking_pane(Tmux())
+    if not pane:
         return ""
     me = naming.self_alias()
     for agent in agents.values():
