@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -265,7 +266,7 @@ REPLAY = Path(__file__).resolve().parent / "programs" / "screen_replay.py"
 
 
 def replay(spawn: Spawner, tmp_path: Path, agent: str, screen: str,
-           after: str = "") -> tuple[str, Path, Pane]:
+           after: str = "", on_any: bool = False) -> tuple[str, Path, Pane]:
     """Run the replayer under the agent's name (a link named `claude`, `codex`)."""
     bindir = tmp_path / "bin"
     bindir.mkdir(exist_ok=True)
@@ -273,7 +274,8 @@ def replay(spawn: Spawner, tmp_path: Path, agent: str, screen: str,
     if not link.exists():
         link.symlink_to(REPLAY)
     log = tmp_path / f"{agent}-keys.log"
-    pane = spawn.window(agent, [str(link), str(log), screen, *([after] if after else [])])
+    extra = [after, *(["any"] if on_any else [])] if after else []
+    pane = spawn.window(agent, [str(link), str(log), screen, *extra])
     # `python3 …/bin/claude`: recognised from the script the interpreter runs
     retry_until(lambda: classify(pane_state(Tmux(), pane.pane_id)).agent == agent)
     pane.wait_for(screen_marker(screen), timeout=10)
@@ -316,6 +318,21 @@ def test_claude_mid_turn_gets_the_message_it_keeps_for_later(
     retry_until(lambda: keys(log) and keys(log)[-1] == "0d", timeout=10)  # Enter, last
     assert b"later please".hex() in "".join(keys(log))
     assert keys(log)[0].startswith("1b5b3230307e")  # one bracketed paste
+
+
+def test_a_dialog_opening_during_the_settle_never_gets_the_enter(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    """Claude Code mid-turn opens a permission question just as a message is pasted:
+    the paste stays in its input, the Enter (which would approve) is never sent."""
+    address, log, _ = replay(spawn, tmp_path, "claude", "claude-code-working",
+                             after="claude-code-permission-dialog", on_any=True)
+    res = notify(address, "later please")
+    assert res.returncode == 0, res.stderr
+    assert b"pasted but not submitted" in res.stderr, res.stderr
+    time.sleep(0.6)
+    sent = "".join(keys(log))
+    assert b"later please".hex() in sent and "0d" not in keys(log)
 
 
 def _config_dialog(tmp_path: Path) -> str:

@@ -208,11 +208,36 @@ class ClaimedPane:
         if state.in_mode:
             tmux.run("copy-mode", "-q", "-t", pane)
             self.notes.append("left tmux copy mode first")
+        if self._status.kind == "working" and not self._force:
+            self._paste_then_look(text)
+            return
         _paste_and_submit(tmux, pane, text, self._settle)
         try:
             _write_deadline(self._fd, time.time() + self._settle)
         except OSError:
             time.sleep(self._settle + 0.05)
+
+    def _paste_then_look(self, text: str) -> None:
+        """Into an agent mid-turn (one that keeps a message for the turn's end): paste,
+        wait the settle under the lock, and press Enter only if no question has
+        appeared meanwhile (a permission dialog opened mid-turn would take the Enter
+        as its answer). Without the Enter the text stays in the input box, unsent."""
+        tmux, pane = self.tmux, self.pane_id
+        _paste_and_submit(tmux, pane, text, self._settle, enter=False)
+        time.sleep(self._settle)
+        try:
+            status = classify(pane_state(tmux, pane))
+        except WireError:
+            status = PaneStatus("waiting", detail="the pane could not be read again")
+        if status.kind in ("waiting", "dead"):
+            self.notes.append(f"pasted but not submitted: {status.detail or status.kind} "
+                              "appeared meanwhile; the text waits in its input box")
+            return
+        tmux.run("send-keys", "-t", pane, "Enter", check=False)
+        try:  # noqa: SIM105 - bookkeeping, never fails a delivery (contextlib: an import)
+            _write_deadline(self._fd, time.time())
+        except OSError:
+            pass
 
 
 class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as pane:`
@@ -366,7 +391,8 @@ def _is_pane_id(target: str) -> bool:
     return target.startswith("%") and target[1:].isdigit()
 
 
-def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
+def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float,
+                      enter: bool = True) -> None:
     """Load the text from stdin, then paste it and schedule Enter only if tmux holds
     all of it and the pane is alive, checked inside tmux's queue in the same call.
 
@@ -392,8 +418,9 @@ def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float) -> None:
             "if-shell", "-F", "-t", pane, "#{pane_dead}",
             f"delete-buffer -b {buffer} ; display-message -p {_DEAD_SENTINEL.decode()}", ";",
             # Fails (ending the list before the Enter) if a check above deleted the buffer.
-            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane, ";",
-            "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter",
+            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane,
+            *((";", "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter")
+              if enter else ()),
             input=data,
             check=False,
         )

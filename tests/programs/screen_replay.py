@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
 """Replays a captured agent screen in a real terminal and logs every byte it is sent.
 
-    screen_replay.py LOG SCREEN [AFTER_ESCAPE]
+    screen_replay.py LOG SCREEN [AFTER_ESCAPE [any]]
 
 SCREEN and AFTER_ESCAPE are fixture stems (tests/fixtures/screens/<stem>.ansi and
 .json, or a path without the suffix): the screen is drawn with its SGR attributes
 and the cursor put where the real program had it; bracketed paste is turned on,
 as the real agents do. Every byte read from the terminal is appended to LOG
 (hex, one read per line). An Escape switches to AFTER_ESCAPE when given (a
-dialog that Escape closes). Link this file under an agent's name (`claude`): the
-readiness check recognises the script an interpreter runs.
+dialog that Escape closes); with `any`, the first input of any kind does (a
+dialog that opens while a message is being pasted). Link this file under an
+agent's name (`claude`): the readiness check recognises the script an
+interpreter runs.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ def draw(stem: str) -> None:
 def main() -> int:
     log, screen = sys.argv[1], sys.argv[2]
     after = sys.argv[3] if len(sys.argv) > 3 else ""
+    on_any = len(sys.argv) > 4 and sys.argv[4] == "any"
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setraw(fd)
@@ -55,7 +58,7 @@ def main() -> int:
                 return 0
             with open(log, "a", encoding="ascii") as fh:
                 fh.write(data.hex() + "\n")
-            if data == b"\x1b" and after:
+            if after and (on_any or data == b"\x1b"):
                 draw(after)
                 after = ""
     finally:
