@@ -37,7 +37,7 @@ from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, Usag
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import foreground
-from agent_mesh.registry.view import check_live
+from agent_mesh.registry.view import UnknownAddress
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
 SETTLE_SECONDS = 0.25
@@ -62,6 +62,7 @@ _STATE_FIELDS = (
     "session_name",
     "window_index",
     "bracketed_paste",
+    "window_id",
 )
 
 
@@ -144,6 +145,7 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
         target=f"{record['session_name']}:{record['window_index']}",
         socket=record["socket_path"],
         bracketed=record["bracketed_paste"],
+        window_id=record["window_id"],
     )
 
 
@@ -253,12 +255,14 @@ class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as p
     """
 
     def __init__(self, tmux: Tmux, target: str, *, force: bool = False,
-                 skip_dismiss: bool = False, multiline: bool = False) -> None:
+                 skip_dismiss: bool = False, multiline: bool = False,
+                 entry: Agent | None = None) -> None:
         self.tmux = tmux
         self.target = target
         self.force = force
         self.skip_dismiss = skip_dismiss
         self.multiline = multiline
+        self.entry = entry  # the registry entry: its pane must still be in its window
         self._lock: locked | None = None
 
     def __enter__(self) -> ClaimedPane:
@@ -281,7 +285,7 @@ class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as p
         notes: list[str] = []
         try:
             state, status = _wait_until_ready(
-                tmux, fd, pane, self.force, self.skip_dismiss, self.multiline, notes
+                tmux, fd, pane, self.force, self.skip_dismiss, self.multiline, notes, self.entry
             )
         except BaseException:
             lock.__exit__(None, None, None)
@@ -298,6 +302,20 @@ class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as p
 _LOCK_TIMEOUT = 120.0
 
 
+def _check_window(state: PaneState, entry: Agent) -> None:
+    """Pane ids are unique only while their server runs, and a pane can be moved to
+    another window: the entry's pane must sit in the entry's window (read in the same
+    tmux call as the rest of the pane's state), else exit 2, "out of date". Entries
+    without a window id (an older peer's) are not checked."""
+    if entry.window_id and state.window_id and state.window_id != entry.window_id:
+        raise UnknownAddress(
+            entry.address,
+            f"{entry.address}: the registry is out of date (pane {entry.pane_id} of window "
+            f"{entry.window_id} is now in window {state.window_id}; run agent-discover on "
+            f"{entry.host})",
+        )
+
+
 def _refuse_for_good(status: PaneStatus) -> None:
     """Dead panes and questions on screen: refused even with FORCE_SEND."""
     if status.kind == "dead":
@@ -308,7 +326,7 @@ def _refuse_for_good(status: PaneStatus) -> None:
 
 def _wait_until_ready(
     tmux: Tmux, fd: int, pane: str, force: bool, skip_dismiss: bool, multiline: bool,
-    notes: list[str],
+    notes: list[str], entry: Agent | None = None,
 ) -> tuple[PaneState, PaneStatus]:
     """Under the pane lock: wait out the previous message, then check the pane; close a
     known harmless dialog with Escape (never Enter) and check again."""
@@ -317,6 +335,8 @@ def _wait_until_ready(
     if wait > 0:
         time.sleep(wait + 0.05)
     state = pane_state(tmux, pane)
+    if entry is not None:
+        _check_window(state, entry)
     status = classify(state)
     _refuse_for_good(status)
     if not force:
@@ -476,11 +496,10 @@ def deliver_envelope(
     tmux = tmux or Tmux(socket_path=agent.socket or None)  # the entry's own tmux server
     target = agent.pane_id or agent.target
     with log.receiving(envelope, agent) as received:  # the agent's log (delivery/log.py)
-        check_live(agent, tmux)  # its pane still in its window, else exit 2 "out of date"
         multiline = "\n" in envelope.body or "\r" in envelope.body
         with claim_pane(
             tmux, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss,
-            multiline=multiline,
+            multiline=multiline, entry=agent,
         ) as pane:
             dropped = place(file, envelope.sender, envelope.file_name) if file is not None else None
             if dropped is not None:

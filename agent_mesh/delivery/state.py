@@ -57,7 +57,7 @@ class PaneState(Frozen):
     FIELDS = (
         "pane_id", "dead", "in_mode", "mode", "cursor_x", "cursor_y", "cursor_visible",
         "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground",
-        "procs", "target", "socket", "bracketed",
+        "procs", "target", "socket", "bracketed", "window_id",
     )
     __slots__ = FIELDS
     pane_id: str
@@ -78,18 +78,19 @@ class PaneState(Frozen):
     target: str
     socket: str
     bracketed: str
+    window_id: str
 
     def __init__(self, pane_id: str, dead: bool = False, in_mode: bool = False, mode: str = "",
                  cursor_x: int = 0, cursor_y: int = 0, cursor_visible: bool = True,
                  alternate_on: bool = False, current_command: str = "", pane_pid: int = 0,
                  width: int = 0, accept: str = "", screen: str = "",
                  foreground: str = "", procs: Foreground | None = None, target: str = "",
-                 socket: str = "", bracketed: str = "") -> None:
+                 socket: str = "", bracketed: str = "", window_id: str = "") -> None:
         self._set(pane_id=pane_id, dead=dead, in_mode=in_mode, mode=mode, cursor_x=cursor_x,
                   cursor_y=cursor_y, cursor_visible=cursor_visible, alternate_on=alternate_on,
                   current_command=current_command, pane_pid=pane_pid, width=width,
                   accept=accept, screen=screen, foreground=foreground, procs=procs,
-                  target=target, socket=socket, bracketed=bracketed)
+                  target=target, socket=socket, bracketed=bracketed, window_id=window_id)
 
     @property
     def accept_words(self) -> frozenset[str]:

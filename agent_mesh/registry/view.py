@@ -4,8 +4,9 @@ last good slices, read back as `model.Agent` values, and addresses resolved.
 `assemble` runs on the hook's path (lean imports; the peers' part is cached so
 tomllib is needed only when a peer slice changed); `load_agents` runs on every
 notify-pane (a marshal cache of registry.toml keyed by the file's identity).
-`check_live` is what delivery calls before typing into an entry's pane: the
-pane and window ids must still be the ones the registry recorded.
+Delivery (delivery/paste.py) checks, under the pane's lock and in the same tmux
+call as the pane's state, that an entry's pane still sits in the entry's window,
+else the registry is out of date (UnknownAddress, exit 2).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from agent_mesh.tmux import Tmux
 
 
 class UnknownAddress(UnknownAgent):
@@ -360,32 +360,3 @@ def address_owner(address: str, aliases: Iterable[str]) -> str | None:
 def _mesh_aliases(table: Mapping[str, Agent]) -> set[str]:
     """Every host alias known here: this host, peers.conf, and the registry's hosts."""
     return {*mesh_aliases(strict=False), *(agent.host for agent in table.values())}
-
-
-def check_live(agent: Agent, tmux: Tmux) -> None:
-    """Before typing into an entry's pane: is it still the window the registry says?
-
-    Pane ids are unique only while their server runs and a pane can be moved to
-    another window, so the entry's pane must exist on its server and sit in the
-    entry's window; else exit 2, "the registry is out of date". Entries without
-    ids (an older peer's) are not checked.
-    """
-    if not (agent.pane_id and agent.window_id):
-        return
-    result = tmux.run("display-message", "-p", "-t", agent.pane_id,
-                      "#{pane_id} #{window_id}", check=False)
-    if result.returncode != 0 and b"can't find" not in result.stderr:  # no server: exit 4
-        from agent_mesh.errors import WireError
-
-        raise WireError(f"tmux failed reading pane {agent.pane_id}: {result.error_line}")
-    found = result.stdout.decode("utf-8", "replace").split()
-    if result.returncode == 0 and found == [agent.pane_id, agent.window_id]:
-        return
-    where = f"pane {agent.pane_id} of window {agent.window_id}"
-    now = f"is now in window {found[1]}" if len(found) == 2 and found[0] == agent.pane_id \
-        else "no longer exists"
-    raise UnknownAddress(
-        agent.address,
-        f"{agent.address}: the registry is out of date ({where} {now}; "
-        f"run agent-discover on {agent.host})",
-    )
