@@ -1,5 +1,5 @@
-"""Click commands: parse, call the core, render. Only this module (with
-notify_cli and hook) prints or exits; the core raises MeshError subclasses,
+"""Click commands: parse, call the core, render. Only the cli package (this module,
+notify and hook) prints or exits; the core raises MeshError subclasses,
 mapped here to the bash tool's exit codes with a one-line message."""
 
 from __future__ import annotations

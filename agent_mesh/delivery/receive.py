@@ -1,7 +1,8 @@
 """What the recipient's host does with an envelope: reply mailbox, paste, or queue.
 
-Used alike by a local notify-pane, by `agent-mesh rpc` for a peer's envelope and by
-the queue's waiter, so a queued or replied message behaves the same on every path.
+Used alike by a local notify-pane and by `agent-mesh rpc` for a peer's envelope, so a
+queued or replied message behaves the same on both paths; the queue's waiter then
+delivers with delivery.paste directly (the message is already queued and recorded).
 """
 
 from __future__ import annotations

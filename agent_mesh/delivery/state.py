@@ -34,7 +34,7 @@ from agent_mesh.receivers import (
     stem,
 )
 
-__all__ = ["NOT_AN_INPUT", "SHELLS", "PaneState", "PaneStatus", "classify", "refusal"]
+__all__ = ["PaneState", "PaneStatus", "classify", "refusal"]
 
 # Prompt ends: a shell's `$ # %`, REPLs' `> >>>`, agent TUIs' `❯ › »`.
 _PROMPT_GLYPHS = frozenset("$#%>❯›»")
