@@ -126,9 +126,16 @@ class _Recorder:
     """`with`-block that appends one record with the block's outcome (and lets any error
     through): a plain class, as contextlib costs the hot path an import."""
 
-    def __init__(self, path: str, record: dict[str, object]) -> None:
+    def __init__(self, path: str, record: dict[str, object], queued: bool = False) -> None:
         self.path = path
         self.record = record
+        self.queued = queued  # a refusal is the queue's to log (queued, waiting, refused)
+
+    def result(self, outcome: str, reason: str = "") -> None:
+        """The block ended with this outcome (queued, mailbox) rather than "delivered"."""
+        self.record["outcome"] = outcome
+        if reason:
+            self.record["reason"] = reason[:300]
 
     def __enter__(self) -> _Recorder:
         return self
@@ -141,7 +148,10 @@ class _Recorder:
     ) -> None:
         if exc is not None and not isinstance(exc, Exception):
             return  # KeyboardInterrupt etc.: not an outcome
-        self.record.update(_outcome(exc))
+        if self.queued and getattr(exc, "exit_code", 0) == 3:
+            return
+        if exc is not None or "outcome" not in self.record:
+            self.record.update(_outcome(exc))
         append(self.path, self.record)
 
 
@@ -163,17 +173,31 @@ def sending(envelope: Envelope, agent: Agent) -> _Recorder:
     return _Recorder(sent_path(), record)
 
 
-def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
-    """Around the receiving host's delivery into a pane: logs to the agent's own log."""
+def _received(envelope: Envelope, address: str) -> dict[str, object]:
     record: dict[str, object] = {
-        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": agent.address,
+        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": address,
         "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
     }
     if envelope.file_name:  # the path it lands at is filled in once it is placed
         record["file"] = envelope.file_name
         record["size"] = envelope.file_size
     record.update(_body(envelope.body))
-    return _Recorder(received_path(agent.address), record)
+    return record
+
+
+def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
+    """Around the receiving host's delivery into a pane: logs to the agent's own log.
+    For a queued message a refusal is not logged here: the queue logs what becomes of
+    it (queued, then delivered, expired, cancelled or held), once, not per look."""
+    return _Recorder(received_path(agent.address), _received(envelope, agent.address),
+                     queued=envelope.queue)
+
+
+def received_event(envelope: Envelope, address: str, outcome: str, reason: str) -> None:
+    """One line in address's received log for what became of a queued message."""
+    record = _received(envelope, address)
+    record.update({"outcome": outcome, "reason": reason[:300]})
+    append(received_path(address), record)
 
 
 # --- reading (CLI and rpc side: json is fine here) ---------------------------

@@ -131,4 +131,16 @@ def local_inbox_all(limit: int = 200) -> list[dict[str, Any]]:
 
 
 def sent_records(limit: int = 200) -> list[dict[str, Any]]:
-    return log.read(log.sent_path(), limit)
+    """sent.jsonl, with what became of each message queued on this host: its outcome
+    reads `queued → delivered` (or expired, cancelled, held) from queue.log. A message
+    queued on a peer shows that peer's `agent-mesh inbox` the same way."""
+    records = log.read(log.sent_path(), limit)
+    if any(r.get("outcome") == "queued" for r in records):
+        from agent_mesh.delivery import queue
+
+        ends = queue.outcomes()
+        for record in records:
+            end = ends.get(str(record.get("id"))) if record.get("outcome") == "queued" else None
+            if end is not None:
+                record["outcome"], record["reason"] = f"queued → {end[0]}", end[1]
+    return records
