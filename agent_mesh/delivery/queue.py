@@ -41,7 +41,7 @@ from agent_mesh.tmux import Tmux
 
 DEFAULT_TTL = 3600.0
 POLL_SECONDS = 0.1
-MAX_PAUSE = 2.0  # the longest a waiter sleeps between looks at a busy pane
+MAX_PAUSE = 1.0  # the longest a waiter sleeps between looks at a busy pane
 _ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 WAITING, SENDING, HELD = ".json", ".sending", ".held"
 _FINAL = ("delivered", "expired", "cancelled", "held", "failed")
@@ -376,10 +376,9 @@ def _drain(address: str, poll: float) -> int:
     pause = poll
     seen = ""  # the last waiting state logged
     while True:
-        records = pending(address, held=False)
-        if not records:
+        record = _head(address)
+        if record is None:
             return delivered
-        record = records[0]
         if float(str(record["expires_at"])) <= time.time():
             _finish(record, "expired", "its time to live ran out before the pane was ready")
             continue
@@ -417,6 +416,34 @@ def _drain(address: str, poll: float) -> int:
         _finish(record, "delivered", f"{result.host}[{result.target}]")
         delivered += 1
         pause, seen = poll, ""
+
+
+_last: tuple[str, dict[str, object]] = ("", {})
+
+
+def _head(address: str) -> dict[str, object] | None:
+    """The oldest message still to deliver (waiting or sending), read once while it
+    stays the head: a waiter holds one record in memory, not the whole queue."""
+    global _last
+    folder = _queue_dir(address)
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return None
+    for name in names:
+        suffix = os.path.splitext(name)[1]
+        if name.startswith(".") or suffix not in (WAITING, SENDING):
+            continue
+        path = os.path.join(folder, name)
+        if _last[0] == path:
+            return _last[1]
+        record = _read(path)
+        if record is not None:
+            record["file"] = path
+            record["state"] = "waiting" if suffix == WAITING else "sending"
+            _last = (path, record)
+            return record
+    return None
 
 
 def _deliver(record: dict[str, object], address: str) -> DeliveryResult:
