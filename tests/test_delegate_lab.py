@@ -223,3 +223,20 @@ def test_a_peer_cannot_fill_the_queue_or_keep_a_message_forever(mesh: Mesh) -> N
         assert not [p for p in queue.rglob("*") if p.is_file() and p.suffix != ".lock"]
     finally:
         mesh.keys("h2", "py", "C-u")
+
+
+def test_the_senders_log_follows_a_message_queued_on_a_peer(mesh: Mesh) -> None:
+    """Issue 21.12 across hosts: h1's `agent-mesh log` says `queued → delivered`, read from
+    the recipient's received log on h3."""
+    before = len(mesh.received("h3", "py"))
+    mesh.keys("h3", "py", "-l", "thinking")
+    retry_until(lambda: "thinking" in mesh.screen("h3", "py"))
+    out = mesh.run("h1", "notify-pane", "--queue", "h3-main-py", "follow me")
+    assert out.returncode == 5, out.stderr
+    msg_id = re.search(rb"queued as ([0-9a-f]+)", out.stdout).group(1).decode()  # type: ignore[union-attr]
+    rows = json.loads(mesh.run("h1", "agent-mesh", "log", "--json").stdout)
+    assert [r["outcome"] for r in rows if r["id"] == msg_id] == ["queued"]
+    mesh.keys("h3", "py", "C-u")
+    retry_until(lambda: len(mesh.received("h3", "py")) > before, timeout=10)
+    rows = json.loads(mesh.run("h1", "agent-mesh", "log", "--json").stdout)
+    assert [r["outcome"] for r in rows if r["id"] == msg_id] == ["queued → delivered"]

@@ -44,7 +44,6 @@ POLL_SECONDS = 0.1
 MAX_PAUSE = 1.0  # the longest a waiter sleeps between looks at a busy pane
 _ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 WAITING, SENDING, HELD = ".json", ".sending", ".held"
-_FINAL = ("delivered", "expired", "cancelled", "held", "failed")
 
 
 def queue_root() -> str:
@@ -309,15 +308,6 @@ def _record(record: dict[str, object], outcome: str, detail: str) -> None:
             except (KeyError, TypeError, ValueError):
                 return
             log.received_event(envelope, address, outcome, detail)
-
-
-def outcomes() -> dict[str, tuple[str, str]]:
-    """id -> (the last final outcome, its detail) from this host's queue.log."""
-    found: dict[str, tuple[str, str]] = {}
-    for line in log.read(queue_log()):
-        if line.get("outcome") in _FINAL and line.get("id"):
-            found[str(line["id"])] = (str(line["outcome"]), str(line.get("detail", "")))
-    return found
 
 
 def _finish(record: dict[str, object], outcome: str, detail: str) -> None:
