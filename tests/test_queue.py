@@ -260,3 +260,21 @@ def test_queue_caps_refuse_with_one_line(tui: Receiver) -> None:
     assert len(listed()) == 2
     for pid in waiters():
         os.kill(pid, signal.SIGKILL)
+
+
+def test_the_timer_ends_held_messages_whose_time_ran_out(tui: Receiver) -> None:
+    """Held messages have no waiter: agent-discover (the 5-minute timer) drops expired ones."""
+    spawn_dir = queue_dir() / tui.address
+    spawn_dir.mkdir(parents=True)
+    record = {"id": "e1e1e1", "address": tui.address, "queued_at": 1.0, "expires_at": 2.0,
+              "reason": "busy", "held": "its pane %9 (window @9) is gone",
+              "envelope": {"sender": "tester", "address": tui.address, "body": "old news",
+                           "timestamp": "then", "msg_id": "e1e1e1", "queue": True}}
+    (spawn_dir / "00000000000000000001-e1e1e1.held").write_text(json.dumps(record))
+    assert [r["state"] for r in listed()] == ["held"]
+    assert run_cli("agent-discover").returncode == 0
+    assert queue_files() == [] and listed() == []
+    assert [r["outcome"] for r in queue_log() if r["id"] == "e1e1e1"] == ["expired"]
+    assert [r["outcome"] for r in received(tui.address) if r["id"] == "e1e1e1"] == ["expired"]
+    time.sleep(0.5)
+    assert tui.lines() == []
