@@ -23,7 +23,7 @@ import pytest
 from conftest import PROGRAMS, SELF_HOST, Receiver, Spawner, notify, retry_until, run_cli
 
 from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import PaneStatus, classify, refusal
+from agent_mesh.delivery.state import PaneState, PaneStatus, classify, refusal
 from agent_mesh.tmux import Tmux
 
 FORCE = {"FORCE_SEND": "1"}
@@ -220,7 +220,23 @@ def test_copy_mode_over_an_opted_in_shell_is_left_by_force_only(spawn: Spawner) 
 def continuation_refused(receiver: Receiver) -> None:
     retry_until(lambda: "continuation" in reason_now(receiver))
     assert status_now(receiver).kind == "drafting"
-    refused(receiver, "it looks mid-prompt (a continuation line")
+    refused(receiver, "it looks mid-prompt (a continuation prompt")
+
+
+@pytest.mark.parametrize(
+    ("row", "more"),
+    [("   ...> ", True), ("... ", True), ("   ...: ", True), ("    -> ", True),
+     ("    '> ", True), ("mydb-# ", True), ("mydb(# ", True), ("my_db'> ", True),
+     ("sqlite> ", False), (">>> ", False), ("> ", False), ("postgres=# ", False),
+     ("mysql> ", False), ("In [1]: ", False), ("user@host:~$ ", False),
+     ("root@host:/# ", False), ("[user@host dir]# ", False), ("Loading... ", False)],
+)
+def test_continuation_prompts_on_screen(row: str, more: bool) -> None:
+    """The prompts themselves (no program): main prompts and shells' PS1 are not drafts."""
+    screen = f"earlier output\n{row}"
+    status = classify(PaneState(pane_id="%1", cursor_x=len(row), cursor_y=1, width=80,
+                                screen=screen, current_command="node", accept="any"))
+    assert (status.kind == "drafting") is more, status
 
 
 def test_sqlite3_continuation_prompt_is_a_draft(spawn: Spawner) -> None:
@@ -233,9 +249,12 @@ def test_sqlite3_continuation_prompt_is_a_draft(spawn: Spawner) -> None:
     lite.pane.wait_for("...>")
     continuation_refused(lite)
     lite.pane.send_keys("; ", "Enter")  # (an argument ending in `;` is a tmux separator)
-    retry_until(lambda: reason_now(lite) == "")
-    out = subprocess.run(["sqlite3", str(db), ".schema"], capture_output=True, text=True)
-    assert out.stdout.strip() == "CREATE TABLE t(x);"
+
+    def schema() -> str:
+        return subprocess.run(["sqlite3", str(db), ".schema"], capture_output=True,
+                              text=True).stdout.strip()
+
+    assert retry_until(schema) == "CREATE TABLE t(x);"  # that statement and nothing else
 
 
 def test_node_continuation_prompt_is_a_draft(spawn: Spawner) -> None:

@@ -799,7 +799,7 @@ def find_draft(
 ) -> str:
     """Describe a draft the user is typing, or '' if the input is empty.
 
-    Looks, in order, for a continuation prompt (line editors), a prompt on the
+    Looks, in order, for a continuation prompt (a REPL's, or a shell's PS2), a prompt on the
     cursor's line with text either side of the cursor, and an agent input box (a
     `❯`/`›` row and its two-space continuation rows) around or, when the cursor
     is parked elsewhere, near the bottom of the screen.
@@ -810,7 +810,7 @@ def find_draft(
     lead = _text(row, include_faint=True)
     shell_ps2 = line_editor and (lead.startswith("> ") or lead.strip() == ">")
     if shell_ps2 or _continuation(lead):
-        return "a continuation line of a multi-line command"
+        return "a continuation prompt: the command or statement above is unfinished"
     line, cx = row, cursor_x
     if line_editor and _prompt_end(row[:cursor_x]) < 0:
         line, cx = _logical_line(rows, cursor_x, cursor_y, width)
