@@ -340,6 +340,8 @@ def _wait_until_ready(
         _check_window(state, entry)
     status = classify(state)
     _refuse_for_good(state, status)
+    if force and state.in_mode:  # the program under the mode would take the message
+        state, status = _leave_mode(tmux, pane, state, notes)
     if not force:
         reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
@@ -352,8 +354,6 @@ def _wait_until_ready(
                 f"a {detect_modal(state.screen)} dialog is open and SKIP_DISMISS=1 keeps it: "
                 "the text would go into it"
             )
-    if state.in_mode:  # forced, and the program under the mode would take the message
-        state, status = _leave_mode(tmux, pane, state, notes)
     modal = "" if skip_dismiss or not status.agent else detect_modal(state.screen)
     if modal:  # Escape only, and only on a dialog known to be harmless to close
         tmux.run("send-keys", "-t", pane, "Escape")

@@ -217,7 +217,7 @@ def _program_status(state: PaneState) -> PaneStatus:
             return PaneStatus("running", who.blocker, f"{name} opened {who.blocker}")
         return _agent_status(state, rows, who.agent, name)
     at_prompt = who.shell and who.interactive
-    question = "" if at_prompt else _cursor_question(rows, state.cursor_x, state.cursor_y,
+    question = "" if at_prompt else _cursor_question(rows, state.cursor_y, state.cursor_x,
                                                       state.width)
     if question:
         return PaneStatus("waiting", who.program, question)
@@ -410,15 +410,19 @@ def _aider_question(rows: list[list[Cell]], cursor_y: int) -> str:
     return text[:100] if ("? (" in text or text.endswith("]:")) and "[" in text else ""
 
 
-def _cursor_question(rows: list[list[Cell]], cursor_x: int, cursor_y: int, width: int = 0) -> str:
+def _cursor_question(rows: list[list[Cell]], cursor_y: int, cursor_x: int = -1,
+                     width: int = 0) -> str:
     """A program other than an agent asking on the cursor's line: `[sudo] password for x:`,
     `Enter passphrase for key …:`, `Do you want to continue? [Y/n]`, ssh's
     `… continue connecting (yes/no/[fingerprint])?`, any `…? ` the cursor waits after
     (perhaps with a word typed). The line is read with the rows it wrapped from: ssh's
     question wraps in a pane narrower than 70 columns. A prompt and its draft (`>>> why?`)
-    are not a question, and neither is a shell at its own prompt (not asked here)."""
+    are not a question, and neither is a shell at its own prompt (not asked here).
+    cursor_x -1: the cursor is taken to be at the end of the row."""
     if not (0 <= cursor_y < len(rows)):
         return ""
+    if cursor_x < 0:
+        cursor_x = len(rows[cursor_y])
     line, cx = _logical_line(rows, cursor_x, cursor_y, width)
     text = _plain(line).strip()
     low = text.lower()
