@@ -325,6 +325,21 @@ def _refuse_for_good(state: PaneState, status: PaneStatus) -> None:
         raise NotReady(decide(state, status) or status.detail, overridable=False)
 
 
+def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
+                notes: list[str]) -> tuple[PaneState, PaneStatus]:
+    """FORCE_SEND leaves a tmux mode (any mode: `copy-mode -q`) before the pane is read
+    again, so every rule applies to the program as it is once the mode is gone."""
+    tmux.run("copy-mode", "-q", "-t", pane)
+    notes.append(f"left tmux {state.mode or 'mode'} first")
+    state = pane_state(tmux, pane)
+    status = classify(state)
+    _refuse_for_good(state, status)
+    if state.in_mode:
+        raise NotReady(f"its pane is still in {state.mode or 'a tmux mode'} after leaving it "
+                       "was asked", overridable=False)
+    return state, status
+
+
 def _wait_until_ready(
     tmux: Tmux, fd: int, pane: str, force: bool, skip_dismiss: bool, multiline: bool,
     notes: list[str], entry: Agent | None = None,
@@ -367,21 +382,6 @@ def _wait_until_ready(
             raise NotReady(f"after closing the {modal} dialog: {reason}")
     if multiline and not force and not bracketed_paste(state, status):
         raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
-    return state, status
-
-
-def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
-                notes: list[str]) -> tuple[PaneState, PaneStatus]:
-    """FORCE_SEND leaves a tmux mode (any mode: `copy-mode -q`) before the pane is read
-    again, so every rule applies to the program as it is once the mode is gone."""
-    tmux.run("copy-mode", "-q", "-t", pane)
-    notes.append(f"left tmux {state.mode or 'mode'} first")
-    state = pane_state(tmux, pane)
-    status = classify(state)
-    _refuse_for_good(state, status)
-    if state.in_mode:
-        raise NotReady(f"its pane is still in {state.mode or 'a tmux mode'} after leaving it "
-                       "was asked", overridable=False)
     return state, status
 
 

@@ -550,6 +550,26 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     return None
 
 
+def _opted_in(state: PaneState, who: _Who) -> bool:
+    """Does the window's @agent-accept take this (non-shell, non-pager) program?"""
+    if who.shell or who.blocker or who.program in NOT_AN_INPUT:
+        return False
+    words = state.accept_words
+    names = names_of(who.named) if who.named is not None else {who.program}
+    wanted = words | {stem(w) for w in words}
+    return bool(wanted & names) or "any" in words
+
+
+def _queues_mid_turn(agent: str) -> bool:
+    """Claude Code keeps a message submitted mid-turn and sends it when the turn ends
+    (observed on 2.1.197); Codex submits at once and drops its streamed answer, aider
+    would glue it to type-ahead: those are refused while working. Codex's Tab queues a
+    message mid-turn, but Tab is not used: it could not be checked against the real
+    program here, and Tab when the turn has just ended, or with a file popup open,
+    does something else."""
+    return agent in ("claude", "claude-code")
+
+
 def _mode_refusal(state: PaneState, status: PaneStatus) -> str:
     """A pane in a tmux mode: the mode would take the keys. FORCE_SEND may leave the mode
     only to deliver where the program under it takes the message anyway; a shell under
@@ -571,26 +591,6 @@ def beneath_refusal(state: PaneState, status: PaneStatus) -> str | None:
     if status.under is None:
         return None
     return decide(state, status.under)
-
-
-def _opted_in(state: PaneState, who: _Who) -> bool:
-    """Does the window's @agent-accept take this (non-shell, non-pager) program?"""
-    if who.shell or who.blocker or who.program in NOT_AN_INPUT:
-        return False
-    words = state.accept_words
-    names = names_of(who.named) if who.named is not None else {who.program}
-    wanted = words | {stem(w) for w in words}
-    return bool(wanted & names) or "any" in words
-
-
-def _queues_mid_turn(agent: str) -> bool:
-    """Claude Code keeps a message submitted mid-turn and sends it when the turn ends
-    (observed on 2.1.197); Codex submits at once and drops its streamed answer, aider
-    would glue it to type-ahead: those are refused while working. Codex's Tab queues a
-    message mid-turn, but Tab is not used: it could not be checked against the real
-    program here, and Tab when the turn has just ended, or with a file popup open,
-    does something else."""
-    return agent in ("claude", "claude-code")
 
 
 def bracketed_paste(state: PaneState, status: PaneStatus) -> bool:
