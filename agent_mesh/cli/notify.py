@@ -43,8 +43,8 @@ exit codes:
   0 delivered   1 usage or unreadable file
   2 unknown agent (or its pane is gone: the registry is out of date)
   3 recipient not ready (mid-prompt, mid-turn, a dialog, shell prompt, not an
-    agent, copy mode, dead pane); FORCE_SEND=1 overrides all but a dialog
-    and a dead pane
+    agent, copy mode, dead pane); FORCE_SEND=1 overrides all but a question,
+    a dead pane and a tmux mode over a pane that would refuse anyway
   4 tmux or network failure
   5 queued with --queue: the agent was busy; its host delivers it when ready
   a pattern exits with the worst of its recipients' codes
