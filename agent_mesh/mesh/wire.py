@@ -27,6 +27,7 @@ from agent_mesh.errors import (
     NotReady,
     PaneGone,
     UnknownAgent,
+    UsageError,
     WireError,
     printable,
     report,
@@ -48,6 +49,19 @@ REMOTE_COMMAND = (
 )
 
 
+def bounded(value: object, what: str, default: float, maximum: float) -> float:
+    """A number a peer sent (a wait, a count), clamped to maximum; missing is default.
+    NaN, infinities, negatives and non-numbers are a UsageError (exit 1): a peer must
+    not hold a process for 1e300 s, nor slip a NaN past a comparison."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise UsageError(f"bad {what} {printable(repr(value))[:40]}: "
+                         f"a number from 0 to {maximum:g}")
+    return min(float(value), maximum)
+
+
 def error_to_reply(exc: BaseException) -> dict[str, Any]:
     """What `agent-mesh rpc` answers for a failure: enough for the sender to rebuild
     the same error (type, exit code, message, flags) with error_from_reply."""
@@ -64,8 +78,15 @@ def error_to_reply(exc: BaseException) -> dict[str, Any]:
 
 
 def error_from_reply(host: str, reply: dict[str, Any]) -> MeshError:
-    """The peer's failure as the same error type, with the same flags; anything
-    malformed is a wire failure (exit 4), never a crash."""
+    """The peer's failure as the same error type, with the same flags (and `answered`
+    set: the peer got the request and said why); anything malformed is a wire failure
+    (exit 4), never a crash."""
+    err = _rebuilt(host, reply)
+    err.answered = True
+    return err
+
+
+def _rebuilt(host: str, reply: dict[str, Any]) -> MeshError:
     code = reply.get("code")
     message = printable(str(reply.get("error", "no error message")))
     kind = KINDS.get(str(reply.get("kind", "")))
