@@ -66,12 +66,13 @@ class Mesh:
             timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         return self.host(name).run(list(argv), env=env, timeout=timeout)
 
-    def popen(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+    def popen(self, name: str, *argv: str, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
         """Like run, without waiting (same namespace, user and environment)."""
         h = self.host(name)
         full = ["ip", "netns", "exec", h.ns, "setpriv", f"--reuid={h.uid}", f"--regid={h.gid}",
                 "--init-groups", "env", "-i", "--",
-                *(f"{k}={v}" for k, v in h.env().items()), *argv]
+                *(f"{k}={v}" for k, v in h.env(env).items()), *argv]
         return subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 cwd=h.home)
 
@@ -215,11 +216,13 @@ def test_spawn_over_rpc_takes_names_and_argv_as_data(mesh: Mesh) -> None:
     mesh.run("h3", "agent-discover")
 
 
-def test_a_spawn_whose_sender_dies_mid_wait_removes_its_window(mesh: Mesh) -> None:
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_spawn_whose_sender_dies_mid_wait_removes_its_window(mesh: Mesh,
+                                                               transport: str) -> None:
     before = windows(mesh, "h3")
     spawner = mesh.popen("h1", "agent-mesh", "spawn", "h3", "--session", "main", "--name",
                          "asks", "--accept", "any", "--wait", "120s", "--", mesh.python, "-c",
-                         ASKS)
+                         ASKS, env={"AGENT_MESH_TRANSPORT": transport})
     try:
         retry_until(lambda: "main\tasks" in windows(mesh, "h3"), timeout=30)
         time.sleep(1)  # into the wait
