@@ -276,3 +276,27 @@ def test_queue_gives_up_on_a_hung_peer_when_status_does(mesh: Mesh) -> None:
     assert out.returncode == 4, out
     assert b"h3: unreachable" in out.stdout, out.stdout
     assert 14 <= elapsed <= 25, elapsed  # the read deadline of status, peek and inbox: 15 s
+
+
+def test_queue_rows_with_odd_numbers_from_a_peer_are_shown(mesh: Mesh) -> None:
+    from agent_mesh import __version__
+
+    path = mesh.host("h3").home / ".local" / "bin" / "agent-mesh"
+    real = path.readlink()
+    inf = float("inf")
+    rows = [{"id": "q1", "address": "h3-main-py", "expires_at": float("nan"), "queued_at": inf},
+            {"id": "q2", "address": "h3-main-py", "expires_at": -inf, "queued_at": 1e308}]
+    reply = json.dumps({"ok": True, "protocol": 2, "version": __version__, "pending": rows})
+    path.unlink()
+    path.write_text(f"#!/bin/sh\ncat >/dev/null\nprintf '%s' '{reply}'\n")
+    path.chmod(0o755)
+    os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    try:
+        out = mesh.run("h1", "agent-mesh", "queue", timeout=60)
+    finally:
+        path.unlink()
+        path.symlink_to(real)
+        os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    assert out.returncode == 0, out
+    text = out.stdout.decode()
+    assert "q1  h3-main-py" in text and "q2  h3-main-py" in text, text

@@ -185,11 +185,13 @@ def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
 
 
 def _seconds(value: object) -> float:
-    """A time from a queue record (ours or a peer's); anything else counts as 0."""
+    """A time from a queue record (ours or a peer's); anything else (NaN and the
+    infinities included: JSON lets a peer send them) counts as 0."""
     try:
-        return float(value)  # type: ignore[arg-type]
+        seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0.0
+    return seconds if abs(seconds) < float("inf") else 0.0
 
 
 def queue_cancel(msg_id: str) -> str:
