@@ -14,7 +14,9 @@ is streamed in CHUNK pieces by the sender and into a 0600 `.part` file by the
 peer, so neither side holds a file in memory; there is no second round trip
 (protocol 1 sent the file over SFTP first). The reply is one JSON object on
 stdout; then the peer closes stdout. Either side answers a version mismatch with
-"install the same version on both".
+"install the same version on both". A request with `hold: true` (spawn) keeps the
+sender's stdin open until the reply: the peer reads EOF there as "the sender is gone".
+Numbers in a request are taken through `bounded`.
 """
 
 from __future__ import annotations
