@@ -320,8 +320,8 @@ def test_spawn_hands_names_and_argv_to_tmux_as_data(spawn: Spawner, tmp_path: Pa
     marks = [tmp_path / f"mark{i}" for i in range(4)]
     words = ["semi;", "run-shell", f"touch {marks[0]}", ";", f"#(touch {marks[1]})", "x\\;",
              "#{pane_id}"]
-    cases = (("work", f"#(touch {marks[2]})nm;"),  # a new session
-             (f"s#(touch {marks[3]});", "nm;"))  # names with `;` and formats, in a new session
+    cases = (("dev", f"#(touch {marks[2]})nm;"),  # a new window of a running session
+             (f"s#(touch {marks[3]});", "nm;"))  # a new session
     for n, (session, name) in enumerate(cases):
         record = tmp_path / f"argv{n}.json"
         out = run_cli("agent-mesh", "spawn", SELF_HOST, "--session", session, "--name", name,
