@@ -33,6 +33,7 @@ class MeshError(Exception):
     """Base of every error the CLI turns into a one-line message and an exit code."""
 
     exit_code = USAGE
+    answered = False  # rebuilt from a peer's reply: the request reached it (wire.py)
 
 
 class UsageError(MeshError):

@@ -118,7 +118,8 @@ def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role
         spawned = delegate.spawn(host, list(command), session, name, role, accept, wait)
         address = str(spawned["address"])
         if not spawned.get("ready"):
-            raise NotReady(f"{address} started but is not ready after {wait:g} s: "
+            waited = min(wait, delegate.MAX_SPAWN_WAIT)
+            raise NotReady(f"{address} started but is not ready after {waited:g} s: "
                            f"{spawned.get('detail')}")
         if host != delegate.naming.self_alias():
             sync()  # the new window's address is known here before the task goes out

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from agent_mesh.delivery import mailbox
-from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError
-from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT
-from agent_mesh.mesh.hosts import call_host, each_host
+from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError, WireError
+from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
+from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
+from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.select import select
@@ -167,7 +168,8 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
 
 def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
     """Pending messages on every host; and the hosts that did not answer."""
-    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, {"op": "queue"}))
+    answers = each_host(naming.mesh_aliases(),
+                        lambda h: call_host(h, {"op": "queue"}, timeout=READ_TIMEOUT))
     rows: list[dict[str, Any]] = []
     failed: dict[str, MeshError] = {}
     for host, answer in answers.items():
@@ -183,11 +185,13 @@ def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
 
 
 def _seconds(value: object) -> float:
-    """A time from a queue record (ours or a peer's); anything else counts as 0."""
+    """A time from a queue record (ours or a peer's); anything else (NaN and the
+    infinities included: JSON lets a peer send them) counts as 0."""
     try:
-        return float(value)  # type: ignore[arg-type]
+        seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0.0
+    return seconds if abs(seconds) < float("inf") else 0.0
 
 
 def queue_cancel(msg_id: str) -> str:
@@ -211,9 +215,21 @@ def default_agent_command() -> list[str]:
 
 def spawn(host: str, argv: list[str], session: str, name: str, role: str, accept: str,
           wait: float = DEFAULT_SPAWN_WAIT) -> dict[str, Any]:
-    """Start a window running argv on host, wait until its input is ready; its address."""
-    request = {"op": "spawn", "argv": argv or default_agent_command(), "session": session,
-               "name": name, "role": role, "accept": accept, "wait": wait}
-    return call_host(host, request, timeout=wait + 30)
+    """Start a window running argv on host, wait until its input is ready; its address.
 
-
+    The request is held open (`hold`) while the peer waits: if this process dies, the
+    peer sees its end close and removes the window. Cut off without an answer, the
+    error names the address the window would have, so a retry does not make a twin."""
+    argv = argv or default_agent_command()
+    wait = bounded(wait, "--wait", DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT)
+    request = {"op": "spawn", "argv": argv, "session": session, "name": name, "role": role,
+               "accept": accept, "wait": wait, "hold": True}
+    try:
+        return call_host(host, request, timeout=wait + 30)
+    except WireError as exc:
+        if exc.answered or host == naming.self_alias():
+            raise
+        window = name or os.path.basename(argv[0])
+        address = naming.base_address(host, "", session, window, "0")
+        raise WireError(f"{exc}; the window may have started there as {address}: check "
+                        f"with agent-mesh status host:{host} before a retry") from None

@@ -13,15 +13,13 @@ from agent_mesh.delivery import log
 from agent_mesh.delivery import observe as local
 from agent_mesh.errors import MeshError
 from agent_mesh.mesh.handlers import inbox_records, own_agents
-from agent_mesh.mesh.hosts import call_host, each_host
+from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
 from agent_mesh.model import Agent
 from agent_mesh.registry import naming, select, view
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import
     from typing import Any
-
-STATUS_TIMEOUT = 15.0
 
 
 def _hosts_wanted(patterns: list[str]) -> list[str] | None:
@@ -55,7 +53,7 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
     def ask(host: str) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            return call_host(host, {"op": "status"}, timeout=STATUS_TIMEOUT)
+            return call_host(host, {"op": "status"}, timeout=READ_TIMEOUT)
         finally:
             elapsed[host] = (time.monotonic() - started) * 1000
 
@@ -104,7 +102,7 @@ def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
     if here:
         return local.peek(view.resolve(address, own_agents()), lines, ansi)
     reply = call_host(agent.host, {"op": "peek", "address": address, "lines": lines,
-                                   "ansi": ansi}, timeout=STATUS_TIMEOUT)
+                                   "ansi": ansi}, timeout=READ_TIMEOUT)
     text = str(reply.get("text", ""))
     if ansi:
         return text
@@ -117,7 +115,7 @@ def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
     if here:
         return inbox_records(address, limit)
     reply = call_host(agent.host, {"op": "inbox", "address": address, "limit": limit},
-                      timeout=STATUS_TIMEOUT)
+                      timeout=READ_TIMEOUT)
     return [r for r in reply.get("records", []) if isinstance(r, dict)]
 
 
