@@ -81,7 +81,7 @@ def run(argv: list[str]) -> int:
     if argv[0] == "--whoami":
         from agent_mesh.mesh.send import sender_id
 
-        print(sender_id())
+        print(printable(sender_id()))
         return 0
     queue, ttl = False, 0.0
     while argv and argv[0] in ("--queue", "--ttl"):
@@ -198,14 +198,15 @@ def _list(as_json: bool, extra: list[str]) -> int:
 
 
 def under_run_shell() -> bool:
-    """Started by `tmux run-shell` (TMUX set, no TMUX_PANE, stdout tmux's socket)?
+    """Started by `tmux run-shell` (TMUX set, stdout tmux's socket; TMUX_PANE only
+    when the command sets it: `TMUX_PANE=#{pane_id} notify-pane …`)?
 
     There, anything printed makes tmux put the session's current pane (often the
     sender's own) into view mode, and a pane in a mode refuses every message: the
     outcome goes to `tmux display-message` and ~/.agents/notify.log instead, and
     the exit status is 0 (tmux would show a non-zero one in view mode too).
     """
-    if not os.environ.get("TMUX") or os.environ.get("TMUX_PANE"):
+    if not os.environ.get("TMUX"):
         return False
     try:
         return stat.S_ISSOCK(os.fstat(1).st_mode)

@@ -10,7 +10,6 @@ sixth of a 3-host status), so a status costs about one remote message.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -319,16 +318,9 @@ def register(group: click.Group) -> None:
 
 def _own_address() -> str | None:
     """This pane's registered address when run inside one, else None (all local agents)."""
-    pane = os.environ.get("TMUX_PANE", "")
-    if not pane:
-        return None
-    from agent_mesh.registry import naming, view
+    from agent_mesh.registry import view, whoami
 
     try:
-        me = naming.self_alias()
-        for agent in view.load_agents().values():
-            if agent.pane_id == pane and agent.host == me:
-                return agent.address
+        return whoami.own_address(view.load_agents()) or None
     except UsageError:
-        pass
-    return None
+        return None
