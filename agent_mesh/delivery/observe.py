@@ -1,8 +1,8 @@
 """What this host's agents are doing, and what their panes show: read-only.
 
 `local_status` answers for every agent of this host's slice in one `list-panes`
-call plus one state read per live pane (in parallel threads: each is a tmux
-client process, so they overlap), and `peek` reads a pane's last lines. Nothing
+call per tmux server plus one state read per live pane (batched), and `peek` reads
+a pane's last lines, each on the agent's own server (its entry's socket). Nothing
 here types into a pane.
 
 `since`, when the state last changed, is as good as can be known without a
@@ -63,18 +63,31 @@ def live_panes(tmux: Tmux) -> dict[str, dict[str, str]]:
     return {r["pane_id"]: r for r in parse_records(result.stdout, _PANE_FIELDS)}
 
 
-def local_status(agents: list[Agent], tmux: Tmux | None = None) -> list[dict[str, Any]]:
-    """One row per agent of this host: address, host, state, since, program, role, detail."""
-    tmux = tmux or Tmux()
-    panes = live_panes(tmux)
-    found = statuses(tmux, [a for a in agents if a.pane_id in panes])
+def server_of(agent: Agent) -> Tmux:
+    """The agent's own tmux server (its entry's socket), as delivery uses: pane ids are
+    numbered per server, so another server's %0 is another pane."""
+    return Tmux(socket_path=agent.socket or None)
+
+
+def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
+    """One row per agent of this host: address, host, state, since, program, role, detail.
+    Each tmux server is asked about its own agents' panes (one list-panes each)."""
+    by_server: dict[str, list[Agent]] = {}
+    for agent in agents:
+        by_server.setdefault(agent.socket, []).append(agent)
+    panes: dict[str, dict[str, dict[str, str]]] = {}
+    found: dict[str, dict[str, str]] = {}
+    for socket, on_it in by_server.items():
+        tmux = server_of(on_it[0])
+        panes[socket] = live_panes(tmux)
+        found.update(statuses(tmux, [a for a in on_it if a.pane_id in panes[socket]]))
     now = time.time()
     rows: list[dict[str, Any]] = []
     for agent in agents:
         status = found.get(agent.address) or {
             "state": "gone", "program": "", "detail": "its window is closed (registry entry only)"
         }
-        activity = panes.get(agent.pane_id, {}).get("window_activity", "")
+        activity = panes[agent.socket].get(agent.pane_id, {}).get("window_activity", "")
         rows.append({
             "address": agent.address, "host": agent.host, "state": status["state"],
             "since": 0.0, "program": status["program"] or agent.command, "role": agent.role,
@@ -248,7 +261,7 @@ def peek(agent: Agent, lines: int = 40, ansi: bool = False, tmux: Tmux | None = 
     Without ansi, tmux gives plain cell text and anything control-like left is
     dropped, so the output is safe for a terminal; with ansi, SGR colours are kept.
     """
-    tmux = tmux or Tmux()
+    tmux = tmux or server_of(agent)
     lines = max(1, min(int(lines), MAX_PEEK_LINES))
     target = agent.pane_id or agent.target
     args = ["capture-pane", "-p", "-S", f"-{lines}", "-t", target]
