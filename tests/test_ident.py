@@ -160,3 +160,34 @@ def test_peek_reads_the_entrys_own_server(work: Servers) -> None:
     peeked = run_cli("agent-mesh", "peek", work.agent.address)
     assert peeked.returncode == 0 and b"work-42" not in peeked.stdout
     assert b"? for shortcuts" in peeked.stdout
+
+
+# --- item 30: nothing from a pane reaches the terminal raw ------------------------------
+
+RAW = (b"\xc2\x9b", b"\xe2\x80\xae", b"\xe2\x81\xa6", b"\xe2\x81\xa9")
+
+
+def test_peek_strips_bidi_controls_that_a_pane_shows(spawn: Spawner) -> None:
+    sh = spawn.bash("sh")
+    sh.pane.send_keys("printf 'see \\u202etxt.exe\\u2069 done\\n'", literal=True)
+    sh.pane.send_keys("Enter")
+    retry_until(lambda: "done" in sh.pane.capture().split("printf", 1)[-1])
+    for ansi in ([], ["--ansi"]):
+        out = run_cli("agent-mesh", "peek", sh.address, *ansi)
+        assert out.returncode == 0, out.stderr
+        assert not any(raw in out.stdout for raw in RAW), out.stdout
+        assert "see txt.exe done" in out.stdout.decode()
+
+
+def test_status_json_escapes_c1_and_bidi_instead_of_writing_them(spawn: Spawner) -> None:
+    agent = spawn.agent_tui("agent")
+    spawn.server.run("set-option", "-w", "-t", agent.pane.pane_id, "@agent-role",
+                     "r\u009b2J\u202eole")
+    spawn.register()
+    out = run_cli("agent-mesh", "status", "--json")
+    assert out.returncode == 0, out.stderr
+    assert not any(raw in out.stdout for raw in RAW), out.stdout
+    (row,) = json.loads(out.stdout)["agents"]
+    assert row["role"] == "r\u009b2J\u202eole"  # the value intact for a script
+    table = run_cli("agent-mesh", "status")
+    assert not any(raw in table.stdout for raw in RAW), table.stdout

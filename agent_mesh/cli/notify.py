@@ -12,7 +12,7 @@ import stat
 import sys
 
 from agent_mesh import __version__
-from agent_mesh.errors import NotReady, UsageError, printable, report
+from agent_mesh.errors import NotReady, UsageError, printable, printable_json, report
 
 USAGE = """\
 usage: notify-pane [--queue [--ttl DURATION]] <agent> "<message>"
@@ -188,7 +188,8 @@ def _list(as_json: bool, extra: list[str]) -> int:
     agents = load_agents()
     if as_json:
         import json
-        print(json.dumps([ag.as_dict() for ag in agents.values()], indent=2, ensure_ascii=False))
+        print(printable_json(json.dumps([ag.as_dict() for ag in agents.values()], indent=2,
+                                        ensure_ascii=False)))
     elif not agents:  # a hint for people; scripts reading stdout still get nothing
         print(f"notify-pane: {EMPTY}", file=sys.stderr)
     else:
