@@ -199,8 +199,9 @@ def _list(as_json: bool, extra: list[str]) -> int:
 
 
 def under_run_shell() -> bool:
-    """Started by `tmux run-shell` (TMUX set, stdout tmux's socket; TMUX_PANE only
-    when the command sets it: `TMUX_PANE=#{pane_id} notify-pane …`)?
+    """Started by `tmux run-shell` (TMUX set, stdout tmux's socket)? TMUX_PANE is
+    set there only by the command itself (`run-shell -t "$TMUX_PANE"
+    'TMUX_PANE=#{pane_id} notify-pane …'`, README), so it does not tell.
 
     There, anything printed makes tmux put the session's current pane (often the
     sender's own) into view mode, and a pane in a mode refuses every message: the
