@@ -180,13 +180,17 @@ def printable(text: str, *, lines: bool = False, sgr: bool = False) -> str:
         return "\n".join(printable(row, sgr=sgr) for row in text.split("\n"))
     if text.isprintable():
         return text
+    if sgr:  # colour sequences kept as they are, the text between them made printable
+        import re  # only here: errors is on every hot path
+
+        parts = re.split("(\x1b\\[[0-9;:]*m)", text)
+        return "".join(part if n % 2 else printable(part) for n, part in enumerate(parts))
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
         ch = text[i]
         i += 1
         if ch in _INTRO:
-            start = i - 1
             if ch == _ESC:
                 if i >= n:
                     break
@@ -198,9 +202,6 @@ def printable(text: str, *, lines: bool = False, sgr: bool = False) -> str:
                 while i < n and not "\x40" <= text[i] <= "\x7e":
                     i += 1
                 i += 1
-                if sgr and ch == _ESC and text[i - 1:i] == "m" and all(
-                        c in "0123456789;:" for c in text[start + 2:i - 1]):
-                    out.append(text[start:i])
             elif kind in _STRING_INTRO:
                 while i < n and text[i] not in _STRING_END and text[i:i + 2] != _ST:
                     i += 1
