@@ -9,7 +9,7 @@ import time
 import click
 
 from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
-from agent_mesh.errors import printable
+from agent_mesh.errors import printable, printable_json
 
 
 def _lines(text: str) -> str:
@@ -45,7 +45,7 @@ def ask_cmd(agent: str, question: tuple[str, ...], timeout: float, as_json: bool
 
         exchange = delegate.ask(agent, " ".join(question), timeout=timeout)
         if as_json:
-            click.echo(json.dumps(exchange, ensure_ascii=False))
+            click.echo(printable_json(json.dumps(exchange, ensure_ascii=False)))
         else:
             click.echo(_lines(str(exchange["reply"])))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent_mesh.delivery import mailbox
@@ -21,7 +21,7 @@ from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
 from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
 from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
-from agent_mesh.registry import naming, view
+from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.select import select
 
 DEFAULT_ASK_TIMEOUT = 600.0
@@ -42,26 +42,6 @@ def parse_duration(text: str) -> float:
     if not value > 0:
         raise UsageError(f"bad duration {text!r}: use e.g. 90s, 10m, 2h")
     return value
-
-
-def own_address(agents: Mapping[str, Agent]) -> str:
-    """The registry address of the pane this command runs in ('' outside a registered
-    pane); under `tmux run-shell` (no TMUX_PANE) the invoking pane, as the sender id."""
-    if not os.environ.get("TMUX"):
-        return ""
-    pane = os.environ.get("TMUX_PANE", "")
-    if not pane:
-        from agent_mesh.mesh.send import invoking_pane
-        from agent_mesh.tmux import Tmux
-
-        pane = invoking_pane(Tmux())
-    if not pane:
-        return ""
-    me = naming.self_alias()
-    for agent in agents.values():
-        if agent.pane_id == pane and agent.host == me:
-            return agent.address
-    return ""
 
 
 # --- broadcast ---------------------------------------------------------------------
@@ -96,7 +76,7 @@ def broadcast(patterns: list[str], envelope: Envelope) -> list[Outcome]:
     if envelope.re:
         raise UsageError("a reply goes to its one asker: it cannot fan out to a pattern")
     agents = view.load_agents()
-    me = own_address(agents)
+    me = whoami.own_address(agents)
     targets = [a for a in select(agents, patterns) if a.address != me]
     if not targets:
         raise NoMatch(f"no agent matches {' '.join(patterns)} (try agent-mesh list)")
@@ -137,7 +117,7 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
     from agent_mesh.mesh.send import send as default_send
 
     agents = view.load_agents()
-    route = own_address(agents) or naming.self_alias()
+    route = whoami.own_address(agents) or naming.self_alias()
     ask_id = mailbox.new_ask_id()
     mailbox.record_ask(ask_id, address, question, timeout)
     started = time.monotonic()

@@ -58,6 +58,7 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
             elapsed[host] = (time.monotonic() - started) * 1000
 
     answers = each_host(hosts, ask)
+    aliases = {*naming.mesh_aliases(strict=False), *hosts}
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     for host in hosts:
@@ -67,12 +68,26 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
         if not isinstance(got, list):
             error = error or "bad status reply"
             got = None
-        reports.append({"host": host, "ok": got is not None, "error": error,
-                        "elapsed_ms": round(elapsed.get(host, 0.0), 1)})
+        report: dict[str, Any] = {"host": host, "ok": got is not None, "error": error,
+                                  "elapsed_ms": round(elapsed.get(host, 0.0), 1)}
         if got is None:
             got = [_unreachable_row(a, error) for a in known.values() if a.host == host]
-        rows.extend(r for r in got if isinstance(r, dict) and _row_matches(r, patterns))
+        else:
+            got, dropped = _its_own(host, got, aliases)
+            if dropped:
+                report["dropped"] = dropped
+        reports.append(report)
+        rows.extend(r for r in got if _row_matches(r, patterns))
     return rows, reports
+
+
+def _its_own(host: str, got: list[Any], aliases: set[str]) -> tuple[list[dict[str, Any]], int]:
+    """A host's status rows for its own agents only (as sync keeps a slice's own
+    entries), and how many were dropped: a peer speaks only for itself."""
+    kept = [r for r in got if isinstance(r, dict) and isinstance(r.get("address"), str)
+            and naming.is_valid_address(r["address"])
+            and not view.not_its_own(host, r["address"], r.get("host"), aliases)]
+    return kept, len(got) - len(kept)
 
 
 def _row_matches(row: dict[str, Any], patterns: list[str]) -> bool:
@@ -103,11 +118,8 @@ def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
         return local.peek(view.resolve(address, own_agents()), lines, ansi)
     reply = call_host(agent.host, {"op": "peek", "address": address, "lines": lines,
                                    "ansi": ansi}, timeout=READ_TIMEOUT)
-    text = str(reply.get("text", ""))
-    if ansi:
-        return text
-    # the peer stripped them already; a peer is not trusted with our terminal either
-    return "\n".join(local.strip_controls(row) for row in text.split("\n"))
+    # the peer cut and stripped it already; a peer is not trusted with our terminal either
+    return local.last_lines(str(reply.get("text", "")), lines, ansi)
 
 
 def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
