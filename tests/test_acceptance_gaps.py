@@ -248,7 +248,9 @@ def test_hook_typed_at_a_terminal_says_what_it_did(tmux_server: TmuxServer) -> N
 @pytest.mark.parametrize("opts", [[], ["--role", "x"]], ids=["plain", "with a role"])
 def test_spawn_of_a_missing_program_says_so(tmux_server: TmuxServer, opts: list[str]) -> None:
     tmux_server.start("agents")
-    out = run_cli("agent-mesh", "spawn", "testhost", *opts, "--", "/nonexistent/prog")
+    # accepted: a program agent-mesh does not know is refused before it starts (21.14)
+    out = run_cli("agent-mesh", "spawn", "testhost", *opts, "--accept", "prog", "--",
+                  "/nonexistent/prog")
     err = out.stderr.decode()
     assert out.returncode == 4 and err.count("\n") == 1, err
     assert "/nonexistent/prog exited at once (is it installed on this host?)" in err, err

@@ -258,7 +258,7 @@ def test_spawn_starts_registers_and_delivers_the_task(spawn: Spawner, tmp_path: 
 def test_spawn_never_runs_the_command_through_a_shell(spawn: Spawner, tmp_path: Path) -> None:
     spawn.agent_tui("first")
     marker = tmp_path / "pwned"
-    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--wait", "2s", "--",
+    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--wait", "2s", "--accept", "any", "--",
                   f"true; touch {marker}", timeout=60)
     assert out.returncode != 0
     time.sleep(0.3)
@@ -296,4 +296,119 @@ def test_a_forged_reply_route_is_refused(tui: Receiver) -> None:
         with pytest.raises(UsageError):
             receive(envelope, agent)
     time.sleep(0.3)
+    assert tui.lines() == []
+
+
+# --- issue 21.3, 21.14, 21.29: spawn hands tmux data, refuses early, leaves nothing ------
+
+
+def _argv_recorder(record: Path, log: Path) -> list[str]:
+    """python -c CODE: writes its own argv to record, then becomes the agent TUI."""
+    code = ("import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:])); "
+            f"os.execv(sys.executable, [sys.executable, {str(AGENT_TUI)!r}, {str(log)!r}])")
+    return [sys.executable, "-c", code, str(record)]
+
+
+def _windows(spawn: Spawner) -> list[str]:
+    out = spawn.server.run("list-windows", "-a", "-F", "#{session_name}\t#{window_name}",
+                           check=False).stdout
+    return out.splitlines()
+
+
+def test_spawn_hands_names_and_argv_to_tmux_as_data(spawn: Spawner, tmp_path: Path) -> None:
+    spawn.agent_tui("first")
+    marks = [tmp_path / f"mark{i}" for i in range(4)]
+    words = ["semi;", "run-shell", f"touch {marks[0]}", ";", f"#(touch {marks[1]})", "x\\;",
+             "#{pane_id}"]
+    cases = (("dev", f"#(touch {marks[2]})nm;"),  # a new window of a running session
+             (f"s#(touch {marks[3]});", "nm;"))  # a new session
+    for n, (session, name) in enumerate(cases):
+        record = tmp_path / f"argv{n}.json"
+        out = run_cli("agent-mesh", "spawn", SELF_HOST, "--session", session, "--name", name,
+                      "--role", "r;", "--accept", "any", "--",
+                      *_argv_recorder(record, tmp_path / f"log{n}"), *words, timeout=90)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(record.read_text()) == words
+        assert f"{session}\t{name}" in _windows(spawn)
+        address = out.stdout.decode().split()[0]
+        listed = json.loads(run_cli("notify-pane", "--list", "--json").stdout)
+        assert {a["address"]: a["role"] for a in listed}[address] == "r;"
+    time.sleep(0.3)
+    assert not any(m.exists() for m in marks)
+
+
+def test_spawn_of_an_unknown_program_is_refused_at_once(spawn: Spawner) -> None:
+    spawn.agent_tui("first")
+    before = _windows(spawn)
+    for argv, accept in ((["sleep", "3600"], "sleep"), (["bash", "--norc"], "shell")):
+        started = time.monotonic()
+        out = run_cli("agent-mesh", "spawn", SELF_HOST, "--", *argv, timeout=20)
+        err = out.stderr.decode()
+        assert out.returncode == 3 and err.count("\n") == 1, err
+        assert f"spawn with --accept {accept}" in err, err
+        assert time.monotonic() - started < 10
+    assert _windows(spawn) == before
+
+
+@pytest.mark.parametrize("session", ["a:b", "a.b", "tmp", "test-x"])
+def test_a_failed_spawn_leaves_nothing_running(spawn: Spawner, session: str) -> None:
+    spawn.agent_tui("first")
+    before = _windows(spawn)
+    tag = f"{os.getpid()}{time.monotonic_ns() % 10**6}"
+    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--session", session, "--accept", "any",
+                  "--", "sleep", f"{tag}", timeout=30)
+    err = out.stderr.decode()
+    assert out.returncode == 1 and err.count("\n") == 1, err
+    assert "--session" in err, err
+    time.sleep(0.3)
+    assert _windows(spawn) == before
+    assert subprocess.run(["pgrep", "-f", f"sleep {tag}"], capture_output=True).returncode == 1
+
+
+def test_a_spawn_cut_off_mid_wait_removes_its_window(spawn: Spawner) -> None:
+    spawn.agent_tui("first")
+    before = _windows(spawn)
+    # a password prompt: never ready, so the spawn waits its whole --wait
+    proc = subprocess.Popen([str(BIN / "agent-mesh"), "spawn", SELF_HOST, "--name", "asks",
+                             "--accept", "any", "--wait", "60s", "--", sys.executable, "-c",
+                             "import getpass; getpass.getpass('Password: ')"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        retry_until(lambda: any(w.endswith("\tasks") for w in _windows(spawn)), timeout=15)
+        time.sleep(0.5)  # into the wait
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    retry_until(lambda: _windows(spawn) == before, timeout=5)
+
+
+def test_numbers_from_a_peer_are_bounded(spawn: Spawner) -> None:
+    """A peer's wait, lines, limit and ttl: clamped to the documented maxima, and NaN,
+    infinities and negatives refused as usage errors (exit 1), never held for 1e300 s."""
+    from agent_mesh import __version__
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    tui = spawn.agent_tui("first")
+
+    def rpc(request: dict[str, object]) -> dict[str, object]:
+        raw = json.dumps({**request, "protocol": PROTOCOL, "version": __version__}).encode()
+        out = run_cli("agent-mesh", "rpc", input=raw + b"\n", timeout=30)
+        return json.loads(out.stdout)
+
+    for bad in (float("nan"), float("inf"), -1, "10", True):
+        for request in ({"op": "peek", "address": tui.address, "lines": bad},
+                        {"op": "inbox", "address": tui.address, "limit": bad},
+                        {"op": "spawn", "argv": ["sleep", "9"], "accept": "any", "wait": bad},
+                        {"op": "deliver", "envelope": {
+                            "sender": "p", "address": tui.address, "body": "x",
+                            "timestamp": "now", "queue": True, "ttl": bad}}):
+            if request["op"] == "deliver" and bad in ("10", True):
+                continue  # a ttl is coerced as before; only non-finite or negative is bad
+            reply = rpc(request)
+            assert reply["ok"] is False and reply["code"] == 1, (request, reply)
+    reply = rpc({"op": "spawn", "argv": [sys.executable, str(AGENT_TUI), "/dev/null"],
+                 "wait": 1e300, "name": "long"})  # clamped (to 600 s), not refused
+    assert reply["ok"] and reply["ready"], reply
     assert tui.lines() == []

@@ -5,6 +5,7 @@ from another, broadcast by role over three hosts, and spawn on a remote host."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -65,12 +66,13 @@ class Mesh:
             timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         return self.host(name).run(list(argv), env=env, timeout=timeout)
 
-    def popen(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
+    def popen(self, name: str, *argv: str, env: dict[str, str] | None = None
+              ) -> subprocess.Popen[bytes]:
         """Like run, without waiting (same namespace, user and environment)."""
         h = self.host(name)
         full = ["ip", "netns", "exec", h.ns, "setpriv", f"--reuid={h.uid}", f"--regid={h.gid}",
                 "--init-groups", "env", "-i", "--",
-                *(f"{k}={v}" for k, v in h.env().items()), *argv]
+                *(f"{k}={v}" for k, v in h.env(env).items()), *argv]
         return subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 cwd=h.home)
 
@@ -240,3 +242,117 @@ def test_the_senders_log_follows_a_message_queued_on_a_peer(mesh: Mesh) -> None:
     retry_until(lambda: len(mesh.received("h3", "py")) > before, timeout=10)
     rows = json.loads(mesh.run("h1", "agent-mesh", "log", "--json").stdout)
     assert [r["outcome"] for r in rows if r["id"] == msg_id] == ["queued → delivered"]
+
+
+# --- issue 21.24, 21.29, 21.28: spawn over rpc, cut off mid-wait; one read deadline ------
+
+ASKS = "import getpass; getpass.getpass('Password: ')"  # never ready: spawn waits on it
+
+
+def windows(mesh: Mesh, name: str) -> list[str]:
+    out = mesh.host(name).tmux("list-windows", "-a", "-F", "#{session_name}\t#{window_name}")
+    return out.stdout.decode().splitlines()
+
+
+def test_spawn_over_rpc_takes_names_and_argv_as_data(mesh: Mesh) -> None:
+    home = mesh.host("h3").home
+    marks = [home / f"mark{i}" for i in range(3)]
+    name = f"#(touch {marks[0]})nm;"
+    out = mesh.run("h1", "agent-mesh", "spawn", "h3", "--session", "rpc", "--name", name,
+                   "--role", "r;", "--accept", "any", "--", mesh.python, "-q", "-c", RECEIVER,
+                   str(mesh.log("h3", "rpc")), "semi;", "run-shell", f"touch {marks[1]}", ";",
+                   f"#(touch {marks[2]})", timeout=90)
+    assert out.returncode == 0, out.stderr
+    assert f"rpc\t{name}" in windows(mesh, "h3")
+    role = mesh.host("h3").tmux("show-options", "-w", "-v", "-t", "=rpc:", "@agent-role")
+    assert role.stdout.decode().strip() == "r;"
+    time.sleep(0.5)
+    assert not any(m.exists() for m in marks)
+    mesh.host("h3").tmux("kill-session", "-t", "=rpc")
+    mesh.run("h3", "agent-discover")
+
+
+@pytest.mark.parametrize("transport", ["openssh", "paramiko"])
+def test_a_spawn_whose_sender_dies_mid_wait_removes_its_window(mesh: Mesh,
+                                                               transport: str) -> None:
+    before = windows(mesh, "h3")
+    spawner = mesh.popen("h1", "agent-mesh", "spawn", "h3", "--session", "main", "--name",
+                         "asks", "--accept", "any", "--wait", "120s", "--", mesh.python, "-c",
+                         ASKS, env={"AGENT_MESH_TRANSPORT": transport})
+    try:
+        retry_until(lambda: "main\tasks" in windows(mesh, "h3"), timeout=30)
+        time.sleep(1)  # into the wait
+        spawner.kill()  # SIGKILL: no cleanup on the sender's side; its ssh lives on
+        spawner.wait(timeout=10)
+        started = time.monotonic()
+        retry_until(lambda: windows(mesh, "h3") == before, timeout=15)
+        print(f"window removed {time.monotonic() - started:.2f} s after the sender died")
+    finally:
+        spawner.kill()
+        mesh.host("h3").tmux("kill-window", "-t", "=main:asks")
+
+
+def test_a_spawn_cut_off_by_a_partition_names_the_address(mesh: Mesh) -> None:
+    spawner = mesh.popen("h1", "agent-mesh", "spawn", "h3", "--session", "main", "--name",
+                         "parted", "--accept", "any", "--wait", "20s", "--", mesh.python, "-c",
+                         ASKS)
+    try:
+        retry_until(lambda: "main\tparted" in windows(mesh, "h3"), timeout=30)
+        mesh.lab.partition("h3")
+        try:
+            _out, err = spawner.communicate(timeout=90)
+        finally:
+            mesh.lab.heal("h3")
+        text = err.decode()
+        assert spawner.returncode == 4 and text.count("\n") == 1, text
+        assert "may have started there as h3-main-parted" in text, text
+        assert "agent-mesh status host:h3" in text, text
+    finally:
+        spawner.kill()
+        mesh.host("h3").tmux("kill-window", "-t", "=main:parted")
+        mesh.run("h3", "agent-discover")
+
+
+def test_queue_gives_up_on_a_hung_peer_when_status_does(mesh: Mesh) -> None:
+    path = mesh.host("h3").home / ".local" / "bin" / "agent-mesh"
+    real = path.readlink() if path.is_symlink() else None
+    assert real is not None
+    path.unlink()
+    path.write_text("#!/bin/sh\nexec sleep 120\n")  # the peer's rpc hangs
+    path.chmod(0o755)
+    os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    try:
+        started = time.monotonic()
+        out = mesh.run("h1", "agent-mesh", "queue", timeout=90)
+        elapsed = time.monotonic() - started
+    finally:
+        path.unlink()
+        path.symlink_to(real)
+        os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    assert out.returncode == 4, out
+    assert b"h3: unreachable" in out.stdout, out.stdout
+    assert 14 <= elapsed <= 25, elapsed  # the read deadline of status, peek and inbox: 15 s
+
+
+def test_queue_rows_with_odd_numbers_from_a_peer_are_shown(mesh: Mesh) -> None:
+    from agent_mesh import __version__
+
+    path = mesh.host("h3").home / ".local" / "bin" / "agent-mesh"
+    real = path.readlink()
+    inf = float("inf")
+    rows = [{"id": "q1", "address": "h3-main-py", "expires_at": float("nan"), "queued_at": inf},
+            {"id": "q2", "address": "h3-main-py", "expires_at": -inf, "queued_at": 1e308}]
+    reply = json.dumps({"ok": True, "protocol": 2, "version": __version__, "pending": rows})
+    path.unlink()
+    path.write_text(f"#!/bin/sh\ncat >/dev/null\nprintf '%s' '{reply}'\n")
+    path.chmod(0o755)
+    os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    try:
+        out = mesh.run("h1", "agent-mesh", "queue", timeout=60)
+    finally:
+        path.unlink()
+        path.symlink_to(real)
+        os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    assert out.returncode == 0, out
+    text = out.stdout.decode()
+    assert "q1  h3-main-py" in text and "q2  h3-main-py" in text, text

@@ -9,7 +9,7 @@ import time
 import click
 
 from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
-from agent_mesh.errors import printable
+from agent_mesh.errors import printable, printable_json
 
 
 def _lines(text: str) -> str:
@@ -45,7 +45,7 @@ def ask_cmd(agent: str, question: tuple[str, ...], timeout: float, as_json: bool
 
         exchange = delegate.ask(agent, " ".join(question), timeout=timeout)
         if as_json:
-            click.echo(json.dumps(exchange, ensure_ascii=False))
+            click.echo(printable_json(json.dumps(exchange, ensure_ascii=False)))
         else:
             click.echo(_lines(str(exchange["reply"])))
 
@@ -118,7 +118,8 @@ def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role
         spawned = delegate.spawn(host, list(command), session, name, role, accept, wait)
         address = str(spawned["address"])
         if not spawned.get("ready"):
-            raise NotReady(f"{address} started but is not ready after {wait:g} s: "
+            waited = min(wait, delegate.MAX_SPAWN_WAIT)
+            raise NotReady(f"{address} started but is not ready after {waited:g} s: "
                            f"{spawned.get('detail')}")
         if host != delegate.naming.self_alias():
             sync()  # the new window's address is known here before the task goes out

@@ -12,7 +12,7 @@ import stat
 import sys
 
 from agent_mesh import __version__
-from agent_mesh.errors import NotReady, UsageError, printable, report
+from agent_mesh.errors import NotReady, UsageError, printable, printable_json, report
 
 USAGE = """\
 usage: notify-pane [--queue [--ttl DURATION]] <agent> "<message>"
@@ -43,8 +43,8 @@ exit codes:
   0 delivered   1 usage or unreadable file
   2 unknown agent (or its pane is gone: the registry is out of date)
   3 recipient not ready (mid-prompt, mid-turn, a dialog, shell prompt, not an
-    agent, copy mode, dead pane); FORCE_SEND=1 overrides all but a dialog
-    and a dead pane
+    agent, copy mode, dead pane); FORCE_SEND=1 overrides all but a question,
+    a dead pane and a tmux mode over a pane that would refuse anyway
   4 tmux or network failure
   5 queued with --queue: the agent was busy; its host delivers it when ready
   a pattern exits with the worst of its recipients' codes
@@ -81,7 +81,7 @@ def run(argv: list[str]) -> int:
     if argv[0] == "--whoami":
         from agent_mesh.mesh.send import sender_id
 
-        print(sender_id())
+        print(printable(sender_id()))
         return 0
     queue, ttl = False, 0.0
     while argv and argv[0] in ("--queue", "--ttl"):
@@ -188,7 +188,8 @@ def _list(as_json: bool, extra: list[str]) -> int:
     agents = load_agents()
     if as_json:
         import json
-        print(json.dumps([ag.as_dict() for ag in agents.values()], indent=2, ensure_ascii=False))
+        print(printable_json(json.dumps([ag.as_dict() for ag in agents.values()], indent=2,
+                                        ensure_ascii=False)))
     elif not agents:  # a hint for people; scripts reading stdout still get nothing
         print(f"notify-pane: {EMPTY}", file=sys.stderr)
     else:
@@ -198,14 +199,16 @@ def _list(as_json: bool, extra: list[str]) -> int:
 
 
 def under_run_shell() -> bool:
-    """Started by `tmux run-shell` (TMUX set, no TMUX_PANE, stdout tmux's socket)?
+    """Started by `tmux run-shell` (TMUX set, stdout tmux's socket)? TMUX_PANE is
+    set there only by the command itself (`run-shell -t "$TMUX_PANE"
+    'TMUX_PANE=#{pane_id} notify-pane …'`, README), so it does not tell.
 
     There, anything printed makes tmux put the session's current pane (often the
     sender's own) into view mode, and a pane in a mode refuses every message: the
     outcome goes to `tmux display-message` and ~/.agents/notify.log instead, and
     the exit status is 0 (tmux would show a non-zero one in view mode too).
     """
-    if not os.environ.get("TMUX") or os.environ.get("TMUX_PANE"):
+    if not os.environ.get("TMUX"):
         return False
     try:
         return stat.S_ISSOCK(os.fstat(1).st_mode)

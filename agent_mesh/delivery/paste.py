@@ -28,6 +28,7 @@ from agent_mesh.delivery.state import (
     NO_BRACKETED_PASTE,
     PaneState,
     PaneStatus,
+    beneath_refusal,
     bracketed_paste,
     classify,
     decide,
@@ -211,9 +212,6 @@ class ClaimedPane:
                 raise NotReady(NO_BRACKETED_PASTE.format(program=program))
             text = " ".join(text.split("\n"))
             self.notes.append("sent as one line: the program has no bracketed paste")
-        if state.in_mode:
-            tmux.run("copy-mode", "-q", "-t", pane)
-            self.notes.append("left tmux copy mode first")
         if self._status.kind == "working" and not self._force:
             self._paste_then_look(text)
             return
@@ -320,12 +318,30 @@ def _check_window(state: PaneState, entry: Agent) -> None:
         )
 
 
-def _refuse_for_good(status: PaneStatus) -> None:
-    """Dead panes and questions on screen: refused even with FORCE_SEND."""
+def _refuse_for_good(state: PaneState, status: PaneStatus) -> None:
+    """Dead panes, questions on screen, and a tmux mode over a program that must not get
+    the message: refused even with FORCE_SEND."""
     if status.kind == "dead":
         raise PaneDead(_DEAD)
-    if status.kind == "waiting":
+    if status.kind == "waiting" and status.under is None:
         raise AwaitingAnswer(status.detail)
+    if status.kind == "waiting" and beneath_refusal(state, status) is not None:
+        raise NotReady(decide(state, status) or status.detail, overridable=False)
+
+
+def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
+                notes: list[str]) -> tuple[PaneState, PaneStatus]:
+    """FORCE_SEND leaves a tmux mode (any mode: `copy-mode -q`) before the pane is read
+    again, so every rule applies to the program as it is once the mode is gone."""
+    tmux.run("copy-mode", "-q", "-t", pane)
+    notes.append(f"left tmux {state.mode or 'mode'} first")
+    state = pane_state(tmux, pane)
+    status = classify(state)
+    _refuse_for_good(state, status)
+    if state.in_mode:
+        raise NotReady(f"its pane is still in {state.mode or 'a tmux mode'} after leaving it "
+                       "was asked", overridable=False)
+    return state, status
 
 
 def _wait_until_ready(
@@ -342,7 +358,9 @@ def _wait_until_ready(
     if entry is not None:
         _check_window(state, entry)
     status = classify(state)
-    _refuse_for_good(status)
+    _refuse_for_good(state, status)
+    if force and state.in_mode:  # the program under the mode would take the message
+        state, status = _leave_mode(tmux, pane, state, notes)
     if not force:
         reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
@@ -362,7 +380,7 @@ def _wait_until_ready(
         notes.append(f"dismissed the {modal} dialog first")
         state = pane_state(tmux, pane)
         status = classify(state)
-        _refuse_for_good(status)
+        _refuse_for_good(state, status)
         reason = None if force else decide(state, status, multiline)
         if reason:
             raise NotReady(f"after closing the {modal} dialog: {reason}")
@@ -402,11 +420,8 @@ def _poll_ready(
         state = pane_state(tmux, pane)
         status = classify(state)
         reason = decide(state, status, multiline)
-        if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
-            if status.kind == "dead":
-                raise PaneDead(_DEAD)
-            if status.kind == "waiting":
-                raise AwaitingAnswer(status.detail)
+        _refuse_for_good(state, status)
+        if reason is None or time.monotonic() >= deadline:
             return state, status, reason
         time.sleep(0.05)
 

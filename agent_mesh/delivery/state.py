@@ -100,17 +100,21 @@ class PaneState(Frozen):
 class PaneStatus(Frozen):
     """What a pane is doing. kind: idle, working, drafting, waiting, shell, running, dead.
     program: the agent or program in the foreground; detail: one line (the question
-    asked, the draft seen, what shows it is busy). agent: a known agent TUI."""
+    asked, the draft seen, what shows it is busy). agent: a known agent TUI. under: for
+    a pane in a tmux mode (`waiting` until someone leaves it), the status of what runs
+    under the mode; None otherwise."""
 
-    FIELDS = ("kind", "program", "detail", "agent")
+    FIELDS = ("kind", "program", "detail", "agent", "under")
     __slots__ = FIELDS
     kind: str
     program: str
     detail: str
     agent: str
+    under: PaneStatus | None
 
-    def __init__(self, kind: str, program: str = "", detail: str = "", agent: str = "") -> None:
-        self._set(kind=kind, program=program, detail=detail, agent=agent)
+    def __init__(self, kind: str, program: str = "", detail: str = "", agent: str = "",
+                 under: PaneStatus | None = None) -> None:
+        self._set(kind=kind, program=program, detail=detail, agent=agent, under=under)
 
 
 NO_INPUT_BOX = "no input box on screen"
@@ -186,7 +190,23 @@ def _who(state: PaneState) -> _Who:
 
 
 def classify(state: PaneState) -> PaneStatus:
-    """The one answer to "what is this pane doing", for delivery and for status."""
+    """The one answer to "what is this pane doing", for delivery and for status.
+
+    A pane in a tmux mode (copy mode, a chooser) is `waiting`: someone is at it and the
+    mode would take the keys. What runs under the mode is read all the same (tmux
+    captures the pane's own screen and cursor, not the mode's view) and kept in
+    `under`, so the rules of that program still apply once the mode is left."""
+    status = _program_status(state)
+    if not state.in_mode or status.kind in ("dead", "waiting"):
+        return status
+    mode = state.mode or "a tmux mode"
+    return PaneStatus("waiting", status.program,
+                      f"in {mode} (press q there to leave it); under it: {status.kind}, "
+                      f"{status.detail}", status.agent, under=status)
+
+
+def _program_status(state: PaneState) -> PaneStatus:
+    """What the pane's program is doing, whatever tmux mode is over it."""
     if state.dead:
         return PaneStatus("dead", state.current_command, "the program exited")
     who = _who(state)
@@ -197,7 +217,8 @@ def classify(state: PaneState) -> PaneStatus:
             return PaneStatus("running", who.blocker, f"{name} opened {who.blocker}")
         return _agent_status(state, rows, who.agent, name)
     at_prompt = who.shell and who.interactive
-    question = "" if at_prompt else _cursor_question(rows, state.cursor_y)
+    question = "" if at_prompt else _cursor_question(rows, state.cursor_y, state.cursor_x,
+                                                      state.width)
     if question:
         return PaneStatus("waiting", who.program, question)
     if who.shell and who.interactive:
@@ -331,7 +352,9 @@ def _box_draft(rows: list[list[Cell]]) -> str:
 
 # --- questions and dialogs -----------------------------------------------------
 
-_CUES = ("(y/n)", "[y/n]", "(yes/no)", "[yes/no]", "(y)es/(n)o", "[y/n/", "(y/n/", "[y/n]?")
+# Yes/no answers offered: `[Y/n]`, `(yes/no)`, ssh's `(yes/no/[fingerprint])?`.
+_CUES = ("(y/n)", "[y/n]", "(yes/no)", "[yes/no]", "(y)es/(n)o", "[y/n/", "(y/n/", "[y/n]?",
+         "(yes/no/", "[yes/no/")
 _POINTERS = "❯›>▶►●•*→ \u00a0│"
 
 
@@ -387,18 +410,31 @@ def _aider_question(rows: list[list[Cell]], cursor_y: int) -> str:
     return text[:100] if ("? (" in text or text.endswith("]:")) and "[" in text else ""
 
 
-def _cursor_question(rows: list[list[Cell]], cursor_y: int) -> str:
-    """A program other than an agent asking on the cursor row: `[sudo] password for x:`,
-    `Enter passphrase for key …:`, `Do you want to continue? [Y/n]`. (A shell at its
-    own prompt is not asked: its prompt and draft are not a question.)"""
+def _cursor_question(rows: list[list[Cell]], cursor_y: int, cursor_x: int = -1,
+                     width: int = 0) -> str:
+    """A program other than an agent asking on the cursor's line: `[sudo] password for x:`,
+    `Enter passphrase for key …:`, `Do you want to continue? [Y/n]`, ssh's
+    `… continue connecting (yes/no/[fingerprint])?`, any `…? ` the cursor waits after
+    (perhaps with a word typed). The line is read with the rows it wrapped from: ssh's
+    question wraps in a pane narrower than 70 columns. A prompt and its draft (`>>> why?`)
+    are not a question, and neither is a shell at its own prompt (not asked here).
+    cursor_x -1: the cursor is taken to be at the end of the row."""
     if not (0 <= cursor_y < len(rows)):
         return ""
-    text = _plain(rows[cursor_y]).strip()
+    if cursor_x < 0:
+        cursor_x = len(rows[cursor_y])
+    line, cx = _logical_line(rows, cursor_x, cursor_y, width)
+    text = _plain(line).strip()
     low = text.lower()
     if low.endswith(":") and ("password" in low or "passphrase" in low or "pin" in low.split()):
         return f"a password prompt ({text[:60]})"
     if any(cue in low for cue in _CUES):
-        return text[:100]
+        return text[-100:]
+    before = _plain(line[:cx]).rstrip()
+    head, mark, typed = before.rpartition("?")
+    if (mark and head.strip() and not typed.strip().count(" ") and not _plain(line[cx:]).strip()
+            and _prompt_end(line[: len(head)]) < 0 and not _continuation(before)):
+        return before[-100:]
     return ""
 
 
@@ -470,10 +506,8 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     if kind == "dead":
         return DEAD_REASON
     if kind == "waiting":
-        return f"waiting for an answer: {status.detail}"
-    if state.in_mode:
-        mode = state.mode or "a tmux mode"
-        return f"its pane is in {mode}, which would swallow the text (press q there)"
+        return _mode_refusal(state, status) if status.under else (
+            f"waiting for an answer: {status.detail}")
     program = status.program
     if status.agent:
         if kind == "drafting":
@@ -534,6 +568,29 @@ def _queues_mid_turn(agent: str) -> bool:
     program here, and Tab when the turn has just ended, or with a file popup open,
     does something else."""
     return agent in ("claude", "claude-code")
+
+
+def _mode_refusal(state: PaneState, status: PaneStatus) -> str:
+    """A pane in a tmux mode: the mode would take the keys. FORCE_SEND may leave the mode
+    only to deliver where the program under it takes the message anyway; a shell under
+    copy mode stays refused (see beneath_refusal)."""
+    mode = state.mode or "a tmux mode"
+    beneath = beneath_refusal(state, status)
+    if beneath is None:
+        return f"its pane is in {mode}, which would swallow the text (press q there)"
+    leave = f"tmux copy-mode -q -t {_quote(state.target or state.pane_id)}"
+    return (f"its pane is in {mode}; under the mode: {beneath}; FORCE_SEND does not leave "
+            f"a mode to type there (leave it first: {leave})")
+
+
+def beneath_refusal(state: PaneState, status: PaneStatus) -> str | None:
+    """For a pane in a tmux mode: why the program under the mode must not get the message
+    (a shell, a draft, a busy agent...), or None when it would take it. Such a refusal
+    is final while the mode lasts: someone is at that pane, and FORCE_SEND leaving their
+    mode to type into a shell would run the text (issue 21.9)."""
+    if status.under is None:
+        return None
+    return decide(state, status.under)
 
 
 def bracketed_paste(state: PaneState, status: PaneStatus) -> bool:
@@ -759,7 +816,7 @@ def find_draft(
 ) -> str:
     """Describe a draft the user is typing, or '' if the input is empty.
 
-    Looks, in order, for a continuation prompt (line editors), a prompt on the
+    Looks, in order, for a continuation prompt (a REPL's, or a shell's PS2), a prompt on the
     cursor's line with text either side of the cursor, and an agent input box (a
     `❯`/`›` row and its two-space continuation rows) around or, when the cursor
     is parked elsewhere, near the bottom of the screen.
@@ -768,10 +825,9 @@ def find_draft(
         return ""
     row = rows[cursor_y]
     lead = _text(row, include_faint=True)
-    if line_editor:
-        continuation = lead.startswith(("... ", "> ")) or lead.strip() in ("...", ">")
-        if continuation or lead.lstrip().startswith("...:"):
-            return "a continuation line of a multi-line command"
+    shell_ps2 = line_editor and (lead.startswith("> ") or lead.strip() == ">")
+    if shell_ps2 or _continuation(lead):
+        return "a continuation prompt: the command or statement above is unfinished"
     line, cx = row, cursor_x
     if line_editor and _prompt_end(row[:cursor_x]) < 0:
         line, cx = _logical_line(rows, cursor_x, cursor_y, width)
@@ -796,6 +852,26 @@ def find_draft(
         if start >= 0 and rows[y][start - 1].char in "❯›»":
             return _input_box_draft(rows, y)
     return ""
+
+
+# mysql/MariaDB `    -> ` (and `'> ` `"> ` `` `> `` `/*> ` inside a quote or comment).
+_MYSQL_MORE = ("->", "'>", '">', "`>", "/*>")
+# psql's PROMPT2 `db-# ` / `db-> `: the `=` of `db=# ` becomes `-`, or the open quote,
+# parenthesis, comment (`*`) or dollar quote.
+_PSQL_MORE = frozenset("-'\"(*$")
+
+
+def _continuation(text: str) -> bool:
+    """Does this cursor row start with a REPL's continuation prompt, the sign of an
+    unfinished statement that a message would be glued onto (issue 21.16)? Python's
+    and node's `... `, IPython's `   ...: `, sqlite3's `   ...> `, mysql's `    -> `,
+    psql's `db-# `. (A shell's PS2 `> ` is node's main prompt: see find_draft.)"""
+    word = text.lstrip(" \u00a0").split(" ", 1)[0]
+    if word in ("...", "...>", "...:") or word in _MYSQL_MORE:
+        return True
+    name = word[:-2]
+    return (len(word) >= 3 and word[-1] in "#>" and word[-2] in _PSQL_MORE
+            and all(ch.isalnum() or ch in "_-." for ch in name) and name[:1].isalpha())
 
 
 def _input_box_draft(rows: list[list[Cell]], y: int) -> str:

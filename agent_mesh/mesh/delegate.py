@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent_mesh.delivery import mailbox
-from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError
-from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT
-from agent_mesh.mesh.hosts import call_host, each_host
+from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError, WireError
+from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
+from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
+from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
-from agent_mesh.registry import naming, view
+from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.select import select
 
 DEFAULT_ASK_TIMEOUT = 600.0
@@ -41,26 +42,6 @@ def parse_duration(text: str) -> float:
     if not value > 0:
         raise UsageError(f"bad duration {text!r}: use e.g. 90s, 10m, 2h")
     return value
-
-
-def own_address(agents: Mapping[str, Agent]) -> str:
-    """The registry address of the pane this command runs in ('' outside a registered
-    pane); under `tmux run-shell` (no TMUX_PANE) the invoking pane, as the sender id."""
-    if not os.environ.get("TMUX"):
-        return ""
-    pane = os.environ.get("TMUX_PANE", "")
-    if not pane:
-        from agent_mesh.mesh.send import invoking_pane
-        from agent_mesh.tmux import Tmux
-
-        pane = invoking_pane(Tmux())
-    if not pane:
-        return ""
-    me = naming.self_alias()
-    for agent in agents.values():
-        if agent.pane_id == pane and agent.host == me:
-            return agent.address
-    return ""
 
 
 # --- broadcast ---------------------------------------------------------------------
@@ -95,7 +76,7 @@ def broadcast(patterns: list[str], envelope: Envelope) -> list[Outcome]:
     if envelope.re:
         raise UsageError("a reply goes to its one asker: it cannot fan out to a pattern")
     agents = view.load_agents()
-    me = own_address(agents)
+    me = whoami.own_address(agents)
     targets = [a for a in select(agents, patterns) if a.address != me]
     if not targets:
         raise NoMatch(f"no agent matches {' '.join(patterns)} (try agent-mesh list)")
@@ -136,7 +117,7 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
     from agent_mesh.mesh.send import send as default_send
 
     agents = view.load_agents()
-    route = own_address(agents) or naming.self_alias()
+    route = whoami.own_address(agents) or naming.self_alias()
     ask_id = mailbox.new_ask_id()
     mailbox.record_ask(ask_id, address, question, timeout)
     started = time.monotonic()
@@ -167,7 +148,8 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
 
 def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
     """Pending messages on every host; and the hosts that did not answer."""
-    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, {"op": "queue"}))
+    answers = each_host(naming.mesh_aliases(),
+                        lambda h: call_host(h, {"op": "queue"}, timeout=READ_TIMEOUT))
     rows: list[dict[str, Any]] = []
     failed: dict[str, MeshError] = {}
     for host, answer in answers.items():
@@ -183,11 +165,13 @@ def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
 
 
 def _seconds(value: object) -> float:
-    """A time from a queue record (ours or a peer's); anything else counts as 0."""
+    """A time from a queue record (ours or a peer's); anything else (NaN and the
+    infinities included: JSON lets a peer send them) counts as 0."""
     try:
-        return float(value)  # type: ignore[arg-type]
+        seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0.0
+    return seconds if abs(seconds) < float("inf") else 0.0
 
 
 def queue_cancel(msg_id: str) -> str:
@@ -211,9 +195,21 @@ def default_agent_command() -> list[str]:
 
 def spawn(host: str, argv: list[str], session: str, name: str, role: str, accept: str,
           wait: float = DEFAULT_SPAWN_WAIT) -> dict[str, Any]:
-    """Start a window running argv on host, wait until its input is ready; its address."""
-    request = {"op": "spawn", "argv": argv or default_agent_command(), "session": session,
-               "name": name, "role": role, "accept": accept, "wait": wait}
-    return call_host(host, request, timeout=wait + 30)
+    """Start a window running argv on host, wait until its input is ready; its address.
 
-
+    The request is held open (`hold`) while the peer waits: if this process dies, the
+    peer sees its end close and removes the window. Cut off without an answer, the
+    error names the address the window would have, so a retry does not make a twin."""
+    argv = argv or default_agent_command()
+    wait = bounded(wait, "--wait", DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT)
+    request = {"op": "spawn", "argv": argv, "session": session, "name": name, "role": role,
+               "accept": accept, "wait": wait, "hold": True}
+    try:
+        return call_host(host, request, timeout=wait + 30)
+    except WireError as exc:
+        if exc.answered or host == naming.self_alias():
+            raise
+        window = name or os.path.basename(argv[0])
+        address = naming.base_address(host, "", session, window, "0")
+        raise WireError(f"{exc}; the window may have started there as {address}: check "
+                        f"with agent-mesh status host:{host} before a retry") from None

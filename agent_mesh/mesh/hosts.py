@@ -21,6 +21,11 @@ if TYPE_CHECKING:  # typing costs an import on every message's path
     from typing import Any
 
 
+# How long a mesh-wide read (status, queue, peek, inbox) waits for one host: a hung
+# peer costs every read the same, and never a write's longer wait.
+READ_TIMEOUT = 15.0
+
+
 def transport_for(host: str, self_host: str) -> Transport:
     """Local for this host; for any other, the chosen remote transport."""
     if host == self_host:

@@ -22,6 +22,7 @@ from agent_mesh.registry.naming import self_alias
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
+    from collections.abc import Callable
     from typing import Any, BinaryIO
 
 
@@ -38,11 +39,28 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str,
         return {"result": _deliver(request, stream)}
     if op == "exchange":
         return _exchange(request)
-    from agent_mesh.mesh.handlers import OPS
+    from agent_mesh.mesh.handlers import OPS, handle_spawn
 
+    if op == "spawn" and stream is not None and request.get("hold"):
+        return handle_spawn(request, _closed(stream))
     if isinstance(op, str) and op in OPS:
         return OPS[op](request)
     raise UsageError(f"unknown request {op!r}")
+
+
+def _closed(stream: BinaryIO) -> Callable[[], bool]:
+    """Has the sender closed its end? A sender that sets `hold` keeps its stdin open
+    until our reply, so EOF means it is gone (killed, or its connection dropped)."""
+    import select
+
+    fd = stream.fileno()
+
+    def closed() -> bool:
+        if not select.select([fd], [], [], 0)[0]:
+            return False
+        return not os.read(fd, 1)
+
+    return closed
 
 
 def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]:
@@ -50,7 +68,10 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]
     from agent_mesh.delivery.receive import receive
     from agent_mesh.model import Envelope
 
-    envelope = Envelope.from_json(request["envelope"])
+    try:
+        envelope = Envelope.from_json(request["envelope"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"bad envelope: {exc}") from None
     upload = request.get("file")
     file = None
     if upload:

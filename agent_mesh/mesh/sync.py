@@ -98,7 +98,6 @@ def validate_slice(alias: str, text: str,
     if len(tables) > MAX_AGENTS:
         raise SliceRejected(f"more than {MAX_AGENTS} agents")
     known = (aliases if aliases is not None else set(naming.mesh_aliases())) | {alias}
-    prefix = naming.host_part(alias) + "-"
     agents: dict[str, Agent] = {}
     dropped: list[str] = []
     for address, table in tables.items():
@@ -112,15 +111,9 @@ def validate_slice(alias: str, text: str,
         pane = str(table.get("pane_id", ""))
         if pane and not (pane.startswith("%") and pane[1:].isdigit()):
             raise SliceRejected(f"entry {address} has pane id {pane[:20]!r}")
-        owner = view.address_owner(address, known)
-        if table.get("host") != alias:
-            dropped.append(f"{address} claims host {str(table.get('host'))[:40]!r}")
-            continue
-        if not address.startswith(prefix):
-            dropped.append(f"{address} is not an address of {alias}")
-            continue
-        if owner != alias:
-            dropped.append(f"{address} belongs to {owner} (the longer alias)")
+        why = view.not_its_own(alias, address, table.get("host"), known)
+        if why:
+            dropped.append(why)
             continue
         try:
             agents[address] = Agent.from_table(address, table)

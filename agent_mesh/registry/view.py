@@ -357,6 +357,20 @@ def address_owner(address: str, aliases: Iterable[str]) -> str | None:
     return best
 
 
+def not_its_own(alias: str, address: str, host: object, aliases: Iterable[str]) -> str:
+    """Why an entry that `alias` sent as its own is not (another `host`, an address
+    outside `<alias>-`, or one under a longer alias such as `peer-2` for `peer`); ''
+    when it is. A peer speaks only for itself: its slice (sync) and its status rows."""
+    if host != alias:
+        return f"{address} claims host {str(host)[:40]!r}"
+    if not address.startswith(host_part(alias) + "-"):
+        return f"{address} is not an address of {alias}"
+    owner = address_owner(address, {*aliases, alias})
+    if owner != alias:
+        return f"{address} belongs to {owner} (the longer alias)"
+    return ""
+
+
 def _mesh_aliases(table: Mapping[str, Agent]) -> set[str]:
     """Every host alias known here: this host, peers.conf, and the registry's hosts."""
     return {*mesh_aliases(strict=False), *(agent.host for agent in table.values())}
