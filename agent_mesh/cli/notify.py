@@ -29,8 +29,9 @@ copied to the recipient's ~/.agent-inbox/<sender>/<name> and the message says so
 Everything after the agent (or after --file PATH) is message text, verbatim.
 
 --queue: if the agent is busy, its host keeps the message and delivers it, in
-order, as soon as the pane is ready (exit 5); --ttl drops it, logged, after
-DURATION (default 1h). A pattern delivers to every matching agent but the
+order, into that same pane as soon as it is ready (exit 5); --ttl drops it,
+logged, after DURATION (default 1h). A shell or a program that is no agent is
+refused at once (exit 3), and with FORCE_SEND=1 it goes now or not at all. A pattern delivers to every matching agent but the
 sender, one line each. --re ID marks the reply to `agent-mesh ask` question ID.
 
 environment:
