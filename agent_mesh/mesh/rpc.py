@@ -24,8 +24,13 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
     from typing import Any, BinaryIO
 
+    from agent_mesh.delivery.mailbox import Origin
 
-def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str, Any]:
+
+def handle(request: dict[str, Any], stream: BinaryIO | None = None,
+           origin: Origin | None = None) -> dict[str, Any]:
+    """Answer one request. `origin` is who sent it (mesh/origin.py); None: the caller
+    of this `agent-mesh rpc` process, known from its SSH connection."""
     if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
         raise UsageError(
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
@@ -35,17 +40,28 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str,
     if op == "hello":
         return {"host": self_alias()}
     if op == "deliver":
-        return {"result": _deliver(request, stream)}
+        return {"result": _deliver(request, stream, origin)}
     if op == "exchange":
         return _exchange(request)
-    from agent_mesh.mesh.handlers import OPS
+    from agent_mesh.mesh.handlers import OPS, REPLY_OPS
 
+    if isinstance(op, str) and op in REPLY_OPS:  # may carry a reply: who sent it matters
+        return REPLY_OPS[op](request, _origin(origin))
     if isinstance(op, str) and op in OPS:
         return OPS[op](request)
     raise UsageError(f"unknown request {op!r}")
 
 
-def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]:
+def _origin(origin: Origin | None) -> Origin:
+    if origin is not None:
+        return origin
+    from agent_mesh.mesh.origin import connection_origin
+
+    return connection_origin()
+
+
+def _deliver(request: dict[str, Any], stream: BinaryIO | None,
+             origin: Origin | None) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive
     from agent_mesh.model import Envelope
@@ -60,7 +76,7 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]
         file = receive_upload(stream, size)  # the body follows the header: read it first
     try:
         agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
-        result = receive(envelope, agent, file)
+        result = receive(envelope, agent, file, _origin(origin) if envelope.re else None)
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)
