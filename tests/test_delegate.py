@@ -267,13 +267,14 @@ def test_the_mailbox_is_bounded(tui: Receiver) -> None:
     from agent_mesh.delivery import mailbox
 
     (Path.home() / ".agents" / "config.toml").write_text(
-        '[limits]\nreply_bytes = "1K"\nmailbox_per_sender = 2\nmailbox_bytes = "3K"\n')
+        "[limits]\nmailbox_reply_bytes = 1024\nmailbox_per_sender = 2\n"
+        "mailbox_total_bytes = 3072\n")
     ask_id = mailbox.new_ask_id()  # an ask this (live) process waits on, and never reads
     mailbox.record_ask(ask_id, tui.address, SELF_HOST, SELF_HOST, "q", 60)
     env = in_pane(tui)
     big = notify(SELF_HOST, "--re", ask_id, "--stdin", input=b"x" * 2000, env=env)
     assert big.returncode == 1, big.stderr
-    assert b"over this host's cap of 1024 (raise limits.reply_bytes in " in big.stderr
+    assert b"over this host's cap of 1024 (raise limits.mailbox_reply_bytes in " in big.stderr
     assert mailbox_files() == []
     for _ in range(2):
         kept = notify(SELF_HOST, "--re", ask_id, "--stdin", input=b"y" * 1000, env=env)
@@ -282,10 +283,10 @@ def test_the_mailbox_is_bounded(tui: Receiver) -> None:
     assert third.returncode == 3, third.stderr
     assert b"holds 2 replies from" in third.stderr and b"mailbox_per_sender" in third.stderr
     (Path.home() / ".agents" / "config.toml").write_text(
-        '[limits]\nmailbox_bytes = "3K"\n')
+        "[limits]\nmailbox_total_bytes = 3072\n")
     full = notify(SELF_HOST, "--re", ask_id, "--stdin", input=b"z" * 1000, env=env)
     assert full.returncode == 3, full.stderr
-    assert b"raise limits.mailbox_bytes" in full.stderr
+    assert b"raise limits.mailbox_total_bytes" in full.stderr
     assert len(mailbox_files()) == 2
     assert mailbox.take_reply(ask_id) is not None and len(mailbox_files()) == 1
 

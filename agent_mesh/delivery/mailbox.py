@@ -23,7 +23,7 @@ import time
 from agent_mesh import paths
 from agent_mesh.errors import NoMatch, NotReady, UsageError
 from agent_mesh.fsutil import atomic_write, locked
-from agent_mesh.limits import limit, where
+from agent_mesh.limits import config_path, limit
 from agent_mesh.model import Envelope
 from agent_mesh.procs import alive
 
@@ -45,6 +45,11 @@ class Origin:
     def pane(self) -> str:
         """The registered pane of this host it was sent from ('' if none or unknown)."""
         return ""
+
+
+def where(name: str) -> str:
+    """How to raise a cap, for a refusal line."""
+    return f"limits.{name} in {config_path()}"
 
 
 def _dir(name: str) -> str:
@@ -186,10 +191,10 @@ def ended(record: dict[str, object]) -> str:
 def store_reply(envelope: Envelope, record: dict[str, object]) -> bool:
     """Keep a checked reply for its waiting ask (atomic, 0600); False when the ask no
     longer waits (nothing stored). Raises when a cap of limits.py would be passed."""
-    size = len(envelope.body.encode("utf-8", "surrogatepass"))
-    if size > limit("reply_bytes"):
-        raise UsageError(f"reply {envelope.re}: {size} bytes, over this host's cap of "
-                         f"{limit('reply_bytes')} (raise {where('reply_bytes')})")
+    size, cap = len(envelope.body.encode("utf-8", "surrogatepass")), limit("mailbox_reply_bytes")
+    if size > cap:
+        raise UsageError(f"reply {envelope.re}: {size} bytes, over this host's cap of {cap} "
+                         f"(raise {where('mailbox_reply_bytes')})")
     with _lock():
         record = _load(_ask_path(envelope.re)) or record
         if not waiting(record):
@@ -207,10 +212,10 @@ def store_reply(envelope: Envelope, record: dict[str, object]) -> bool:
         if count >= limit("mailbox_per_sender"):
             raise NotReady(f"the mailbox already holds {count} replies from {sender} "
                            f"(raise {where('mailbox_per_sender')})", overridable=False)
-        if total > limit("mailbox_bytes"):
-            raise NotReady(f"the mailbox would hold {total} bytes, over its cap of "
-                           f"{limit('mailbox_bytes')} (raise {where('mailbox_bytes')})",
-                           overridable=False)
+        cap = limit("mailbox_total_bytes")
+        if total > cap:
+            raise NotReady(f"the mailbox would hold {total} bytes, over its cap of {cap} "
+                           f"(raise {where('mailbox_total_bytes')})", overridable=False)
         kept_record = {"id": envelope.re, "to": sender, "from": envelope.sender,
                        "at": envelope.timestamp, "received_at": time.time(),
                        "body": envelope.body, "msg_id": envelope.msg_id}
