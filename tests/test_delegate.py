@@ -263,32 +263,39 @@ def test_a_reply_to_no_ask_is_refused(spawn: Spawner) -> None:
 
 def test_the_mailbox_is_bounded(tui: Receiver) -> None:
     """Issue 21.27: a reply over the size cap, and replies past the per-sender and total
-    caps of ~/.agents/config.toml, are refused with the key that raises them."""
-    from agent_mesh.delivery import mailbox
-
-    (Path.home() / ".agents" / "config.toml").write_text(
-        "[limits]\nmailbox_reply_bytes = 1024\nmailbox_per_sender = 2\n"
-        "mailbox_total_bytes = 3072\n")
-    ask_id = mailbox.new_ask_id()  # an ask this (live) process waits on, and never reads
-    mailbox.record_ask(ask_id, tui.address, SELF_HOST, SELF_HOST, "q", 60)
-    env = in_pane(tui)
-    big = notify(SELF_HOST, "--re", ask_id, "--stdin", input=b"x" * 2000, env=env)
-    assert big.returncode == 1, big.stderr
-    assert b"over this host's cap of 1024 (raise limits.mailbox_reply_bytes in " in big.stderr
-    assert mailbox_files() == []
-    for _ in range(2):
-        kept = notify(SELF_HOST, "--re", ask_id, "--stdin", input=b"y" * 1000, env=env)
-        assert kept.returncode == 0, kept.stderr
-    third = notify(SELF_HOST, "--re", ask_id, "one more", env=env)
-    assert third.returncode == 3, third.stderr
-    assert b"holds 2 replies from" in third.stderr and b"mailbox_per_sender" in third.stderr
-    (Path.home() / ".agents" / "config.toml").write_text(
-        "[limits]\nmailbox_total_bytes = 3072\n")
-    full = notify(SELF_HOST, "--re", ask_id, "--stdin", input=b"z" * 1000, env=env)
-    assert full.returncode == 3, full.stderr
-    assert b"raise limits.mailbox_total_bytes" in full.stderr
-    assert len(mailbox_files()) == 2
-    assert mailbox.take_reply(ask_id) is not None and len(mailbox_files()) == 1
+    caps of ~/.agents/config.toml, are refused with the key that raises them; what a
+    stopped ask could not read yet is kept, and taken (then deleted) once it runs."""
+    config = Path.home() / ".agents" / "config.toml"
+    config.write_text("[limits]\nmailbox_reply_bytes = 1024\nmailbox_per_sender = 2\n"
+                      "mailbox_total_bytes = 3072\n")
+    asker = _ask(tui.address, "--timeout", "60s", "--json", "q")
+    route, ask_id = asked(tui)
+    os.kill(asker.pid, signal.SIGSTOP)  # waiting, but not reading: replies pile up
+    try:
+        env = in_pane(tui)
+        big = notify(route, "--re", ask_id, "--stdin", input=b"x" * 2000, env=env)
+        assert big.returncode == 1, big.stderr
+        assert b"over this host's cap of 1024 (raise limits.mailbox_reply_bytes in " \
+            in big.stderr
+        assert mailbox_files() == []
+        for n in range(2):
+            kept = notify(route, "--re", ask_id, "--stdin", input=b"%d" % n * 1000, env=env)
+            assert kept.returncode == 0, kept.stderr
+        third = notify(route, "--re", ask_id, "one more", env=env)
+        assert third.returncode == 3, third.stderr
+        assert b"holds 2 replies from" in third.stderr
+        assert b"mailbox_per_sender" in third.stderr
+        config.write_text("[limits]\nmailbox_total_bytes = 3072\n")
+        full = notify(route, "--re", ask_id, "--stdin", input=b"z" * 1000, env=env)
+        assert full.returncode == 3, full.stderr
+        assert b"raise limits.mailbox_total_bytes" in full.stderr
+        assert len(mailbox_files()) == 2
+    finally:
+        os.kill(asker.pid, signal.SIGCONT)
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 0, err
+    assert json.loads(out)["reply"] == "0" * 1000  # the first kept, read once
+    assert mailbox_files() == []  # the ask ended: nothing would read the other
 
 
 def test_bad_reply_id_is_a_usage_error(tui: Receiver) -> None:

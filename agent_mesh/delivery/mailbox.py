@@ -108,13 +108,17 @@ def record_ask(ask_id: str, to: str, to_host: str, route: str, question: str,
 
 def end_ask(ask_id: str, how: str, take: bool = True) -> dict[str, object] | None:
     """Mark the ask ended (`answered`, `timed out`, …); with take, a reply that arrived
-    meanwhile is taken and returned (under the lock: none is stored after, unread)."""
+    meanwhile is taken and returned. Any other reply to it is deleted: nothing would
+    read it (under the lock, so none is stored after)."""
     with _lock():
         record = _load(_ask_path(ask_id))
         if record is not None:
             record.update(ended_at=time.time(), end=how)
             atomic_write(_ask_path(ask_id), json.dumps(record).encode(), mode=0o600)
-        return take_reply(ask_id) if take else None
+        reply = take_reply(ask_id) if take else None
+        while take_reply(ask_id) is not None:
+            pass
+        return reply
 
 
 def _prune_asks() -> None:
