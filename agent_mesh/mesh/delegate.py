@@ -169,8 +169,10 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
         late = mailbox.end_ask(ask_id, "answered" if reply else how, take=reply is None)
         reply = reply or late
     if reply is None:
+        later = (f"typed into {route}" if route != naming.self_alias()
+                 else "refused: nothing would read it")
         raise AskTimeout(f"no reply from {address} within {timeout:g} s (id {ask_id}); "
-                         "a reply from now on is refused (or typed into your pane)")
+                         f"a later reply is {later}")
     return {"id": ask_id, "to": address, "question": question, "outcome": result.outcome,
             "reply": reply.get("body", ""), "from": reply.get("from", ""),
             "at": reply.get("at", ""), "waited": round(time.monotonic() - started, 3)}
