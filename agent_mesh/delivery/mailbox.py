@@ -180,8 +180,11 @@ def check_reply(envelope: Envelope, origin: Origin | None) -> dict[str, object]:
 
 
 def waiting(record: dict[str, object]) -> bool:
-    """Is the `agent-mesh ask` of this record still waiting for its reply?"""
-    return not record.get("ended_at") and alive(int(_number(record.get("pid"))))
+    """Is the `agent-mesh ask` of this record still waiting for its reply? (Not past
+    its timeout either: a killed asker's pid may belong to another process by now.)"""
+    deadline = _number(record.get("asked_at")) + _number(record.get("timeout")) + 5
+    return (not record.get("ended_at") and time.time() < deadline
+            and alive(int(_number(record.get("pid")))))
 
 
 def ended(record: dict[str, object]) -> str:
