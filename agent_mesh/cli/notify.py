@@ -127,6 +127,11 @@ def run(argv: list[str]) -> int:
 
     from agent_mesh.mesh.send import send
 
+    origin = None
+    if re:  # who sends this reply, as this host can tell (never AGENT_NAME)
+        from agent_mesh.mesh.delegate import reply_origin
+
+        origin = reply_origin()
     result = send(
         address,
         body,
@@ -136,6 +141,7 @@ def run(argv: list[str]) -> int:
         queue=queue,
         ttl=ttl,
         re=re,
+        origin=origin,
     )
 
     for note in result.notes:
@@ -146,7 +152,7 @@ def run(argv: list[str]) -> int:
                        f"{shown}"))
         return 5
     if result.outcome == "mailbox":
-        _say(printable(f"→ {address}: reply {re} kept for the asker: {shown}"))
+        _say(printable(f"→ {address}: reply {re} kept for the waiting ask: {shown}"))
         return 0
     _say(printable(f"→ {where}: {shown}"))
     return 0
