@@ -233,7 +233,8 @@ def classify(state: PaneState) -> PaneStatus:
     who = _who(state)
     rows = parse_screen(state.screen)
     if state.tty_mode == "hidden":
-        return PaneStatus("waiting", who.shell or who.program, _hidden_input(state, rows))
+        question = _cursor_question(rows, state.cursor_y) or _hidden_input(state, rows)
+        return PaneStatus("waiting", who.shell or who.program, question)
     if who.agent:
         name = AGENTS.get(who.agent, who.agent)
         if who.blocker:
