@@ -32,6 +32,7 @@ from agent_mesh.delivery.state import (
     classify,
     decide,
     detect_modal,
+    unforceable,
 )
 from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, UsageError, WireError
 from agent_mesh.fsutil import locked
@@ -318,12 +319,16 @@ def _check_window(state: PaneState, entry: Agent) -> None:
         )
 
 
-def _refuse_for_good(status: PaneStatus) -> None:
-    """Dead panes and questions on screen: refused even with FORCE_SEND."""
+def _refuse_for_good(state: PaneState, status: PaneStatus) -> None:
+    """Dead panes, questions on screen and text that only a shell would read (state.
+    unforceable): refused even with FORCE_SEND."""
     if status.kind == "dead":
         raise PaneDead(_DEAD)
     if status.kind == "waiting":
         raise AwaitingAnswer(status.detail)
+    reason = unforceable(state, status)
+    if reason:
+        raise NotReady(f"{reason}; FORCE_SEND cannot deliver there", overridable=False)
 
 
 def _wait_until_ready(
@@ -340,7 +345,7 @@ def _wait_until_ready(
     if entry is not None:
         _check_window(state, entry)
     status = classify(state)
-    _refuse_for_good(status)
+    _refuse_for_good(state, status)
     if not force:
         reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
@@ -360,7 +365,7 @@ def _wait_until_ready(
         notes.append(f"dismissed the {modal} dialog first")
         state = pane_state(tmux, pane)
         status = classify(state)
-        _refuse_for_good(status)
+        _refuse_for_good(state, status)
         reason = None if force else decide(state, status, multiline)
         if reason:
             raise NotReady(f"after closing the {modal} dialog: {reason}")
@@ -409,10 +414,7 @@ def _poll_ready(
         status = classify(state)
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
-            if status.kind == "dead":
-                raise PaneDead(_DEAD)
-            if status.kind == "waiting":
-                raise AwaitingAnswer(status.detail)
+            _refuse_for_good(state, status)
             return state, status, reason
         time.sleep(0.05)
 

@@ -35,7 +35,7 @@ from agent_mesh.receivers import (
     stem,
 )
 
-__all__ = ["PaneState", "PaneStatus", "classify", "refusal"]
+__all__ = ["PaneState", "PaneStatus", "classify", "refusal", "unforceable"]
 
 # Prompt ends: a shell's `$ # %`, REPLs' `> >>>`, agent TUIs' `❯ › »`.
 _PROMPT_GLYPHS = frozenset("$#%>❯›»")
@@ -544,9 +544,9 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
                     f"command there): {opt_in_command(state, 'shell')}")
         if kind == "drafting":
             return f"it looks mid-prompt ({status.detail})"
-        if _vi_command_mode(state, who):
-            return (f"{program} is in vi command mode, where the text would be taken as "
-                    "editing commands (`v` opens an editor); press i there first")
+        vi_mode = _unforceable(state, who, status)
+        if vi_mode:
+            return vi_mode
         return NO_BRACKETED_PASTE.format(program=program) if multiline else None
     if program in NOT_AN_INPUT or base in NOT_AN_INPUT or who.blocker:
         blocker = who.blocker or program
@@ -554,7 +554,7 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
         via = f" (run by {lead})" if lead and lead != blocker else ""
         return f"its foreground program is {blocker}{via}, not an agent input"
     if not _opted_in(state, who):
-        return _not_opted_in(state, who, program)
+        return _unforceable(state, who, status) or _not_opted_in(state, who, program)
     draft = find_draft(parse_screen(state.screen), state.cursor_x, state.cursor_y,
                        width=state.width, line_editor=_line_editor(base))
     if draft:
@@ -564,9 +564,23 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     return None
 
 
-def _not_opted_in(state: PaneState, who: _Who, program: str) -> str:
-    """Why a program that is no known agent is refused, suggesting an opt-in only when
-    that opt-in would make it a receiver."""
+def unforceable(state: PaneState, status: PaneStatus) -> str | None:
+    """Why the pane must not be typed into even with FORCE_SEND (besides dead panes and
+    questions), or None: the text would go to a shell, unseen and at a moment nobody
+    chose: typeahead for a shell waiting under its job, a shell behind a relay such as
+    `script`, or a bash in vi command mode, which would take it as editing commands."""
+    if status.kind in ("dead", "waiting") or status.agent:
+        return None
+    return _unforceable(state, _who(state), status)
+
+
+def _unforceable(state: PaneState, who: _Who, status: PaneStatus) -> str | None:
+    program = status.program
+    if status.kind in ("shell", "drafting") and who.shell:
+        if _vi_command_mode(state, who):
+            return (f"{program} is in vi command mode, where the text would be taken as "
+                    "editing commands (`v` opens an editor); press i there first")
+        return None
     if who.relay:
         return (f"its foreground program is {program}, which passes what is typed to an "
                 f"interactive shell ({who.relay}) that would run it as a command; no opt-in "
@@ -575,6 +589,12 @@ def _not_opted_in(state: PaneState, who: _Who, program: str) -> str:
         return (f"its foreground program is {program}, a job of {who.under}, and nothing "
                 f"reads the keys now: {who.under} would run the text as a command once "
                 f"{program} ends; no opt-in covers that")
+    return None
+
+
+def _not_opted_in(state: PaneState, who: _Who, program: str) -> str:
+    """Why a program that is no known agent is refused, suggesting an opt-in only when
+    that opt-in would make it a receiver."""
     job = f" (a job of {who.under})" if who.under else ""
     name = _opt_name(who)
     if not _opted_in(state, who, frozenset((name,))):
