@@ -313,3 +313,32 @@ def test_no_receiver_runs_a_message_or_answers_a_question(
         assert not list(tmp_path.glob(f"{slot.marker.name}-*")), (where, slot.results)
         if kind.forced_refused or not slot.force:
             assert all(code == 3 for code, _ in slot.results), (where, slot.results)
+
+
+def test_a_queued_message_is_checked_again_under_the_same_rule(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    """issue 21.2, queued: a message waits for a python prompt opted in with `any` (a
+    draft is on it); the prompt then exits and bash runs `sleep`. The waiter must not
+    deliver to the sleep (bash would run the text once it ends), nor to bash."""
+    history = tmp_path / "sh.log"
+    pane = spawn.window("sh", bash_argv(history))
+    pane.server.run("set-option", "-w", "-t", pane.pane_id, "@agent-accept", "any")
+    retry_until(lambda: pane.capture().rstrip().endswith("$"), timeout=15)
+    pane.send_keys(f"{sys.executable} -q", literal=True)
+    pane.send_keys("Enter")
+    pane.wait_for(">>>", timeout=15)
+    pane.send_keys("exit()", literal=True)  # a draft: not ready, so the message queues
+    pane.wait_for(">>> exit()", timeout=10)
+    spawn.register()
+    marker = tmp_path / "marker"
+    res = notify("--queue", "--ttl", "30s", f"{SELF_HOST}-dev-sh", f"; touch {marker}")
+    assert res.returncode == 5, res.stderr
+    pane.send_keys("Enter")  # python exits; bash then reads the sleep typed ahead of it
+    pane.send_keys(f"sleep {JOB_SECONDS - 2}", literal=True)
+    pane.send_keys("Enter")
+    retry_until(lambda: pane.display("#{pane_current_command}") == "sleep", timeout=10)
+    slot = Slot(pane, "", history, marker, "any", False, tmp_path)
+    shell_back(slot)
+    assert not list(tmp_path.glob("marker*"))
+    assert slot.ran()[1:] == [f"sleep {JOB_SECONDS - 2}", f"echo sentinel-{marker.name}"]

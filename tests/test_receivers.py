@@ -74,6 +74,42 @@ def test_text_for_a_shell_running_sleep_is_refused_and_never_runs(
     assert not any("touch" in line for line in sh.lines())
 
 
+def test_a_command_window_suggests_only_an_opt_in_that_works(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    """issue 21.17: `bash -c "prog; exec bash"`. While sleep runs, bash waits under it:
+    no opt-in can make that safe, so none is suggested, and bash, any and sleep all
+    still refuse. Under a program that reads its own keys (python3's prompt) the
+    suggested opt-in is printed, and it works."""
+    marker = tmp_path / "ran"
+    shell = "exec env PS1='$ ' bash --norc --noprofile"
+    pane = spawn.window("cmd", ["bash", "-c", f"sleep 6; {shell}"])
+    retry_until(lambda: "foreground program is sleep" in reason_now(pane))
+    spawn.register()
+    address = "testhost-dev-cmd"
+    err = refused(address, f"; touch {marker}", "its foreground program is sleep")
+    assert "@agent-accept" not in err, err
+    for word in ("bash", "any", "sleep"):
+        pane.server.run("set-option", "-w", "-t", pane.pane_id, "@agent-accept", word)
+        refused(address, f"; touch {marker}", "no opt-in covers that")
+        refused(address, f"; touch {marker}", "FORCE_SEND cannot deliver there", env=FORCE)
+    retry_until(lambda: pane.capture().rstrip().endswith("$"), timeout=15)
+    pane.send_keys("echo after-sleep", literal=True)
+    pane.send_keys("Enter")
+    retry_until(lambda: "\nafter-sleep" in pane.capture(), timeout=10)
+    assert not marker.exists()
+
+    repl = spawn.window("py", ["bash", "-c", f"{sys.executable} -q; {shell}"])
+    repl.wait_for(">>>", timeout=15)
+    spawn.register()
+    err = refused("testhost-dev-py", "1 + 1", "its foreground program is python")
+    command = err.split("should take messages: ")[1].split(" (FORCE_SEND=1")[0]
+    subprocess.run(shlex.split(command), check=True)  # the exact opt-in it printed
+    res = notify("testhost-dev-py", "1 + 1")
+    assert res.returncode == 0, res.stderr
+    retry_until(lambda: "SyntaxError" in repl.capture(), timeout=10)  # python read it
+
+
 def test_python_repl_multiline_is_refused_and_never_runs_line_two(
     spawn: Spawner, tmp_path: Path
 ) -> None:
