@@ -141,11 +141,16 @@ def foreground(pane_pid: int) -> Foreground | None:
     group = [leader]
     others: list[Proc] = []
     queue = [leader.pid]
-    while queue and len(group) + len(others) < 64:
+    while queue and len(group) < 64:
         for kid in _children(queue.pop(0)):
             proc = read_proc(kid)
-            if proc is not None:
-                (group if proc.pgrp == tpgid else others).append(proc)
+            if proc is None:
+                continue
+            if proc.pgrp == tpgid:
+                group.append(proc)
+                queue.append(kid)
+            elif len(others) < 16:  # enough to find a relayed shell (`sudo -s`: two down)
+                others.append(proc)
                 queue.append(kid)
     return Foreground(pane, tpgid, tuple(group), tuple(others))
 

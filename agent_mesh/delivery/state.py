@@ -596,10 +596,12 @@ def _not_opted_in(state: PaneState, who: _Who, program: str) -> str:
     """Why a program that is no known agent is refused, suggesting an opt-in only when
     that opt-in would make it a receiver."""
     job = f" (a job of {who.under})" if who.under else ""
+    what = (f"named like {AGENTS.get(who.agent, who.agent)} but showing no agent screen "
+            "(an input box or prompt)") if who.agent else "not a known agent"
     name = _opt_name(who)
     if not _opted_in(state, who, frozenset((name,))):
-        return f"its foreground program is {program}{job}, not a known agent; no opt-in covers it"
-    return (f"its foreground program is {program}{job}, not a known agent; if {program} "
+        return f"its foreground program is {program}{job}, {what}; no opt-in covers it"
+    return (f"its foreground program is {program}{job}, {what}; if {program} "
             f"should take messages: {opt_in_command(state, name)}")
 
 
