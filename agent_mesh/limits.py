@@ -23,6 +23,9 @@ DEFAULTS: dict[str, int] = {
     "queue_per_sender": 100,  # messages one sender may have waiting on this host
     "queue_total_bytes": 64 * 1024 * 1024,  # everything waiting in ~/.agents/queue
     "queue_ttl_max": 24 * 3600,  # seconds a queued message may wait (--ttl)
+    "mailbox_reply_bytes": 1024 * 1024,  # one reply's text
+    "mailbox_per_sender": 20,  # replies kept from one asked agent
+    "mailbox_total_bytes": 16 * 1024 * 1024,  # everything in ~/.agents/mailbox
 }
 
 

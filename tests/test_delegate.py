@@ -173,15 +173,129 @@ def test_ask_times_out_with_exit_6(tui: Receiver) -> None:
     assert b"no reply from" in err and err.count(b"\n") == 1
 
 
-def test_reply_to_a_pane_asker_is_typed_when_nobody_waits(spawn: Spawner) -> None:
+def in_pane(agent: Receiver) -> dict[str, str]:
+    """The environment of a command run in agent's pane (as its own tool calls are)."""
+    socket = agent.pane.display("#{socket_path}")
+    return {"TMUX": f"{socket},1,0", "TMUX_PANE": agent.pane.pane_id}
+
+
+def asked(agent: Receiver, before: int = 0) -> tuple[str, str]:
+    """(route, id) from the reply instruction in the question agent received."""
+    question = agent.wait_lines(before + 1, timeout=15)[before]
+    match = re.search(r"reply: notify-pane (\S+) --re ([0-9a-f]+) ", question)
+    assert match, question
+    return match.group(1), match.group(2)
+
+
+def mailbox_files() -> list[Path]:
+    return sorted((Path.home() / ".agents" / "mailbox").glob("*.json"))
+
+
+def test_a_reply_only_from_the_asked_pane_and_to_the_asker(spawn: Spawner) -> None:
+    """Issue 21.13: a valid id from another pane, or sent to another address, is refused
+    (exit 3, one line) and not stored; the asked agent's reply is taken once and
+    deleted; the id has 64 bits."""
+    worker = spawn.agent_tui("worker")
+    other = spawn.agent_tui("other")
+    asker = _ask(worker.address, "--timeout", "30s", "--json", "which test fails?")
+    route, ask_id = asked(worker)
+    assert route == SELF_HOST and len(ask_id) == 16
+    forged = notify(route, "--re", ask_id, "forged answer", env=in_pane(other))
+    assert forged.returncode == 3, forged.stderr
+    assert forged.stderr.count(b"\n") == 1
+    assert f"must come from {worker.address}".encode() in forged.stderr
+    misrouted = notify(other.address, "--re", ask_id, "misrouted", env=in_pane(worker))
+    assert misrouted.returncode == 3, misrouted.stderr
+    assert f"goes to its asker {route}".encode() in misrouted.stderr
+    assert mailbox_files() == []  # refused replies are not stored
+    real = notify(route, "--re", ask_id, "test_x; see log", env=in_pane(worker))
+    assert real.returncode == 0, real.stderr
+    assert b"kept for the waiting ask" in real.stdout
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 0, err
+    assert json.loads(out)["reply"] == "test_x; see log"
+    assert mailbox_files() == []  # consumed: deleted
+    time.sleep(0.3)
+    assert other.lines() == [] and len(worker.lines()) == 1
+
+
+def test_a_late_reply_to_a_script_says_the_ask_ended(tui: Receiver) -> None:
+    """Issue 21.31: after the ask timed out, a reply is refused saying so (nothing
+    would read it), and is not stored."""
+    asker = _ask(tui.address, "--timeout", "1s", "anyone?")
+    route, ask_id = asked(tui)
+    _, err = asker.communicate(timeout=20)
+    assert asker.returncode == 6, err
+    late = notify(route, "--re", ask_id, "sorry, late", env=in_pane(tui))
+    assert late.returncode == 3, late.stdout
+    assert b"its ask ended (timed out" in late.stderr and b"kept" not in late.stdout
+    assert mailbox_files() == []
+
+
+def test_a_late_reply_to_a_pane_asker_is_typed_there_saying_the_ask_ended(
+        spawn: Spawner) -> None:
+    """Issue 21.31: the asking pane gets a late reply typed, and the replier is told the
+    ask had ended (not that it was kept for the asker)."""
     orch = spawn.agent_tui("orch")
     worker = spawn.agent_tui("worker")
-    out = notify(orch.address, "--re", "3f9a", "late answer", env={"AGENT_NAME": "w"})
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_NAME"}
+    asker = subprocess.run([str(BIN / "agent-mesh"), "ask", worker.address, "--timeout", "1s",
+                            "status?"], env={**env, **in_pane(orch)}, capture_output=True,
+                           timeout=30)
+    assert asker.returncode == 6, asker.stderr
+    route, ask_id = asked(worker)
+    assert route == orch.address
+    out = notify(route, "--re", ask_id, "late answer", env=in_pane(worker))
     assert out.returncode == 0, out.stderr
-    assert orch.wait_lines(1)[0].endswith(", re 3f9a] late answer")
-    assert worker.lines() == []
-    kept = list((Path.home() / ".agents" / "mailbox").glob("3f9a.*.json"))
-    assert len(kept) == 1
+    assert b"its ask ended (timed out" in out.stderr and b"kept for" not in out.stdout
+    assert orch.wait_lines(1)[0].endswith(f", re {ask_id}] late answer")
+    assert mailbox_files() == []
+
+
+def test_a_reply_to_no_ask_is_refused(spawn: Spawner) -> None:
+    orch = spawn.agent_tui("orch")
+    out = notify(orch.address, "--re", "3f9a", "answer to nothing")
+    assert out.returncode == 2, out.stderr
+    assert b"no such ask" in out.stderr
+    time.sleep(0.3)
+    assert orch.lines() == [] and mailbox_files() == []
+
+
+def test_the_mailbox_is_bounded(tui: Receiver) -> None:
+    """Issue 21.27: a reply over the size cap, and replies past the per-sender and total
+    caps of ~/.agents/config.toml, are refused with the key that raises them; what a
+    stopped ask could not read yet is kept, and taken (then deleted) once it runs."""
+    config = Path.home() / ".agents" / "config.toml"
+    config.write_text("[limits]\nmailbox_reply_bytes = 1024\nmailbox_per_sender = 2\n"
+                      "mailbox_total_bytes = 3072\n")
+    asker = _ask(tui.address, "--timeout", "60s", "--json", "q")
+    route, ask_id = asked(tui)
+    os.kill(asker.pid, signal.SIGSTOP)  # waiting, but not reading: replies pile up
+    try:
+        env = in_pane(tui)
+        big = notify(route, "--re", ask_id, "--stdin", input=b"x" * 2000, env=env)
+        assert big.returncode == 1, big.stderr
+        assert b"over this host's cap of 1024 (raise limits.mailbox_reply_bytes in " \
+            in big.stderr
+        assert mailbox_files() == []
+        for n in range(2):
+            kept = notify(route, "--re", ask_id, "--stdin", input=b"%d" % n * 1000, env=env)
+            assert kept.returncode == 0, kept.stderr
+        third = notify(route, "--re", ask_id, "one more", env=env)
+        assert third.returncode == 3, third.stderr
+        assert b"holds 2 replies from" in third.stderr
+        assert b"mailbox_per_sender" in third.stderr
+        config.write_text("[limits]\nmailbox_total_bytes = 3072\n")
+        full = notify(route, "--re", ask_id, "--stdin", input=b"z" * 1000, env=env)
+        assert full.returncode == 3, full.stderr
+        assert b"raise limits.mailbox_total_bytes" in full.stderr
+        assert len(mailbox_files()) == 2
+    finally:
+        os.kill(asker.pid, signal.SIGCONT)
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 0, err
+    assert json.loads(out)["reply"] == "0" * 1000  # the first kept, read once
+    assert mailbox_files() == []  # the ask ended: nothing would read the other
 
 
 def test_bad_reply_id_is_a_usage_error(tui: Receiver) -> None:

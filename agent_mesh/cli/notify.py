@@ -31,8 +31,9 @@ Everything after the agent (or after --file PATH) is message text, verbatim.
 --queue: if the agent is busy, its host keeps the message and delivers it, in
 order, into that same pane as soon as it is ready (exit 5); --ttl drops it,
 logged, after DURATION (default 1h). A shell or a program that is no agent is
-refused at once (exit 3), and with FORCE_SEND=1 it goes now or not at all. A pattern delivers to every matching agent but the
-sender, one line each. --re ID marks the reply to `agent-mesh ask` question ID.
+refused at once (exit 3), and with FORCE_SEND=1 it goes now or not at all.
+A pattern delivers to every matching agent but the sender, one line each.
+--re ID marks the reply to `agent-mesh ask` question ID.
 
 environment:
   AGENT_NAME      sender identity (default: this pane's address, else host[session])
@@ -128,6 +129,11 @@ def run(argv: list[str]) -> int:
 
     from agent_mesh.mesh.send import send
 
+    origin = None
+    if re:  # who sends this reply, as this host can tell (never AGENT_NAME)
+        from agent_mesh.mesh.delegate import reply_origin
+
+        origin = reply_origin()
     result = send(
         address,
         body,
@@ -137,6 +143,7 @@ def run(argv: list[str]) -> int:
         queue=queue,
         ttl=ttl,
         re=re,
+        origin=origin,
     )
 
     for note in result.notes:
@@ -147,7 +154,7 @@ def run(argv: list[str]) -> int:
                        f"{shown}"))
         return 5
     if result.outcome == "mailbox":
-        _say(printable(f"→ {address}: reply {re} kept for the asker: {shown}"))
+        _say(printable(f"→ {address}: reply {re} kept for the waiting ask: {shown}"))
         return 0
     _say(printable(f"→ {where}: {shown}"))
     return 0

@@ -33,11 +33,12 @@ from agent_mesh.delivery.state import (
     classify,
     decide,
     detect_modal,
+    unforceable,
 )
 from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, UsageError, WireError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.procs import foreground
+from agent_mesh.procs import foreground, tty_mode
 from agent_mesh.registry.view import UnknownAddress
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
@@ -68,6 +69,7 @@ _STATE_FIELDS = (
     "window_index",
     "bracketed_paste",
     "window_id",
+    "pane_tty",
 )
 
 
@@ -151,6 +153,7 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
         socket=record["socket_path"],
         bracketed=record["bracketed_paste"],
         window_id=record["window_id"],
+        tty_mode=tty_mode(record["pane_tty"]),
     )
 
 
@@ -319,14 +322,18 @@ def _check_window(state: PaneState, entry: Agent) -> None:
 
 
 def _refuse_for_good(state: PaneState, status: PaneStatus) -> None:
-    """Dead panes, questions on screen, and a tmux mode over a program that must not get
-    the message: refused even with FORCE_SEND."""
+    """Dead panes, questions on screen, a tmux mode over a program that must not get the
+    message, and text that only a shell would read (state.unforceable): refused even with
+    FORCE_SEND."""
     if status.kind == "dead":
         raise PaneDead(_DEAD)
     if status.kind == "waiting" and status.under is None:
         raise AwaitingAnswer(status.detail)
     if status.kind == "waiting" and beneath_refusal(state, status) is not None:
         raise NotReady(decide(state, status) or status.detail, overridable=False)
+    reason = unforceable(state, status)
+    if reason:
+        raise NotReady(f"{reason}; FORCE_SEND cannot deliver there", overridable=False)
 
 
 def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
@@ -368,12 +375,12 @@ def _wait_until_ready(
             state, status, reason = _poll_ready(tmux, pane, multiline)
         if reason:
             raise NotReady(reason)
-        if skip_dismiss and status.agent and detect_modal(state.screen):
+        if skip_dismiss and _dismissable(state, status):
             raise NotReady(
                 f"a {detect_modal(state.screen)} dialog is open and SKIP_DISMISS=1 keeps it: "
                 "the text would go into it"
             )
-    modal = "" if skip_dismiss or not status.agent else detect_modal(state.screen)
+    modal = "" if skip_dismiss else _dismissable(state, status)
     if modal:  # Escape only, and only on a dialog known to be harmless to close
         tmux.run("send-keys", "-t", pane, "Escape")
         time.sleep(0.5)
@@ -387,6 +394,14 @@ def _wait_until_ready(
     if multiline and not force and not bracketed_paste(state, status):
         raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
     return state, status
+
+
+def _dismissable(state: PaneState, status: PaneStatus) -> str:
+    """The known harmless dialog on screen, only where an agent TUI is recognised: a
+    known agent that reads its own keys (raw terminal), never a name match alone."""
+    if not status.agent or state.tty_mode != "raw":
+        return ""
+    return detect_modal(state.screen)
 
 
 def server_identity(tmux: Tmux) -> str:
@@ -420,8 +435,8 @@ def _poll_ready(
         state = pane_state(tmux, pane)
         status = classify(state)
         reason = decide(state, status, multiline)
-        _refuse_for_good(state, status)
-        if reason is None or time.monotonic() >= deadline:
+        if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
+            _refuse_for_good(state, status)
             return state, status, reason
         time.sleep(0.05)
 

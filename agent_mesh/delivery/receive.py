@@ -13,6 +13,10 @@ from agent_mesh.delivery.paste import deliver_envelope
 from agent_mesh.errors import MeshError, NotReady, PaneDead, UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from agent_mesh.delivery.mailbox import Origin
+
 
 def _result(agent: Agent, envelope: Envelope, outcome: str, note: str) -> DeliveryResult:
     return DeliveryResult(address=agent.address, host=agent.host, target=agent.target,
@@ -24,19 +28,30 @@ def receive(
     envelope: Envelope,
     agent: Agent,
     file: SourceFile | Upload | bytes | None = None,
+    origin: Origin | None = None,
 ) -> DeliveryResult:
     """Deliver envelope to agent's pane on this host, honouring `re` and `queue`.
 
-    A reply is stored in the mailbox first; when an `ask` on this host is waiting
-    for it, that is the whole delivery (nothing is typed). A message sent with
-    `queue` that finds the pane busy is stored and handed to a waiter (outcome
-    "queued"). Never queued: a forced send (it goes now or is refused), a dead
-    pane, and a pane that will not become ready by itself (a shell, a program
+    A reply is checked first against its ask and `origin` (who really sent it, as
+    this host can tell): a refused one is neither stored, queued nor typed. While
+    the `ask` waits, keeping it in the mailbox is the whole delivery (nothing is
+    typed); once the ask has ended, it is typed into the asker's pane. A message
+    sent with `queue` that finds the pane busy is stored and handed to a waiter
+    (outcome "queued"). Never queued: a forced send (it goes now or is refused), a
+    dead pane, and a pane that will not become ready by itself (a shell, a program
     that takes no messages), where it would only wait for its time to live.
     """
     _check_reply_fields(envelope)
     if envelope.force:
         envelope = envelope.replace(queue=False)
+    late = ""
+    if envelope.re:
+        from agent_mesh.delivery import mailbox  # json: only for replies
+
+        ask = mailbox.check_reply(envelope, origin)
+        if mailbox.store_reply(envelope, ask):
+            return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
+        late = f"its ask ended ({mailbox.ended(ask)}): typed into the asker's pane"
     if envelope.queue:
         from agent_mesh.delivery import queue  # json: only for queued messages
 
@@ -45,12 +60,6 @@ def receive(
             queue.enqueue(envelope, agent, "earlier messages are still queued")
             queue.start_waiter(agent.address)
             return _result(agent, envelope, "queued", "queued behind earlier messages")
-    if envelope.re:
-        from agent_mesh.delivery import mailbox  # json: only for replies
-
-        mailbox.store_reply(envelope)
-        if mailbox.asker_waiting(envelope.re):
-            return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
     try:
         result = deliver_envelope(envelope, agent, file)
     except NotReady as exc:
@@ -68,7 +77,8 @@ def receive(
         return _result(agent, envelope, "queued", f"queued: {exc}")
     return DeliveryResult(address=result.address, host=result.host, target=result.target,
                           pane_id=result.pane_id, bytes_sent=result.bytes_sent,
-                          notes=result.notes, outcome="delivered", msg_id=envelope.msg_id)
+                          notes=[*result.notes, late] if late else result.notes,
+                          outcome="delivered", msg_id=envelope.msg_id)
 
 
 def _stays(agent: Agent) -> bool:
@@ -98,12 +108,3 @@ def _check_reply_fields(envelope: Envelope) -> None:
     if route and not (len(route) <= 128 and set(route) <= _ROUTE_CHARS and route[0].isalnum()):
         raise UsageError(f"bad reply address {route[:40]!r} in the message: refused")
 
-
-def store_for_asker(envelope: Envelope, host: str) -> DeliveryResult:
-    """A reply addressed to a host (its asker is not a pane): kept, typed nowhere."""
-    from agent_mesh.delivery import mailbox
-
-    _check_reply_fields(envelope)
-    mailbox.store_reply(envelope)
-    return DeliveryResult(address=envelope.address, host=host, target="mailbox", pane_id="",
-                          bytes_sent=0, outcome="mailbox", msg_id=envelope.msg_id)

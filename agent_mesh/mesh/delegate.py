@@ -19,6 +19,7 @@ from agent_mesh.delivery import mailbox
 from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError, WireError
 from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
 from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
+from agent_mesh.mesh.origin import LocalOrigin
 from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
 from agent_mesh.registry import naming, view, whoami
@@ -42,6 +43,12 @@ def parse_duration(text: str) -> float:
     if not value > 0:
         raise UsageError(f"bad duration {text!r}: use e.g. 90s, 10m, 2h")
     return value
+
+
+def reply_origin() -> LocalOrigin:
+    """This process as a reply's sender: this host, and the registered pane it runs
+    in (never AGENT_NAME, which anyone may set to anything)."""
+    return LocalOrigin(naming.self_alias(), whoami.own_address(view.load_agents()))
 
 
 # --- broadcast ---------------------------------------------------------------------
@@ -111,36 +118,45 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
     """Deliver question with a reply instruction, then wait for the reply; the exchange.
 
     The reply goes to this pane's address when the asker is a registered pane, else
-    to this host's alias (kept in the mailbox, typed nowhere). The question is sent
-    queued: a busy recipient gets it as soon as it is ready.
+    to this host's alias (kept in the mailbox, typed nowhere), and is taken only from
+    the agent asked (mailbox.check_reply). The question is sent queued: a busy
+    recipient gets it as soon as it is ready. Once the ask ends, a late reply is
+    typed into the asking pane, or refused for a script (nothing would read it).
     """
     from agent_mesh.mesh.send import send as default_send
 
     agents = view.load_agents()
+    asked = view.resolve(address, agents)  # its host is where the reply must come from
     route = whoami.own_address(agents) or naming.self_alias()
     ask_id = mailbox.new_ask_id()
-    mailbox.record_ask(ask_id, address, question, timeout)
+    mailbox.record_ask(ask_id, asked.address, asked.host, route, question, timeout)
     started = time.monotonic()
+    how = "failed"
+    reply = None
     try:
         result = (send or default_send)(address, question, ask=ask_id, reply_to=route,
                                         queue=True)
         deadline = started + timeout
         while True:
-            found = mailbox.replies(ask_id)
-            if found:
-                reply = found[0]
-                return {"id": ask_id, "to": address, "question": question,
-                        "outcome": result.outcome, "reply": reply.get("body", ""),
-                        "from": reply.get("from", ""), "at": reply.get("at", ""),
-                        "waited": round(time.monotonic() - started, 3)}
-            if time.monotonic() >= deadline:
-                raise AskTimeout(
-                    f"no reply from {address} within {timeout:g} s (id {ask_id}); "
-                    f"a late reply is kept in ~/.agents/mailbox"
-                )
+            reply = mailbox.take_reply(ask_id)
+            if reply is not None or time.monotonic() >= deadline:
+                break
             time.sleep(POLL_SECONDS)
-    finally:
-        mailbox.forget_ask(ask_id)
+        how = "timed out"
+    except KeyboardInterrupt:
+        how = "interrupted"
+        raise
+    finally:  # a reply stored while the ask ends is still taken: none is left unread
+        late = mailbox.end_ask(ask_id, "answered" if reply else how, take=reply is None)
+        reply = reply or late
+    if reply is None:
+        later = (f"typed into {route}" if route != naming.self_alias()
+                 else "refused: nothing would read it")
+        raise AskTimeout(f"no reply from {address} within {timeout:g} s (id {ask_id}); "
+                         f"a later reply is {later}")
+    return {"id": ask_id, "to": address, "question": question, "outcome": result.outcome,
+            "reply": reply.get("body", ""), "from": reply.get("from", ""),
+            "at": reply.get("at", ""), "waited": round(time.monotonic() - started, 3)}
 
 
 # --- the queue, mesh-wide ----------------------------------------------------------

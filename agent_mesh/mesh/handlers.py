@@ -23,14 +23,17 @@ if TYPE_CHECKING:  # typing costs a peer's rpc an import
     from collections.abc import Callable
     from typing import Any
 
+    from agent_mesh.delivery.mailbox import Origin
+
 DEFAULT_SPAWN_WAIT = 60.0
 MAX_SPAWN_WAIT = 600.0
 SETTLED_SECONDS = 0.6
 MAX_INBOX = 1000
 
 
-def handle_deliver_many(request: dict[str, Any]) -> dict[str, Any]:
-    """rpc: deliver several envelopes to agents of this host, one result each."""
+def handle_deliver_many(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
+    """rpc: deliver several envelopes to agents of this host, one result each (a reply
+    among them is checked against its sender's `origin`, as a single one is)."""
     from agent_mesh.delivery.receive import receive
 
     local = view.load_agents(paths.local_slice())
@@ -39,7 +42,7 @@ def handle_deliver_many(request: dict[str, Any]) -> dict[str, Any]:
         address = str(raw.get("address", "?")) if isinstance(raw, dict) else "?"
         try:
             envelope = Envelope.from_json(raw)
-            result = receive(envelope, view.resolve(envelope.address, local))
+            result = receive(envelope, view.resolve(envelope.address, local), origin=origin)
             code = 5 if result.outcome == "queued" else 0
             row = {"address": address, "code": code, "outcome": result.outcome,
                    "detail": f"{result.host}[{result.target}]"}
@@ -53,14 +56,16 @@ def handle_deliver_many(request: dict[str, Any]) -> dict[str, Any]:
     return {"results": results}
 
 
-def handle_reply(request: dict[str, Any]) -> dict[str, Any]:
-    """rpc: a reply addressed to this host (its asker is not a pane): keep it."""
-    from agent_mesh.delivery.receive import store_for_asker
+def handle_reply(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
+    """rpc: a reply addressed to this host (its asker is a script here): kept for the
+    waiting ask if `origin` is the asked agent's host (mailbox.check_reply)."""
+    from agent_mesh.delivery import mailbox
 
-    result = store_for_asker(Envelope.from_json(request["envelope"]), naming.self_alias())
-    return {"result": {"address": result.address, "target": result.target, "pane_id": "",
-                       "bytes_sent": 0, "notes": [], "outcome": result.outcome,
-                       "msg_id": result.msg_id}}
+    envelope = Envelope.from_json(request["envelope"])
+    mailbox.keep_for_asker(envelope, origin, naming.self_alias())
+    return {"result": {"address": envelope.address, "target": "mailbox", "pane_id": "",
+                       "bytes_sent": 0, "notes": [], "outcome": "mailbox",
+                       "msg_id": envelope.msg_id}}
 
 
 def handle_queue(request: dict[str, Any]) -> dict[str, Any]:
@@ -299,9 +304,12 @@ def inbox_records(address: str, limit: int = 200) -> list[dict[str, Any]]:
     return records
 
 
-OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+# The ops that may carry a reply learn who really sent the request (mesh/origin.py).
+REPLY_OPS: dict[str, Callable[[dict[str, Any], Origin], dict[str, Any]]] = {
     "deliver_many": handle_deliver_many,
     "reply": handle_reply,
+}
+OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "queue": handle_queue,
     "cancel": handle_cancel,
     "spawn": handle_spawn,

@@ -15,6 +15,10 @@ from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.view import load_agents
 from agent_mesh.tmux import Tmux
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from agent_mesh.delivery.mailbox import Origin
+
 
 def sender_id(agents: Mapping[str, Agent] | None = None) -> str:
     """Who is sending: AGENT_NAME, else the invoking pane's registry address, else
@@ -56,12 +60,14 @@ def send(
     re: str = "",
     ask: str = "",
     reply_to: str = "",
+    origin: Origin | None = None,
 ) -> DeliveryResult:
     """Deliver body (and optionally a file) to the agent at address.
 
     queue: hold it on the recipient's host while the pane is busy (outcome "queued");
     re: this is the reply to ask `re` — it may then go to a host alias, whose mailbox
-    keeps it for an asker that is not a pane.
+    keeps it for an asker that is not a pane; `origin` is this process as its sender
+    on this host (mesh.delegate.reply_origin; without it a reply here is refused).
     """
     if queue and file_path is not None:
         raise UsageError("--queue does not take --file: send the file when the agent is ready")
@@ -88,13 +94,14 @@ def send(
         reply_to=reply_to,
     )
     if re and address not in agents and _is_host_alias(address):
-        reply = call_host(address, {"op": "reply", "envelope": envelope.to_json()})
+        reply = call_host(address, {"op": "reply", "envelope": envelope.to_json()},
+                          origin=origin)
         result = reply["result"]
         return DeliveryResult(address=address, host=address, target="mailbox", pane_id="",
                               bytes_sent=0, outcome=str(result.get("outcome", "mailbox")),
                               msg_id=envelope.msg_id)
     agent = view.resolve(address, agents)
-    transport = transport_for(agent.host, naming.self_alias())
+    transport = transport_for(agent.host, naming.self_alias(), origin)
     with log.sending(envelope, agent) as sent:  # sent.jsonl: what went where, how it ended
         result = transport.deliver(envelope, agent, file_data)
         if result.outcome != "delivered":  # queued on its host (agent-mesh log follows it)
