@@ -174,6 +174,7 @@ def test_queue_and_ask_to_a_shell_are_refused_at_once(spawn: Spawner) -> None:
     out = notify("--queue", sh.address, "hello")
     assert out.returncode == 3, (out.stdout, out.stderr)
     assert b"not queued: it will not become ready by itself" in out.stderr
+    assert f"refusing to deliver to '{sh.address}'".encode() in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE")}

@@ -258,6 +258,13 @@ def _log_and_display(lines: list[str]) -> None:
         pass
 
 
+def _address_in(args: list[str]) -> str:
+    """The address word of argv, after any leading --queue / --ttl DURATION."""
+    while args[:1] == ["--queue"] or (args[:1] == ["--ttl"] and len(args) > 1):
+        args = args[1:] if args[0] == "--queue" else args[2:]
+    return args[0] if args else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     global _QUIET
     args = sys.argv[1:] if argv is None else argv
@@ -268,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run(args)
     except BaseException as exc:
         if isinstance(exc, NotReady) and not exc.address and args:
-            exc.address = args[0]
+            exc.address = _address_in(args)
         if not isinstance(exc, Exception | KeyboardInterrupt):
             raise  # SystemExit and the like
         line, code = report(exc)

@@ -222,7 +222,7 @@ def cancel(msg_id: str) -> dict[str, object] | None:
                 os.unlink(str(record["file"]))
             except FileNotFoundError:
                 return None
-            _record(record, "cancelled", "cancelled with agent-mesh queue --cancel")
+            _record(record, "cancelled", "by agent-mesh queue --cancel")
             return record
     return None
 
