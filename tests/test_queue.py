@@ -279,3 +279,20 @@ def test_the_timer_ends_held_messages_whose_time_ran_out(tui: Receiver) -> None:
     assert [r["outcome"] for r in received(tui.address) if r["id"] == "e1e1e1"] == ["expired"]
     time.sleep(0.5)
     assert tui.lines() == []
+
+
+def test_a_record_the_waiter_cannot_read_is_failed_not_a_crash(tui: Receiver) -> None:
+    from agent_mesh.delivery import queue
+    from agent_mesh.registry.view import load_agents
+
+    folder = queue_dir() / tui.address
+    folder.mkdir(parents=True)
+    now = time.time()
+    record = {"id": "bad001", "address": tui.address, "queued_at": now, "expires_at": now + 60,
+              "pane": queue.bind(load_agents()[tui.address]), "envelope": {"body": "no sender"}}
+    (folder / f"{time.time_ns():020d}-bad001.json").write_text(json.dumps(record))
+    waiter = subprocess.run([str(BIN / "agent-mesh"), "queue-run", tui.address],
+                            capture_output=True, timeout=30)
+    assert (waiter.returncode, waiter.stderr) == (0, b"")
+    assert [r["outcome"] for r in queue_log() if r["id"] == "bad001"] == ["failed"]
+    assert queue_files() == [] and tui.lines() == []

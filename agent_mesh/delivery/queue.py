@@ -81,7 +81,7 @@ def check_request(envelope: Envelope) -> None:
 def _check_room(envelope: Envelope, size: int) -> None:
     """Under the queue's own lock: the sender's count and everyone's bytes (exit 3)."""
     count, total = 0, 0
-    for record in pending(held=True):
+    for record in pending():
         env = record["envelope"]
         total += int(str(record.get("bytes") or 0))
         if isinstance(env, dict) and env.get("sender") == envelope.sender:
@@ -172,9 +172,9 @@ def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
     return record
 
 
-def pending(address: str | None = None, held: bool = True) -> list[dict[str, object]]:
+def pending(address: str | None = None) -> list[dict[str, object]]:
     """Queued records (oldest first), for one address or every address on this host;
-    each with "file" and "state" (waiting, sending, held); held ones only if asked."""
+    each with "file" and "state" (waiting, sending, held)."""
     root = queue_root()
     try:
         addresses = [address] if address else sorted(os.listdir(root))
@@ -190,7 +190,7 @@ def pending(address: str | None = None, held: bool = True) -> list[dict[str, obj
             continue
         for name in names:
             suffix = os.path.splitext(name)[1]
-            if suffix not in states or name.startswith(".") or (suffix == HELD and not held):
+            if suffix not in states or name.startswith("."):
                 continue
             record = _read(os.path.join(folder, name))
             if record is not None:
@@ -402,6 +402,9 @@ def _drain(address: str, poll: float) -> int:
                 _record(record, "waiting", str(exc))
                 raise _Stop from None
             _finish(record, "failed", str(exc))  # the message itself is bad
+            continue
+        except (KeyError, TypeError, ValueError) as exc:  # not a record this code wrote
+            _finish(record, "failed", f"not a valid queued message: {exc}")
             continue
         _finish(record, "delivered", f"{result.host}[{result.target}]")
         delivered += 1
