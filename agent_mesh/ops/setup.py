@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -314,12 +315,47 @@ def load_hooks_live(report: Report) -> None:
                    f"tmux source-file {tilde(conf)}")
 
 
-def live_hook_names() -> list[str]:
+def tmux_sockets() -> list[str]:
+    """Every tmux server socket of this user that may hold our hooks: each socket in
+    the directory tmux makes them in ($TMUX_TMPDIR or /tmp, then tmux-UID: `-L NAME`
+    servers live there beside `default`), the current server's ($TMUX), and each
+    server a registry entry was taken from (`-S PATH` servers live anywhere)."""
+    from agent_mesh.registry.toml import parse_slice, read_text
+
+    base = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    directory = os.path.join(base, f"tmux-{os.getuid()}")
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        found += sorted(os.path.join(directory, name) for name in os.listdir(directory))
+    inside = os.environ.get("TMUX", "")
+    if inside:
+        found.append(inside.split(",")[0])
+    with contextlib.suppress(OSError):
+        parsed = parse_slice(read_text(paths.local_slice()))
+        if parsed is not None:
+            found += sorted({str(t.get("socket", "")) for t in parsed[0].values()} - {""})
+    sockets: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for path in found:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid() \
+                and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            sockets.append(path)
+    return sockets
+
+
+def live_hook_names(socket: str | None = None) -> list[str]:
     """Every global hook entry whose command runs our launcher, as `event[index]`
-    (session hooks show with -g, window and pane hooks with -gw / -gp)."""
+    (session hooks show with -g, window and pane hooks with -gw / -gp), in the
+    server at `socket` (tmux's default when None)."""
     names: list[str] = []
+    server = ["-S", socket] if socket else []
     for scope in ("-g", "-gw", "-gp"):
-        _, out, _ = run_helper(["tmux", "show-hooks", scope], timeout=10)
+        _, out, _ = run_helper(["tmux", *server, "show-hooks", scope], timeout=10)
         for line in out.splitlines():
             name = line.split(" ", 1)[0]
             event = name.split("[", 1)[0]
@@ -330,17 +366,27 @@ def live_hook_names() -> list[str]:
 
 
 def remove_live_hooks(report: Report) -> None:
-    if not _tmux_server_up():
+    """From every running server of this user, not only the default one: a server
+    left with the hooks runs the removed launcher at its next window event."""
+    if not shutil.which("tmux"):
+        report.say("tmux is not installed: no live hooks to remove")
+        return
+    removed, servers = 0, []
+    for socket in tmux_sockets():
+        if run_helper(["tmux", "-S", socket, "list-sessions"], timeout=10)[0] != 0:
+            continue  # a stale socket, or a server on its way out
+        servers.append(os.path.basename(socket))
+        for name in live_hook_names(socket):
+            if run_helper(["tmux", "-S", socket, "set-hook", "-gu", name], timeout=10)[0] == 0:
+                removed += 1
+            else:
+                report.problem(f"tmux -S {socket} set-hook -gu {name} failed; fix: run it by "
+                               "hand, or restart that tmux server")
+    if not servers:
         report.say("no tmux server running: no live hooks to remove")
         return
-    removed = 0
-    for name in live_hook_names():
-        if run_helper(["tmux", "set-hook", "-gu", name], timeout=10)[0] == 0:
-            removed += 1
-        else:
-            report.problem(f"tmux set-hook -gu {name} failed; fix: run it by hand, or restart "
-                           "tmux")
-    report.say(f"removed {removed} agent-mesh hook(s) from the running tmux server")
+    report.say(f"removed {removed} agent-mesh hook(s) from the running tmux server(s): "
+               f"{', '.join(servers)}")
 
 
 # --- files: the launcher, the snippet, the command links -------------------------------
