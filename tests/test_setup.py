@@ -307,3 +307,23 @@ def test_uninstall_removes_the_live_hooks_of_every_tmux_server(isolated_env: Pat
         assert shown == "0"
     finally:
         subprocess.run(["tmux", "-L", "work", "kill-server"], capture_output=True, check=False)
+
+
+def test_uninstall_removes_the_tmux_conf_setup_created_and_only_that(
+        isolated_env: Path) -> None:
+    """Issue 21.19: no 0-byte ~/.tmux.conf is left where setup created one; a user's own
+    empty file, or one the user added lines to, stays."""
+    conf = isolated_env / ".tmux.conf"
+    for before, after in ((None, None), ("", ""), (None, USER_TMUX_AFTER)):
+        if before is not None:
+            conf.write_text(before)
+        assert _fast_setup(isolated_env).returncode == 0
+        assert setup.BLOCK_BEGIN in conf.read_text()
+        if after:  # the user's own line after setup made the file
+            with conf.open("a") as fh:
+                fh.write(after)
+        removed = _fast_setup(isolated_env, "--uninstall")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert (conf.read_text() if conf.exists() else None) == after, (before, after)
+        conf.unlink(missing_ok=True)
+        assert not (isolated_env / ".local/share/agent-mesh").exists()

@@ -229,11 +229,11 @@ def _log_and_display(lines: list[str]) -> None:
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
+        from agent_mesh.fsutil import append_private
         from agent_mesh.registry.toml import ensure_agents_dir
 
         path = os.path.join(ensure_agents_dir(), "notify.log")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as fh:
+        with os.fdopen(append_private(path), "a", encoding="utf-8", errors="replace") as fh:
             fh.writelines(f"{stamp} {printable(line)}\n" for line in lines)
     except Exception:
         pass

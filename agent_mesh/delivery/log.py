@@ -18,6 +18,7 @@ import os
 import time
 
 from agent_mesh import paths
+from agent_mesh.fsutil import append_private
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on the hot path
@@ -81,11 +82,7 @@ def append(path: str, record: dict[str, object]) -> None:
     """Append one line to path; rotate past MAX_BYTES. Never raises OSError."""
     try:
         data = encode_record(record)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = append_private(path)
         try:
             os.write(fd, data)
             st = os.fstat(fd)

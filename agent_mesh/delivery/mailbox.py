@@ -51,7 +51,6 @@ def _listdir(path: str) -> list[str]:
 
 
 def record_ask(ask_id: str, to: str, question: str, timeout: float) -> None:
-    os.makedirs(_dir("asks"), mode=0o700, exist_ok=True)
     record = {"id": ask_id, "to": to, "question": question, "pid": os.getpid(),
               "asked_at": time.time(), "timeout": timeout}
     atomic_write(os.path.join(_dir("asks"), f"{ask_id}.json"), json.dumps(record).encode(),
@@ -78,7 +77,6 @@ def asker_waiting(ask_id: str) -> bool:
 def store_reply(envelope: Envelope) -> str:
     """Keep a reply for its asker (atomic, 0600); returns the file written."""
     ask_id = check_id(envelope.re)
-    os.makedirs(_dir("mailbox"), mode=0o700, exist_ok=True)
     record = {"id": ask_id, "from": envelope.sender, "at": envelope.timestamp,
               "received_at": time.time(), "body": envelope.body, "msg_id": envelope.msg_id}
     path = os.path.join(_dir("mailbox"), f"{ask_id}.{time.time_ns():020d}.json")

@@ -54,7 +54,6 @@ def enqueue(envelope: Envelope, address: str, reason: str) -> dict[str, object]:
         "expires_at": now + ttl, "reason": reason, "envelope": envelope.to_json(),
     }
     folder = _queue_dir(address)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
     name = f"{time.time_ns():020d}-{envelope.msg_id or os.urandom(3).hex()}.json"
     atomic_write(os.path.join(folder, name), json.dumps(record).encode(), mode=0o600)
     return record

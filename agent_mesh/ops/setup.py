@@ -9,6 +9,8 @@ hooks, the timer and a peer's SSH command run are found at fixed places:
   ~/.local/share/agent-mesh/hooks/tmux-event  the launcher every tmux hook runs
   ~/.local/share/agent-mesh/tmux.conf      the snippet, to `tmux source-file` live
   ~/.tmux.conf                             one block between BLOCK_BEGIN and BLOCK_END
+                                           (created-tmux.conf in the share folder says
+                                           setup created the file itself)
   ~/.config/systemd/user/agent-resync.*    or a crontab line ending in CRON_MARKER
   a PATH line ending in RC_MARKER          when ~/.local/bin is not on PATH
   ~/.agents/self.conf, peers.conf          seeded only when absent (user data)
@@ -32,7 +34,7 @@ from collections.abc import Callable, Iterable
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
-from agent_mesh.fsutil import atomic_write
+from agent_mesh.fsutil import atomic_write, make_dirs
 
 BLOCK_BEGIN = "# >>> agent-mesh >>>"
 BLOCK_END = "# <<< agent-mesh <<<"
@@ -259,6 +261,7 @@ def install_tmux_block(report: Report) -> None:
     block = tmux_block()
     if text is None:
         _write_keeping(path, block)
+        atomic_write(paths.setup_made_tmux_conf(), b"")
         report.say(f"created {tilde(path)} with the agent-mesh block")
         return
     new = rewrite_block(text, block)
@@ -279,6 +282,10 @@ def remove_tmux_block(report: Report) -> None:
         new = rewrite_block(text, None)
     except SetupError as exc:
         report.problem(str(exc))
+        return
+    if not new and os.path.exists(paths.setup_made_tmux_conf()) and not os.path.islink(path):
+        os.unlink(path)  # setup created it and it holds nothing else: not left 0 bytes
+        report.say(f"removed {tilde(path)} (setup created it, and it held only the block)")
         return
     _write_keeping(path, new)
     report.say(f"removed the agent-mesh block from {tilde(path)} (your other lines kept)")
@@ -472,7 +479,8 @@ def remove_links(report: Report) -> None:
 def remove_files(report: Report) -> None:
     share = paths.share_dir()
     gone = []
-    for path in (paths.hook_launcher(), paths.managed_tmux_conf(), paths.setup_links()):
+    for path in (paths.hook_launcher(), paths.managed_tmux_conf(), paths.setup_links(),
+                 paths.setup_made_tmux_conf()):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             gone.append(path)
@@ -575,7 +583,7 @@ def host_alias() -> str:
 def seed_config(report: Report) -> None:
     """self.conf and peers.conf, only when absent: after that they are the user's."""
     self_conf, peers_conf = paths.self_conf(), paths.peers_conf()
-    os.makedirs(paths.agents_dir(), mode=0o700, exist_ok=True)
+    make_dirs(paths.agents_dir())
     os.chmod(paths.agents_dir(), 0o700)  # private, whoever created it first
     text = _read(self_conf)
     if text is not None:
