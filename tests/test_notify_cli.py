@@ -217,6 +217,56 @@ def test_body_from_stdin(tui: Receiver) -> None:
     assert line.endswith("] " + body)
 
 
+# --- input edges (issue 21.20) -------------------------------------------------------
+
+
+def test_one_final_newline_from_stdin_is_one_line(spawn: Spawner) -> None:
+    """`echo hi | notify-pane X --stdin` to a prompt without bracketed paste (a multi-line
+    message is refused there): one line, `hi`; a second line still counts."""
+    py = spawn.py_receiver()
+    res = notify(py.address, "--stdin", input=b"hi\n")
+    assert res.returncode == 0, res.stderr
+    assert py.wait_lines(1)[0].endswith("] hi")
+    assert notify(py.address, "--stdin", input=b"hi\r\n").returncode == 0
+    assert py.wait_lines(2)[1].endswith("] hi")
+    refused = notify(py.address, "--stdin", input=b"one\ntwo\n")
+    assert refused.returncode == 3 and b"bracketed paste" in refused.stderr, refused.stderr
+
+
+def test_bidi_controls_are_removed_and_counted(tui: Receiver) -> None:
+    body = "report\u202etxt.exe \u2066a\u2069 \u200eb\u200f \u061cc \u202a\u202b\u202c\u202d"
+    res = notify(tui.address, body)
+    assert res.returncode == 0, res.stderr
+    assert tui.wait_lines(1)[0].endswith("] reporttxt.exe a b c ")
+    assert res.stderr == (b"notify-pane: note: removed 10 control character(s) from the "
+                          b"message\n")
+    assert "\u202e" not in res.stdout.decode()
+
+
+def test_the_preview_is_what_is_delivered(tui: Receiver) -> None:
+    """C1 characters: the preview showed `xy` (CSI read as an escape sequence) while
+    `x31my` arrived."""
+    res = notify(tui.address, "x\x9b31my\x85z")
+    assert res.returncode == 0, res.stderr
+    assert tui.wait_lines(1)[0].endswith("] x31myz")
+    assert res.stdout.decode().endswith(": x31myz\n"), res.stdout
+
+
+def test_a_unicode_window_name_keeps_its_letters(spawn: Spawner) -> None:
+    """A window named `Ünï💥` is `…-ünï` (it was `…-n`), typed in any case or form."""
+    tui = spawn.agent_tui("Ünï💥")
+    address = f"{SELF_HOST}-dev-ünï"
+    listed = notify("--list").stdout.decode().split()
+    assert address in listed, listed
+    tui.address = address
+    assert notify(address, "exact").returncode == 0
+    assert notify(address.upper(), "upper case").returncode == 0
+    decomposed = f"{SELF_HOST}-dev-u\u0308ni\u0308"  # as NFD input methods type it
+    assert notify(decomposed, "decomposed").returncode == 0
+    got = [line.split("] ", 1)[1] for line in tui.wait_lines(3)]
+    assert got == ["exact", "upper case", "decomposed"]
+
+
 def test_after_the_file_everything_is_message_text(tui: Receiver, tmp_path: Path) -> None:
     """`--file PATH` is taken once; a later `-f` is text (found in review)."""
     attached = tmp_path / "a.log"

@@ -19,7 +19,8 @@ usage: notify-pane [--queue [--ttl DURATION]] <agent> "<message>"
        notify-pane <pattern>|--all "<message>"   (worker-*, role:NAME, host:ALIAS)
        notify-pane <asker> --re ID "<reply>"
        notify-pane <agent> --file PATH ["<message>"]
-       notify-pane <agent> --stdin            (message read from standard input)
+       notify-pane <agent> --stdin            (message read from standard input; one
+                                              final newline is dropped)
        notify-pane --list [--json]
        notify-pane --whoami
 
@@ -60,6 +61,10 @@ def _flag(name: str) -> bool:
 
 
 def _preview(body: str) -> str:
+    """The first line of the body as it will be pasted (control characters removed)."""
+    from agent_mesh.text import sanitize
+
+    body = sanitize(body)[0]
     first = body.split("\n", 1)[0]
     if len(first) > 120 or "\n" in body:
         return f"{first[:120]}… ({len(body.encode('utf-8'))} bytes)"
@@ -114,6 +119,8 @@ def run(argv: list[str]) -> int:
             rest = rest[2:]
     if rest == ["--stdin"]:
         body = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        # `echo hi |` ends its line: one final newline ends the text, it is no second line
+        body = body[:-2] if body.endswith("\r\n") else body.removesuffix("\n")
     else:
         body = " ".join(rest)
     if not body and file_path is None:

@@ -22,6 +22,7 @@ from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
 from agent_mesh.registry.naming import (
     SCRATCH_RULE,
+    fold,
     host_part,
     mesh_aliases,
     scratch_session_in,
@@ -325,7 +326,7 @@ def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:
                         f"Rename that window on {agent.host}, or sync once {owner} is back",)
             raise err
         return agent
-    folded = [a for a in table if a.lower() == address.lower()]
+    folded = [a for a in table if fold(a) == fold(address)]
     if len(folded) == 1:
         return table[folded[0]]
     hosts = sorted({self_alias(), *(a.host for a in table.values())}, key=len, reverse=True)
