@@ -110,7 +110,8 @@ def run(argv: list[str]) -> int:
         raise UsageError(f"unknown option {argv[0]!r} (see notify-pane --help)")
 
     address, rest = argv[0], argv[1:]
-    text_only = rest[:1] == ["--"]  # `--` right after the address: the rest is text
+    # `--` right after the address: what follows is text (a lone `--` is the text itself)
+    text_only = len(rest) > 1 and rest[0] == "--"
     if text_only:
         rest = rest[1:]
     else:
