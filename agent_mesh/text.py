@@ -6,7 +6,7 @@ bracketed paste, act as a key, or make the text read otherwise than it is are
 removed and counted (the sender is told how many): ESC and the other C0 controls
 but tab and newline, DEL, C1, and the bidirectional controls (U+202A-202E,
 U+2066-2069, U+200E/F, U+061C: a right-to-left override makes `txt.exe` show as
-`exe.txt`). CRLF and lone CR become LF. On the hot path: no imports.
+`exe.txt`). CRLF and lone CR become LF. On the hot path: it imports only errors.
 """
 
 from __future__ import annotations

@@ -337,10 +337,10 @@ def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:
             f"unknown agent '{address}': {SCRATCH_RULE}; rename it: "
             f"tmux rename-session -t {scratch} work",
         )
-    raise UnknownAgent(address, close_matches(address, table, hosts))
+    raise UnknownAgent(address, _close_matches(address, table, hosts))
 
 
-def close_matches(address: str, table: Mapping[str, Agent], hosts: list[str]) -> list[str]:
+def _close_matches(address: str, table: Mapping[str, Agent], hosts: list[str]) -> list[str]:
     """Up to three addresses like this one. Within a host, what follows the host's
     part is compared: `vm-` alone makes every address of vm look alike, and a closed
     session's address would get unrelated ones."""
