@@ -91,6 +91,7 @@ def _queue_run(address: str) -> None:
     from agent_mesh import paths
     from agent_mesh.delivery import queue
     from agent_mesh.delivery.paste import deliver_envelope
+    from agent_mesh.fsutil import append_private
     from agent_mesh.model import DeliveryResult, Envelope
     from agent_mesh.registry import view
 
@@ -102,8 +103,8 @@ def _queue_run(address: str) -> None:
         line = {"time": time.time(), "id": record.get("id"), "address": address,
                 "outcome": outcome, "detail": detail}
         try:
-            with open(os.path.join(paths.agents_dir(), "queue.log"), "a",
-                      encoding="utf-8") as fh:
+            fd = append_private(os.path.join(paths.agents_dir(), "queue.log"))
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(line) + "\n")
         except OSError:
             pass  # a full disk must not stop deliveries

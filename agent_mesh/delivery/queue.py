@@ -23,6 +23,7 @@ from agent_mesh.errors import NotReady, PaneDead, UsageError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.model import Envelope
 from agent_mesh.procs import spawn_detached
+from agent_mesh.registry.naming import is_valid_address
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 DEFAULT_TTL = 3600.0
 POLL_SECONDS = 0.1
-_ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
 def queue_root() -> str:
@@ -40,7 +40,7 @@ def queue_root() -> str:
 
 
 def _queue_dir(address: str) -> str:
-    if not address or address[0] == "." or not set(address) <= _ADDRESS_CHARS:
+    if not is_valid_address(address):
         raise UsageError(f"cannot queue for {address!r}: not a registry address")
     return os.path.join(queue_root(), address)
 
@@ -54,7 +54,6 @@ def enqueue(envelope: Envelope, address: str, reason: str) -> dict[str, object]:
         "expires_at": now + ttl, "reason": reason, "envelope": envelope.to_json(),
     }
     folder = _queue_dir(address)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
     name = f"{time.time_ns():020d}-{envelope.msg_id or os.urandom(3).hex()}.json"
     atomic_write(os.path.join(folder, name), json.dumps(record).encode(), mode=0o600)
     return record
