@@ -51,7 +51,8 @@ class UnknownAgent(MeshError):
         self.address = address
         self.suggestions = suggestions or []
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown agent '{address}'{hint} (try --list)")
+        # a command every caller has (peek, status, ask have no --list of their own)
+        super().__init__(f"unknown agent '{address}'{hint} (every address: notify-pane --list)")
 
 
 class PaneGone(MeshError):

@@ -270,6 +270,30 @@ def alive(pid: int) -> bool:
     return True
 
 
+def running(marks: tuple[bytes, ...], env: bytes) -> list[int]:
+    """Pids (other than ours) whose argv holds one of marks and whose environment holds
+    the entry env (b"HOME=/home/me"): this user's hooks, say, not another HOME's."""
+    found: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                argv = fh.read(8192)
+            if not any(mark in argv for mark in marks):
+                continue
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if env + b"\0" in fh.read() + b"\0":
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
 def spawn_detached(argv: list[str], log_path: str | None = None) -> None:
     """Start argv (argv[0] a path) in a new session, stdin from /dev/null and its
     output appended to log_path (discarded without one): the caller returns at once

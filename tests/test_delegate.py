@@ -134,6 +134,26 @@ def test_queue_lists_and_cancels(tui: Receiver) -> None:
     assert tui.lines() == []
 
 
+def test_queue_table_has_a_header_and_shows_expired(tui: Receiver) -> None:
+    """Issue 21.21: `agent-mesh queue` has a header, and a message past its time (its
+    waiter gone, so nobody dropped it yet) reads `expired`, not `expires in 0s`."""
+    draft(tui, "busy")
+    assert notify("--ttl", "2s", tui.address, "short-lived").returncode == 5
+    assert notify("--queue", tui.address, "long-lived").returncode == 5
+    for pid in retry_until(waiters):
+        os.kill(pid, signal.SIGKILL)
+    retry_until(lambda: not waiters())
+    # past the first one's ttl (nothing runs that would drop it)
+    out = retry_until(lambda: (r := run_cli("agent-mesh", "queue")).returncode == 0
+                      and b" expired " in r.stdout and r, timeout=10)
+    head, *rows = out.stdout.decode().splitlines()
+    assert head.split() == ["ID", "TO", "FROM", "EXPIRES", "WHY", "QUEUED", "MESSAGE"]
+    assert len(rows) == 2, rows
+    assert " expired " in rows[0] and rows[0].endswith("short-lived"), rows
+    assert " in 59m " in rows[1] and rows[1].endswith("long-lived"), rows
+    assert "expires in 0s" not in out.stdout.decode()
+
+
 def test_queue_refuses_bad_ttl_and_file() -> None:
     assert notify("--ttl", "soon", "x", "hi").returncode == 1
     assert notify("--queue", "x", "--file", "/etc/hostname", "hi").returncode == 1

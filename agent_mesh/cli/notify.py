@@ -14,19 +14,26 @@ import sys
 from agent_mesh import __version__
 from agent_mesh.errors import NotReady, UsageError, printable, printable_json, report
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from agent_mesh.model import Agent
+
 USAGE = """\
 usage: notify-pane [--queue [--ttl DURATION]] <agent> "<message>"
        notify-pane <pattern>|--all "<message>"   (worker-*, role:NAME, host:ALIAS)
        notify-pane <asker> --re ID "<reply>"
        notify-pane <agent> --file PATH ["<message>"]
-       notify-pane <agent> --stdin            (message read from standard input)
+       notify-pane <agent> --stdin            (message read from standard input; one
+                                              final newline is dropped)
        notify-pane --list [--json]
        notify-pane --whoami
 
 Send a [from <sender> @ <time>]-tagged message into a registered agent's tmux
 pane, on this host or a mesh peer, and submit it. With --file the file is first
 copied to the recipient's ~/.agent-inbox/<sender>/<name> and the message says so.
-Everything after the agent (or after --file PATH) is message text, verbatim.
+Everything after the agent (or after --file PATH) is message text, verbatim; an
+option of the first line right after the agent is a usage error, and `--` right
+after the agent sends what follows as text (notify-pane X -- --queue is text).
 
 --queue: if the agent is busy, its host keeps the message and delivers it, in
 order, into that same pane as soon as it is ready (exit 5); --ttl drops it,
@@ -62,6 +69,10 @@ def _flag(name: str) -> bool:
 
 
 def _preview(body: str) -> str:
+    """The first line of the body as it will be pasted (control characters removed)."""
+    from agent_mesh.text import sanitize
+
+    body = sanitize(body)[0]
     first = body.split("\n", 1)[0]
     if len(first) > 120 or "\n" in body:
         return f"{first[:120]}… ({len(body.encode('utf-8'))} bytes)"
@@ -101,11 +112,17 @@ def run(argv: list[str]) -> int:
         raise UsageError(f"unknown option {argv[0]!r} (see notify-pane --help)")
 
     address, rest = argv[0], argv[1:]
+    # `--` right after the address: what follows is text (a lone `--` is the text itself)
+    text_only = len(rest) > 1 and rest[0] == "--"
+    if text_only:
+        rest = rest[1:]
+    else:
+        _refuse_misplaced_option(address, rest)
     file_path: str | None = None
     re = ""
     # `--re ID` then `--file PATH`, each at most once: whatever follows is message text
     for flags in (("--re",), ("-f", "--file")):
-        if rest[:1] and rest[0] in flags:
+        if rest[:1] and rest[0] in flags and not text_only:
             if len(rest) < 2 or not rest[1]:
                 raise UsageError("--re needs a reply id" if flags == ("--re",)
                                  else "--file needs a path")
@@ -114,8 +131,10 @@ def run(argv: list[str]) -> int:
             else:
                 file_path = rest[1]
             rest = rest[2:]
-    if rest == ["--stdin"]:
+    if rest == ["--stdin"] and not text_only:
         body = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        # `echo hi |` ends its line: one final newline ends the text, it is no second line
+        body = body[:-2] if body.endswith("\r\n") else body.removesuffix("\n")
     else:
         body = " ".join(rest)
     if not body and file_path is None:
@@ -160,6 +179,38 @@ def run(argv: list[str]) -> int:
     return 0
 
 
+# Options that belong before the agent (or stand alone): right after it they are a
+# mistake, not text (`notify-pane X --queue hi` would otherwise send "--queue hi").
+_LEADING = ("--queue", "--ttl", "--all", "--list", "--json", "--whoami", "--help", "-h",
+            "--version")
+
+
+def _refuse_misplaced_option(address: str, rest: list[str]) -> None:
+    """A usage error showing the right order when the word after the address is one of
+    notify-pane's options that does not go there."""
+    word = rest[0] if rest else ""
+    if word not in _LEADING and not (word == "--stdin" and len(rest) > 1):
+        return
+    import shlex
+
+    def cmd(*words: str) -> str:
+        return " ".join(["notify-pane", *(shlex.quote(w) for w in words)])
+
+    lead = f"{word} goes before the agent"
+    if word == "--queue":
+        right = cmd("--queue", address, *rest[1:])
+    elif word == "--ttl":
+        right = cmd("--ttl", *(rest[1:2] or ["DURATION"]), address, *rest[2:])
+    elif word == "--stdin":
+        lead, right = "--stdin takes no message text", f"{cmd(address, '--stdin')} < FILE"
+    elif word == "--all":
+        lead, right = "--all takes the agent's place", cmd("--all", *rest[1:])
+    else:
+        lead = f"{word} takes no agent"
+        right = cmd(word) if word != "--json" else cmd("--list", "--json")
+    raise UsageError(f"{lead}: {right}; to send it as text: {cmd(address, '--', *rest)}")
+
+
 def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue: bool,
                ttl: float, re: str) -> int:
     """One result line per recipient; the exit code is the worst of them."""
@@ -188,18 +239,39 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
 EMPTY = "no agents yet: start tmux (windows register automatically)"
 
 
-def _list(as_json: bool, extra: list[str]) -> int:
-    if extra:
-        raise UsageError(f"unexpected argument {extra[0]!r} after --list")
+def listed_agents() -> tuple[dict[str, Agent], str]:
+    """The registered agents for a listing, and what to say when there are none. Right
+    after `tmux new-window` its hook may still be writing: while tmux runs and the
+    registry is empty, the running hooks are waited for (briefly), and the hint never
+    says to start tmux."""
     from agent_mesh.registry.view import load_agents
 
     agents = load_agents()
+    if agents:
+        return agents, ""
+    from agent_mesh.tmux import Tmux
+
+    if Tmux().run("list-sessions", check=False).returncode != 0:
+        return agents, EMPTY
+    from agent_mesh.registry.local import wait_for_hooks
+    from agent_mesh.registry.naming import SCRATCH_RULE
+
+    wait_for_hooks()
+    return load_agents(), (f"no agents yet, though tmux runs ({SCRATCH_RULE}); register its "
+                           "windows now: agent-discover; if new windows never register: "
+                           "agent-mesh doctor")
+
+
+def _list(as_json: bool, extra: list[str]) -> int:
+    if extra:
+        raise UsageError(f"unexpected argument {extra[0]!r} after --list")
+    agents, empty = listed_agents()
     if as_json:
         import json
         print(printable_json(json.dumps([ag.as_dict() for ag in agents.values()], indent=2,
                                         ensure_ascii=False)))
     elif not agents:  # a hint for people; scripts reading stdout still get nothing
-        print(f"notify-pane: {EMPTY}", file=sys.stderr)
+        print(f"notify-pane: {empty}", file=sys.stderr)
     else:
         for address in agents:
             print(printable(address))
@@ -240,11 +312,11 @@ def _log_and_display(lines: list[str]) -> None:
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
+        from agent_mesh.fsutil import append_private
         from agent_mesh.registry.toml import ensure_agents_dir
 
         path = os.path.join(ensure_agents_dir(), "notify.log")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as fh:
+        with os.fdopen(append_private(path), "a", encoding="utf-8", errors="replace") as fh:
             fh.writelines(f"{stamp} {printable(line)}\n" for line in lines)
     except Exception:
         pass

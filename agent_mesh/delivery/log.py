@@ -1,7 +1,11 @@
 """The delivery log on both ends: what this host sent, what each of its agents received.
 
 ~/.agents/log/sent.jsonl holds one JSON line per message or file this host sent,
-with its outcome (delivered, refused and why, failed); ~/.agents/log/received/
+with its outcome (delivered, refused and why, failed). That line is written before
+the delivery starts (outcome "sending", with the sender's pid) and completed by a
+second, short line with the same id once the outcome is known (`"update": true`):
+a sender killed mid-paste, whose message tmux may still deliver, leaves its line,
+which `read` shows as "interrupted". ~/.agents/log/received/
 <address>.jsonl one line per message an agent here was given or refused. Every
 message carries a short id (in its envelope) that appears in both logs.
 
@@ -18,6 +22,7 @@ import os
 import time
 
 from agent_mesh import paths
+from agent_mesh.fsutil import append_private
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on the hot path
@@ -83,11 +88,7 @@ def append(path: str, record: dict[str, object]) -> None:
     """Append one line to path; rotate past MAX_BYTES. Never raises OSError."""
     try:
         data = encode_record(record)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = append_private(path)
         try:
             os.write(fd, data)
             st = os.fstat(fd)
@@ -124,13 +125,20 @@ def _outcome(exc: BaseException | None) -> dict[str, object]:
     return {"outcome": outcome, "code": code or 4, "reason": str(exc).split("\n", 1)[0][:300]}
 
 
+SENDING = "sending"
+INTERRUPTED = "the sender stopped before it knew the outcome (see the recipient's inbox)"
+
+
 class _Recorder:
     """`with`-block that appends one record with the block's outcome (and lets any error
-    through): a plain class, as contextlib costs the hot path an import."""
+    through): a plain class, as contextlib costs the hot path an import. With `early`,
+    the record is written on entry and its outcome appended as an update on exit."""
 
-    def __init__(self, path: str, record: dict[str, object], queued: bool = False) -> None:
+    def __init__(self, path: str, record: dict[str, object], early: bool = False,
+                 queued: bool = False) -> None:
         self.path = path
         self.record = record
+        self.early = early and bool(record.get("id"))  # the update finds its line by id
         self.queued = queued  # a refusal is the queue's to log (queued, waiting, refused)
 
     def result(self, outcome: str, reason: str = "") -> None:
@@ -140,6 +148,8 @@ class _Recorder:
             self.record["reason"] = reason[:300]
 
     def __enter__(self) -> _Recorder:
+        if self.early:
+            append(self.path, {**self.record, "outcome": SENDING, "pid": os.getpid()})
         return self
 
     def __exit__(
@@ -149,12 +159,22 @@ class _Recorder:
         tb: TracebackType | None,
     ) -> None:
         if exc is not None and not isinstance(exc, Exception):
+            if self.early:  # Ctrl-C mid-delivery: the message may have gone or not
+                append(self.path, {"id": self.record["id"], "update": True,
+                                   "outcome": "interrupted", "reason": INTERRUPTED})
             return  # KeyboardInterrupt etc.: not an outcome
         if self.queued and getattr(exc, "exit_code", 0) == 3:
             return
-        if exc is not None or "outcome" not in self.record:
-            self.record.update(_outcome(exc))
-        append(self.path, self.record)
+        outcome: dict[str, object]
+        if exc is None and "outcome" in self.record:  # set by result()
+            outcome = {k: self.record[k] for k in ("outcome", "reason") if k in self.record}
+        else:
+            outcome = _outcome(exc)
+        self.record.update(outcome)
+        if self.early:
+            append(self.path, {"id": self.record["id"], "update": True, **outcome})
+        else:
+            append(self.path, self.record)
 
 
 def _stamp() -> str:
@@ -172,7 +192,7 @@ def sending(envelope: Envelope, agent: Agent) -> _Recorder:
         record["size"] = envelope.file_size
     record.update(_body(envelope.body))
     record["bytes"] = len(envelope.body.encode("utf-8", "replace"))
-    return _Recorder(sent_path(), record)
+    return _Recorder(sent_path(), record, early=True)
 
 
 def _received(envelope: Envelope, address: str) -> dict[str, object]:
@@ -207,10 +227,15 @@ def received_event(envelope: Envelope, address: str, outcome: str, reason: str) 
 
 def read(path: str, limit: int = 0) -> list[dict[str, Any]]:
     """The records of a log, oldest first, the rotated file's before the current one's;
-    the last `limit` only when limit > 0. Unreadable lines are skipped."""
+    the last `limit` only when limit > 0. Unreadable lines are skipped. An update line
+    completes the "sending" record with its id (one whose line rotated away is dropped);
+    a "sending" record whose sender is gone reads as "interrupted"."""
     import json
 
+    from agent_mesh.procs import alive
+
     records: list[dict[str, Any]] = []
+    pending: dict[str, dict[str, Any]] = {}
     for name in (path + ".1", path):
         try:
             with open(name, "rb") as fh:
@@ -222,6 +247,21 @@ def read(path: str, limit: int = 0) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict):
-                records.append(record)
+            if not isinstance(record, dict):
+                continue
+            key = record.get("id")
+            if record.get("update") is True:
+                target = pending.pop(key, None) if isinstance(key, str) else None
+                if target is not None:
+                    del record["update"]
+                    target.pop("pid", None)
+                    target.update(record)
+                continue
+            if record.get("outcome") == SENDING and isinstance(key, str):
+                pending[key] = record
+            records.append(record)
+    for record in pending.values():
+        pid = record.pop("pid", 0)
+        if not (isinstance(pid, int) and alive(pid)):
+            record.update(outcome="interrupted", reason=INTERRUPTED)
     return records[-limit:] if limit > 0 else records

@@ -22,7 +22,7 @@ import time
 
 from agent_mesh import paths
 from agent_mesh.errors import NoMatch, NotReady, UsageError
-from agent_mesh.fsutil import atomic_write, locked
+from agent_mesh.fsutil import atomic_write, locked, make_dirs
 from agent_mesh.limits import config_path, limit
 from agent_mesh.model import Envelope
 from agent_mesh.procs import alive
@@ -82,7 +82,7 @@ def _ask_path(ask_id: str) -> str:
 
 def _lock() -> locked:
     """One lock for asks and mailbox: a reply is stored only while its ask still waits."""
-    os.makedirs(_dir("mailbox"), mode=0o700, exist_ok=True)
+    make_dirs(_dir("mailbox"))
     return locked(os.path.join(_dir("mailbox"), ".lock"))
 
 
@@ -98,7 +98,7 @@ def _load(path: str) -> dict[str, object] | None:
 def record_ask(ask_id: str, to: str, to_host: str, route: str, question: str,
                timeout: float) -> None:
     """Remember an ask: whom it went to, where its reply goes, and who waits (our pid)."""
-    os.makedirs(_dir("asks"), mode=0o700, exist_ok=True)
+    make_dirs(_dir("asks"))
     _prune_asks()
     record = {"id": ask_id, "to": to, "to_host": to_host, "route": route,
               "question": question, "pid": os.getpid(), "asked_at": time.time(),

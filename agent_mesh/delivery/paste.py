@@ -35,11 +35,12 @@ from agent_mesh.delivery.state import (
     detect_modal,
     unforceable,
 )
-from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, UsageError, WireError
+from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, WireError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import foreground, tty_mode
 from agent_mesh.registry.view import UnknownAddress
+from agent_mesh.text import require_unicode, sanitize
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
 TYPE_CHECKING = False
@@ -81,34 +82,6 @@ def settle_seconds() -> float:
     except ValueError:
         return SETTLE_SECONDS
     return min(max(value, 0.0), 5.0)
-
-
-# --- message text -----------------------------------------------------------
-
-
-def require_unicode(body: str) -> None:
-    """Refuse text that is not valid Unicode (undecodable argv bytes) as a usage error."""
-    try:
-        body.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError("message is not valid UTF-8; refusing to guess what was meant") from exc
-
-
-def sanitize(body: str) -> tuple[str, int]:
-    """Drop what could escape the bracketed paste or act as a key.
-
-    ESC (an `ESC[201~` would end the paste early), other C0 controls, DEL and C1
-    are removed; tab and newline stay; CRLF and lone CR become LF. Text that is
-    not valid Unicode (undecodable argv bytes) is refused rather than altered.
-    """
-    require_unicode(body)
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
-    kept = [
-        ch
-        for ch in text
-        if ch in "\t\n" or not (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F)
-    ]
-    return "".join(kept), len(text) - len(kept)
 
 
 # --- pane state -------------------------------------------------------------

@@ -37,12 +37,12 @@ from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.limits import limit
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import spawn_detached
+from agent_mesh.registry.naming import is_valid_address
 from agent_mesh.tmux import Tmux
 
 DEFAULT_TTL = 3600.0
 POLL_SECONDS = 0.1
 MAX_PAUSE = 1.0  # the longest a waiter sleeps between looks at a busy pane
-_ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 WAITING, SENDING, HELD = ".json", ".sending", ".held"
 
 
@@ -55,7 +55,7 @@ def queue_log() -> str:
 
 
 def _queue_dir(address: str) -> str:
-    if not address or address[0] == "." or not set(address) <= _ADDRESS_CHARS:
+    if not is_valid_address(address):
         raise UsageError(f"cannot queue for {address!r}: not a registry address")
     return os.path.join(queue_root(), address)
 
@@ -165,7 +165,6 @@ def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
     folder = _queue_dir(agent.address)
     with locked(os.path.join(queue_root(), ".room.lock"), timeout=30):
         _check_room(envelope, size)
-        os.makedirs(folder, mode=0o700, exist_ok=True)
         name = f"{time.time_ns():020d}-{envelope.msg_id or os.urandom(3).hex()}{WAITING}"
         atomic_write(os.path.join(folder, name), json.dumps(record).encode(), mode=0o600)
     _record(record, "queued", reason)

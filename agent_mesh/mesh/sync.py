@@ -29,7 +29,7 @@ from pathlib import Path
 from agent_mesh import clock, paths
 from agent_mesh.clock import age
 from agent_mesh.errors import SliceRejected, UsageError, WireError, printable
-from agent_mesh.fsutil import locked
+from agent_mesh.fsutil import locked, make_dirs
 from agent_mesh.mesh.transport import Transport
 from agent_mesh.model import Agent
 from agent_mesh.procs import spawn_detached
@@ -275,7 +275,7 @@ def sync(push: bool = True) -> list[PeerReport]:
             local_text = Path(paths.local_slice()).read_text(encoding="utf-8")
         except FileNotFoundError:
             local_text = None
-    Path(paths.slices_dir()).mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_dirs(paths.slices_dir())
     reports = exchange_all(peers, local_text) if peers else []
     for old in Path(paths.slices_dir()).glob("*.toml"):
         if old.stem not in peers:  # no longer a member
@@ -288,7 +288,7 @@ def pull(alias: str) -> list[PeerReport]:
     """Fetch one member's slice (it pushed us a hint), store it, re-assemble."""
     if alias not in read_peers():
         return []
-    Path(paths.slices_dir()).mkdir(parents=True, exist_ok=True)
+    make_dirs(paths.slices_dir())
     reports = exchange_all([alias], None)
     view.assemble()
     return reports
