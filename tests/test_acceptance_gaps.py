@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -69,13 +70,15 @@ def test_bare_agent_mesh_shows_its_help(isolated_env: Path) -> None:
 
 
 def test_foreign_queue_files_are_skipped_not_fatal(isolated_env: Path) -> None:
-    from agent_mesh.delivery import queue
     from agent_mesh.model import Envelope
 
     envelope = Envelope(sender="tester", address="testhost-dev-x", body="kept",
                         timestamp="2026-01-01 00:00", msg_id="goodid")
-    queue.enqueue(envelope, "testhost-dev-x", "busy")
     folder = isolated_env / ".agents" / "queue" / "testhost-dev-x"
+    folder.mkdir(parents=True)
+    good = {"id": "goodid", "address": "testhost-dev-x", "queued_at": time.time(),
+            "expires_at": time.time() + 60, "reason": "busy", "envelope": envelope.to_json()}
+    (folder / "00000000000000000009-goodid.json").write_text(json.dumps(good))
     bad = {
         "00000000000000000001-a.json": '{"id":"a","queued_at":"soon","expires_at":"x",'
                                        '"envelope":{}}',

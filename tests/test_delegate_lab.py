@@ -254,6 +254,62 @@ def test_spawn_on_a_remote_host_delivers_the_task_and_returns_the_reply(mesh: Me
     assert {a["address"]: a["role"] for a in json.loads(role)}["h3-work-helper"] == "worker"
 
 
+FLOOD = """
+import json, sys
+from agent_mesh.errors import MeshError
+from agent_mesh.mesh.hosts import transport_for
+from agent_mesh.model import Envelope
+from agent_mesh.registry import view
+
+agent = view.resolve("h2-main-py", view.load_agents())
+transport = transport_for("h2", "h1")
+codes = []
+for n, (size, ttl) in enumerate([(8 << 20, 1e12)] * 10 + [(10, 1e12), (8 << 20, 60.0)]):
+    envelope = Envelope(sender="h1-main-py", address="h2-main-py", body="x" * size,
+                        timestamp="now", msg_id=f"f100d{n:x}", queue=True, ttl=ttl)
+    try:
+        codes.append([transport.deliver(envelope, agent).outcome, ""])
+    except MeshError as exc:
+        codes.append([exc.exit_code, str(exc)])
+print(json.dumps(codes))
+"""
+
+
+def test_a_peer_cannot_fill_the_queue_or_keep_a_message_forever(mesh: Mesh) -> None:
+    """Issue 21.27 over rpc: a peer sends ten 8 MB messages to a busy agent with
+    --queue and a TTL of 1e12 s, then a small one with that TTL and a big one with a
+    normal TTL: each is refused at once by h2's caps, and h2 keeps nothing."""
+    mesh.keys("h2", "py", "-l", "busy typing")
+    retry_until(lambda: "busy typing" in mesh.screen("h2", "py"))
+    try:
+        out = mesh.run("h1", mesh.python, "-c", FLOOD, timeout=180)
+        assert out.returncode == 0, out.stderr
+        codes = json.loads(out.stdout)
+        assert [c[0] for c in codes] == [1] * 12, codes
+        assert "over this host's maximum" in codes[0][1] and "too large" in codes[11][1]
+        queue = mesh.host("h2").home / ".agents" / "queue"
+        assert not [p for p in queue.rglob("*") if p.is_file() and p.suffix != ".lock"]
+    finally:
+        mesh.keys("h2", "py", "C-u")
+
+
+def test_the_senders_log_follows_a_message_queued_on_a_peer(mesh: Mesh) -> None:
+    """Issue 21.12 across hosts: h1's `agent-mesh log` says `queued → delivered`, read from
+    the recipient's received log on h3."""
+    before = len(mesh.received("h3", "py"))
+    mesh.keys("h3", "py", "-l", "thinking")
+    retry_until(lambda: "thinking" in mesh.screen("h3", "py"))
+    out = mesh.run("h1", "notify-pane", "--queue", "h3-main-py", "follow me")
+    assert out.returncode == 5, out.stderr
+    msg_id = re.search(rb"queued as ([0-9a-f]+)", out.stdout).group(1).decode()  # type: ignore[union-attr]
+    rows = json.loads(mesh.run("h1", "agent-mesh", "log", "--json").stdout)
+    assert [r["outcome"] for r in rows if r["id"] == msg_id] == ["queued"]
+    mesh.keys("h3", "py", "C-u")
+    retry_until(lambda: len(mesh.received("h3", "py")) > before, timeout=10)
+    rows = json.loads(mesh.run("h1", "agent-mesh", "log", "--json").stdout)
+    assert [r["outcome"] for r in rows if r["id"] == msg_id] == ["queued → delivered"]
+
+
 # --- issue 21.24, 21.29, 21.28: spawn over rpc, cut off mid-wait; one read deadline ------
 
 ASKS = "import getpass; getpass.getpass('Password: ')"  # never ready: spawn waits on it

@@ -98,6 +98,7 @@ def _discover() -> None:
         click.echo(f"agent-discover: {printable(report.line())}")
     from agent_mesh.delivery import queue
 
+    queue.expire_held()  # held messages have no waiter: the timer ends them
     for address in queue.resume():  # the timer also restarts queues left waiting
         click.echo(f"agent-discover: resumed the queue of {address}")
 

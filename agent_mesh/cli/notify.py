@@ -36,9 +36,11 @@ option of the first line right after the agent is a usage error, and `--` right
 after the agent sends what follows as text (notify-pane X -- --queue is text).
 
 --queue: if the agent is busy, its host keeps the message and delivers it, in
-order, as soon as the pane is ready (exit 5); --ttl drops it, logged, after
-DURATION (default 1h). A pattern delivers to every matching agent but the
-sender, one line each. --re ID marks the reply to `agent-mesh ask` question ID.
+order, into that same pane as soon as it is ready (exit 5); --ttl drops it,
+logged, after DURATION (default 1h). A shell or a program that is no agent is
+refused at once (exit 3), and with FORCE_SEND=1 it goes now or not at all.
+A pattern delivers to every matching agent but the sender, one line each.
+--re ID marks the reply to `agent-mesh ask` question ID.
 
 environment:
   AGENT_NAME      sender identity (default: this pane's address, else host[session])
@@ -328,6 +330,13 @@ def _log_and_display(lines: list[str]) -> None:
         pass
 
 
+def _address_in(args: list[str]) -> str:
+    """The address word of argv, after any leading --queue / --ttl DURATION."""
+    while args[:1] == ["--queue"] or (args[:1] == ["--ttl"] and len(args) > 1):
+        args = args[1:] if args[0] == "--queue" else args[2:]
+    return args[0] if args else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     global _QUIET
     args = sys.argv[1:] if argv is None else argv
@@ -338,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run(args)
     except BaseException as exc:
         if isinstance(exc, NotReady) and not exc.address and args:
-            exc.address = args[0]
+            exc.address = _address_in(args)
         if not isinstance(exc, Exception | KeyboardInterrupt):
             raise  # SystemExit and the like
         line, code = report(exc)

@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # typing costs an import on the hot path
     from agent_mesh.model import Agent, Envelope
 
 MAX_BYTES = 1024 * 1024
+# What can become of a queued message, as its recipient's received log records it.
+QUEUE_ENDS = frozenset({"delivered", "expired", "cancelled", "held", "failed"})
 BODY_LIMIT = 2000  # characters of a body kept in a record; `bytes` has the full size
 
 
@@ -132,10 +134,18 @@ class _Recorder:
     through): a plain class, as contextlib costs the hot path an import. With `early`,
     the record is written on entry and its outcome appended as an update on exit."""
 
-    def __init__(self, path: str, record: dict[str, object], early: bool = False) -> None:
+    def __init__(self, path: str, record: dict[str, object], early: bool = False,
+                 queued: bool = False) -> None:
         self.path = path
         self.record = record
         self.early = early and bool(record.get("id"))  # the update finds its line by id
+        self.queued = queued  # a refusal is the queue's to log (queued, waiting, refused)
+
+    def result(self, outcome: str, reason: str = "") -> None:
+        """The block ended with this outcome (queued, mailbox) rather than "delivered"."""
+        self.record["outcome"] = outcome
+        if reason:
+            self.record["reason"] = reason[:300]
 
     def __enter__(self) -> _Recorder:
         if self.early:
@@ -153,7 +163,13 @@ class _Recorder:
                 append(self.path, {"id": self.record["id"], "update": True,
                                    "outcome": "interrupted", "reason": INTERRUPTED})
             return  # KeyboardInterrupt etc.: not an outcome
-        outcome = _outcome(exc)
+        if self.queued and getattr(exc, "exit_code", 0) == 3:
+            return
+        outcome: dict[str, object]
+        if exc is None and "outcome" in self.record:  # set by result()
+            outcome = {k: self.record[k] for k in ("outcome", "reason") if k in self.record}
+        else:
+            outcome = _outcome(exc)
         self.record.update(outcome)
         if self.early:
             append(self.path, {"id": self.record["id"], "update": True, **outcome})
@@ -179,17 +195,31 @@ def sending(envelope: Envelope, agent: Agent) -> _Recorder:
     return _Recorder(sent_path(), record, early=True)
 
 
-def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
-    """Around the receiving host's delivery into a pane: logs to the agent's own log."""
+def _received(envelope: Envelope, address: str) -> dict[str, object]:
     record: dict[str, object] = {
-        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": agent.address,
+        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": address,
         "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
     }
     if envelope.file_name:  # the path it lands at is filled in once it is placed
         record["file"] = envelope.file_name
         record["size"] = envelope.file_size
     record.update(_body(envelope.body))
-    return _Recorder(received_path(agent.address), record)
+    return record
+
+
+def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
+    """Around the receiving host's delivery into a pane: logs to the agent's own log.
+    For a queued message a refusal is not logged here: the queue logs what becomes of
+    it (queued, then delivered, expired, cancelled or held), once, not per look."""
+    return _Recorder(received_path(agent.address), _received(envelope, agent.address),
+                     queued=envelope.queue)
+
+
+def received_event(envelope: Envelope, address: str, outcome: str, reason: str) -> None:
+    """One line in address's received log for what became of a queued message."""
+    record = _received(envelope, address)
+    record.update({"outcome": outcome, "reason": reason[:300]})
+    append(received_path(address), record)
 
 
 # --- reading (CLI and rpc side: json is fine here) ---------------------------

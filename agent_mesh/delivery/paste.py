@@ -43,6 +43,10 @@ from agent_mesh.registry.view import UnknownAddress
 from agent_mesh.text import require_unicode, sanitize
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from collections.abc import Callable
+
 SETTLE_SECONDS = 0.25
 # After the previous sender's Enter, how long a not-ready pane may take to clear.
 _RECENT_WINDOW = 2.0
@@ -487,12 +491,15 @@ def deliver_envelope(
     agent: Agent,
     file: SourceFile | Upload | bytes | None = None,
     tmux: Tmux | None = None,
+    before_paste: Callable[[], None] | None = None,
 ) -> DeliveryResult:
     """The whole same-host delivery of one envelope: used locally and by `agent-mesh rpc`.
 
     A file (a local one, or an Upload a peer's rpc already received) goes into
     the inbox only once the pane is claimed and ready, and is taken out again if
     the paste then fails: a message that is not delivered leaves nothing behind.
+    `before_paste` runs under the pane's lock right before the paste (the queue's
+    waiter marks its record there, so a kill mid-paste is never typed twice).
     """
     require_unicode(envelope.body)  # a usage error comes before any check of the pane
     notes: list[str] = []
@@ -514,12 +521,14 @@ def deliver_envelope(
                 text, removed = sanitize(f"{envelope.tag()} {body}")
                 if removed:
                     notes.append(f"removed {removed} control character(s) from the message")
+                if before_paste is not None:
+                    before_paste()
                 pane.paste(text)
             except BaseException:
                 if dropped is not None:
                     dropped.remove()
                 raise
-        sweep_stale_parts()  # housekeeping after the paste: never raises
+    sweep_stale_parts()  # housekeeping after the paste and its log line: never raises
     return DeliveryResult(
         address=agent.address,
         host=agent.host,

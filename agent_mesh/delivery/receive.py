@@ -7,9 +7,10 @@ delivers with delivery.paste directly (the message is already queued and recorde
 
 from __future__ import annotations
 
+from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import NotReady, PaneDead, UsageError
+from agent_mesh.errors import MeshError, NotReady, PaneDead, UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
 TYPE_CHECKING = False
@@ -36,9 +37,13 @@ def receive(
     the `ask` waits, keeping it in the mailbox is the whole delivery (nothing is
     typed); once the ask has ended, it is typed into the asker's pane. A message
     sent with `queue` that finds the pane busy is stored and handed to a waiter
-    (outcome "queued"); a dead pane is never queued for.
+    (outcome "queued"). Never queued: a forced send (it goes now or is refused), a
+    dead pane, and a pane that will not become ready by itself (a shell, a program
+    that takes no messages), where it would only wait for its time to live.
     """
     _check_reply_fields(envelope)
+    if envelope.force:
+        envelope = envelope.replace(queue=False)
     late = ""
     if envelope.re:
         from agent_mesh.delivery import mailbox  # json: only for replies
@@ -50,24 +55,43 @@ def receive(
     if envelope.queue:
         from agent_mesh.delivery import queue  # json: only for queued messages
 
+        queue.check_request(envelope)
         if queue.has_pending(agent.address):  # behind the ones already waiting, in order
-            queue.enqueue(envelope, agent.address, "earlier messages are still queued")
+            queue.enqueue(envelope, agent, "earlier messages are still queued")
             queue.start_waiter(agent.address)
             return _result(agent, envelope, "queued", "queued behind earlier messages")
     try:
         result = deliver_envelope(envelope, agent, file)
     except NotReady as exc:
-        if not envelope.queue or isinstance(exc, PaneDead):
+        if not envelope.queue:
             raise
+        if isinstance(exc, PaneDead) or _stays(agent):
+            refused = NotReady(f"{exc}; not queued: it will not become ready by itself",
+                               overridable=exc.overridable)
+            log.received_event(envelope, agent.address, "refused", str(refused))
+            raise refused from None
         from agent_mesh.delivery import queue  # json: only for queued messages
 
-        queue.enqueue(envelope, agent.address, str(exc))
+        queue.enqueue(envelope, agent, str(exc))
         queue.start_waiter(agent.address)
         return _result(agent, envelope, "queued", f"queued: {exc}")
     return DeliveryResult(address=result.address, host=result.host, target=result.target,
                           pane_id=result.pane_id, bytes_sent=result.bytes_sent,
                           notes=[*result.notes, late] if late else result.notes,
                           outcome="delivered", msg_id=envelope.msg_id)
+
+
+def _stays(agent: Agent) -> bool:
+    """Would this pane's refusal stand until someone changes it (state.lasting)?"""
+    from agent_mesh.delivery.paste import pane_state
+    from agent_mesh.delivery.state import classify, lasting
+    from agent_mesh.tmux import Tmux
+
+    try:
+        state = pane_state(Tmux(socket_path=agent.socket or None), agent.pane_id or agent.target)
+    except MeshError:
+        return False  # gone or unreadable: the waiter finds out and keeps it
+    return lasting(state, classify(state))
 
 
 _ROUTE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

@@ -709,6 +709,19 @@ def bracketed_paste(state: PaneState, status: PaneStatus) -> bool:
     return bool(status.agent) or state.bracketed == "1"
 
 
+def lasting(state: PaneState, status: PaneStatus) -> bool:
+    """Will a refusal here stand until someone changes the pane? True for a shell and a
+    shell's job, and for a program that is neither a known agent nor opted in: a queued
+    message would wait there for nothing (a question they show is answered into a shell
+    or a program that takes no messages either)."""
+    if status.agent or status.kind == "dead":
+        return False
+    who = _who(state)
+    if who.shell:
+        return "shell" not in state.accept_words
+    return not _opted_in(state, who)
+
+
 def _opt_name(who: _Who) -> str:
     named = who.named
     if named is None:

@@ -80,7 +80,9 @@ def handle_queue(request: dict[str, Any]) -> dict[str, Any]:
                      "from": env.get("sender", "") if isinstance(env, dict) else "",
                      "queued_at": record.get("queued_at", 0),
                      "expires_at": record.get("expires_at", 0),
-                     "reason": record.get("reason", ""), "preview": body[:80]})
+                     "reason": f"held: {record['held']}" if record.get("held")
+                     else record.get("reason", ""),
+                     "state": record.get("state", "waiting"), "preview": body[:80]})
     return {"pending": rows}
 
 

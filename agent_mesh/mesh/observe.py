@@ -141,4 +141,41 @@ def local_inbox_all(limit: int = 200) -> list[dict[str, Any]]:
 
 
 def sent_records(limit: int = 200) -> list[dict[str, Any]]:
-    return log.read(log.sent_path(), limit)
+    """sent.jsonl, with what became of each queued message: its outcome reads
+    `queued → delivered` (or expired, cancelled, held) from the recipient agent's
+    received log, read here for this host's agents and with one `inbox` request per
+    agent (in parallel per host, within the read deadline) for a peer's; a host that
+    does not answer leaves `queued`."""
+    records = log.read(log.sent_path(), limit)
+    waiting: dict[str, set[str]] = {}
+    for record in records:
+        if record.get("outcome") == "queued" and record.get("to") and record.get("host"):
+            waiting.setdefault(str(record["host"]), set()).add(str(record["to"]))
+    if not waiting:
+        return records
+    me = naming.self_alias()
+
+    def ends_on(host: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for address in sorted(waiting[host]):
+            if host == me:
+                lines = inbox_records(address, 1000)
+            else:
+                reply = call_host(host, {"op": "inbox", "address": address, "limit": 1000},
+                                  timeout=READ_TIMEOUT)
+                lines = [r for r in reply.get("records", []) if isinstance(r, dict)]
+            for line in lines:
+                if line.get("outcome") in log.QUEUE_ENDS and line.get("id"):
+                    found[str(line["id"])] = line
+        return found
+
+    ends: dict[str, Any] = {}
+    for answer in each_host(waiting, ends_on).values():
+        if isinstance(answer, dict):
+            ends.update(answer)
+    for record in records:
+        end = ends.get(str(record.get("id"))) if record.get("outcome") == "queued" else None
+        if end is not None:
+            record["outcome"] = f"queued → {end['outcome']}"
+            record["reason"] = str(end.get("reason", "") or "")
+    return records

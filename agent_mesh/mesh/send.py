@@ -102,8 +102,11 @@ def send(
                               msg_id=envelope.msg_id)
     agent = view.resolve(address, agents)
     transport = transport_for(agent.host, naming.self_alias(), origin)
-    with log.sending(envelope, agent):  # sent.jsonl: what went where, and how it ended
-        return transport.deliver(envelope, agent, file_data)
+    with log.sending(envelope, agent) as sent:  # sent.jsonl: what went where, how it ended
+        result = transport.deliver(envelope, agent, file_data)
+        if result.outcome != "delivered":  # queued on its host (agent-mesh log follows it)
+            sent.result(result.outcome, f"on {result.host}")
+        return result
 
 
 def _is_host_alias(name: str) -> bool:
