@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -449,9 +451,17 @@ def _windows(spawn: Spawner) -> list[str]:
     return out.splitlines()
 
 
-def test_spawn_hands_names_and_argv_to_tmux_as_data(spawn: Spawner, tmp_path: Path) -> None:
+def test_spawn_hands_names_and_argv_to_tmux_as_data(
+    spawn: Spawner, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    cleanup = request.addfinalizer
     spawn.agent_tui("first")
-    marks = [tmp_path / f"mark{i}" for i in range(4)]
+    # a session name may hold no `.`, and the test's temporary path can (scripts/test's
+    # base folder does): the session-name case's marker goes in a folder without one
+    bare = Path(tempfile.mkdtemp(prefix="amspawn", dir="/tmp"))
+    cleanup(lambda: shutil.rmtree(bare, ignore_errors=True))
+    assert "." not in str(bare)
+    marks = [tmp_path / f"mark{i}" for i in range(3)] + [bare / "mark3"]
     words = ["semi;", "run-shell", f"touch {marks[0]}", ";", f"#(touch {marks[1]})", "x\\;",
              "#{pane_id}"]
     cases = (("dev", f"#(touch {marks[2]})nm;"),  # a new window of a running session
