@@ -80,6 +80,12 @@ def hook_launcher() -> str:
     return os.path.join(share_dir(), "hooks", "tmux-event")
 
 
+def rpc_launcher() -> str:
+    """What a peer's request runs, when setup wrote it (mesh/wire.py REMOTE_COMMAND
+    names this path as it is relative to HOME)."""
+    return os.path.join(share_dir(), "rpc")
+
+
 def managed_tmux_conf() -> str:
     """A copy of tmux.conf.snippet, for `tmux source-file` into a running server."""
     return os.path.join(share_dir(), "tmux.conf")

@@ -349,7 +349,10 @@ def bench_big_file(lab: Any, log: Path, rounds: int) -> Result:
         for _ in range(size // (1024 * 1024)):
             fh.write(os.urandom(1024 * 1024))
     os.chown(big, h2.uid, h2.gid)
-    # The peer's rpc under /usr/bin/time: REMOTE_COMMAND runs ~/.local/bin/agent-mesh.
+    # The peer's rpc under /usr/bin/time: REMOTE_COMMAND runs ~/.local/bin/agent-mesh
+    # once the launcher setup writes is out of the way.
+    launcher = h1.home / ".local" / "share" / "agent-mesh" / "rpc"
+    launcher.rename(launcher.with_name("rpc.off"))
     link = h1.home / ".local" / "bin" / "agent-mesh"
     real = os.readlink(link)
     rss_file = h1.home / "rpc-rss.txt"
@@ -390,6 +393,7 @@ def bench_big_file(lab: Any, log: Path, rounds: int) -> Result:
                 (h1.home / "big-scp.bin").unlink(missing_ok=True)
                 time.sleep(0.3)
     finally:
+        launcher.with_name("rpc.off").rename(launcher)
         link.unlink()
         link.symlink_to(real)
         os.lchown(link, h1.uid, h1.gid)

@@ -10,13 +10,12 @@ No click here: this is on every remote message's path.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.wire import MAX_HEADER, PROTOCOL, error_to_reply
+from agent_mesh.mesh.wire import MAX_HEADER, PROTOCOL, dumps, error_to_reply, loads
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
 
@@ -96,16 +95,17 @@ def main() -> int:
         raw = stream.readline(MAX_HEADER + 1)
         if len(raw) > MAX_HEADER:
             raise UsageError("request header too large")
-        request = json.loads(raw)
+        try:
+            request = loads(raw)
+        except ValueError as exc:
+            raise UsageError(f"bad request: {exc}") from None
         if not isinstance(request, dict):
             raise UsageError("request is not a JSON object")
         reply = {"ok": True, **handle(request, stream)}
-    except json.JSONDecodeError as exc:
-        reply = error_to_reply(UsageError(f"bad request: {exc}"))
     except Exception as exc:  # answer, never a traceback on the wire
         reply = error_to_reply(exc)
     reply.update(protocol=PROTOCOL, version=__version__, host=naming.self_alias())
-    sys.stdout.write(json.dumps(reply))
+    sys.stdout.write(dumps(reply))
     sys.stdout.flush()
     # sshd ends the channel only when both stdout and stderr are closed: close
     # both now, so the sender has its answer before our interpreter's teardown.
