@@ -46,8 +46,7 @@ def main() -> None:
             sys.exit(0)
         from agent_mesh.mesh import rpc
 
-        rpc.main()
-        os._exit(0)  # the reply is flushed; skip interpreter teardown on the hot path
+        rpc.launch([])
     if command == ["push"]:
         if wants_help:
             print(PUSH_HELP, end="")

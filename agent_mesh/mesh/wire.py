@@ -19,6 +19,7 @@ stdout; then the peer closes stdout. Either side answers a version mismatch with
 
 from __future__ import annotations
 
+from agent_mesh import __version__
 from agent_mesh.errors import (
     BY_CODE,
     KINDS,
@@ -51,6 +52,17 @@ REMOTE_COMMAND = (
     "sh -c 'p=\"$HOME/.local/bin/agent-mesh\"; [ -x \"$p\" ] || p=\"$(command -v agent-mesh)\""
     " || exit 127; exec \"$p\" rpc'"
 )
+
+
+# What a peer's rpc server sends first on each connection (mesh/rpc.py serve): a sender
+# that did not get it knows the request never arrived there.
+GREETING = f"agent-mesh rpc {PROTOCOL} {__version__}\n".encode()
+
+
+def serve_command(seconds: int) -> str:
+    """What starts a peer's rpc server through a control master (mesh/rpc.py serve):
+    only from the launcher; seconds (idle) is a number, nothing else varies."""
+    return f"[ -x {RPC_LAUNCHER} ] && exec {RPC_LAUNCHER} --serve {int(seconds)} || exit 127"
 
 
 def error_to_reply(exc: BaseException) -> dict[str, Any]:
@@ -154,8 +166,6 @@ def loads(raw: bytes | str) -> Any:
 
 def encode_header(header: dict[str, Any]) -> bytes:
     """The request's first line: header plus protocol and version, newline-terminated."""
-    from agent_mesh import __version__
-
     return dumps({**header, "protocol": PROTOCOL, "version": __version__}).encode() + b"\n"
 
 
@@ -165,8 +175,6 @@ def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:
     status is the remote command's exit status (only needed when raw is empty):
     127 means agent-mesh is not installed there.
     """
-    from agent_mesh import __version__
-
     if status == 127 and not raw.strip():
         raise WireError(f"{host}: agent-mesh is not installed there "
                         "(run install.sh or agent-mesh setup on that host)")
