@@ -497,12 +497,15 @@ class OpenSshTransport(Transport):
 
         reply = bytearray()
         try:
-            conn.settimeout(max(0.1, deadline - time.monotonic()))
-            conn.sendall(payload)
-            if stream is not None:
-                for piece in stream.chunks():
-                    conn.settimeout(max(0.1, deadline - time.monotonic()))
-                    conn.sendall(piece)
+            try:
+                conn.settimeout(max(0.1, deadline - time.monotonic()))
+                conn.sendall(payload)
+                if stream is not None:
+                    for piece in stream.chunks():
+                        conn.settimeout(max(0.1, deadline - time.monotonic()))
+                        conn.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # answered before reading it all: its reply says why
             while True:
                 conn.settimeout(max(0.1, deadline - time.monotonic()))
                 piece = conn.recv(65536)
