@@ -92,8 +92,10 @@ def _forward(lab: Lab) -> Path:
 
 
 def _server_up(lab: Lab) -> Path:
-    """Send until the server and its forward are up; the forward's path."""
+    """Send until the server and its forward are up; the forward's path. The first
+    message may open the master; a request that reuses it starts the server."""
     _send(lab, "warm up")
+    _send(lab, "warm up again")
     retry_until(lambda: _procs(lab.hosts["h1"], SERVER), timeout=20)
     retry_until(lambda: [p for p in (lab.hosts["h2"].home / ".agents" / "cm").iterdir()
                          if p.name.endswith(".rpc")], timeout=20)
@@ -155,7 +157,8 @@ def test_nothing_outlives_the_master(lab: Lab) -> None:
     retry_until(lambda: not _procs(h1, SERVER) and not _procs(h2, HOLDER), timeout=10)
     assert not [p for p in (h1.home / ".agents" / "cm").iterdir()
                 if p.name.startswith(".rpc-")]  # the server removed its socket
-    _send(lab, "after the master was killed")
+    _send(lab, "after the master was killed")  # a new master: cold, no server yet
+    _send(lab, "and again")  # reused: the server comes back
     retry_until(lambda: _procs(h1, SERVER), timeout=20)
 
 

@@ -25,7 +25,7 @@ it is closed and the request retried once with a fresh one, unnoticed. One
 that failed after seconds died of unanswered keepalives: that peer is gone,
 and the request fails (exit 4) within ~3 s.
 
-Once a master is up, a detached helper (start_server_main) starts the peer's
+Once a request has reused a master, a detached helper (start_server_main) starts the peer's
 rpc server as a session of that master (`ProxyCommand=false`: through the master
 or not at all, so it ends with it) and has the master forward
 ~/.agents/cm/.<socket name>.rpc to the server's socket (mesh/rpc.py serve). A
@@ -440,7 +440,7 @@ class OpenSshTransport(Transport):
             if not err.strip():
                 err = "connection to the peer lost (its control master closed)"
             raise self._fail(describe_failure(err, run.status))
-        if run.out.strip():
+        if run.out.strip() and reuse:  # a peer in use again, not a one-off: worth a server
             self._start_server()
         return decode_reply(self.host, bytes(run.out), run.status or 0)
 
@@ -534,16 +534,12 @@ class OpenSshTransport(Transport):
                 return
         except OSError:
             pass
-        from agent_mesh.procs import spawn_detached
+        if not _WANT_SERVER:
+            import atexit
 
-        code = ("import sys; from agent_mesh.mesh.openssh import start_server_main; "
-                "start_server_main(sys.argv[1])")
-        try:  # noqa: SIM105 - a message never fails for want of a faster path
-            spawn_detached([sys.executable, "-I", "-S", "-c",
-                            f"import sys; sys.path[:0] = {_package_paths()!r}; " + code,
-                            self.host])
-        except OSError:
-            pass
+            atexit.register(_spawn_helper)
+        if self.host not in _WANT_SERVER:
+            _WANT_SERVER.append(self.host)
 
     def setup_server(self) -> bool | None:
         """Start the peer's rpc server as a session of the running master (so it ends
@@ -676,28 +672,48 @@ def _package_paths() -> list[str]:
     return [root, *[p for p in sys.path if p.endswith("-packages") and p != root]]
 
 
-def start_server_main(alias: str) -> None:
-    """The detached helper: set the server up once per master, under a lock; when it
-    cannot be (no launcher there, forwarding refused), say so in a marker file that
-    holds further attempts off for SERVER_RETRY seconds."""
+_WANT_SERVER: list[str] = []  # peers whose server the helper should start at our exit
+
+
+def _spawn_helper() -> None:
+    """At exit (atexit), one detached helper for every peer that wants a server: set up
+    one after another once we are done, they never slow down our own requests (a sync
+    to 15 peers would otherwise start 15 helpers among its own connections)."""
+    from agent_mesh.procs import spawn_detached
+
+    code = ("import sys; from agent_mesh.mesh.openssh import start_server_main; "
+            "start_server_main(sys.argv[1:])")
+    try:  # noqa: SIM105 - a message never fails for want of a faster path
+        spawn_detached([sys.executable, "-I", "-S", "-c",
+                        f"import sys; sys.path[:0] = {_package_paths()!r}; " + code,
+                        *_WANT_SERVER])
+    except OSError:
+        pass
+
+
+def start_server_main(aliases: list[str]) -> None:
+    """The detached helper: set each server up once per master, under a lock; one that
+    cannot be (no launcher there, forwarding refused) leaves a marker file that holds
+    further attempts off for SERVER_RETRY seconds."""
     from agent_mesh.fsutil import locked
 
-    transport = OpenSshTransport(alias)
-    if transport.forward is None:
-        return
-    try:
-        with locked(transport.forward + ".lock", timeout=0):
-            done = transport.setup_server()
-            if done:
-                _unlink(transport.forward + ".failed")
-            elif done is False:
-                fd = os.open(transport.forward + ".failed", os.O_WRONLY | os.O_CREAT, 0o600)
-                os.close(fd)
-                os.utime(transport.forward + ".failed")
-    except TimeoutError:
-        pass  # another helper is at it
-    finally:
-        _reap()
+    for alias in aliases:
+        transport = OpenSshTransport(alias)
+        if transport.forward is None:
+            continue
+        try:
+            with locked(transport.forward + ".lock", timeout=0):
+                done = transport.setup_server()
+                if done:
+                    _unlink(transport.forward + ".failed")
+                elif done is False:
+                    fd = os.open(transport.forward + ".failed", os.O_WRONLY | os.O_CREAT, 0o600)
+                    os.close(fd)
+                    os.utime(transport.forward + ".failed")
+        except TimeoutError:
+            pass  # another helper is at it
+        finally:
+            _reap()
 
 
 def disconnect(aliases: list[str] | None = None) -> list[str]:
