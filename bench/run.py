@@ -10,7 +10,10 @@ calls; `send-keys -l` then `send-keys Enter`). Results also go to
 bench/results/latest.json. The remote benchmarks build the test lab (three
 network-namespace hosts with their own sshd, then sixteen for `sync16`; needs
 root) and skip without it. Remote figures are for the default OpenSSH transport
-(control master); the paramiko transport's are printed beside them.
+(control master); the paramiko transport's are printed beside them. Their
+baseline is the bash tool with the ControlMaster block of issue 20 in the
+sender's ~/.ssh/config (it reuses connections too); the bash tool without it is
+printed beside, and a cold message is held against one cold `ssh ALIAS true`.
 """
 
 from __future__ import annotations

@@ -738,6 +738,7 @@ def disconnect(aliases: list[str] | None = None) -> list[str]:
             run = transport.control("exit")
         except (TimeoutError, OSError):
             continue
+        _unlink(os.path.join(folder, f".{name}.rpc"))  # its forward went with it
         if run.status == 0:
             closed.append(alias)
         else:  # nothing listens: a leftover socket
