@@ -664,14 +664,6 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _package_paths() -> list[str]:
-    """Where this package is, for the helper's `python -I -S`."""
-    import agent_mesh
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(agent_mesh.__file__)))
-    return [root, *[p for p in sys.path if p.endswith("-packages") and p != root]]
-
-
 _WANT_SERVER: list[str] = []  # peers whose server the helper should start at our exit
 
 
@@ -685,7 +677,7 @@ def _spawn_helper() -> None:
             "start_server_main(sys.argv[1:])")
     try:  # noqa: SIM105 - a message never fails for want of a faster path
         spawn_detached([sys.executable, "-I", "-S", "-c",
-                        f"import sys; sys.path[:0] = {_package_paths()!r}; " + code,
+                        f"import sys; sys.path[:0] = {paths.package_paths()!r}; " + code,
                         *_WANT_SERVER])
     except OSError:
         pass

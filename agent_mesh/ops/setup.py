@@ -359,18 +359,6 @@ def install_files(report: Report) -> None:
 SHEBANG_MAX = 127  # bytes of a #! line every kernel reads whole (Linux < 5.1: 127)
 
 
-def package_paths() -> list[str]:
-    """The folders `python -S` needs on sys.path for this installation: the package's
-    root, then this interpreter's site-packages (an editable install's dependencies)."""
-    import sysconfig
-
-    import agent_mesh
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(agent_mesh.__file__)))
-    purelib = sysconfig.get_paths()["purelib"]
-    return [root] if os.path.realpath(purelib) == os.path.realpath(root) else [root, purelib]
-
-
 def rpc_launcher_text(python: str, folders: list[str]) -> str | None:
     """The rpc launcher for this interpreter and these folders (a Python file, its
     folders as a repr, nothing a shell reads); None when python cannot go into a #!
@@ -389,7 +377,7 @@ def install_rpc_launcher(report: Report) -> None:
     """~/.local/share/agent-mesh/rpc: a peer's request starts Python as the hook does,
     without the console script, `site` or `sh -c` (issue 20)."""
     path = paths.rpc_launcher()
-    text = rpc_launcher_text(sys.executable, package_paths())
+    text = rpc_launcher_text(sys.executable, paths.package_paths())
     if text is None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # one for another interpreter would start the wrong install
