@@ -288,8 +288,12 @@ def bench_remote(rounds: int) -> list[Result]:
                       base_label="cold `ssh h1 true`")
         drop = Result("remote file drop 10 KB, master up", target=0.5, base_label=cm)
         cold_ssh = ["ssh", "-o", "ControlMaster=no", "-o", "ControlPath=none", "h1", "true"]
-        for i in range(rounds + 1):
-            for result, extra in ((warm, []), (cold, []), (drop, ["--file", str(payload)])):
+        # Masters up first (the steady state: each peer's rpc server up), then cold ones:
+        # a cold round's `disconnect` ends the master and its server.
+        for i in range(2 * (rounds + 1)):
+            stage = ((warm, []), (drop, ["--file", str(payload)])) if i <= rounds else (
+                (cold, []),)
+            for result, extra in stage:
                 order = ["ours", "baseline", "paramiko"] + ([] if result is cold else ["plain"])
                 order = order[i % len(order):] + order[:i % len(order)]
                 for who in order:
@@ -311,7 +315,7 @@ def bench_remote(rounds: int) -> list[Result]:
                         raise RuntimeError(f"{who}: {out.stderr.decode().strip()}")
                     if argv is not cold_ssh:
                         _wait_logged(log, body, who)
-                    if i:
+                    if i not in (0, rounds + 1):  # each stage's first round warms up
                         result.bucket(who).append(elapsed)
                     time.sleep(0.3)
         sync = Result("3-host sync, masters up (from h2)", target=0.4, base_label=cm)
