@@ -169,7 +169,6 @@ def serve(idle: int) -> None:
 
     from agent_mesh.mesh.openssh import control_dir
 
-    os.umask(0o077)
     folder = control_dir()
     if folder is None or not 0 < idle <= 86400:
         sys.exit(1)
@@ -177,7 +176,11 @@ def serve(idle: int) -> None:
     path = os.path.join(folder, f".rpc-{os.urandom(6).hex()}.sock")  # hidden: no master
     launcher = _identity(paths.rpc_launcher())
     listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    listener.bind(path)
+    umask = os.umask(0o077)  # the socket 0600 from the start (its folder is 0700 anyway)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(umask)  # requests run with the session's own, as `agent-mesh rpc` does
     try:
         listener.listen(64)
         os.write(1, path.encode() + b"\n")
