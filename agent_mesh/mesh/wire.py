@@ -14,7 +14,9 @@ is streamed in CHUNK pieces by the sender and into a 0600 `.part` file by the
 peer, so neither side holds a file in memory; there is no second round trip
 (protocol 1 sent the file over SFTP first). The reply is one JSON object on
 stdout; then the peer closes stdout. Either side answers a version mismatch with
-"install the same version on both".
+"install the same version on both". Through a peer's rpc server (issue 20) the
+same request and reply travel on one connection of a forwarded Unix socket, after
+the server's GREETING line.
 """
 
 from __future__ import annotations
