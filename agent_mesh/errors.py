@@ -33,6 +33,7 @@ class MeshError(Exception):
     """Base of every error the CLI turns into a one-line message and an exit code."""
 
     exit_code = USAGE
+    answered = False  # rebuilt from a peer's reply: the request reached it (wire.py)
 
 
 class UsageError(MeshError):
@@ -50,7 +51,8 @@ class UnknownAgent(MeshError):
         self.address = address
         self.suggestions = suggestions or []
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown agent '{address}'{hint} (try --list)")
+        # a command every caller has (peek, status, ask have no --list of their own)
+        super().__init__(f"unknown agent '{address}'{hint} (every address: notify-pane --list)")
 
 
 class PaneGone(MeshError):
@@ -160,19 +162,31 @@ _STRING_INTRO = "]PX^_"  # OSC, DCS, SOS, PM, APC: run until BEL or ST
 _C1_CSI, _C1_STRING = "\x9b", "\x9d\x90\x98\x9e\x9f"
 _INTRO = _ESC + _C1_CSI + _C1_STRING
 _STRING_END, _ST = "\x07\x9c", "\x1b\\"  # BEL or C1 ST; ESC \\
+# Bidirectional controls reorder what follows them on screen (U+202E shows `txt.exe` as
+# `exe.txt`): dropped from anything shown, as escape sequences are.
+BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 
 
-def printable(text: str) -> str:
-    """Text safe to show on a terminal, on one line.
+def printable(text: str, *, lines: bool = False, sgr: bool = False) -> str:
+    """Text safe to show on a terminal: the one place that makes it so, for every
+    name, error, status cell and peeked screen that came from a pane or a peer.
 
-    Names, paths and anything from a peer or a message may hold escape
-    sequences: CSI (`ESC [ … final`) and string sequences (OSC, DCS, …, up to
-    BEL or `ESC \\`) are dropped whole, so nothing clears a screen or writes a
-    clipboard; line breaks and tabs become spaces; any other C0/C1 control or
-    DEL becomes `?`.
+    CSI (`ESC [ … final`) and string sequences (OSC, DCS, …, up to BEL or `ESC \\`)
+    are dropped whole, so nothing clears a screen or writes a clipboard; bidi
+    controls are dropped; line breaks, tabs and other spaces become spaces; any other
+    C0/C1 control or DEL becomes `?`; other non-printables are shown escaped, not
+    obeyed. lines: keep `\n` (a screen); sgr: keep colour sequences (`ESC [ … m`,
+    `peek --ansi`).
     """
+    if lines:  # line by line: most rows of a screen take the fast path
+        return "\n".join(printable(row, sgr=sgr) for row in text.split("\n"))
     if text.isprintable():
         return text
+    if sgr:  # colour sequences kept as they are, the text between them made printable
+        import re  # only here: errors is on every hot path
+
+        parts = re.split("(\x1b\\[[0-9;:]*m)", text)
+        return "".join(part if n % 2 else printable(part) for n, part in enumerate(parts))
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:
@@ -200,12 +214,26 @@ def printable(text: str) -> str:
                 i += 1
             # any other ESC x: a two-byte sequence, x already consumed
             continue
-        if ch in "\n\r\t\v\f":
-            out.append(" ")
-        elif ch.isprintable() or ch == " ":
+        if ch.isprintable() or ch == " ":
             out.append(ch)
+        elif ch in "\n\r\t\v\f":
+            out.append(" ")
         elif ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
             out.append("?")
+        elif ch in BIDI:
+            continue
+        elif ch.isspace():  # NBSP, U+2028 and other spaces
+            out.append(" ")
         else:  # other non-printables (format chars, unassigned): visible, not obeyed
             out.append(ch.encode("unicode_escape").decode("ascii"))
     return "".join(out)
+
+
+def printable_json(dumped: str) -> str:
+    """JSON text (json.dumps with ensure_ascii=False) safe for a terminal: DEL, C1,
+    bidi controls and line separators inside its strings are written as \\uXXXX
+    escapes (json.dumps leaves them raw), so a script still reads the exact value."""
+    if dumped.isprintable() or all(c.isprintable() or c in "\n " for c in dumped):
+        return dumped
+    return "".join(f"\\u{ord(c):04x}" if (0x7F <= ord(c) <= 0x9F or c in BIDI
+                                           or c in "\u2028\u2029") else c for c in dumped)

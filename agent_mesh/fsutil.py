@@ -1,4 +1,4 @@
-"""Filesystem adapter: atomic replace and advisory locks.
+"""Filesystem adapter: atomic replace, advisory locks, private folders.
 
 Readers never see a half-written file (temp file in the same directory, fsync,
 rename), and concurrent writers (tmux runs `run-shell -b` hooks in parallel)
@@ -15,11 +15,59 @@ import fcntl
 import os
 import time
 
+from agent_mesh import paths
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import TypeAlias
 
     PathArg: TypeAlias = str | os.PathLike[str]
+
+
+def make_dirs(path: PathArg) -> str:
+    """Create the folder path and its missing parents; returns path.
+
+    Inside ~/.agents and ~/.agent-inbox each folder made is 0700 whatever the
+    umask (mkdir's mode is masked by it, and os.makedirs gives the parents it
+    makes the default mode), and those two are made only in an existing parent:
+    a hook still running after its HOME was removed must not recreate it
+    (FileNotFoundError). Elsewhere it is os.makedirs, the umask deciding.
+    """
+    target = os.path.abspath(os.fspath(path))
+    for root in (paths.agents_dir(), paths.inbox_dir()):
+        root = os.path.abspath(root)
+        if target == root or target.startswith(root + "/"):
+            _private_dirs(target, root)
+            return target
+    os.makedirs(target, exist_ok=True)
+    return target
+
+
+def _private_dirs(path: str, root: str) -> None:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return
+    except FileNotFoundError:
+        if path == root:
+            raise
+        _private_dirs(os.path.dirname(path), root)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:  # made meanwhile by a concurrent writer
+            return
+    os.chmod(path, 0o700)  # exactly: a umask like 0o277 would mask owner bits too
+
+
+def append_private(path: PathArg) -> int:
+    """An O_APPEND descriptor on path, a new file being 0600 (whatever the umask:
+    logs hold message text); its folder is made as make_dirs makes it."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        make_dirs(os.path.dirname(os.fspath(path)))
+        return os.open(path, flags, 0o600)
 
 
 def atomic_write(path: PathArg, data: bytes, mode: int = 0o644) -> None:
@@ -31,7 +79,7 @@ def atomic_write(path: PathArg, data: bytes, mode: int = 0o644) -> None:
     target = os.fspath(path)
     parent, name = os.path.split(target)
     if parent:
-        os.makedirs(parent, exist_ok=True)
+        make_dirs(parent)
     tmp = os.path.join(parent, f".{name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
@@ -66,7 +114,7 @@ class locked:  # lowercase: used like a function, `with locked(path):`
     def __enter__(self) -> int:
         parent = os.path.dirname(self.path)
         if parent:
-            os.makedirs(parent, exist_ok=True)
+            make_dirs(parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + self.timeout
         pause = 0.001

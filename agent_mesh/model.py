@@ -183,10 +183,19 @@ class Envelope(Frozen):
             file_name=None if name is None else str(name),
             file_size=None if size is None else int(size),  # type: ignore[call-overload]
             msg_id=str(data.get("msg_id") or ""), queue=bool(data.get("queue")),
-            ttl=float(data.get("ttl") or 0),  # type: ignore[arg-type]
+            ttl=_ttl(data.get("ttl")),
             ask=str(data.get("ask") or ""), reply_to=str(data.get("reply_to") or ""),
             re=str(data.get("re") or ""), fanout=str(data.get("fanout") or ""),
         )
+
+
+def _ttl(value: object) -> float:
+    """A peer's ttl: a finite number of seconds, 0 or more (0: the queue's default);
+    NaN or an infinity would never expire. The queue caps large ones."""
+    ttl = float(value or 0)  # type: ignore[arg-type]
+    if not 0 <= ttl < float("inf"):
+        raise ValueError(f"bad ttl {ttl!r}: a number of seconds, 0 or more")
+    return ttl
 
 
 class DeliveryResult(Frozen):

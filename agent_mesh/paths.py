@@ -114,5 +114,11 @@ def tmux_conf() -> str:
     return os.path.join(home(), ".tmux.conf")
 
 
+def setup_made_tmux_conf() -> str:
+    """Present when `agent-mesh setup` created ~/.tmux.conf: --uninstall then removes
+    it if nothing but our block was ever in it."""
+    return os.path.join(share_dir(), "created-tmux.conf")
+
+
 def systemd_user_dir() -> str:
     return os.path.join(home(), ".config", "systemd", "user")

@@ -39,17 +39,21 @@ class Proc:
 
 class Foreground:
     """The pane's process and its terminal's foreground group (leader first, then its
-    descendants in the group, parents before children)."""
+    descendants in the group, parents before children), and the group's descendants
+    outside it (`script`'s inner shell sits in a session of its own)."""
 
-    __slots__ = ("group", "pane", "tpgid")
+    __slots__ = ("group", "others", "pane", "tpgid")
 
-    def __init__(self, pane: Proc | None, tpgid: int, group: tuple[Proc, ...]) -> None:
+    def __init__(self, pane: Proc | None, tpgid: int, group: tuple[Proc, ...],
+                 others: tuple[Proc, ...] = ()) -> None:
         self.pane = pane
         self.tpgid = tpgid
         self.group = group
+        self.others = others
 
     def __repr__(self) -> str:
-        return f"Foreground(pane={self.pane!r}, tpgid={self.tpgid}, group={list(self.group)!r})"
+        return (f"Foreground(pane={self.pane!r}, tpgid={self.tpgid}, group={list(self.group)!r}, "
+                f"others={list(self.others)!r})")
 
 
 def read_proc(pid: int, argv: bool = True) -> Proc | None:
@@ -135,14 +139,122 @@ def foreground(pane_pid: int) -> Foreground | None:
     if leader is None or leader.pgrp != tpgid:
         return Foreground(pane, tpgid, tuple(_scan_group(tpgid)))
     group = [leader]
+    others: list[Proc] = []
     queue = [leader.pid]
     while queue and len(group) < 64:
         for kid in _children(queue.pop(0)):
             proc = read_proc(kid)
-            if proc is not None and proc.pgrp == tpgid:
+            if proc is None:
+                continue
+            if proc.pgrp == tpgid:
                 group.append(proc)
                 queue.append(kid)
-    return Foreground(pane, tpgid, tuple(group))
+            elif len(others) < 16:  # enough to find a relayed shell (`sudo -s`: two down)
+                others.append(proc)
+                queue.append(kid)
+    return Foreground(pane, tpgid, tuple(group), tuple(others))
+
+
+def reads_terminal(pid: int) -> bool:
+    """Is pid's stdin a terminal? Unreadable (another user's process) counts as yes."""
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/0")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return target.startswith(("/dev/pts/", "/dev/tty"))
+
+
+def tty_mode(path: str) -> str:
+    """How the terminal at path reads input now: "raw" (a program takes each key itself:
+    readline, an agent TUI, a REPL), "line" (the kernel collects a line: nobody reads keys,
+    or a plain `read`, so typed text waits for whoever reads next, such as a shell once its
+    job ends), "hidden" (a line with echo off: a password or other secret is being asked),
+    or "" when it cannot be read. One open and one ioctl."""
+    if not path:
+        return ""
+    try:
+        import termios  # a C module: cheap, and POSIX (no /proc needed)
+
+        fd = os.open(path, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+    except (ImportError, OSError):
+        return ""
+    try:
+        lflag = termios.tcgetattr(fd)[3]
+    except termios.error:
+        return ""
+    finally:
+        os.close(fd)
+    if not lflag & termios.ICANON:
+        return "raw"
+    return "line" if lflag & termios.ECHO else "hidden"
+
+
+def readline_vi_command(pid: int) -> bool | None:
+    """Is the bash process pid in readline's vi command (normal) mode? None when it cannot
+    be told: not a bash exporting readline's symbols, or its memory is not readable (Yama
+    ptrace_scope >= 1 for a process that is not our descendant, another user's shell).
+
+    Nothing outside bash shows the mode (the terminal settings and an empty line look
+    the same in both), but bash exports readline's globals for loadable builtins, so the
+    current keymap pointer `_rl_keymap` is compared with `&vi_movement_keymap`."""
+    try:
+        symbols = _dynamic_symbols(f"/proc/{pid}/exe", (b"_rl_keymap", b"vi_movement_keymap"))
+        if len(symbols) < 2:
+            return None
+        base = _load_base(pid)
+        if base is None:
+            return None
+        with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+            mem.seek(base + symbols[b"_rl_keymap"])
+            raw = mem.read(8)
+    except (OSError, ValueError, IndexError):
+        return None
+    if len(raw) != 8:
+        return None
+    return int.from_bytes(raw, "little") == base + symbols[b"vi_movement_keymap"]
+
+
+def _load_base(pid: int) -> int | None:
+    """Where the executable of pid is mapped (its first mapping at file offset 0)."""
+    exe = os.readlink(f"/proc/{pid}/exe")
+    with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            parts = line.split(None, 5)
+            if len(parts) == 6 and parts[5].strip() == exe and int(parts[2], 16) == 0:
+                return int(parts[0].split("-")[0], 16)
+    return None
+
+
+def _dynamic_symbols(path: str, wanted: tuple[bytes, ...]) -> dict[bytes, int]:
+    """Values of the wanted symbols in a 64-bit little-endian ELF file's .dynsym."""
+    def num(data: bytes, at: int, size: int) -> int:
+        return int.from_bytes(data[at : at + size], "little")
+
+    with open(path, "rb") as fh:
+        head = fh.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2 or head[5] != 1:
+            return {}
+        shoff, shentsize, shnum = num(head, 40, 8), num(head, 58, 2), num(head, 60, 2)
+        fh.seek(shoff)
+        table = fh.read(shentsize * shnum)
+        sections = [table[i * shentsize : (i + 1) * shentsize] for i in range(shnum)]
+        found: dict[bytes, int] = {}
+        for sec in sections:
+            if num(sec, 4, 4) != 11:  # SHT_DYNSYM
+                continue
+            strtab = sections[num(sec, 40, 4)]
+            fh.seek(num(strtab, 24, 8))
+            names = fh.read(num(strtab, 32, 8))
+            fh.seek(num(sec, 24, 8))
+            syms = fh.read(num(sec, 32, 8))
+            for at in range(0, len(syms) - 23, 24):
+                start = num(syms, at, 4)
+                name = names[start : names.find(b"\0", start)]
+                if name in wanted:
+                    found[name] = num(syms, at + 8, 8)
+        return found
 
 
 def alive(pid: int) -> bool:
@@ -156,6 +268,30 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def running(marks: tuple[bytes, ...], env: bytes) -> list[int]:
+    """Pids (other than ours) whose argv holds one of marks and whose environment holds
+    the entry env (b"HOME=/home/me"): this user's hooks, say, not another HOME's."""
+    found: list[int] = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                argv = fh.read(8192)
+            if not any(mark in argv for mark in marks):
+                continue
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if env + b"\0" in fh.read() + b"\0":
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
 
 
 def spawn_detached(argv: list[str], log_path: str | None = None) -> None:

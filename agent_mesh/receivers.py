@@ -73,6 +73,12 @@ NOT_AN_INPUT = frozenset({
     "kak", "joe", "mcedit", "less", "more", "most", "pager", "man", "top", "htop", "btop",
     "watch", "tig", "lazygit", "mc", "ranger", "nnn", "fzf",
 })
+# Programs that connect the terminal to a shell this host cannot see (a remote one, or
+# one inside a nested terminal): `@agent-accept any` does not cover them, only their name.
+RELAYS = frozenset({
+    "ssh", "mosh", "mosh-client", "telnet", "rlogin", "screen", "tmux", "docker", "podman",
+    "kubectl",
+})
 # Programs that only wrap another one: the refusal names what they run.
 WRAPPERS = frozenset({
     "git", "env", "sudo", "doas", "script", "time", "nice", "nohup", "timeout", "stdbuf",

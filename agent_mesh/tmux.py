@@ -105,6 +105,19 @@ class Tmux:
         return result
 
 
+def literal(word: str) -> str:
+    """word as one argv word tmux takes literally: a word ending in `;` would end the
+    command (the rest of argv then runs as tmux commands), so its last `;` becomes `\\;`,
+    which tmux reads back as `;` (any backslashes before it stay as they are)."""
+    return word[:-1] + "\\;" if word.endswith(";") else word
+
+
+def literal_format(text: str) -> str:
+    """text for an argument tmux expands as a format (new-session -s, new-window -n,
+    rename-window): `#` doubled so `#(...)` runs nothing and `#{...}` stays text."""
+    return literal(text.replace("#", "##"))
+
+
 def fields_format(fields: Sequence[str]) -> str:
     """`#{n:f}:#{f}` for each field: a byte length, a colon, then the raw value."""
     return "".join(f"#{{n:{f}}}:#{{{f}}}" for f in fields)

@@ -16,6 +16,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -69,13 +70,15 @@ def test_bare_agent_mesh_shows_its_help(isolated_env: Path) -> None:
 
 
 def test_foreign_queue_files_are_skipped_not_fatal(isolated_env: Path) -> None:
-    from agent_mesh.delivery import queue
     from agent_mesh.model import Envelope
 
     envelope = Envelope(sender="tester", address="testhost-dev-x", body="kept",
                         timestamp="2026-01-01 00:00", msg_id="goodid")
-    queue.enqueue(envelope, "testhost-dev-x", "busy")
     folder = isolated_env / ".agents" / "queue" / "testhost-dev-x"
+    folder.mkdir(parents=True)
+    good = {"id": "goodid", "address": "testhost-dev-x", "queued_at": time.time(),
+            "expires_at": time.time() + 60, "reason": "busy", "envelope": envelope.to_json()}
+    (folder / "00000000000000000009-goodid.json").write_text(json.dumps(good))
     bad = {
         "00000000000000000001-a.json": '{"id":"a","queued_at":"soon","expires_at":"x",'
                                        '"envelope":{}}',
@@ -245,7 +248,9 @@ def test_hook_typed_at_a_terminal_says_what_it_did(tmux_server: TmuxServer) -> N
 @pytest.mark.parametrize("opts", [[], ["--role", "x"]], ids=["plain", "with a role"])
 def test_spawn_of_a_missing_program_says_so(tmux_server: TmuxServer, opts: list[str]) -> None:
     tmux_server.start("agents")
-    out = run_cli("agent-mesh", "spawn", "testhost", *opts, "--", "/nonexistent/prog")
+    # accepted: a program agent-mesh does not know is refused before it starts (21.14)
+    out = run_cli("agent-mesh", "spawn", "testhost", *opts, "--accept", "prog", "--",
+                  "/nonexistent/prog")
     err = out.stderr.decode()
     assert out.returncode == 4 and err.count("\n") == 1, err
     assert "/nonexistent/prog exited at once (is it installed on this host?)" in err, err

@@ -134,6 +134,26 @@ def test_queue_lists_and_cancels(tui: Receiver) -> None:
     assert tui.lines() == []
 
 
+def test_queue_table_has_a_header_and_shows_expired(tui: Receiver) -> None:
+    """Issue 21.21: `agent-mesh queue` has a header, and a message past its time (its
+    waiter gone, so nobody dropped it yet) reads `expired`, not `expires in 0s`."""
+    draft(tui, "busy")
+    assert notify("--ttl", "2s", tui.address, "short-lived").returncode == 5
+    assert notify("--queue", tui.address, "long-lived").returncode == 5
+    for pid in retry_until(waiters):
+        os.kill(pid, signal.SIGKILL)
+    retry_until(lambda: not waiters())
+    # past the first one's ttl (nothing runs that would drop it)
+    out = retry_until(lambda: (r := run_cli("agent-mesh", "queue")).returncode == 0
+                      and b" expired " in r.stdout and r, timeout=10)
+    head, *rows = out.stdout.decode().splitlines()
+    assert head.split() == ["ID", "TO", "FROM", "EXPIRES", "WHY", "QUEUED", "MESSAGE"]
+    assert len(rows) == 2, rows
+    assert " expired " in rows[0] and rows[0].endswith("short-lived"), rows
+    assert " in 59m " in rows[1] and rows[1].endswith("long-lived"), rows
+    assert "expires in 0s" not in out.stdout.decode()
+
+
 def test_queue_refuses_bad_ttl_and_file() -> None:
     assert notify("--ttl", "soon", "x", "hi").returncode == 1
     assert notify("--queue", "x", "--file", "/etc/hostname", "hi").returncode == 1
@@ -173,15 +193,129 @@ def test_ask_times_out_with_exit_6(tui: Receiver) -> None:
     assert b"no reply from" in err and err.count(b"\n") == 1
 
 
-def test_reply_to_a_pane_asker_is_typed_when_nobody_waits(spawn: Spawner) -> None:
+def in_pane(agent: Receiver) -> dict[str, str]:
+    """The environment of a command run in agent's pane (as its own tool calls are)."""
+    socket = agent.pane.display("#{socket_path}")
+    return {"TMUX": f"{socket},1,0", "TMUX_PANE": agent.pane.pane_id}
+
+
+def asked(agent: Receiver, before: int = 0) -> tuple[str, str]:
+    """(route, id) from the reply instruction in the question agent received."""
+    question = agent.wait_lines(before + 1, timeout=15)[before]
+    match = re.search(r"reply: notify-pane (\S+) --re ([0-9a-f]+) ", question)
+    assert match, question
+    return match.group(1), match.group(2)
+
+
+def mailbox_files() -> list[Path]:
+    return sorted((Path.home() / ".agents" / "mailbox").glob("*.json"))
+
+
+def test_a_reply_only_from_the_asked_pane_and_to_the_asker(spawn: Spawner) -> None:
+    """Issue 21.13: a valid id from another pane, or sent to another address, is refused
+    (exit 3, one line) and not stored; the asked agent's reply is taken once and
+    deleted; the id has 64 bits."""
+    worker = spawn.agent_tui("worker")
+    other = spawn.agent_tui("other")
+    asker = _ask(worker.address, "--timeout", "30s", "--json", "which test fails?")
+    route, ask_id = asked(worker)
+    assert route == SELF_HOST and len(ask_id) == 16
+    forged = notify(route, "--re", ask_id, "forged answer", env=in_pane(other))
+    assert forged.returncode == 3, forged.stderr
+    assert forged.stderr.count(b"\n") == 1
+    assert f"must come from {worker.address}".encode() in forged.stderr
+    misrouted = notify(other.address, "--re", ask_id, "misrouted", env=in_pane(worker))
+    assert misrouted.returncode == 3, misrouted.stderr
+    assert f"goes to its asker {route}".encode() in misrouted.stderr
+    assert mailbox_files() == []  # refused replies are not stored
+    real = notify(route, "--re", ask_id, "test_x; see log", env=in_pane(worker))
+    assert real.returncode == 0, real.stderr
+    assert b"kept for the waiting ask" in real.stdout
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 0, err
+    assert json.loads(out)["reply"] == "test_x; see log"
+    assert mailbox_files() == []  # consumed: deleted
+    time.sleep(0.3)
+    assert other.lines() == [] and len(worker.lines()) == 1
+
+
+def test_a_late_reply_to_a_script_says_the_ask_ended(tui: Receiver) -> None:
+    """Issue 21.31: after the ask timed out, a reply is refused saying so (nothing
+    would read it), and is not stored."""
+    asker = _ask(tui.address, "--timeout", "1s", "anyone?")
+    route, ask_id = asked(tui)
+    _, err = asker.communicate(timeout=20)
+    assert asker.returncode == 6, err
+    late = notify(route, "--re", ask_id, "sorry, late", env=in_pane(tui))
+    assert late.returncode == 3, late.stdout
+    assert b"its ask ended (timed out" in late.stderr and b"kept" not in late.stdout
+    assert mailbox_files() == []
+
+
+def test_a_late_reply_to_a_pane_asker_is_typed_there_saying_the_ask_ended(
+        spawn: Spawner) -> None:
+    """Issue 21.31: the asking pane gets a late reply typed, and the replier is told the
+    ask had ended (not that it was kept for the asker)."""
     orch = spawn.agent_tui("orch")
     worker = spawn.agent_tui("worker")
-    out = notify(orch.address, "--re", "3f9a", "late answer", env={"AGENT_NAME": "w"})
+    env = {k: v for k, v in os.environ.items() if k != "AGENT_NAME"}
+    asker = subprocess.run([str(BIN / "agent-mesh"), "ask", worker.address, "--timeout", "1s",
+                            "status?"], env={**env, **in_pane(orch)}, capture_output=True,
+                           timeout=30)
+    assert asker.returncode == 6, asker.stderr
+    route, ask_id = asked(worker)
+    assert route == orch.address
+    out = notify(route, "--re", ask_id, "late answer", env=in_pane(worker))
     assert out.returncode == 0, out.stderr
-    assert orch.wait_lines(1)[0].endswith(", re 3f9a] late answer")
-    assert worker.lines() == []
-    kept = list((Path.home() / ".agents" / "mailbox").glob("3f9a.*.json"))
-    assert len(kept) == 1
+    assert b"its ask ended (timed out" in out.stderr and b"kept for" not in out.stdout
+    assert orch.wait_lines(1)[0].endswith(f", re {ask_id}] late answer")
+    assert mailbox_files() == []
+
+
+def test_a_reply_to_no_ask_is_refused(spawn: Spawner) -> None:
+    orch = spawn.agent_tui("orch")
+    out = notify(orch.address, "--re", "3f9a", "answer to nothing")
+    assert out.returncode == 2, out.stderr
+    assert b"no such ask" in out.stderr
+    time.sleep(0.3)
+    assert orch.lines() == [] and mailbox_files() == []
+
+
+def test_the_mailbox_is_bounded(tui: Receiver) -> None:
+    """Issue 21.27: a reply over the size cap, and replies past the per-sender and total
+    caps of ~/.agents/config.toml, are refused with the key that raises them; what a
+    stopped ask could not read yet is kept, and taken (then deleted) once it runs."""
+    config = Path.home() / ".agents" / "config.toml"
+    config.write_text("[limits]\nmailbox_reply_bytes = 1024\nmailbox_per_sender = 2\n"
+                      "mailbox_total_bytes = 3072\n")
+    asker = _ask(tui.address, "--timeout", "60s", "--json", "q")
+    route, ask_id = asked(tui)
+    os.kill(asker.pid, signal.SIGSTOP)  # waiting, but not reading: replies pile up
+    try:
+        env = in_pane(tui)
+        big = notify(route, "--re", ask_id, "--stdin", input=b"x" * 2000, env=env)
+        assert big.returncode == 1, big.stderr
+        assert b"over this host's cap of 1024 (raise limits.mailbox_reply_bytes in " \
+            in big.stderr
+        assert mailbox_files() == []
+        for n in range(2):
+            kept = notify(route, "--re", ask_id, "--stdin", input=b"%d" % n * 1000, env=env)
+            assert kept.returncode == 0, kept.stderr
+        third = notify(route, "--re", ask_id, "one more", env=env)
+        assert third.returncode == 3, third.stderr
+        assert b"holds 2 replies from" in third.stderr
+        assert b"mailbox_per_sender" in third.stderr
+        config.write_text("[limits]\nmailbox_total_bytes = 3072\n")
+        full = notify(route, "--re", ask_id, "--stdin", input=b"z" * 1000, env=env)
+        assert full.returncode == 3, full.stderr
+        assert b"raise limits.mailbox_total_bytes" in full.stderr
+        assert len(mailbox_files()) == 2
+    finally:
+        os.kill(asker.pid, signal.SIGCONT)
+    out, err = asker.communicate(timeout=15)
+    assert asker.returncode == 0, err
+    assert json.loads(out)["reply"] == "0" * 1000  # the first kept, read once
+    assert mailbox_files() == []  # the ask ended: nothing would read the other
 
 
 def test_bad_reply_id_is_a_usage_error(tui: Receiver) -> None:
@@ -258,7 +392,7 @@ def test_spawn_starts_registers_and_delivers_the_task(spawn: Spawner, tmp_path: 
 def test_spawn_never_runs_the_command_through_a_shell(spawn: Spawner, tmp_path: Path) -> None:
     spawn.agent_tui("first")
     marker = tmp_path / "pwned"
-    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--wait", "2s", "--",
+    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--wait", "2s", "--accept", "any", "--",
                   f"true; touch {marker}", timeout=60)
     assert out.returncode != 0
     time.sleep(0.3)
@@ -296,4 +430,119 @@ def test_a_forged_reply_route_is_refused(tui: Receiver) -> None:
         with pytest.raises(UsageError):
             receive(envelope, agent)
     time.sleep(0.3)
+    assert tui.lines() == []
+
+
+# --- issue 21.3, 21.14, 21.29: spawn hands tmux data, refuses early, leaves nothing ------
+
+
+def _argv_recorder(record: Path, log: Path) -> list[str]:
+    """python -c CODE: writes its own argv to record, then becomes the agent TUI."""
+    code = ("import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:])); "
+            f"os.execv(sys.executable, [sys.executable, {str(AGENT_TUI)!r}, {str(log)!r}])")
+    return [sys.executable, "-c", code, str(record)]
+
+
+def _windows(spawn: Spawner) -> list[str]:
+    out = spawn.server.run("list-windows", "-a", "-F", "#{session_name}\t#{window_name}",
+                           check=False).stdout
+    return out.splitlines()
+
+
+def test_spawn_hands_names_and_argv_to_tmux_as_data(spawn: Spawner, tmp_path: Path) -> None:
+    spawn.agent_tui("first")
+    marks = [tmp_path / f"mark{i}" for i in range(4)]
+    words = ["semi;", "run-shell", f"touch {marks[0]}", ";", f"#(touch {marks[1]})", "x\\;",
+             "#{pane_id}"]
+    cases = (("dev", f"#(touch {marks[2]})nm;"),  # a new window of a running session
+             (f"s#(touch {marks[3]});", "nm;"))  # a new session
+    for n, (session, name) in enumerate(cases):
+        record = tmp_path / f"argv{n}.json"
+        out = run_cli("agent-mesh", "spawn", SELF_HOST, "--session", session, "--name", name,
+                      "--role", "r;", "--accept", "any", "--",
+                      *_argv_recorder(record, tmp_path / f"log{n}"), *words, timeout=90)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(record.read_text()) == words
+        assert f"{session}\t{name}" in _windows(spawn)
+        address = out.stdout.decode().split()[0]
+        listed = json.loads(run_cli("notify-pane", "--list", "--json").stdout)
+        assert {a["address"]: a["role"] for a in listed}[address] == "r;"
+    time.sleep(0.3)
+    assert not any(m.exists() for m in marks)
+
+
+def test_spawn_of_an_unknown_program_is_refused_at_once(spawn: Spawner) -> None:
+    spawn.agent_tui("first")
+    before = _windows(spawn)
+    for argv, accept in ((["sleep", "3600"], "sleep"), (["bash", "--norc"], "shell")):
+        started = time.monotonic()
+        out = run_cli("agent-mesh", "spawn", SELF_HOST, "--", *argv, timeout=20)
+        err = out.stderr.decode()
+        assert out.returncode == 3 and err.count("\n") == 1, err
+        assert f"spawn with --accept {accept}" in err, err
+        assert time.monotonic() - started < 10
+    assert _windows(spawn) == before
+
+
+@pytest.mark.parametrize("session", ["a:b", "a.b", "tmp", "test-x"])
+def test_a_failed_spawn_leaves_nothing_running(spawn: Spawner, session: str) -> None:
+    spawn.agent_tui("first")
+    before = _windows(spawn)
+    tag = f"{os.getpid()}{time.monotonic_ns() % 10**6}"
+    out = run_cli("agent-mesh", "spawn", SELF_HOST, "--session", session, "--accept", "any",
+                  "--", "sleep", f"{tag}", timeout=30)
+    err = out.stderr.decode()
+    assert out.returncode == 1 and err.count("\n") == 1, err
+    assert "--session" in err, err
+    time.sleep(0.3)
+    assert _windows(spawn) == before
+    assert subprocess.run(["pgrep", "-f", f"sleep {tag}"], capture_output=True).returncode == 1
+
+
+def test_a_spawn_cut_off_mid_wait_removes_its_window(spawn: Spawner) -> None:
+    spawn.agent_tui("first")
+    before = _windows(spawn)
+    # a password prompt: never ready, so the spawn waits its whole --wait
+    proc = subprocess.Popen([str(BIN / "agent-mesh"), "spawn", SELF_HOST, "--name", "asks",
+                             "--accept", "any", "--wait", "60s", "--", sys.executable, "-c",
+                             "import getpass; getpass.getpass('Password: ')"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        retry_until(lambda: any(w.endswith("\tasks") for w in _windows(spawn)), timeout=15)
+        time.sleep(0.5)  # into the wait
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    retry_until(lambda: _windows(spawn) == before, timeout=5)
+
+
+def test_numbers_from_a_peer_are_bounded(spawn: Spawner) -> None:
+    """A peer's wait, lines, limit and ttl: clamped to the documented maxima, and NaN,
+    infinities and negatives refused as usage errors (exit 1), never held for 1e300 s."""
+    from agent_mesh import __version__
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    tui = spawn.agent_tui("first")
+
+    def rpc(request: dict[str, object]) -> dict[str, object]:
+        raw = json.dumps({**request, "protocol": PROTOCOL, "version": __version__}).encode()
+        out = run_cli("agent-mesh", "rpc", input=raw + b"\n", timeout=30)
+        return json.loads(out.stdout)
+
+    for bad in (float("nan"), float("inf"), -1, "10", True):
+        for request in ({"op": "peek", "address": tui.address, "lines": bad},
+                        {"op": "inbox", "address": tui.address, "limit": bad},
+                        {"op": "spawn", "argv": ["sleep", "9"], "accept": "any", "wait": bad},
+                        {"op": "deliver", "envelope": {
+                            "sender": "p", "address": tui.address, "body": "x",
+                            "timestamp": "now", "queue": True, "ttl": bad}}):
+            if request["op"] == "deliver" and bad in ("10", True):
+                continue  # a ttl is coerced as before; only non-finite or negative is bad
+            reply = rpc(request)
+            assert reply["ok"] is False and reply["code"] == 1, (request, reply)
+    reply = rpc({"op": "spawn", "argv": [sys.executable, str(AGENT_TUI), "/dev/null"],
+                 "wait": 1e300, "name": "long"})  # clamped (to 600 s), not refused
+    assert reply["ok"] and reply["ready"], reply
     assert tui.lines() == []

@@ -125,6 +125,31 @@ def test_a_crontab_line_without_a_cron_daemon_is_no_timer(tools: Path) -> None:
     assert "start cron" in check.fix
 
 
+@pytest.mark.skipif(_real_cron_runs(), reason="a real cron daemon runs on this machine")
+@pytest.mark.parametrize("crontab_line", [True, False])
+def test_no_systemd_and_no_cron_daemon_is_one_warning(tmux_server: TmuxServer,
+                                                      isolated_env: Path, tools: Path,
+                                                      crontab_line: bool) -> None:
+    """Issue 21.21: a container (no systemd user manager, no cron daemon), set up as
+    setup leaves it (with its crontab line, or without): exit 0, one warning saying
+    what to run instead."""
+    healthy_setup(tmux_server, isolated_env, tools)
+    while _DAEMONS:  # no cron daemon after all
+        daemon = _DAEMONS.pop()
+        daemon.kill()
+        daemon.wait()
+    fake_tool(tools, "systemctl", "echo 'Failed to connect to bus: No medium found' >&2; "
+              "exit 1\n")
+    if not crontab_line:
+        fake_tool(tools, "crontab", 'echo "no crontab for $USER" >&2; exit 1\n')
+    checks = doctor.run_checks()
+    assert doctor.exit_code(checks) == 0, doctor.render(checks)
+    (warned,) = [c for c in checks if not c.ok]
+    assert (warned.name, warned.status) == ("timer", "warn")
+    assert "no systemd user manager, no cron daemon" in warned.detail
+    assert "agent-discover" in warned.fix
+
+
 def test_systemd_timer_counts_as_the_timer(tools: Path) -> None:
     fake_tool(tools, "systemctl", 'echo active\n')
     assert doctor.check_timer() == Check("timer", True,

@@ -87,6 +87,25 @@ def test_printable_drops_escape_sequences_whole(raw: str, shown: str) -> None:
     assert printable(raw) == shown
 
 
+def test_printable_screens_keep_lines_and_only_colours_when_asked() -> None:
+    screen = "a\u202eb\u200f\u061c\n\x1b[1;31mred\x1b[0m\x1b]52;c;eA==\x07\u009b2J\nnbsp\u00a0x"
+    assert printable(screen, lines=True) == "ab\nred\nnbsp x"
+    assert printable(screen, lines=True, sgr=True) == "ab\n\x1b[1;31mred\x1b[0m\nnbsp x"
+    assert printable("\u009b31mx", sgr=True) == "x"  # C1 CSI is never kept
+
+
+def test_printable_json_escapes_what_a_terminal_would_obey() -> None:
+    import json
+
+    from agent_mesh.errors import printable_json
+
+    value = {"role": "r\u009b2J\u202eo\u2066\x7fle ü", "n": 1}
+    text = printable_json(json.dumps(value, ensure_ascii=False, indent=2))
+    assert text.isascii() is False and "ü" in text  # other text stays readable
+    assert not any(c in text for c in "\u009b\u202e\u2066\x7f")
+    assert json.loads(text) == value
+
+
 # --- over the wire ----------------------------------------------------------------
 
 

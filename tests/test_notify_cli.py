@@ -11,7 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BIN, SELF_HOST, SENDER, Receiver, Spawner, notify, retry_until, run_cli
+from conftest import (
+    BIN,
+    SELF_HOST,
+    SENDER,
+    Receiver,
+    Spawner,
+    TmuxServer,
+    notify,
+    retry_until,
+    run_cli,
+)
 
 
 def one_line_failure(res: subprocess.CompletedProcess[bytes], code: int) -> str:
@@ -215,6 +225,115 @@ def test_body_from_stdin(tui: Receiver) -> None:
     assert res.returncode == 0, res.stderr
     (line,) = tui.wait_lines(1)
     assert line.endswith("] " + body)
+
+
+# --- input edges (issue 21.20) -------------------------------------------------------
+
+
+def test_one_final_newline_from_stdin_is_one_line(spawn: Spawner) -> None:
+    """`echo hi | notify-pane X --stdin` to a prompt without bracketed paste (a multi-line
+    message is refused there): one line, `hi`; a second line still counts."""
+    py = spawn.py_receiver()
+    res = notify(py.address, "--stdin", input=b"hi\n")
+    assert res.returncode == 0, res.stderr
+    assert py.wait_lines(1)[0].endswith("] hi")
+    assert notify(py.address, "--stdin", input=b"hi\r\n").returncode == 0
+    assert py.wait_lines(2)[1].endswith("] hi")
+    refused = notify(py.address, "--stdin", input=b"one\ntwo\n")
+    assert refused.returncode == 3 and b"bracketed paste" in refused.stderr, refused.stderr
+
+
+def test_bidi_controls_are_removed_and_counted(tui: Receiver) -> None:
+    body = "report\u202etxt.exe \u2066a\u2069 \u200eb\u200f \u061cc \u202a\u202b\u202c\u202d"
+    res = notify(tui.address, body)
+    assert res.returncode == 0, res.stderr
+    assert tui.wait_lines(1)[0].endswith("] reporttxt.exe a b c ")
+    assert res.stderr == (b"notify-pane: note: removed 10 control character(s) from the "
+                          b"message\n")
+    assert "\u202e" not in res.stdout.decode()
+
+
+def test_the_preview_is_what_is_delivered(tui: Receiver) -> None:
+    """C1 characters: the preview showed `xy` (CSI read as an escape sequence) while
+    `x31my` arrived."""
+    res = notify(tui.address, "x\x9b31my\x85z")
+    assert res.returncode == 0, res.stderr
+    assert tui.wait_lines(1)[0].endswith("] x31myz")
+    assert res.stdout.decode().endswith(": x31myz\n"), res.stdout
+
+
+def test_a_unicode_window_name_keeps_its_letters(spawn: Spawner) -> None:
+    """A window named `Ünï💥` is `…-ünï` (it was `…-n`), typed in any case or form."""
+    tui = spawn.agent_tui("Ünï💥")
+    address = f"{SELF_HOST}-dev-ünï"
+    listed = notify("--list").stdout.decode().split()
+    assert address in listed, listed
+    tui.address = address
+    assert notify(address, "exact").returncode == 0
+    assert notify(address.upper(), "upper case").returncode == 0
+    decomposed = f"{SELF_HOST}-dev-u\u0308ni\u0308"  # as NFD input methods type it
+    assert notify(decomposed, "decomposed").returncode == 0
+    got = [line.split("] ", 1)[1] for line in tui.wait_lines(3)]
+    assert got == ["exact", "upper case", "decomposed"]
+
+
+# --- newcomer friction (issue 21.21) -------------------------------------------------
+
+
+def test_list_right_after_new_window_waits_for_its_hook(tmux_server: TmuxServer) -> None:
+    """`tmux new-window` returns before its hook has registered the window: --list
+    waits for the running hook instead of saying "start tmux"."""
+    tmux_server.start("dev", "first")
+    tmux_server.install_hooks()  # loaded after the session: nothing registered yet
+    tmux_server.new_window("dev", "second")
+    res = notify("--list")
+    assert res.returncode == 0, res.stderr
+    assert f"{SELF_HOST}-dev-second" in res.stdout.decode().split(), (res.stdout, res.stderr)
+
+
+def test_an_empty_list_while_tmux_runs_never_says_start_tmux(tmux_server: TmuxServer) -> None:
+    tmux_server.start("tmp", "w")  # a scratch session: never registered
+    for res in (notify("--list"), run_cli("agent-mesh", "list")):
+        out = (res.stdout + res.stderr).decode()
+        assert res.returncode == 0 and "start tmux" not in out, out
+        assert "though tmux runs" in out and "agent-discover" in out, out
+        assert "scratch/tmp/temp/test" in out and out.count("\n") == 1, out
+
+
+def test_unknown_agent_hints_name_what_exists(spawn: Spawner) -> None:
+    """`peek nosuch` is not told to use `--list` (peek has none); a closed session's
+    address gets the agents like it, not every agent of the host."""
+    spawn.agent_tui("agent")
+    spawn.bash("sh")
+    spawn.server.run("new-session", "-d", "-s", "work2", "-n", "api")
+    spawn.server.run("new-session", "-d", "-s", "work", "-n", "api")
+    spawn.register()
+    spawn.server.run("kill-session", "-t", "=work")
+    spawn.register()
+    peek = run_cli("agent-mesh", "peek", "nosuch")
+    assert peek.returncode == 2 and b"(try --list)" not in peek.stderr, peek.stderr
+    assert b"(every address: notify-pane --list)" in peek.stderr, peek.stderr
+    err = one_line_failure(notify(f"{SELF_HOST}-work-api", "hello"), 2)
+    assert f"did you mean {SELF_HOST}-work2-api?" in err, err
+    err = one_line_failure(notify(f"{SELF_HOST}-gone-x", "hello"), 2)
+    assert "did you mean" not in err, err
+
+
+def test_an_option_after_the_agent_is_a_usage_error(tui: Receiver) -> None:
+    """`notify-pane ADDR --queue hello` sent "--queue hello" as the text; now it is
+    exit 1 with the right order, and `--` sends it as text."""
+    err = one_line_failure(notify(tui.address, "--queue", "hello"), 1)
+    assert f"notify-pane --queue {tui.address} hello" in err, err
+    assert f"notify-pane {tui.address} -- --queue hello" in err, err
+    err = one_line_failure(notify(tui.address, "--ttl", "5m", "hi"), 1)
+    assert f"notify-pane --ttl 5m {tui.address} hi" in err, err
+    for word in ("--list", "--whoami", "--all", "--help"):
+        one_line_failure(notify(tui.address, word, "x"), 1)
+    assert notify(tui.address, "--", "--queue", "hello").returncode == 0
+    assert notify(tui.address, "--", "--").returncode == 0
+    assert notify(tui.address, "-x", "--queue").returncode == 0  # not an option of ours
+    got = [line.split("] ", 1)[1] for line in tui.wait_lines(3)]
+    assert got == ["--queue hello", "--", "-x --queue"]
 
 
 def test_after_the_file_everything_is_message_text(tui: Receiver, tmp_path: Path) -> None:

@@ -247,6 +247,56 @@ def test_log_rotates_and_never_fails_delivery(spawn: Spawner,
     tui.wait_lines(1)
 
 
+SLOW_TMUX = """#!/bin/sh
+# tmux, but a load-buffer call (the paste) returns only after a pause, when it is done:
+# its sender can be killed once tmux has the message and before it knows the outcome.
+tmux "$@"; rc=$?
+case " $* " in *" load-buffer "*)
+  : >"$PASTED"
+  while kill -0 "$PPID" 2>/dev/null; do sleep 0.02; done;;  # until the sender is killed
+esac
+exit $rc
+"""
+
+
+def test_a_sender_killed_mid_paste_still_has_its_sent_line(spawn: Spawner,
+                                                          tmp_path: Path) -> None:
+    """Issue 21.22: the sent line is written before the paste and completed after it.
+    Senders of a large message are killed (SIGKILL) once tmux has pasted it (their tmux
+    client is slowed down by a wrapper, TMUX_BIN, to hold them there): each message
+    arrives and is in sent.jsonl, as "interrupted"; a sender that lives logs one line
+    and then completes it."""
+    tui = spawn.agent_tui()
+    wrapper = tmp_path / "slow-tmux"
+    wrapper.write_text(SLOW_TMUX)
+    wrapper.chmod(0o755)
+    pasted = tmp_path / "pasted"
+    env = {**os.environ, "AGENT_NAME": "tester", "TMUX_BIN": str(wrapper),
+           "PASTED": str(pasted)}
+    tags = [f"big-{i:02d}" for i in range(3)]
+    for tag in tags:
+        pasted.unlink(missing_ok=True)
+        proc = subprocess.Popen([str(BIN / "notify-pane"), tui.address, "--stdin"],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, env=env)
+        assert proc.stdin is not None
+        proc.stdin.write(f"{tag} {'x' * 100_000}".encode())  # one large line
+        proc.stdin.close()
+        retry_until(pasted.exists, timeout=30)
+        proc.kill()
+        assert proc.wait() == -9
+        retry_until(lambda t=tag: any(t in line for line in tui.lines()), timeout=30)
+    records = log.read(str(_log_dir() / "sent.jsonl"))
+    assert [(str(r["body"])[:6], r["outcome"]) for r in records] == [
+        (tag, "interrupted") for tag in tags]
+    assert all("pid" not in r and r["bytes"] == 100_007 for r in records)
+    assert notify(tui.address, "after them").returncode == 0
+    last = log.read(str(_log_dir() / "sent.jsonl"))[-1]
+    assert (last["body"], last["outcome"]) == ("after them", "delivered")
+    lines = (_log_dir() / "sent.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1]) == {"id": last["id"], "update": True, "outcome": "delivered"}
+
+
 def test_records_are_json_whatever_the_body(tmp_path: Path) -> None:
     body = 'quotes " \\ tab\t nl\n esc \x1b bell \x07 del \x7f ✓ \u2028 \udcff'
     path = str(tmp_path / "l.jsonl")

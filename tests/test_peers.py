@@ -365,7 +365,8 @@ def test_nothing_from_a_peer_reaches_the_terminal_raw(peers: Peers) -> None:
         ("a\x1b]52;c;zz\x1b[31mred", "a"),  # unterminated: dropped to the end
         ("\x9b2Jc1\x9d52;c;x\x9cok", "c1ok"),  # C1 CSI and OSC
         ("bell\x07 nul\x00 del\x7f line\nbreak", "bell? nul? del? line break"),
-        ("\u202eevil\u2066", "\\u202eevil\\u2066"),  # shown, not obeyed
+        ("\u202eevil\u2066", "evil"),  # bidi controls dropped, not obeyed
+        ("zero\u200bwidth", "zero\\u200bwidth"),  # other format characters: shown
         ("\x1b(B\x1b7\x1bcq", "q"),
         ("trailing escape\x1b", "trailing escape"),
     ],

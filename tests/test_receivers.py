@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Pane, Receiver, Spawner, notify, retry_until
+from conftest import AGENT_TUI, Pane, Receiver, Spawner, notify, retry_until
 
 from agent_mesh.delivery.paste import pane_state
 from agent_mesh.delivery.state import classify, refusal
@@ -67,11 +67,47 @@ def test_text_for_a_shell_running_sleep_is_refused_and_never_runs(
     sh.pane.send_keys("Enter")
     retry_until(lambda: "foreground program is sleep" in reason_now(sh.pane))
     err = refused(sh.address, f"done; touch {marker}", "its foreground program is sleep")
-    assert "a job of bash, which would run the text as a command" in err, err
-    assert "@agent-accept sleep" in err, err
+    assert "bash would run the text as a command once sleep ends" in err, err
+    assert "@agent-accept" not in err, err  # issue 21.17: no opt-in would make sleep a receiver
     bash_ran(sh, "after-sleep")
     assert not marker.exists()
     assert not any("touch" in line for line in sh.lines())
+
+
+def test_a_command_window_suggests_only_an_opt_in_that_works(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    """issue 21.17: `bash -c "prog; exec bash"`. While sleep runs, bash waits under it:
+    no opt-in can make that safe, so none is suggested, and bash, any and sleep all
+    still refuse. Under a program that reads its own keys (python3's prompt) the
+    suggested opt-in is printed, and it works."""
+    marker = tmp_path / "ran"
+    shell = "exec env PS1='$ ' bash --norc --noprofile"
+    pane = spawn.window("cmd", ["bash", "-c", f"sleep 6; {shell}"])
+    retry_until(lambda: "foreground program is sleep" in reason_now(pane))
+    spawn.register()
+    address = "testhost-dev-cmd"
+    err = refused(address, f"; touch {marker}", "its foreground program is sleep")
+    assert "@agent-accept" not in err, err
+    for word in ("bash", "any", "sleep"):
+        pane.server.run("set-option", "-w", "-t", pane.pane_id, "@agent-accept", word)
+        refused(address, f"; touch {marker}", "no opt-in covers that")
+        refused(address, f"; touch {marker}", "FORCE_SEND cannot deliver there", env=FORCE)
+    retry_until(lambda: pane.capture().rstrip().endswith("$"), timeout=15)
+    pane.send_keys("echo after-sleep", literal=True)
+    pane.send_keys("Enter")
+    retry_until(lambda: "\nafter-sleep" in pane.capture(), timeout=10)
+    assert not marker.exists()
+
+    repl = spawn.window("py", ["bash", "-c", f"{sys.executable} -q; {shell}"])
+    repl.wait_for(">>>", timeout=15)
+    spawn.register()
+    err = refused("testhost-dev-py", "1 + 1", "its foreground program is python")
+    command = err.split("should take messages: ")[1].split(" (FORCE_SEND=1")[0]
+    subprocess.run(shlex.split(command), check=True)  # the exact opt-in it printed
+    res = notify("testhost-dev-py", "1 + 1")
+    assert res.returncode == 0, res.stderr
+    retry_until(lambda: "SyntaxError" in repl.capture(), timeout=10)  # python read it
 
 
 def test_python_repl_multiline_is_refused_and_never_runs_line_two(
@@ -357,3 +393,111 @@ def test_a_harmless_dialog_is_closed_with_escape_only(spawn: Spawner, tmp_path: 
     retry_until(lambda: keys(log) and keys(log)[-1] == "0d", timeout=10)
     assert keys(log)[0] == "1b"  # Escape, then the paste, then Enter: never Enter first
     assert keys(log).count("0d") == 1
+
+
+def _bash_job(spawn: Spawner, tmp_path: Path, name: str, argv: list[str]) -> Pane:
+    """A window whose bash runs argv as its foreground job (as `claude` typed at a prompt)."""
+    pane = spawn.window(name, ["env", "PS1=$ ", "bash", "--norc", "--noprofile"])
+    pane.wait_for("$", timeout=15)
+    pane.send_keys(shlex.join(argv), literal=True)
+    pane.send_keys("Enter")
+    return pane
+
+
+def test_a_known_agent_started_from_bash_is_delivered_to(spawn: Spawner, tmp_path: Path) -> None:
+    """issue 21.1: a shell waits under the agent, and its TUI is on screen (raw terminal,
+    input box): delivered, as before. Only a name with no TUI is refused."""
+    log = tmp_path / "tui.jsonl"
+    pane = _bash_job(spawn, tmp_path, "tui", [sys.executable, str(AGENT_TUI), str(log)])
+    pane.wait_for("? for shortcuts", timeout=15)
+    spawn.register()
+    state = pane_state(Tmux(), pane.pane_id)
+    assert state.tty_mode == "raw"
+    assert classify(state).agent == "agent_tui"
+    res = notify("testhost-dev-tui", "hello from a job")
+    assert res.returncode == 0, res.stderr
+    retry_until(lambda: log.exists() and "hello from a job" in log.read_text(), timeout=10)
+
+
+def test_a_dialog_is_closed_under_bash_only_when_the_tui_is_on_screen(
+    spawn: Spawner, tmp_path: Path
+) -> None:
+    """Escape closes Claude Code's /config dialog when the TUI reads its keys (raw
+    terminal), also as a job of bash; a `sleep` named `claude` showing the same lines
+    gets no Escape and nothing else (issue 21.1)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "claude").symlink_to(REPLAY)
+    log = tmp_path / "keys.log"
+    screen = _config_dialog(tmp_path)
+    pane = _bash_job(spawn, tmp_path, "claude",
+                     [str(bindir / "claude"), str(log), screen, "claude-code-idle"])
+    pane.wait_for("Status   Config", timeout=15)
+    spawn.register()
+    res = notify("testhost-dev-claude", "hi")
+    assert res.returncode == 0, res.stderr
+    assert b"dismissed the /config dialog first" in res.stderr + res.stdout
+    retry_until(lambda: keys(log) and keys(log)[-1] == "0d", timeout=10)
+    assert keys(log)[0] == "1b"
+
+    fake = bindir / "fake" / "claude"
+    fake.parent.mkdir()
+    shutil.copy2(shutil.which("sleep") or "/bin/sleep", fake)
+    marker = tmp_path / "ran"
+    # the dialog's lines printed by cat, then the copy of sleep named claude
+    sh = _bash_job(spawn, tmp_path, "fake", ["cat", str(Path(screen).with_suffix(".ansi"))])
+    sh.send_keys(f"{fake} 4", literal=True)
+    sh.send_keys("Enter")
+    retry_until(lambda: sh.display("#{pane_current_command}") == "claude", timeout=10)
+    spawn.register()
+    err = refused("testhost-dev-fake", f"; touch {marker}", "a job of bash", env=FORCE)
+    assert "dismissed" not in err
+    retry_until(lambda: sh.display("#{pane_current_command}") == "bash", timeout=15)
+    sh.send_keys("echo after-fake", literal=True)
+    sh.send_keys("Enter")
+    retry_until(lambda: "\nafter-fake" in sh.capture(), timeout=10)
+    assert not marker.exists()
+
+
+def test_hidden_input_at_a_bash_prompt_is_a_question(spawn: Spawner, tmp_path: Path) -> None:
+    """issue 21.7: `read -s` at bash's own prompt: the terminal reads a line with echo
+    off. status says waiting; refused with every opt-in and with FORCE_SEND."""
+    sh = spawn.bash()
+    sh.pane.send_keys("read -s -p 'Password: ' X; echo \"got:${#X}:\"", literal=True)
+    sh.pane.send_keys("Enter")
+    retry_until(lambda: sh.pane.capture().rstrip().endswith("Password:"))
+    state = pane_state(Tmux(), sh.pane.pane_id)
+    assert (state.tty_mode, classify(state).kind) == ("hidden", "waiting")
+    for word in ("shell", "any", "bash"):
+        sh.pane.server.run("set-option", "-w", "-t", sh.pane.pane_id, "@agent-accept", word)
+        refused(sh.address, "secret", "waiting for an answer", env=FORCE)
+    sh.pane.send_keys("Enter")
+    retry_until(lambda: "got:0:" in sh.pane.capture(), timeout=10)
+
+
+def test_vi_mode_bash_is_refused_in_command_mode_only(spawn: Spawner, tmp_path: Path) -> None:
+    """issue 21.18: with `@agent-accept shell`, a bash in vi insert mode takes the
+    message; in vi command (normal) mode it is refused, even with FORCE_SEND."""
+    sh = spawn.bash()
+    sh.pane.server.run("set-option", "-w", "-t", sh.pane.pane_id, "@agent-accept", "shell")
+    sh.pane.send_keys("set -o vi", literal=True)
+    sh.pane.send_keys("Enter")
+    retry_until(lambda: "set -o vi" in sh.lines(), timeout=10)
+    res = notify(sh.address, ": insert mode takes it")
+    assert res.returncode == 0, res.stderr
+    retry_until(lambda: any("insert mode takes it" in line for line in sh.lines()), timeout=10)
+    sh.pane.send_keys("x", literal=True)  # then Escape: the cursor steps back onto the x
+    retry_until(lambda: "$ x" in sh.pane.capture())
+    column = sh.pane.display("#{cursor_x}")
+    sh.pane.send_keys("Escape")
+    retry_until(lambda: sh.pane.display("#{cursor_x}") == str(int(column) - 1), timeout=10)
+    sh.pane.send_keys("x", literal=True)  # command mode: deletes it, the line is empty
+    retry_until(lambda: sh.pane.capture().rstrip().endswith("$"))
+    before = sh.pane.capture()
+    refused(sh.address, ": vi command mode", "vi command mode")
+    refused(sh.address, ": vi command mode", "FORCE_SEND cannot deliver there", env=FORCE)
+    assert sh.pane.capture() == before
+    sh.pane.send_keys("i", literal=True)  # back to insert mode: delivered again
+    res = notify(sh.address, ": insert again")
+    assert res.returncode == 0, res.stderr
+    retry_until(lambda: any("insert again" in line for line in sh.lines()), timeout=10)

@@ -220,6 +220,36 @@ def test_agents_dir_and_files_are_private_whoever_creates_them(
         assert stat.S_IMODE((agents_dir() / name).stat().st_mode) == 0o600, name
 
 
+def test_log_queue_and_locks_are_private_whatever_the_umask(spawn: Spawner) -> None:
+    """Issue 21.19: ~/.agents/log, queue and locks are 0700 and queue.log 0600 under
+    umask 022, as the README promises (each is made by the one helper, fsutil.make_dirs,
+    or opened by fsutil.append_private)."""
+    old = os.umask(0o022)
+    try:
+        tui = spawn.agent_tui()
+        tui.pane.send_keys("a draft", literal=True)
+        tui.pane.wait_for("a draft")
+        assert notify("--queue", tui.address, "queued").returncode == 5
+        tui.pane.send_keys(*["BSpace"] * len("a draft"))
+        retry_until(lambda: "a draft" not in tui.pane.capture())
+        assert tui.wait_lines(1)[0].endswith("] queued")
+        retry_until(lambda: (agents_dir() / "queue.log").exists())
+        assert notify(tui.address, "direct").returncode == 0
+        tui.wait_lines(2)
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE((agents_dir() / name).stat().st_mode)
+             for name in ("log", "log/received", "queue", "locks", "queue.log",
+                          "log/sent.jsonl")}
+    assert modes == {"log": 0o700, "log/received": 0o700, "queue": 0o700, "locks": 0o700,
+                     "queue.log": 0o600, "log/sent.jsonl": 0o600}
+    loose = [f"{p.relative_to(agents_dir())} {stat.S_IMODE(p.stat().st_mode):o}"
+             for p in agents_dir().rglob("*")
+             if p.name not in ("peers.conf", "self.conf") and stat.S_IMODE(p.stat().st_mode)
+             & 0o077]
+    assert loose == []
+
+
 def test_stale_temporaries_are_swept_at_the_next_write(tmux_server: TmuxServer) -> None:
     tmux_server.start("main")
     old = agents_dir() / ".registry.toml.4242.123456789.tmp"

@@ -132,8 +132,13 @@ def test_header_lines_with_controls_stay_comments() -> None:
         ("my build  (2)", "my-build-2"),
         ("--x--", "x"),
         ("a|b\tc\nd\x1be", "a-b-c-d-e"),
-        ("ünïcødé", "n-c-d"),
-        ("日本語", ""),
+        ("ünïcødé", "ünïcødé"),  # letters of any script stay (issue 21.20)
+        ("Ünï💥", "ünï"),
+        ("u\u0308n", "ün"),  # NFD as typed on some systems: one letter
+        ("ＡＢ ﬁle", "ab-file"),  # compatibility forms fold to what they read as
+        ("日本語", "日本語"),
+        ("हिन्दी", "हिन्दी"),  # vowel signs are combining marks: part of the word
+        ("a\u202eb\u200dc", "a-b-c"),  # bidi and format characters never
         ("", ""),
         ("evil$(touch /tmp/pwned)", "evil-touch-tmp-pwned"),
     ],
@@ -190,7 +195,7 @@ def test_colliding_session_and_window_slugs_never_share_a_table() -> None:
 
 
 def test_empty_names_and_host_alias() -> None:
-    tables = build([_window("日本", 4, "")], "My Host!", set(), "now")
+    tables = build([_window("💥 ✨", 4, "")], "My Host!", set(), "now")
     assert list(tables) == ["my-host-session-win4"]
     assert naming.host_part("box.lan") == "box.lan"
 

@@ -2,8 +2,11 @@
 
 A run-shell job is a child of the tmux server with TMUX set but no TMUX_PANE,
 and whatever it prints makes tmux put the session's current pane into view
-mode, which then refuses every message. The sender must still be the invoking
-pane's address, and the outcome must go to the status line and notify.log.
+mode, which then refuses every message. With `-t "$TMUX_PANE"` and
+`TMUX_PANE=#{pane_id}` in the command (tmux expands it to the job's target: the
+invoking pane) the sender is that pane's address; without, the host unless the
+pane is certain (tests/test_ident.py). The outcome goes to the status line and
+notify.log.
 """
 
 from __future__ import annotations
@@ -28,25 +31,24 @@ def panes_in_a_mode(spawn: Spawner) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.endswith(" 1")]
 
 
-def run_shell_from(pane_send: object, command: str) -> None:
-    """Type `tmux run-shell -b '<command>'` into a shell pane, as an agent's tool would."""
+def run_shell_from(pane_send: object, command: str, target: bool = False) -> None:
+    """Type `tmux run-shell -b '<command>'` into a shell pane, as an agent's tool would;
+    with target, `-t "$TMUX_PANE"` (the README's form)."""
     assert "'" not in command
     send = pane_send  # Pane.send_keys
-    send(f"tmux run-shell -b '{command}'", literal=True)  # type: ignore[operator]
+    where = '-t "$TMUX_PANE" ' if target else ""
+    send(f"tmux run-shell -b {where}'{command}'", literal=True)  # type: ignore[operator]
     send("Enter")  # type: ignore[operator]
 
 
 def test_run_shell_sender_is_the_invoking_pane_and_nothing_is_printed(
-    spawn: Spawner, tmp_path: Path, isolated_env: Path
+    spawn: Spawner, isolated_env: Path
 ) -> None:
     tui = spawn.agent_tui("agent")  # window 0: the session's current pane
     worker = spawn.bash("worker")  # a background window, where the agent works
-    workdir = tmp_path / "project"
-    workdir.mkdir()
-    worker.pane.send_keys(f"cd {workdir}", literal=True)
-    worker.pane.send_keys("Enter")
-    retry_until(lambda: worker.pane.display("#{pane_current_path}") == str(workdir))
-    run_shell_from(worker.pane.send_keys, f'notify-pane {tui.address} "from the worker"')
+    run_shell_from(worker.pane.send_keys,
+                   f'TMUX_PANE=#{{pane_id}} notify-pane {tui.address} "from the worker"',
+                   target=True)
     (line,) = tui.wait_lines(1)
     assert tag_sender(line) == f"{SELF_HOST}-dev-worker" and line.endswith("] from the worker")
     log = retry_until(lambda: notify_log(isolated_env))
@@ -80,10 +82,10 @@ def test_sender_without_tmux_pane_is_found_from_the_process_tree(
     assert retry_until(lambda: out.exists() and out.read_text()) == f"{SELF_HOST}-dev-worker\n"
 
 
-def test_run_shell_with_an_ambiguous_pane_falls_back_to_host_and_session(
+def test_run_shell_with_an_unknown_pane_falls_back_to_the_host(
     spawn: Spawner, tmp_path: Path
 ) -> None:
-    """Two panes of the session in the same directory: no guess, `host[session]`."""
+    """Two panes of the session in the same directory: no guess, the host."""
     tui = spawn.agent_tui("agent")
     worker = spawn.bash("worker")
     here = tui.pane.display("#{pane_current_path}")
@@ -93,5 +95,4 @@ def test_run_shell_with_an_ambiguous_pane_falls_back_to_host_and_session(
     out = tmp_path / "whoami.json"
     run_shell_from(worker.pane.send_keys, f"notify-pane --whoami | python3 -c "
                    f'"import json,sys; json.dump(sys.stdin.read(), open(\\"{out}\\", \\"w\\"))"')
-    assert json.loads(retry_until(lambda: out.exists() and out.read_text())) == (
-        f"{SELF_HOST}[dev]\n")
+    assert json.loads(retry_until(lambda: out.exists() and out.read_text())) == f"{SELF_HOST}\n"

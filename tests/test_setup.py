@@ -271,3 +271,59 @@ def test_a_file_in_the_way_of_a_link_stops_setup_first(isolated_env: Path) -> No
     assert "notify-pane exists and is not a symlink" in result.stderr
     assert not (isolated_env / ".tmux.conf").exists()
     assert not (isolated_env / ".local" / "share").exists()
+
+
+def _show_our_hooks(*server: str) -> str:
+    shown = "".join(subprocess.run(["tmux", *server, "show-hooks", scope], capture_output=True,
+                                   text=True, check=False).stdout
+                    for scope in ("-g", "-gw", "-gp"))
+    return "\n".join(line for line in shown.splitlines() if setup.HOOK_MARK in line)
+
+
+def test_uninstall_removes_the_live_hooks_of_every_tmux_server(isolated_env: Path) -> None:
+    """Issue 21.15: a `tmux -L work` server (it read ~/.tmux.conf when it started) loses
+    its hooks too; left there, they would run the removed launcher at its next window
+    event and put the pane into view mode."""
+    installed = _fast_setup(isolated_env)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    try:
+        for server in ([], ["-L", "work"]):  # both read ~/.tmux.conf, as a user's would
+            started = subprocess.run(["tmux", *server, "new-session", "-d", "-s", "s"],
+                                     capture_output=True, text=True, check=False)
+            assert started.returncode == 0, started.stderr
+            assert len(_show_our_hooks(*server).splitlines()) == len(snippet_hooks())
+        removed = _fast_setup(isolated_env, "--uninstall")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert _show_our_hooks() == ""
+        assert _show_our_hooks("-L", "work") == ""
+        assert "default, work" in removed.stdout
+        # a window event on that server now runs nothing: its pane stays out of view mode
+        pane = subprocess.run(["tmux", "-L", "work", "new-window", "-d", "-P", "-F",
+                               "#{pane_id}", "-t", "s:"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        shown = subprocess.run(["tmux", "-L", "work", "display", "-p", "-t", pane,
+                                "#{pane_in_mode}"], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        assert shown == "0"
+    finally:
+        subprocess.run(["tmux", "-L", "work", "kill-server"], capture_output=True, check=False)
+
+
+def test_uninstall_removes_the_tmux_conf_setup_created_and_only_that(
+        isolated_env: Path) -> None:
+    """Issue 21.19: no 0-byte ~/.tmux.conf is left where setup created one; a user's own
+    empty file, or one the user added lines to, stays."""
+    conf = isolated_env / ".tmux.conf"
+    for before, after in ((None, None), ("", ""), (None, USER_TMUX_AFTER)):
+        if before is not None:
+            conf.write_text(before)
+        assert _fast_setup(isolated_env).returncode == 0
+        assert setup.BLOCK_BEGIN in conf.read_text()
+        if after:  # the user's own line after setup made the file
+            with conf.open("a") as fh:
+                fh.write(after)
+        removed = _fast_setup(isolated_env, "--uninstall")
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+        assert (conf.read_text() if conf.exists() else None) == after, (before, after)
+        conf.unlink(missing_ok=True)
+        assert not (isolated_env / ".local/share/agent-mesh").exists()

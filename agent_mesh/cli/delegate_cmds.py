@@ -8,8 +8,8 @@ import time
 
 import click
 
-from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
-from agent_mesh.errors import printable
+from agent_mesh.cli.group import CONTEXT, mesh, run_guarded, table
+from agent_mesh.errors import printable, printable_json
 
 
 def _lines(text: str) -> str:
@@ -45,7 +45,7 @@ def ask_cmd(agent: str, question: tuple[str, ...], timeout: float, as_json: bool
 
         exchange = delegate.ask(agent, " ".join(question), timeout=timeout)
         if as_json:
-            click.echo(json.dumps(exchange, ensure_ascii=False))
+            click.echo(printable_json(json.dumps(exchange, ensure_ascii=False)))
         else:
             click.echo(_lines(str(exchange["reply"])))
 
@@ -73,18 +73,30 @@ def queue_cmd(as_json: bool, cancel_id: str | None) -> None:
         else:
             if not rows:
                 click.echo("no queued messages")
-            now = time.time()
-            for row in rows:
-                left = max(0, int(float(row.get("expires_at", 0)) - now))
-                click.echo(printable(
-                    f"{row.get('id')}  {row.get('address')}  from {row.get('from')}  "
-                    f"expires in {left}s  {row.get('preview')!r}  ({row.get('reason')})"))
+            else:
+                click.echo(table(_queue_rows(rows, time.time())))
             for host, exc in failed.items():
                 click.echo(f"{printable(host)}: unreachable: {printable(str(exc))}")
         if failed:
             sys.exit(4)
 
     run_guarded("agent-mesh queue", body)
+
+
+def _queue_rows(rows: list[dict[str, object]], now: float) -> list[list[str]]:
+    """A header, then one row per queued message; one past its time reads `expired`
+    (its host drops it at its next look)."""
+    from agent_mesh.clock import duration
+
+    out = [["ID", "TO", "FROM", "EXPIRES", "WHY QUEUED", "MESSAGE"]]
+    for row in rows:
+        left = float(str(row.get("expires_at") or 0)) - now
+        why = str(row.get("reason", ""))
+        out.append([str(row.get("id", "")), str(row.get("address", "")),
+                    str(row.get("from", "")),
+                    f"in {duration(left)}" if left >= 1 else "expired",
+                    why if len(why) <= 40 else why[:40] + "…", str(row.get("preview", ""))])
+    return out
 
 
 @mesh.command("spawn", context_settings=CONTEXT)
@@ -118,7 +130,8 @@ def spawn_cmd(host: str, command: tuple[str, ...], session: str, name: str, role
         spawned = delegate.spawn(host, list(command), session, name, role, accept, wait)
         address = str(spawned["address"])
         if not spawned.get("ready"):
-            raise NotReady(f"{address} started but is not ready after {wait:g} s: "
+            waited = min(wait, delegate.MAX_SPAWN_WAIT)
+            raise NotReady(f"{address} started but is not ready after {waited:g} s: "
                            f"{spawned.get('detail')}")
         if host != delegate.naming.self_alias():
             sync()  # the new window's address is known here before the task goes out

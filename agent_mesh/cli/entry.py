@@ -8,7 +8,6 @@ Everything else is the click group in cli/main.py.
 
 from __future__ import annotations
 
-import os
 import sys
 
 RPC_HELP = """\
@@ -32,8 +31,9 @@ QUEUE_RUN_HELP = """\
 usage: agent-mesh queue-run ADDRESS
 
 What a queued message starts on its recipient's host (internal): delivers the
-messages queued for ADDRESS in order as soon as its pane is ready, drops expired
-ones, and exits when the queue is empty. `agent-mesh queue` lists and cancels them.
+messages queued for ADDRESS in order, each only into the pane it was queued for,
+as soon as that pane is ready; holds those whose pane is gone, drops expired ones,
+and exits when nothing is left to deliver. `agent-mesh queue` lists and cancels them.
 """
 
 
@@ -89,27 +89,6 @@ def main() -> None:
 
 def _queue_run(address: str) -> None:
     """The waiter a queued message starts on its recipient's host (detached, no tty)."""
-    import json
-    import time
-
-    from agent_mesh import paths
     from agent_mesh.delivery import queue
-    from agent_mesh.delivery.paste import deliver_envelope
-    from agent_mesh.model import DeliveryResult, Envelope
-    from agent_mesh.registry import view
 
-    def deliver(envelope: Envelope) -> DeliveryResult:
-        agent = view.resolve(address, view.load_agents(paths.local_slice()))
-        return deliver_envelope(envelope.replace(queue=False), agent)
-
-    def log(record: dict[str, object], outcome: str, detail: str) -> None:
-        line = {"time": time.time(), "id": record.get("id"), "address": address,
-                "outcome": outcome, "detail": detail}
-        try:
-            with open(os.path.join(paths.agents_dir(), "queue.log"), "a",
-                      encoding="utf-8") as fh:
-                fh.write(json.dumps(line) + "\n")
-        except OSError:
-            pass  # a full disk must not stop deliveries
-
-    queue.run_waiter(address, deliver, log)
+    queue.run_waiter(address)

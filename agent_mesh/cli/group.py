@@ -28,6 +28,15 @@ def run_guarded(prog: str, func: Callable[[], Any]) -> None:
         sys.exit(code)
 
 
+def table(rows: list[list[str]]) -> str:
+    """Rows of cells (the first the header) in columns two spaces apart; cells are
+    made printable, the last column is not padded."""
+    cells = [[errors.printable(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=False))
+                     + "  " + row[-1] for row in cells)
+
+
 class _Group(click.Group):
     """Lists each command with its whole first sentence, never cut with "..."."""
 

@@ -41,6 +41,7 @@ and always exits 0.
 def log(message: str) -> None:
     """Append one line to hook.log, rotating it at ~1 MB; never raises."""
     try:
+        from agent_mesh.fsutil import append_private
         from agent_mesh.registry.toml import ensure_agents_dir
 
         path = os.path.join(ensure_agents_dir(), "hook.log")
@@ -52,7 +53,7 @@ def log(message: str) -> None:
         from agent_mesh.clock import now_iso
 
         stamp = now_iso()
-        with open(path, "a", encoding="utf-8", errors="replace") as fh:
+        with os.fdopen(append_private(path), "a", encoding="utf-8", errors="replace") as fh:
             fh.write(f"{stamp} [{os.getpid()}] {printable(message)}\n")
     except Exception:
         pass

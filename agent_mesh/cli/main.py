@@ -12,12 +12,12 @@ import click
 
 from agent_mesh.cli import delegate_cmds, observe_cmds  # noqa: F401 - both add commands
 from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
-from agent_mesh.cli.notify import EMPTY
+from agent_mesh.cli.notify import listed_agents
 from agent_mesh.clock import age
 from agent_mesh.errors import UsageError, printable
 from agent_mesh.registry import local
 from agent_mesh.registry.naming import self_alias
-from agent_mesh.registry.view import agents_of, load_agents
+from agent_mesh.registry.view import agents_of
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 observe_cmds.register(mesh)  # status, peek, inbox, log (delegate_cmds: ask, queue, spawn)
@@ -55,12 +55,12 @@ def list_cmd(as_json: bool) -> None:
     """Show every registered agent: address, host, role, scope, command, age."""
 
     def body() -> None:
-        agents = load_agents()
+        agents, empty = listed_agents()
         if as_json:
             click.echo(json.dumps([a.as_dict() for a in agents.values()], indent=2))
             return
         if not agents:
-            click.echo(f"agent-mesh list: {EMPTY}")
+            click.echo(f"agent-mesh list: {empty}")
             return
         rows: list[list[str]] = [["ADDRESS", "HOST", "ROLE", "SCOPE", "COMMAND", "AGE"]]
         for agent in agents.values():
@@ -98,6 +98,7 @@ def _discover() -> None:
         click.echo(f"agent-discover: {printable(report.line())}")
     from agent_mesh.delivery import queue
 
+    queue.expire_held()  # held messages have no waiter: the timer ends them
     for address in queue.resume():  # the timer also restarts queues left waiting
         click.echo(f"agent-discover: resumed the queue of {address}")
 

@@ -12,26 +12,35 @@ import stat
 import sys
 
 from agent_mesh import __version__
-from agent_mesh.errors import NotReady, UsageError, printable, report
+from agent_mesh.errors import NotReady, UsageError, printable, printable_json, report
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from agent_mesh.model import Agent
 
 USAGE = """\
 usage: notify-pane [--queue [--ttl DURATION]] <agent> "<message>"
        notify-pane <pattern>|--all "<message>"   (worker-*, role:NAME, host:ALIAS)
        notify-pane <asker> --re ID "<reply>"
        notify-pane <agent> --file PATH ["<message>"]
-       notify-pane <agent> --stdin            (message read from standard input)
+       notify-pane <agent> --stdin            (message read from standard input; one
+                                              final newline is dropped)
        notify-pane --list [--json]
        notify-pane --whoami
 
 Send a [from <sender> @ <time>]-tagged message into a registered agent's tmux
 pane, on this host or a mesh peer, and submit it. With --file the file is first
 copied to the recipient's ~/.agent-inbox/<sender>/<name> and the message says so.
-Everything after the agent (or after --file PATH) is message text, verbatim.
+Everything after the agent (or after --file PATH) is message text, verbatim; an
+option of the first line right after the agent is a usage error, and `--` right
+after the agent sends what follows as text (notify-pane X -- --queue is text).
 
 --queue: if the agent is busy, its host keeps the message and delivers it, in
-order, as soon as the pane is ready (exit 5); --ttl drops it, logged, after
-DURATION (default 1h). A pattern delivers to every matching agent but the
-sender, one line each. --re ID marks the reply to `agent-mesh ask` question ID.
+order, into that same pane as soon as it is ready (exit 5); --ttl drops it,
+logged, after DURATION (default 1h). A shell or a program that is no agent is
+refused at once (exit 3), and with FORCE_SEND=1 it goes now or not at all.
+A pattern delivers to every matching agent but the sender, one line each.
+--re ID marks the reply to `agent-mesh ask` question ID.
 
 environment:
   AGENT_NAME      sender identity (default: this pane's address, else host[session])
@@ -43,8 +52,8 @@ exit codes:
   0 delivered   1 usage or unreadable file
   2 unknown agent (or its pane is gone: the registry is out of date)
   3 recipient not ready (mid-prompt, mid-turn, a dialog, shell prompt, not an
-    agent, copy mode, dead pane); FORCE_SEND=1 overrides all but a dialog
-    and a dead pane
+    agent, copy mode, dead pane); FORCE_SEND=1 overrides all but a question,
+    a dead pane and a tmux mode over a pane that would refuse anyway
   4 tmux or network failure
   5 queued with --queue: the agent was busy; its host delivers it when ready
   a pattern exits with the worst of its recipients' codes
@@ -60,6 +69,10 @@ def _flag(name: str) -> bool:
 
 
 def _preview(body: str) -> str:
+    """The first line of the body as it will be pasted (control characters removed)."""
+    from agent_mesh.text import sanitize
+
+    body = sanitize(body)[0]
     first = body.split("\n", 1)[0]
     if len(first) > 120 or "\n" in body:
         return f"{first[:120]}… ({len(body.encode('utf-8'))} bytes)"
@@ -81,7 +94,7 @@ def run(argv: list[str]) -> int:
     if argv[0] == "--whoami":
         from agent_mesh.mesh.send import sender_id
 
-        print(sender_id())
+        print(printable(sender_id()))
         return 0
     queue, ttl = False, 0.0
     while argv and argv[0] in ("--queue", "--ttl"):
@@ -99,11 +112,17 @@ def run(argv: list[str]) -> int:
         raise UsageError(f"unknown option {argv[0]!r} (see notify-pane --help)")
 
     address, rest = argv[0], argv[1:]
+    # `--` right after the address: what follows is text (a lone `--` is the text itself)
+    text_only = len(rest) > 1 and rest[0] == "--"
+    if text_only:
+        rest = rest[1:]
+    else:
+        _refuse_misplaced_option(address, rest)
     file_path: str | None = None
     re = ""
     # `--re ID` then `--file PATH`, each at most once: whatever follows is message text
     for flags in (("--re",), ("-f", "--file")):
-        if rest[:1] and rest[0] in flags:
+        if rest[:1] and rest[0] in flags and not text_only:
             if len(rest) < 2 or not rest[1]:
                 raise UsageError("--re needs a reply id" if flags == ("--re",)
                                  else "--file needs a path")
@@ -112,8 +131,10 @@ def run(argv: list[str]) -> int:
             else:
                 file_path = rest[1]
             rest = rest[2:]
-    if rest == ["--stdin"]:
+    if rest == ["--stdin"] and not text_only:
         body = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+        # `echo hi |` ends its line: one final newline ends the text, it is no second line
+        body = body[:-2] if body.endswith("\r\n") else body.removesuffix("\n")
     else:
         body = " ".join(rest)
     if not body and file_path is None:
@@ -127,6 +148,11 @@ def run(argv: list[str]) -> int:
 
     from agent_mesh.mesh.send import send
 
+    origin = None
+    if re:  # who sends this reply, as this host can tell (never AGENT_NAME)
+        from agent_mesh.mesh.delegate import reply_origin
+
+        origin = reply_origin()
     result = send(
         address,
         body,
@@ -136,6 +162,7 @@ def run(argv: list[str]) -> int:
         queue=queue,
         ttl=ttl,
         re=re,
+        origin=origin,
     )
 
     for note in result.notes:
@@ -146,10 +173,42 @@ def run(argv: list[str]) -> int:
                        f"{shown}"))
         return 5
     if result.outcome == "mailbox":
-        _say(printable(f"→ {address}: reply {re} kept for the asker: {shown}"))
+        _say(printable(f"→ {address}: reply {re} kept for the waiting ask: {shown}"))
         return 0
     _say(printable(f"→ {where}: {shown}"))
     return 0
+
+
+# Options that belong before the agent (or stand alone): right after it they are a
+# mistake, not text (`notify-pane X --queue hi` would otherwise send "--queue hi").
+_LEADING = ("--queue", "--ttl", "--all", "--list", "--json", "--whoami", "--help", "-h",
+            "--version")
+
+
+def _refuse_misplaced_option(address: str, rest: list[str]) -> None:
+    """A usage error showing the right order when the word after the address is one of
+    notify-pane's options that does not go there."""
+    word = rest[0] if rest else ""
+    if word not in _LEADING and not (word == "--stdin" and len(rest) > 1):
+        return
+    import shlex
+
+    def cmd(*words: str) -> str:
+        return " ".join(["notify-pane", *(shlex.quote(w) for w in words)])
+
+    lead = f"{word} goes before the agent"
+    if word == "--queue":
+        right = cmd("--queue", address, *rest[1:])
+    elif word == "--ttl":
+        right = cmd("--ttl", *(rest[1:2] or ["DURATION"]), address, *rest[2:])
+    elif word == "--stdin":
+        lead, right = "--stdin takes no message text", f"{cmd(address, '--stdin')} < FILE"
+    elif word == "--all":
+        lead, right = "--all takes the agent's place", cmd("--all", *rest[1:])
+    else:
+        lead = f"{word} takes no agent"
+        right = cmd(word) if word != "--json" else cmd("--list", "--json")
+    raise UsageError(f"{lead}: {right}; to send it as text: {cmd(address, '--', *rest)}")
 
 
 def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue: bool,
@@ -180,17 +239,39 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
 EMPTY = "no agents yet: start tmux (windows register automatically)"
 
 
-def _list(as_json: bool, extra: list[str]) -> int:
-    if extra:
-        raise UsageError(f"unexpected argument {extra[0]!r} after --list")
+def listed_agents() -> tuple[dict[str, Agent], str]:
+    """The registered agents for a listing, and what to say when there are none. Right
+    after `tmux new-window` its hook may still be writing: while tmux runs and the
+    registry is empty, the running hooks are waited for (briefly), and the hint never
+    says to start tmux."""
     from agent_mesh.registry.view import load_agents
 
     agents = load_agents()
+    if agents:
+        return agents, ""
+    from agent_mesh.tmux import Tmux
+
+    if Tmux().run("list-sessions", check=False).returncode != 0:
+        return agents, EMPTY
+    from agent_mesh.registry.local import wait_for_hooks
+    from agent_mesh.registry.naming import SCRATCH_RULE
+
+    wait_for_hooks()
+    return load_agents(), (f"no agents yet, though tmux runs ({SCRATCH_RULE}); register its "
+                           "windows now: agent-discover; if new windows never register: "
+                           "agent-mesh doctor")
+
+
+def _list(as_json: bool, extra: list[str]) -> int:
+    if extra:
+        raise UsageError(f"unexpected argument {extra[0]!r} after --list")
+    agents, empty = listed_agents()
     if as_json:
         import json
-        print(json.dumps([ag.as_dict() for ag in agents.values()], indent=2, ensure_ascii=False))
+        print(printable_json(json.dumps([ag.as_dict() for ag in agents.values()], indent=2,
+                                        ensure_ascii=False)))
     elif not agents:  # a hint for people; scripts reading stdout still get nothing
-        print(f"notify-pane: {EMPTY}", file=sys.stderr)
+        print(f"notify-pane: {empty}", file=sys.stderr)
     else:
         for address in agents:
             print(printable(address))
@@ -198,14 +279,16 @@ def _list(as_json: bool, extra: list[str]) -> int:
 
 
 def under_run_shell() -> bool:
-    """Started by `tmux run-shell` (TMUX set, no TMUX_PANE, stdout tmux's socket)?
+    """Started by `tmux run-shell` (TMUX set, stdout tmux's socket)? TMUX_PANE is
+    set there only by the command itself (`run-shell -t "$TMUX_PANE"
+    'TMUX_PANE=#{pane_id} notify-pane …'`, README), so it does not tell.
 
     There, anything printed makes tmux put the session's current pane (often the
     sender's own) into view mode, and a pane in a mode refuses every message: the
     outcome goes to `tmux display-message` and ~/.agents/notify.log instead, and
     the exit status is 0 (tmux would show a non-zero one in view mode too).
     """
-    if not os.environ.get("TMUX") or os.environ.get("TMUX_PANE"):
+    if not os.environ.get("TMUX"):
         return False
     try:
         return stat.S_ISSOCK(os.fstat(1).st_mode)
@@ -229,11 +312,11 @@ def _log_and_display(lines: list[str]) -> None:
 
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
+        from agent_mesh.fsutil import append_private
         from agent_mesh.registry.toml import ensure_agents_dir
 
         path = os.path.join(ensure_agents_dir(), "notify.log")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a", encoding="utf-8", errors="replace") as fh:
+        with os.fdopen(append_private(path), "a", encoding="utf-8", errors="replace") as fh:
             fh.writelines(f"{stamp} {printable(line)}\n" for line in lines)
     except Exception:
         pass
@@ -247,6 +330,13 @@ def _log_and_display(lines: list[str]) -> None:
         pass
 
 
+def _address_in(args: list[str]) -> str:
+    """The address word of argv, after any leading --queue / --ttl DURATION."""
+    while args[:1] == ["--queue"] or (args[:1] == ["--ttl"] and len(args) > 1):
+        args = args[1:] if args[0] == "--queue" else args[2:]
+    return args[0] if args else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     global _QUIET
     args = sys.argv[1:] if argv is None else argv
@@ -257,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         code = run(args)
     except BaseException as exc:
         if isinstance(exc, NotReady) and not exc.address and args:
-            exc.address = args[0]
+            exc.address = _address_in(args)
         if not isinstance(exc, Exception | KeyboardInterrupt):
             raise  # SystemExit and the like
         line, code = report(exc)

@@ -11,13 +11,12 @@ sixth of a 3-host status), so a status costs about one remote message; so does
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
 
 from agent_mesh import clock, errors
-from agent_mesh.errors import UsageError, printable
+from agent_mesh.errors import UsageError, printable, printable_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -81,7 +80,8 @@ def _print_status(patterns: list[str], as_json: bool) -> None:
     if as_json:
         import json
 
-        text = json.dumps({"agents": rows, "hosts": hosts}, indent=2, ensure_ascii=False)
+        text = printable_json(json.dumps({"agents": rows, "hosts": hosts}, indent=2,
+                                         ensure_ascii=False))
     else:
         text = render_status(rows, hosts, color=sys.stdout.isatty())
     sys.stdout.write(text + "\n")
@@ -124,6 +124,9 @@ def render_status(rows: list[dict[str, Any]], hosts: list[dict[str, Any]],
             error = str(host["error"])
             why = error if error.startswith("unreachable") else f"unreachable: {error}"
             lines.append(printable(f"{host['host']}: {why}")[:200])
+        if host.get("dropped"):
+            lines.append(printable(f"{host['host']}: dropped {host['dropped']} rows that are "
+                                   "not its own agents'"))
     return "\n".join(lines)
 
 
@@ -230,7 +233,7 @@ def inbox_cmd(agent: str | None, as_json: bool, follow: bool, limit: int) -> Non
     def show(records: list[dict[str, Any]], header: bool) -> None:
         if as_json:
             for record in records:
-                click.echo(json.dumps(record, ensure_ascii=False))
+                click.echo(printable_json(json.dumps(record, ensure_ascii=False)))
             return
         text = render_records(records, sent=False)
         click.echo(text if header else "\n".join(text.split("\n")[1:]))
@@ -238,7 +241,7 @@ def inbox_cmd(agent: str | None, as_json: bool, follow: bool, limit: int) -> Non
     def body() -> None:
         records = fetch()
         if as_json and not follow:
-            click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+            click.echo(printable_json(json.dumps(records, indent=2, ensure_ascii=False)))
             return
         show(records, header=True)
         if not follow:
@@ -328,7 +331,7 @@ def register(group: click.Group) -> None:
 
             records = observe.sent_records(limit)
             if as_json:
-                click.echo(json.dumps(records, indent=2, ensure_ascii=False))
+                click.echo(printable_json(json.dumps(records, indent=2, ensure_ascii=False)))
             elif records:
                 click.echo(render_records(records, sent=True))
             else:
@@ -339,16 +342,9 @@ def register(group: click.Group) -> None:
 
 def _own_address() -> str | None:
     """This pane's registered address when run inside one, else None (all local agents)."""
-    pane = os.environ.get("TMUX_PANE", "")
-    if not pane:
-        return None
-    from agent_mesh.registry import naming, view
+    from agent_mesh.registry import view, whoami
 
     try:
-        me = naming.self_alias()
-        for agent in view.load_agents().values():
-            if agent.pane_id == pane and agent.host == me:
-                return agent.address
+        return whoami.own_address(view.load_agents()) or None
     except UsageError:
-        pass
-    return None
+        return None

@@ -1,7 +1,11 @@
 """The delivery log on both ends: what this host sent, what each of its agents received.
 
 ~/.agents/log/sent.jsonl holds one JSON line per message or file this host sent,
-with its outcome (delivered, refused and why, failed); ~/.agents/log/received/
+with its outcome (delivered, refused and why, failed). That line is written before
+the delivery starts (outcome "sending", with the sender's pid) and completed by a
+second, short line with the same id once the outcome is known (`"update": true`):
+a sender killed mid-paste, whose message tmux may still deliver, leaves its line,
+which `read` shows as "interrupted". ~/.agents/log/received/
 <address>.jsonl one line per message an agent here was given or refused. Every
 message carries a short id (in its envelope) that appears in both logs.
 
@@ -18,6 +22,7 @@ import os
 import time
 
 from agent_mesh import paths
+from agent_mesh.fsutil import append_private
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on the hot path
@@ -27,6 +32,8 @@ if TYPE_CHECKING:  # typing costs an import on the hot path
     from agent_mesh.model import Agent, Envelope
 
 MAX_BYTES = 1024 * 1024
+# What can become of a queued message, as its recipient's received log records it.
+QUEUE_ENDS = frozenset({"delivered", "expired", "cancelled", "held", "failed"})
 BODY_LIMIT = 2000  # characters of a body kept in a record; `bytes` has the full size
 
 
@@ -81,11 +88,7 @@ def append(path: str, record: dict[str, object]) -> None:
     """Append one line to path; rotate past MAX_BYTES. Never raises OSError."""
     try:
         data = encode_record(record)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = append_private(path)
         try:
             os.write(fd, data)
             st = os.fstat(fd)
@@ -122,15 +125,31 @@ def _outcome(exc: BaseException | None) -> dict[str, object]:
     return {"outcome": outcome, "code": code or 4, "reason": str(exc).split("\n", 1)[0][:300]}
 
 
+SENDING = "sending"
+INTERRUPTED = "the sender stopped before it knew the outcome (see the recipient's inbox)"
+
+
 class _Recorder:
     """`with`-block that appends one record with the block's outcome (and lets any error
-    through): a plain class, as contextlib costs the hot path an import."""
+    through): a plain class, as contextlib costs the hot path an import. With `early`,
+    the record is written on entry and its outcome appended as an update on exit."""
 
-    def __init__(self, path: str, record: dict[str, object]) -> None:
+    def __init__(self, path: str, record: dict[str, object], early: bool = False,
+                 queued: bool = False) -> None:
         self.path = path
         self.record = record
+        self.early = early and bool(record.get("id"))  # the update finds its line by id
+        self.queued = queued  # a refusal is the queue's to log (queued, waiting, refused)
+
+    def result(self, outcome: str, reason: str = "") -> None:
+        """The block ended with this outcome (queued, mailbox) rather than "delivered"."""
+        self.record["outcome"] = outcome
+        if reason:
+            self.record["reason"] = reason[:300]
 
     def __enter__(self) -> _Recorder:
+        if self.early:
+            append(self.path, {**self.record, "outcome": SENDING, "pid": os.getpid()})
         return self
 
     def __exit__(
@@ -140,9 +159,22 @@ class _Recorder:
         tb: TracebackType | None,
     ) -> None:
         if exc is not None and not isinstance(exc, Exception):
+            if self.early:  # Ctrl-C mid-delivery: the message may have gone or not
+                append(self.path, {"id": self.record["id"], "update": True,
+                                   "outcome": "interrupted", "reason": INTERRUPTED})
             return  # KeyboardInterrupt etc.: not an outcome
-        self.record.update(_outcome(exc))
-        append(self.path, self.record)
+        if self.queued and getattr(exc, "exit_code", 0) == 3:
+            return
+        outcome: dict[str, object]
+        if exc is None and "outcome" in self.record:  # set by result()
+            outcome = {k: self.record[k] for k in ("outcome", "reason") if k in self.record}
+        else:
+            outcome = _outcome(exc)
+        self.record.update(outcome)
+        if self.early:
+            append(self.path, {"id": self.record["id"], "update": True, **outcome})
+        else:
+            append(self.path, self.record)
 
 
 def _stamp() -> str:
@@ -160,20 +192,34 @@ def sending(envelope: Envelope, agent: Agent) -> _Recorder:
         record["size"] = envelope.file_size
     record.update(_body(envelope.body))
     record["bytes"] = len(envelope.body.encode("utf-8", "replace"))
-    return _Recorder(sent_path(), record)
+    return _Recorder(sent_path(), record, early=True)
 
 
-def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
-    """Around the receiving host's delivery into a pane: logs to the agent's own log."""
+def _received(envelope: Envelope, address: str) -> dict[str, object]:
     record: dict[str, object] = {
-        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": agent.address,
+        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": address,
         "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
     }
     if envelope.file_name:  # the path it lands at is filled in once it is placed
         record["file"] = envelope.file_name
         record["size"] = envelope.file_size
     record.update(_body(envelope.body))
-    return _Recorder(received_path(agent.address), record)
+    return record
+
+
+def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
+    """Around the receiving host's delivery into a pane: logs to the agent's own log.
+    For a queued message a refusal is not logged here: the queue logs what becomes of
+    it (queued, then delivered, expired, cancelled or held), once, not per look."""
+    return _Recorder(received_path(agent.address), _received(envelope, agent.address),
+                     queued=envelope.queue)
+
+
+def received_event(envelope: Envelope, address: str, outcome: str, reason: str) -> None:
+    """One line in address's received log for what became of a queued message."""
+    record = _received(envelope, address)
+    record.update({"outcome": outcome, "reason": reason[:300]})
+    append(received_path(address), record)
 
 
 # --- reading (CLI and rpc side: json is fine here) ---------------------------
@@ -181,10 +227,15 @@ def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
 
 def read(path: str, limit: int = 0) -> list[dict[str, Any]]:
     """The records of a log, oldest first, the rotated file's before the current one's;
-    the last `limit` only when limit > 0. Unreadable lines are skipped."""
+    the last `limit` only when limit > 0. Unreadable lines are skipped. An update line
+    completes the "sending" record with its id (one whose line rotated away is dropped);
+    a "sending" record whose sender is gone reads as "interrupted"."""
     import json
 
+    from agent_mesh.procs import alive
+
     records: list[dict[str, Any]] = []
+    pending: dict[str, dict[str, Any]] = {}
     for name in (path + ".1", path):
         try:
             with open(name, "rb") as fh:
@@ -196,6 +247,21 @@ def read(path: str, limit: int = 0) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict):
-                records.append(record)
+            if not isinstance(record, dict):
+                continue
+            key = record.get("id")
+            if record.get("update") is True:
+                target = pending.pop(key, None) if isinstance(key, str) else None
+                if target is not None:
+                    del record["update"]
+                    target.pop("pid", None)
+                    target.update(record)
+                continue
+            if record.get("outcome") == SENDING and isinstance(key, str):
+                pending[key] = record
+            records.append(record)
+    for record in pending.values():
+        pid = record.pop("pid", 0)
+        if not (isinstance(pid, int) and alive(pid)):
+            record.update(outcome="interrupted", reason=INTERRUPTED)
     return records[-limit:] if limit > 0 else records

@@ -1,8 +1,8 @@
 """What this host's agents are doing, and what their panes show: read-only.
 
 `local_status` answers for every agent of this host's slice in one `list-panes`
-call plus one state read per live pane (in parallel threads: each is a tmux
-client process, so they overlap), and `peek` reads a pane's last lines. Nothing
+call per tmux server plus one state read per live pane (batched), and `peek` reads
+a pane's last lines, each on the agent's own server (its entry's socket). Nothing
 here types into a pane.
 
 `since`, when the state last changed, is as good as can be known without a
@@ -26,7 +26,7 @@ import time
 from agent_mesh import paths
 from agent_mesh.delivery.paste import pane_state
 from agent_mesh.delivery.state import classify
-from agent_mesh.errors import MeshError, PaneGone, WireError
+from agent_mesh.errors import MeshError, PaneGone, WireError, printable
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
 from agent_mesh.tmux import Tmux, TmuxResult, fields_format, parse_records
@@ -38,6 +38,7 @@ if TYPE_CHECKING:  # typing costs a peer's rpc an import
 KINDS = ("idle", "working", "drafting", "waiting", "shell", "running", "dead", "gone",
          "unreachable")
 MAX_PEEK_LINES = 10000
+MAX_PEEK_BYTES = 4 * 1024 * 1024  # 10000 lines of 400 columns; anything more is cut
 _PANE_FIELDS = ("pane_id", "window_activity", "pane_dead")
 
 
@@ -63,18 +64,31 @@ def live_panes(tmux: Tmux) -> dict[str, dict[str, str]]:
     return {r["pane_id"]: r for r in parse_records(result.stdout, _PANE_FIELDS)}
 
 
-def local_status(agents: list[Agent], tmux: Tmux | None = None) -> list[dict[str, Any]]:
-    """One row per agent of this host: address, host, state, since, program, role, detail."""
-    tmux = tmux or Tmux()
-    panes = live_panes(tmux)
-    found = statuses(tmux, [a for a in agents if a.pane_id in panes])
+def server_of(agent: Agent) -> Tmux:
+    """The agent's own tmux server (its entry's socket), as delivery uses: pane ids are
+    numbered per server, so another server's %0 is another pane."""
+    return Tmux(socket_path=agent.socket or None)
+
+
+def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
+    """One row per agent of this host: address, host, state, since, program, role, detail.
+    Each tmux server is asked about its own agents' panes (one list-panes each)."""
+    by_server: dict[str, list[Agent]] = {}
+    for agent in agents:
+        by_server.setdefault(agent.socket, []).append(agent)
+    panes: dict[str, dict[str, dict[str, str]]] = {}
+    found: dict[str, dict[str, str]] = {}
+    for socket, on_it in by_server.items():
+        tmux = server_of(on_it[0])
+        panes[socket] = live_panes(tmux)
+        found.update(statuses(tmux, [a for a in on_it if a.pane_id in panes[socket]]))
     now = time.time()
     rows: list[dict[str, Any]] = []
     for agent in agents:
         status = found.get(agent.address) or {
             "state": "gone", "program": "", "detail": "its window is closed (registry entry only)"
         }
-        activity = panes.get(agent.pane_id, {}).get("window_activity", "")
+        activity = panes[agent.socket].get(agent.pane_id, {}).get("window_activity", "")
         rows.append({
             "address": agent.address, "host": agent.host, "state": status["state"],
             "since": 0.0, "program": status["program"] or agent.command, "role": agent.role,
@@ -243,12 +257,9 @@ def _replace(path: str, data: bytes) -> None:
 
 
 def peek(agent: Agent, lines: int = 40, ansi: bool = False, tmux: Tmux | None = None) -> str:
-    """The last `lines` lines of the agent's pane (screen plus scrollback).
-
-    Without ansi, tmux gives plain cell text and anything control-like left is
-    dropped, so the output is safe for a terminal; with ansi, SGR colours are kept.
-    """
-    tmux = tmux or Tmux()
+    """The last `lines` lines of the agent's pane (screen plus scrollback), made
+    printable (errors.printable; with ansi, SGR colours are kept)."""
+    tmux = tmux or server_of(agent)
     lines = max(1, min(int(lines), MAX_PEEK_LINES))
     target = agent.pane_id or agent.target
     args = ["capture-pane", "-p", "-S", f"-{lines}", "-t", target]
@@ -259,31 +270,18 @@ def peek(agent: Agent, lines: int = 40, ansi: bool = False, tmux: Tmux | None = 
         if b"can't find" in result.stderr or b"no server running" in result.stderr:
             raise PaneGone(f"its pane {target} no longer exists (run agent-discover there)")
         raise WireError(f"tmux capture-pane failed: {result.error_line}")
-    rows = result.stdout.decode("utf-8", "replace").split("\n")
+    return last_lines(result.stdout.decode("utf-8", "replace"), lines, ansi)
+
+
+def last_lines(text: str, lines: int, ansi: bool = False) -> str:
+    """A screen as peek shows it: at most `lines` lines (trailing blank ones dropped)
+    and MAX_PEEK_BYTES, printable. The same cut for this host's pane and for what a
+    peer's peek sent, which may be anything up to the wire's limit."""
+    lines = max(1, min(int(lines), MAX_PEEK_LINES))
+    if len(text) > MAX_PEEK_BYTES:
+        text = text.encode("utf-8", "replace")[-MAX_PEEK_BYTES:].decode("utf-8", "ignore")
+    rows = text.split("\n")
     while rows and not rows[-1].strip():
         rows.pop()
     rows = rows[-lines:]
-    if not ansi:
-        rows = [strip_controls(row) for row in rows]
-    return "\n".join(rows) + ("\n" if rows else "")
-
-
-def strip_controls(text: str) -> str:
-    """Drop escape sequences, C0 (but tab), DEL and C1 from one line."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch == "\x1b":
-            j = i + 1
-            if j < n and text[j] == "[":
-                j += 1
-                while j < n and not ("@" <= text[j] <= "~"):
-                    j += 1
-            i = j + 1
-            continue
-        code = ord(ch)
-        if ch == "\t" or not (code < 0x20 or 0x7F <= code <= 0x9F):
-            out.append(ch)
-        i += 1
-    return "".join(out)
+    return printable("\n".join(rows), lines=True, sgr=ansi) + ("\n" if rows else "")

@@ -28,17 +28,24 @@ from agent_mesh.delivery.state import (
     NO_BRACKETED_PASTE,
     PaneState,
     PaneStatus,
+    beneath_refusal,
     bracketed_paste,
     classify,
     decide,
     detect_modal,
+    unforceable,
 )
-from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, UsageError, WireError
+from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, WireError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.procs import foreground
+from agent_mesh.procs import foreground, tty_mode
 from agent_mesh.registry.view import UnknownAddress
+from agent_mesh.text import require_unicode, sanitize
 from agent_mesh.tmux import Tmux, fields_format, parse_head
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from collections.abc import Callable
 
 SETTLE_SECONDS = 0.25
 # After the previous sender's Enter, how long a not-ready pane may take to clear.
@@ -63,6 +70,7 @@ _STATE_FIELDS = (
     "window_index",
     "bracketed_paste",
     "window_id",
+    "pane_tty",
 )
 
 
@@ -74,34 +82,6 @@ def settle_seconds() -> float:
     except ValueError:
         return SETTLE_SECONDS
     return min(max(value, 0.0), 5.0)
-
-
-# --- message text -----------------------------------------------------------
-
-
-def require_unicode(body: str) -> None:
-    """Refuse text that is not valid Unicode (undecodable argv bytes) as a usage error."""
-    try:
-        body.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise UsageError("message is not valid UTF-8; refusing to guess what was meant") from exc
-
-
-def sanitize(body: str) -> tuple[str, int]:
-    """Drop what could escape the bracketed paste or act as a key.
-
-    ESC (an `ESC[201~` would end the paste early), other C0 controls, DEL and C1
-    are removed; tab and newline stay; CRLF and lone CR become LF. Text that is
-    not valid Unicode (undecodable argv bytes) is refused rather than altered.
-    """
-    require_unicode(body)
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
-    kept = [
-        ch
-        for ch in text
-        if ch in "\t\n" or not (ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F)
-    ]
-    return "".join(kept), len(text) - len(kept)
 
 
 # --- pane state -------------------------------------------------------------
@@ -146,6 +126,7 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
         socket=record["socket_path"],
         bracketed=record["bracketed_paste"],
         window_id=record["window_id"],
+        tty_mode=tty_mode(record["pane_tty"]),
     )
 
 
@@ -207,9 +188,6 @@ class ClaimedPane:
                 raise NotReady(NO_BRACKETED_PASTE.format(program=program))
             text = " ".join(text.split("\n"))
             self.notes.append("sent as one line: the program has no bracketed paste")
-        if state.in_mode:
-            tmux.run("copy-mode", "-q", "-t", pane)
-            self.notes.append("left tmux copy mode first")
         if self._status.kind == "working" and not self._force:
             self._paste_then_look(text)
             return
@@ -316,12 +294,34 @@ def _check_window(state: PaneState, entry: Agent) -> None:
         )
 
 
-def _refuse_for_good(status: PaneStatus) -> None:
-    """Dead panes and questions on screen: refused even with FORCE_SEND."""
+def _refuse_for_good(state: PaneState, status: PaneStatus) -> None:
+    """Dead panes, questions on screen, a tmux mode over a program that must not get the
+    message, and text that only a shell would read (state.unforceable): refused even with
+    FORCE_SEND."""
     if status.kind == "dead":
         raise PaneDead(_DEAD)
-    if status.kind == "waiting":
+    if status.kind == "waiting" and status.under is None:
         raise AwaitingAnswer(status.detail)
+    if status.kind == "waiting" and beneath_refusal(state, status) is not None:
+        raise NotReady(decide(state, status) or status.detail, overridable=False)
+    reason = unforceable(state, status)
+    if reason:
+        raise NotReady(f"{reason}; FORCE_SEND cannot deliver there", overridable=False)
+
+
+def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
+                notes: list[str]) -> tuple[PaneState, PaneStatus]:
+    """FORCE_SEND leaves a tmux mode (any mode: `copy-mode -q`) before the pane is read
+    again, so every rule applies to the program as it is once the mode is gone."""
+    tmux.run("copy-mode", "-q", "-t", pane)
+    notes.append(f"left tmux {state.mode or 'mode'} first")
+    state = pane_state(tmux, pane)
+    status = classify(state)
+    _refuse_for_good(state, status)
+    if state.in_mode:
+        raise NotReady(f"its pane is still in {state.mode or 'a tmux mode'} after leaving it "
+                       "was asked", overridable=False)
+    return state, status
 
 
 def _wait_until_ready(
@@ -338,7 +338,9 @@ def _wait_until_ready(
     if entry is not None:
         _check_window(state, entry)
     status = classify(state)
-    _refuse_for_good(status)
+    _refuse_for_good(state, status)
+    if force and state.in_mode:  # the program under the mode would take the message
+        state, status = _leave_mode(tmux, pane, state, notes)
     if not force:
         reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
@@ -346,25 +348,33 @@ def _wait_until_ready(
             state, status, reason = _poll_ready(tmux, pane, multiline)
         if reason:
             raise NotReady(reason)
-        if skip_dismiss and status.agent and detect_modal(state.screen):
+        if skip_dismiss and _dismissable(state, status):
             raise NotReady(
                 f"a {detect_modal(state.screen)} dialog is open and SKIP_DISMISS=1 keeps it: "
                 "the text would go into it"
             )
-    modal = "" if skip_dismiss or not status.agent else detect_modal(state.screen)
+    modal = "" if skip_dismiss else _dismissable(state, status)
     if modal:  # Escape only, and only on a dialog known to be harmless to close
         tmux.run("send-keys", "-t", pane, "Escape")
         time.sleep(0.5)
         notes.append(f"dismissed the {modal} dialog first")
         state = pane_state(tmux, pane)
         status = classify(state)
-        _refuse_for_good(status)
+        _refuse_for_good(state, status)
         reason = None if force else decide(state, status, multiline)
         if reason:
             raise NotReady(f"after closing the {modal} dialog: {reason}")
     if multiline and not force and not bracketed_paste(state, status):
         raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
     return state, status
+
+
+def _dismissable(state: PaneState, status: PaneStatus) -> str:
+    """The known harmless dialog on screen, only where an agent TUI is recognised: a
+    known agent that reads its own keys (raw terminal), never a name match alone."""
+    if not status.agent or state.tty_mode != "raw":
+        return ""
+    return detect_modal(state.screen)
 
 
 def server_identity(tmux: Tmux) -> str:
@@ -399,10 +409,7 @@ def _poll_ready(
         status = classify(state)
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
-            if status.kind == "dead":
-                raise PaneDead(_DEAD)
-            if status.kind == "waiting":
-                raise AwaitingAnswer(status.detail)
+            _refuse_for_good(state, status)
             return state, status, reason
         time.sleep(0.05)
 
@@ -484,12 +491,15 @@ def deliver_envelope(
     agent: Agent,
     file: SourceFile | Upload | bytes | None = None,
     tmux: Tmux | None = None,
+    before_paste: Callable[[], None] | None = None,
 ) -> DeliveryResult:
     """The whole same-host delivery of one envelope: used locally and by `agent-mesh rpc`.
 
     A file (a local one, or an Upload a peer's rpc already received) goes into
     the inbox only once the pane is claimed and ready, and is taken out again if
     the paste then fails: a message that is not delivered leaves nothing behind.
+    `before_paste` runs under the pane's lock right before the paste (the queue's
+    waiter marks its record there, so a kill mid-paste is never typed twice).
     """
     require_unicode(envelope.body)  # a usage error comes before any check of the pane
     notes: list[str] = []
@@ -511,12 +521,14 @@ def deliver_envelope(
                 text, removed = sanitize(f"{envelope.tag()} {body}")
                 if removed:
                     notes.append(f"removed {removed} control character(s) from the message")
+                if before_paste is not None:
+                    before_paste()
                 pane.paste(text)
             except BaseException:
                 if dropped is not None:
                     dropped.remove()
                 raise
-        sweep_stale_parts()  # housekeeping after the paste: never raises
+    sweep_stale_parts()  # housekeeping after the paste and its log line: never raises
     return DeliveryResult(
         address=agent.address,
         host=agent.host,

@@ -5,10 +5,22 @@ directory listing is the delivery order (`<ns since epoch>-<id>.json`). It is wr
 before the sender hears "queued", so nothing is lost if the waiter, tmux or the host
 restarts: the next hook, timer run or send starts a waiter again (`resume`).
 
+A message belongs to the pane it was queued for, not to its address: the record keeps
+the pane id, window id, tmux socket and that server's pid and start time. It is typed
+only into that pane, in that window, of that same server (pane ids restart with the
+server). When they are gone nothing proves that another pane is the same agent, so the
+message is *held*: kept (`.held`), shown by `agent-mesh queue` with the reason, and
+never typed anywhere; it ends by `agent-mesh queue --cancel ID` or its time to live.
+
 The waiter is a short-lived `agent-mesh queue-run ADDRESS` process (no daemon): it holds
-the queue's flock, delivers the oldest message as soon as the pane's state says it is
-ready, drops expired ones (logged, never delivered), and exits when the queue is empty.
-Only the address (a registry key: `[A-Za-z0-9._-]`) appears in its argv; no message text.
+the queue's flock, delivers the oldest message as soon as its pane is ready, under the
+normal rules whatever the sender's environment (FORCE_SEND is never kept), drops expired
+ones, backs off while a pane stays busy (logging one line per change of state, not per
+look), and exits when nothing is left to deliver. Just before the paste the record is
+renamed `.sending`; a waiter that finds one (its predecessor was killed) looks the id up
+in the agent's received log: delivered there, it is done; not there, it may or may not
+have reached the pane, so it is held rather than typed twice.
+Only the address (a registry key: `[A-Za-z0-9._-]`) appears in the waiter's argv.
 """
 
 from __future__ import annotations
@@ -19,65 +31,170 @@ import sys
 import time
 
 from agent_mesh import paths
-from agent_mesh.errors import NotReady, PaneDead, UsageError
+from agent_mesh.delivery import log
+from agent_mesh.errors import MeshError, NotReady, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
-from agent_mesh.model import Envelope
+from agent_mesh.limits import limit
+from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import spawn_detached
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from agent_mesh.model import DeliveryResult
+from agent_mesh.registry.naming import is_valid_address
+from agent_mesh.tmux import Tmux
 
 DEFAULT_TTL = 3600.0
 POLL_SECONDS = 0.1
-_ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+MAX_PAUSE = 1.0  # the longest a waiter sleeps between looks at a busy pane
+WAITING, SENDING, HELD = ".json", ".sending", ".held"
 
 
 def queue_root() -> str:
     return os.path.join(paths.agents_dir(), "queue")
 
 
+def queue_log() -> str:
+    return os.path.join(paths.agents_dir(), "queue.log")
+
+
 def _queue_dir(address: str) -> str:
-    if not address or address[0] == "." or not set(address) <= _ADDRESS_CHARS:
+    if not is_valid_address(address):
         raise UsageError(f"cannot queue for {address!r}: not a registry address")
     return os.path.join(queue_root(), address)
 
 
-def enqueue(envelope: Envelope, address: str, reason: str) -> dict[str, object]:
-    """Store envelope for address (atomic, 0600); returns the stored record."""
+# --- what a queued message may be --------------------------------------------------
+
+
+def check_request(envelope: Envelope) -> None:
+    """Refuse (exit 1) a queued send this host would not keep: a TTL over its maximum
+    or a text over its size cap, before the pane is even looked at."""
+    ttl_max = limit("queue_ttl_max")
+    if not envelope.ttl <= ttl_max:  # also NaN
+        raise UsageError(f"--ttl {envelope.ttl:g} s is over this host's maximum of "
+                         f"{ttl_max} s (limits.queue_ttl_max in ~/.agents/config.toml)")
+    size = len(envelope.body.encode("utf-8", "replace"))
+    cap = limit("queue_message_bytes")
+    if size > cap:
+        raise UsageError(f"the message is too large to queue ({size} bytes; this host queues "
+                         f"up to {cap}: limits.queue_message_bytes in ~/.agents/config.toml); "
+                         "send it without --queue, or as a file when the agent is ready")
+
+
+def _check_room(envelope: Envelope, size: int) -> None:
+    """Under the queue's own lock: the sender's count and everyone's bytes (exit 3)."""
+    count, total = 0, 0
+    for record in pending():
+        env = record["envelope"]
+        total += int(str(record.get("bytes") or 0))
+        if isinstance(env, dict) and env.get("sender") == envelope.sender:
+            count += 1
+    per_sender, total_cap = limit("queue_per_sender"), limit("queue_total_bytes")
+    if count >= per_sender:
+        raise NotReady(f"{envelope.sender} already has {count} messages queued on this host "
+                       f"(limits.queue_per_sender is {per_sender}): not queued; wait for "
+                       "them or cancel some (agent-mesh queue)", overridable=False)
+    if total + size > total_cap:
+        raise NotReady(f"this host's queue is full ({total} of {total_cap} bytes, "
+                       "limits.queue_total_bytes): not queued; try again later",
+                       overridable=False)
+
+
+# --- the pane a message belongs to ---------------------------------------------------
+
+_WHERE = "#{pane_id}\t#{window_id}\t#{pid}\t#{start_time}"
+
+
+def _where(tmux: Tmux, pane_id: str) -> dict[str, str] | None:
+    """The pane's window and its server's identity now; None when it or its server is
+    gone. A tmux that fails otherwise is a WireError (the message is kept)."""
+    out = tmux.run("display-message", "-p", "-t", pane_id, _WHERE, check=False)
+    fields = out.stdout.decode("utf-8", "replace").strip().split("\t")
+    if out.returncode == 0 and len(fields) == 4 and fields[0] == pane_id:
+        return {"pane_id": fields[0], "window_id": fields[1], "server": f"{fields[2]}@{fields[3]}"}
+    error = out.stderr.decode("utf-8", "replace")
+    if out.returncode == 0 or any(sign in error for sign in (
+            "can't find", "no server running", "error connecting", "No such file")):
+        return None
+    raise WireError(f"tmux failed reading pane {pane_id}: {out.error_line}")
+
+
+def bind(agent: Agent) -> dict[str, str]:
+    """Where a message for agent belongs: its pane, window, socket and server identity."""
+    target = agent.pane_id or agent.target
+    where = _where(Tmux(socket_path=agent.socket or None), target)
+    if where is None:
+        from agent_mesh.errors import PaneGone
+
+        raise PaneGone(f"its pane {target} no longer exists; the registry is out of date "
+                       "(run agent-discover on that host)")
+    return {**where, "socket": agent.socket}
+
+
+def _gone(pane: object) -> str:
+    """Why a record's pane can no longer take it ("" when it still can)."""
+    if not isinstance(pane, dict) or not str(pane.get("pane_id", "")).startswith("%"):
+        return "it was queued without its pane (by an older agent-mesh); resend it"
+    pane_id, window = str(pane["pane_id"]), str(pane.get("window_id", ""))
+    now = _where(Tmux(socket_path=str(pane.get("socket") or "") or None), pane_id)
+    if now is None:
+        return (f"its pane {pane_id} (window {window}) is gone; a new window with the same "
+                "name is not the same agent, so it is kept here, typed nowhere")
+    if now["server"] != pane.get("server"):
+        return (f"the tmux server it was queued on has restarted: {pane_id} is another "
+                "pane now, so it is kept here, typed nowhere")
+    if now["window_id"] != window:
+        return (f"its pane {pane_id} moved from window {window} to {now['window_id']}; "
+                "kept here, typed nowhere")
+    return ""
+
+
+# --- storing -------------------------------------------------------------------------
+
+
+def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
+    """Store envelope for agent's pane (atomic, 0600) within the caps; the stored record.
+
+    FORCE_SEND is dropped: a queued message is delivered only under the normal rules."""
+    check_request(envelope)
     ttl = envelope.ttl if envelope.ttl > 0 else DEFAULT_TTL
+    size = len(envelope.body.encode("utf-8", "replace"))
     now = time.time()
     record: dict[str, object] = {
-        "id": envelope.msg_id, "address": address, "queued_at": now,
-        "expires_at": now + ttl, "reason": reason, "envelope": envelope.to_json(),
+        "id": envelope.msg_id, "address": agent.address, "queued_at": now,
+        "expires_at": now + ttl, "reason": reason, "bytes": size, "pane": bind(agent),
+        "envelope": envelope.replace(force=False).to_json(),
     }
-    folder = _queue_dir(address)
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    name = f"{time.time_ns():020d}-{envelope.msg_id or os.urandom(3).hex()}.json"
-    atomic_write(os.path.join(folder, name), json.dumps(record).encode(), mode=0o600)
+    folder = _queue_dir(agent.address)
+    with locked(os.path.join(queue_root(), ".room.lock"), timeout=30):
+        _check_room(envelope, size)
+        name = f"{time.time_ns():020d}-{envelope.msg_id or os.urandom(3).hex()}{WAITING}"
+        atomic_write(os.path.join(folder, name), json.dumps(record).encode(), mode=0o600)
+    _record(record, "queued", reason)
     return record
 
 
 def pending(address: str | None = None) -> list[dict[str, object]]:
-    """Queued records (oldest first), for one address or every address on this host."""
+    """Queued records (oldest first), for one address or every address on this host;
+    each with "file" and "state" (waiting, sending, held)."""
     root = queue_root()
     try:
         addresses = [address] if address else sorted(os.listdir(root))
     except FileNotFoundError:
         return []
+    states = {WAITING: "waiting", SENDING: "sending", HELD: "held"}
     records: list[dict[str, object]] = []
     for addr in addresses:
         folder = os.path.join(root, addr)
         try:
-            names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+            names = sorted(os.listdir(folder))
         except (FileNotFoundError, NotADirectoryError):
             continue
         for name in names:
+            suffix = os.path.splitext(name)[1]
+            if suffix not in states or name.startswith("."):
+                continue
             record = _read(os.path.join(folder, name))
             if record is not None:
                 record["file"] = os.path.join(folder, name)
+                record["state"] = states[suffix]
                 records.append(record)
     return records
 
@@ -99,25 +216,30 @@ def _read(path: str) -> dict[str, object] | None:
 def cancel(msg_id: str) -> dict[str, object] | None:
     """Remove the queued message with this id; returns it, or None if not queued here."""
     for record in pending():
-        if record.get("id") == msg_id:
+        if record.get("id") == msg_id and record.get("state") != "sending":
             try:
                 os.unlink(str(record["file"]))
             except FileNotFoundError:
                 return None
+            _record(record, "cancelled", "by agent-mesh queue --cancel")
             return record
     return None
 
 
+def _live(names: list[str]) -> bool:
+    return any(n.endswith((WAITING, SENDING)) and not n.startswith(".") for n in names)
+
+
 def has_pending(address: str) -> bool:
-    """Does address have queued messages (one listdir)?"""
+    """Does address have messages still to deliver (one listdir; held ones don't count)?"""
     try:
-        return any(n.endswith(".json") for n in os.listdir(_queue_dir(address)))
+        return _live(os.listdir(_queue_dir(address)))
     except FileNotFoundError:
         return False
 
 
 def has_waiting() -> list[str]:
-    """Addresses with at least one queued message (one listdir per address)."""
+    """Addresses with at least one message still to deliver (one listdir per address)."""
     try:
         addresses = sorted(os.listdir(queue_root()))
     except FileNotFoundError:
@@ -125,7 +247,7 @@ def has_waiting() -> list[str]:
     out = []
     for addr in addresses:
         try:
-            if any(n.endswith(".json") for n in os.listdir(os.path.join(queue_root(), addr))):
+            if _live(os.listdir(os.path.join(queue_root(), addr))):
                 out.append(addr)
         except OSError:
             continue
@@ -160,78 +282,195 @@ def resume() -> list[str]:
     return [address for address in has_waiting() if start_waiter(address)]
 
 
-def run_waiter(
-    address: str,
-    deliver: Callable[[Envelope], DeliveryResult],
-    log: Callable[[dict[str, object], str, str], None],
-    poll: float = POLL_SECONDS,
-) -> int:
-    """Deliver address's queue in order as the pane becomes ready; returns how many.
+def expire_held() -> None:
+    """Drop held messages past their time to live (logged as expired)."""
+    now = time.time()
+    for record in pending():
+        if record.get("state") == "held" and float(str(record["expires_at"])) <= now:
+            _finish(record, "expired", "its time to live ran out while it was held")
 
-    `deliver` raises NotReady while the pane is busy. A dead or gone pane, or tmux or
-    the host down, stops the waiter and keeps the queue for a later resume; a message
-    that can never be delivered (a usage error) is logged as failed and removed.
-    Expired messages are logged as expired and removed. A send that found the lock
-    still held just as the queue emptied is caught by looking once more after it.
+
+# --- what became of a message: queue.log, the agent's received log -----------------
+
+
+def _record(record: dict[str, object], outcome: str, detail: str) -> None:
+    """One line in queue.log, and the same event in the agent's received log (not a
+    change while it waits, nor "delivered", which delivery writes there itself)."""
+    address = str(record.get("address", ""))
+    log.append(queue_log(), {"time": time.time(), "id": record.get("id"), "address": address,
+                             "outcome": outcome, "detail": detail})
+    if outcome not in ("delivered", "waiting") and address:
+        env = record.get("envelope")
+        if isinstance(env, dict):
+            try:
+                envelope = Envelope.from_json(env)
+            except (KeyError, TypeError, ValueError):
+                return
+            log.received_event(envelope, address, outcome, detail)
+
+
+def _finish(record: dict[str, object], outcome: str, detail: str) -> None:
+    _remove(str(record["file"]))
+    _record(record, outcome, detail)
+
+
+def _hold(record: dict[str, object], reason: str) -> None:
+    """Keep record, never to be typed automatically: `.held`, with the reason."""
+    path = str(record["file"])
+    kept = {k: v for k, v in record.items() if k not in ("file", "state")}
+    kept["held"] = reason
+    atomic_write(os.path.splitext(path)[0] + HELD, json.dumps(kept).encode(), mode=0o600)
+    _remove(path)
+    _record(record, "held", reason)
+
+
+def _delivered_before(record: dict[str, object]) -> bool:
+    """Is the id in the agent's received log as delivered (a waiter killed after the
+    paste, before it could remove the record)?"""
+    path = log.received_path(str(record.get("address", "")))
+    return any(line.get("id") == record.get("id") and line.get("outcome") == "delivered"
+               for line in log.read(path))
+
+
+# --- the waiter ----------------------------------------------------------------------
+
+
+def run_waiter(address: str, poll: float = POLL_SECONDS) -> int:
+    """Deliver address's queue in order as its panes become ready; returns how many.
+
+    tmux or the host failing stops the waiter and keeps the queue for a later resume.
+    A send that found the lock still held just as the queue emptied is caught by
+    looking once more after it.
     """
     delivered = 0
     while True:
         try:
             with locked(_lock_path(address), timeout=0):
-                delivered += _drain(address, deliver, log, poll)
-        except _Held:
+                delivered += _drain(address, poll)
+        except _Stop:
             return delivered
         except TimeoutError:
             return delivered  # another waiter owns this queue
-        if not pending(address):  # a send that found us still holding the lock: go again
+        if not has_pending(address):  # a send that found us still holding the lock
             return delivered
 
 
-class _Held(Exception):
-    """The pane is gone, dead or unreachable: keep the queue for a later resume."""
+class _Stop(Exception):
+    """tmux or the host is down: keep the queue for a later resume."""
 
 
-def _drain(
-    address: str,
-    deliver: Callable[[Envelope], DeliveryResult],
-    log: Callable[[dict[str, object], str, str], None],
-    poll: float,
-) -> int:
-    """Under the queue's lock: deliver until it is empty; _Held when it must wait."""
+def _drain(address: str, poll: float) -> int:
+    """Under the queue's lock: deliver until nothing deliverable is left."""
     delivered = 0
     pause = poll
+    seen = ""  # the last waiting state logged
     while True:
-        records = pending(address)
-        if not records:
+        record = _head(address)
+        if record is None:
             return delivered
-        record = records[0]
-        path = str(record["file"])
-        if float(str(record.get("expires_at", 0) or 0)) <= time.time():
-            _remove(path)
-            log(record, "expired", "its time to live ran out before the pane was ready")
+        if float(str(record["expires_at"])) <= time.time():
+            _finish(record, "expired", "its time to live ran out before the pane was ready")
+            continue
+        if record["state"] == "sending":
+            if _delivered_before(record):
+                _finish(record, "delivered", "found in the agent's received log")
+            else:
+                _hold(record, "its waiter was stopped during the paste: it may or may not "
+                      "have reached the pane (see agent-mesh peek), so it is not typed again")
             continue
         try:
-            envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
-            result = deliver(envelope)
-        except PaneDead as exc:  # nothing will ever read it there: keep it, stop
-            log(record, "held", str(exc))
-            raise _Held from None
-        except NotReady:
+            gone = _gone(record.get("pane"))
+            if gone:
+                _hold(record, gone)
+                continue
+            result = _deliver(record, address)
+        except NotReady as exc:
+            state = str(exc).split(" (", 1)[0]
+            if state != (seen or str(record.get("reason", "")).split(" (", 1)[0]):
+                _record(record, "waiting", str(exc))  # one line per change of state,
+                pause = poll  # and a quick look again: the pane is changing
+            seen = state
             time.sleep(pause)
-            pause = min(pause * 1.02, 0.5)  # ~1 min at 0.1 s, then up to 0.5 s
+            pause = min(pause * 2, MAX_PAUSE)
             continue
-        except Exception as exc:
-            line, code = str(exc), int(getattr(exc, "exit_code", 1))
-            if code in (2, 4):  # pane gone, tmux or host down: keep it for a resume
-                log(record, "held", line)
-                raise _Held from None
-            _remove(path)  # the message itself is bad: it can never be delivered
-            log(record, "failed", line)
+        except MeshError as exc:
+            if exc.exit_code == 2:  # the pane went away or moved meanwhile
+                _hold(record, str(exc))
+                continue
+            if exc.exit_code == 4:  # tmux or the host failed: keep it for a resume
+                _record(record, "waiting", str(exc))
+                raise _Stop from None
+            _finish(record, "failed", str(exc))  # the message itself is bad
             continue
-        _remove(path)
+        except (KeyError, TypeError, ValueError) as exc:  # not a record this code wrote
+            _finish(record, "failed", f"not a valid queued message: {exc}")
+            continue
+        _finish(record, "delivered", f"{result.host}[{result.target}]")
         delivered += 1
-        pause = poll
-        log(record, "delivered", f"{result.host}[{result.target}]")
+        pause, seen = poll, ""
+
+
+_last: tuple[str, dict[str, object]] = ("", {})
+
+
+def _head(address: str) -> dict[str, object] | None:
+    """The oldest message still to deliver (waiting or sending), read once while it
+    stays the head: a waiter holds one record in memory, not the whole queue."""
+    global _last
+    folder = _queue_dir(address)
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return None
+    for name in names:
+        suffix = os.path.splitext(name)[1]
+        if name.startswith(".") or suffix not in (WAITING, SENDING):
+            continue
+        path = os.path.join(folder, name)
+        if _last[0] == path:
+            return _last[1]
+        record = _read(path)
+        if record is not None:
+            record["file"] = path
+            record["state"] = "waiting" if suffix == WAITING else "sending"
+            _last = (path, record)
+            return record
+    return None
+
+
+def _deliver(record: dict[str, object], address: str) -> DeliveryResult:
+    """One attempt at record's own pane, under the normal rules (never FORCE_SEND);
+    the record becomes `.sending` just before the paste."""
+    from agent_mesh.delivery.paste import deliver_envelope
+    from agent_mesh.registry.naming import self_alias
+
+    pane = record["pane"]
+    assert isinstance(pane, dict)
+    socket = str(pane.get("socket") or "")
+    agent = Agent(address=address, host=self_alias(), target=str(pane["pane_id"]),
+                  pane_id=str(pane["pane_id"]), window_id=str(pane["window_id"]), socket=socket)
+    envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
+    envelope = envelope.replace(force=False, queue=True)
+    path = str(record["file"])
+    sending = os.path.splitext(path)[0] + SENDING
+
+    def before_paste() -> None:
+        os.rename(path, sending)
+        record["file"] = sending
+        if os.environ.get("AGENT_MESH_FAULT") == "queue-kill-before-paste":  # tests
+            os.kill(os.getpid(), 9)
+
+    try:
+        result = deliver_envelope(envelope, agent, tmux=Tmux(socket_path=socket or None),
+                                  before_paste=before_paste)
+    except BaseException:
+        if record["file"] == sending:  # the paste failed: it is waiting again
+            os.rename(sending, path)
+            record["file"] = path
+        raise
+    if os.environ.get("AGENT_MESH_FAULT") == "queue-kill-after-paste":  # tests/test_queue.py
+        os.kill(os.getpid(), 9)  # between the paste and the dequeue, as `kill -9` would
+    return result
 
 
 def _remove(path: str) -> None:

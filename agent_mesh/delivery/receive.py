@@ -7,10 +7,15 @@ delivers with delivery.paste directly (the message is already queued and recorde
 
 from __future__ import annotations
 
+from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import NotReady, PaneDead, UsageError
+from agent_mesh.errors import MeshError, NotReady, PaneDead, UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from agent_mesh.delivery.mailbox import Origin
 
 
 def _result(agent: Agent, envelope: Envelope, outcome: str, note: str) -> DeliveryResult:
@@ -23,41 +28,70 @@ def receive(
     envelope: Envelope,
     agent: Agent,
     file: SourceFile | Upload | bytes | None = None,
+    origin: Origin | None = None,
 ) -> DeliveryResult:
     """Deliver envelope to agent's pane on this host, honouring `re` and `queue`.
 
-    A reply is stored in the mailbox first; when an `ask` on this host is waiting
-    for it, that is the whole delivery (nothing is typed). A message sent with
-    `queue` that finds the pane busy is stored and handed to a waiter (outcome
-    "queued"); a dead pane is never queued for.
+    A reply is checked first against its ask and `origin` (who really sent it, as
+    this host can tell): a refused one is neither stored, queued nor typed. While
+    the `ask` waits, keeping it in the mailbox is the whole delivery (nothing is
+    typed); once the ask has ended, it is typed into the asker's pane. A message
+    sent with `queue` that finds the pane busy is stored and handed to a waiter
+    (outcome "queued"). Never queued: a forced send (it goes now or is refused), a
+    dead pane, and a pane that will not become ready by itself (a shell, a program
+    that takes no messages), where it would only wait for its time to live.
     """
     _check_reply_fields(envelope)
-    if envelope.queue:
-        from agent_mesh.delivery import queue  # json: only for queued messages
-
-        if queue.has_pending(agent.address):  # behind the ones already waiting, in order
-            queue.enqueue(envelope, agent.address, "earlier messages are still queued")
-            queue.start_waiter(agent.address)
-            return _result(agent, envelope, "queued", "queued behind earlier messages")
+    if envelope.force:
+        envelope = envelope.replace(queue=False)
+    late = ""
     if envelope.re:
         from agent_mesh.delivery import mailbox  # json: only for replies
 
-        mailbox.store_reply(envelope)
-        if mailbox.asker_waiting(envelope.re):
+        ask = mailbox.check_reply(envelope, origin)
+        if mailbox.store_reply(envelope, ask):
             return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
+        late = f"its ask ended ({mailbox.ended(ask)}): typed into the asker's pane"
+    if envelope.queue:
+        from agent_mesh.delivery import queue  # json: only for queued messages
+
+        queue.check_request(envelope)
+        if queue.has_pending(agent.address):  # behind the ones already waiting, in order
+            queue.enqueue(envelope, agent, "earlier messages are still queued")
+            queue.start_waiter(agent.address)
+            return _result(agent, envelope, "queued", "queued behind earlier messages")
     try:
         result = deliver_envelope(envelope, agent, file)
     except NotReady as exc:
-        if not envelope.queue or isinstance(exc, PaneDead):
+        if not envelope.queue:
             raise
+        if isinstance(exc, PaneDead) or _stays(agent):
+            refused = NotReady(f"{exc}; not queued: it will not become ready by itself",
+                               overridable=exc.overridable)
+            log.received_event(envelope, agent.address, "refused", str(refused))
+            raise refused from None
         from agent_mesh.delivery import queue  # json: only for queued messages
 
-        queue.enqueue(envelope, agent.address, str(exc))
+        queue.enqueue(envelope, agent, str(exc))
         queue.start_waiter(agent.address)
         return _result(agent, envelope, "queued", f"queued: {exc}")
     return DeliveryResult(address=result.address, host=result.host, target=result.target,
                           pane_id=result.pane_id, bytes_sent=result.bytes_sent,
-                          notes=result.notes, outcome="delivered", msg_id=envelope.msg_id)
+                          notes=[*result.notes, late] if late else result.notes,
+                          outcome="delivered", msg_id=envelope.msg_id)
+
+
+def _stays(agent: Agent) -> bool:
+    """Would this pane's refusal stand until someone changes it (state.lasting)?"""
+    from agent_mesh.delivery.paste import pane_state
+    from agent_mesh.delivery.state import classify, lasting
+    from agent_mesh.tmux import Tmux
+
+    try:
+        state = pane_state(Tmux(socket_path=agent.socket or None), agent.pane_id or agent.target)
+    except MeshError:
+        return False  # gone or unreadable: the waiter finds out and keeps it
+    return lasting(state, classify(state))
 
 
 _ROUTE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -74,12 +108,3 @@ def _check_reply_fields(envelope: Envelope) -> None:
     if route and not (len(route) <= 128 and set(route) <= _ROUTE_CHARS and route[0].isalnum()):
         raise UsageError(f"bad reply address {route[:40]!r} in the message: refused")
 
-
-def store_for_asker(envelope: Envelope, host: str) -> DeliveryResult:
-    """A reply addressed to a host (its asker is not a pane): kept, typed nowhere."""
-    from agent_mesh.delivery import mailbox
-
-    _check_reply_fields(envelope)
-    mailbox.store_reply(envelope)
-    return DeliveryResult(address=envelope.address, host=host, target="mailbox", pane_id="",
-                          bytes_sent=0, outcome="mailbox", msg_id=envelope.msg_id)

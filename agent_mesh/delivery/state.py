@@ -19,10 +19,11 @@ import unicodedata
 from collections import namedtuple
 
 from agent_mesh.model import Frozen
-from agent_mesh.procs import Foreground, Proc
+from agent_mesh.procs import Foreground, Proc, readline_vi_command, reads_terminal
 from agent_mesh.receivers import (
     AGENTS,
     NOT_AN_INPUT,
+    RELAYS,
     SHELLS,
     WRAPPERS,
     agent_of,
@@ -34,7 +35,7 @@ from agent_mesh.receivers import (
     stem,
 )
 
-__all__ = ["PaneState", "PaneStatus", "classify", "refusal"]
+__all__ = ["PaneState", "PaneStatus", "classify", "refusal", "unforceable"]
 
 # Prompt ends: a shell's `$ # %`, REPLs' `> >>>`, agent TUIs' `❯ › »`.
 _PROMPT_GLYPHS = frozenset("$#%>❯›»")
@@ -57,7 +58,7 @@ class PaneState(Frozen):
     FIELDS = (
         "pane_id", "dead", "in_mode", "mode", "cursor_x", "cursor_y", "cursor_visible",
         "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground",
-        "procs", "target", "socket", "bracketed", "window_id",
+        "procs", "target", "socket", "bracketed", "window_id", "tty_mode",
     )
     __slots__ = FIELDS
     pane_id: str
@@ -79,18 +80,21 @@ class PaneState(Frozen):
     socket: str
     bracketed: str
     window_id: str
+    tty_mode: str
 
     def __init__(self, pane_id: str, dead: bool = False, in_mode: bool = False, mode: str = "",
                  cursor_x: int = 0, cursor_y: int = 0, cursor_visible: bool = True,
                  alternate_on: bool = False, current_command: str = "", pane_pid: int = 0,
                  width: int = 0, accept: str = "", screen: str = "",
                  foreground: str = "", procs: Foreground | None = None, target: str = "",
-                 socket: str = "", bracketed: str = "", window_id: str = "") -> None:
+                 socket: str = "", bracketed: str = "", window_id: str = "",
+                 tty_mode: str = "") -> None:
         self._set(pane_id=pane_id, dead=dead, in_mode=in_mode, mode=mode, cursor_x=cursor_x,
                   cursor_y=cursor_y, cursor_visible=cursor_visible, alternate_on=alternate_on,
                   current_command=current_command, pane_pid=pane_pid, width=width,
                   accept=accept, screen=screen, foreground=foreground, procs=procs,
-                  target=target, socket=socket, bracketed=bracketed, window_id=window_id)
+                  target=target, socket=socket, bracketed=bracketed, window_id=window_id,
+                  tty_mode=tty_mode)
 
     @property
     def accept_words(self) -> frozenset[str]:
@@ -100,17 +104,21 @@ class PaneState(Frozen):
 class PaneStatus(Frozen):
     """What a pane is doing. kind: idle, working, drafting, waiting, shell, running, dead.
     program: the agent or program in the foreground; detail: one line (the question
-    asked, the draft seen, what shows it is busy). agent: a known agent TUI."""
+    asked, the draft seen, what shows it is busy). agent: a known agent TUI. under: for
+    a pane in a tmux mode (`waiting` until someone leaves it), the status of what runs
+    under the mode; None otherwise."""
 
-    FIELDS = ("kind", "program", "detail", "agent")
+    FIELDS = ("kind", "program", "detail", "agent", "under")
     __slots__ = FIELDS
     kind: str
     program: str
     detail: str
     agent: str
+    under: PaneStatus | None
 
-    def __init__(self, kind: str, program: str = "", detail: str = "", agent: str = "") -> None:
-        self._set(kind=kind, program=program, detail=detail, agent=agent)
+    def __init__(self, kind: str, program: str = "", detail: str = "", agent: str = "",
+                 under: PaneStatus | None = None) -> None:
+        self._set(kind=kind, program=program, detail=detail, agent=agent, under=under)
 
 
 NO_INPUT_BOX = "no input box on screen"
@@ -136,18 +144,22 @@ class _Who:
         "named",
         "parent_shell",
         "program",
+        "relay",
         "shell",
+        "under",
     )
 
     def __init__(self) -> None:
         self.agent = ""  # known agent's command name
         self.agent_proc: Proc | None = None
-        self.shell = ""  # the leader is this shell
+        self.shell = ""  # the leader is this shell, and it reads the terminal itself
         self.interactive = False  # ...reading commands from the terminal
         self.program = ""  # name shown in messages
         self.named: Proc | None = None  # the process that name belongs to
         self.blocker = ""  # a pager/editor in the group
         self.parent_shell = ""  # the pane's own shell, when the job is something else
+        self.under = ""  # a shell waiting under the foreground: it reads what is typed next
+        self.relay = ""  # an interactive shell the foreground passes keys to (`script`)
         self.leader: Proc | None = None  # the foreground group's leader
 
 
@@ -169,35 +181,90 @@ def _who(state: PaneState) -> _Who:
             hit = agent_of(proc, extra)
             if hit:
                 who.agent, who.agent_proc = hit, proc
-    who.shell = shell_of(leader)
-    who.interactive = bool(who.shell) and interactive_shell(leader)
     named = leader
-    if stem(leader.comm) in WRAPPERS and len(group) > 1:
+    leader_shell = shell_of(leader)
+    if leader_shell and len(group) > 1 and not interactive_shell(leader):
+        # a shell running a command in the foreground (a script, `bash -c "prog; exec
+        # bash"`): it reads the terminal again once the command ends
+        who.under = leader_shell
         named = group[-1]
+    else:
+        who.shell = leader_shell
+        who.interactive = bool(leader_shell) and interactive_shell(leader)
+        if stem(leader.comm) in WRAPPERS and len(group) > 1:
+            named = group[-1]
     who.named = named
     who.program = program_name(named) or state.current_command or "an unknown program"
     pane = fg.pane if fg is not None else None
     if pane is not None and pane.pid != leader.pid:
         who.parent_shell = shell_of(pane)
+        who.under = who.parent_shell or who.under
+    if fg is not None and not who.shell:
+        for proc in fg.others:  # `script`, `sudo -s`: a shell on a terminal of its own
+            inner = shell_of(proc)
+            if inner and interactive_shell(proc) and reads_terminal(proc.pid):
+                who.relay = inner
+                break
     return who
+
+
+def _tui_seen(state: PaneState, rows: list[list[Cell]]) -> bool:
+    """Is an agent TUI on screen, not just a process with an agent's name? It reads its
+    own keys (the terminal is raw) and shows an input row, a prompt at the cursor, a
+    question or a known dialog. A `sleep` copied to `forge`, or `forge test`, is not."""
+    if state.tty_mode != "raw":
+        return False
+    row = rows[state.cursor_y] if 0 <= state.cursor_y < len(rows) else []
+    return (_input_row(rows) >= 0 or _prompt_end(row[: state.cursor_x]) >= 0
+            or bool(find_question(rows)) or bool(detect_modal(state.screen)))
+
+
+def _hidden_input(state: PaneState, rows: list[list[Cell]]) -> str:
+    """The terminal collects a line with echo off: a password or other secret is asked
+    (`read -s`, sudo, ssh, getpass), whatever the screen shows."""
+    row = _plain(rows[state.cursor_y]).strip() if 0 <= state.cursor_y < len(rows) else ""
+    shown = f" ({row[:60]})" if row else ""
+    return f"hidden input: a prompt with echo off, such as a password{shown}"
 
 
 # --- the classifier ---------------------------------------------------------
 
 
 def classify(state: PaneState) -> PaneStatus:
-    """The one answer to "what is this pane doing", for delivery and for status."""
+    """The one answer to "what is this pane doing", for delivery and for status.
+
+    A pane in a tmux mode (copy mode, a chooser) is `waiting`: someone is at it and the
+    mode would take the keys. What runs under the mode is read all the same (tmux
+    captures the pane's own screen and cursor, not the mode's view) and kept in
+    `under`, so the rules of that program still apply once the mode is left."""
+    status = _program_status(state)
+    if not state.in_mode or status.kind in ("dead", "waiting"):
+        return status
+    mode = state.mode or "a tmux mode"
+    return PaneStatus("waiting", status.program,
+                      f"in {mode} (press q there to leave it); under it: {status.kind}, "
+                      f"{status.detail}", status.agent, under=status)
+
+
+def _program_status(state: PaneState) -> PaneStatus:
+    """What the pane's program is doing, whatever tmux mode is over it."""
     if state.dead:
         return PaneStatus("dead", state.current_command, "the program exited")
     who = _who(state)
     rows = parse_screen(state.screen)
+    if state.tty_mode == "hidden":
+        question = _cursor_question(rows, state.cursor_y) or _hidden_input(state, rows)
+        return PaneStatus("waiting", who.shell or who.program, question)
     if who.agent:
         name = AGENTS.get(who.agent, who.agent)
         if who.blocker:
             return PaneStatus("running", who.blocker, f"{name} opened {who.blocker}")
-        return _agent_status(state, rows, who.agent, name)
-    at_prompt = who.shell and who.interactive
-    question = "" if at_prompt else _cursor_question(rows, state.cursor_y)
+        if not who.under or _tui_seen(state, rows):
+            return _agent_status(state, rows, who.agent, name)
+        # a shell waits under it and no agent TUI is on screen: a shell job like any other
+    at_prompt = who.shell and who.interactive and state.tty_mode != "line"
+    question = "" if at_prompt else _cursor_question(rows, state.cursor_y, state.cursor_x,
+                                                      state.width)
     if question:
         return PaneStatus("waiting", who.program, question)
     if who.shell and who.interactive:
@@ -212,8 +279,10 @@ def classify(state: PaneState) -> PaneStatus:
         if draft:
             return PaneStatus("drafting", who.program, draft)
         return PaneStatus("idle", who.program, "input empty (opted in with @agent-accept)")
-    if who.parent_shell:
-        detail = f"a job of {who.parent_shell}"
+    if who.relay:
+        detail = f"it runs an interactive {who.relay}"
+    elif who.under:
+        detail = f"a job of {who.under}"
     elif who.leader is not None and who.named is not who.leader:
         detail = f"run by {program_name(who.leader)}"
     else:
@@ -331,7 +400,9 @@ def _box_draft(rows: list[list[Cell]]) -> str:
 
 # --- questions and dialogs -----------------------------------------------------
 
-_CUES = ("(y/n)", "[y/n]", "(yes/no)", "[yes/no]", "(y)es/(n)o", "[y/n/", "(y/n/", "[y/n]?")
+# Yes/no answers offered: `[Y/n]`, `(yes/no)`, ssh's `(yes/no/[fingerprint])?`.
+_CUES = ("(y/n)", "[y/n]", "(yes/no)", "[yes/no]", "(y)es/(n)o", "[y/n/", "(y/n/", "[y/n]?",
+         "(yes/no/", "[yes/no/")
 _POINTERS = "❯›>▶►●•*→ \u00a0│"
 
 
@@ -387,18 +458,31 @@ def _aider_question(rows: list[list[Cell]], cursor_y: int) -> str:
     return text[:100] if ("? (" in text or text.endswith("]:")) and "[" in text else ""
 
 
-def _cursor_question(rows: list[list[Cell]], cursor_y: int) -> str:
-    """A program other than an agent asking on the cursor row: `[sudo] password for x:`,
-    `Enter passphrase for key …:`, `Do you want to continue? [Y/n]`. (A shell at its
-    own prompt is not asked: its prompt and draft are not a question.)"""
+def _cursor_question(rows: list[list[Cell]], cursor_y: int, cursor_x: int = -1,
+                     width: int = 0) -> str:
+    """A program other than an agent asking on the cursor's line: `[sudo] password for x:`,
+    `Enter passphrase for key …:`, `Do you want to continue? [Y/n]`, ssh's
+    `… continue connecting (yes/no/[fingerprint])?`, any `…? ` the cursor waits after
+    (perhaps with a word typed). The line is read with the rows it wrapped from: ssh's
+    question wraps in a pane narrower than 70 columns. A prompt and its draft (`>>> why?`)
+    are not a question, and neither is a shell at its own prompt (not asked here).
+    cursor_x -1: the cursor is taken to be at the end of the row."""
     if not (0 <= cursor_y < len(rows)):
         return ""
-    text = _plain(rows[cursor_y]).strip()
+    if cursor_x < 0:
+        cursor_x = len(rows[cursor_y])
+    line, cx = _logical_line(rows, cursor_x, cursor_y, width)
+    text = _plain(line).strip()
     low = text.lower()
     if low.endswith(":") and ("password" in low or "passphrase" in low or "pin" in low.split()):
         return f"a password prompt ({text[:60]})"
     if any(cue in low for cue in _CUES):
-        return text[:100]
+        return text[-100:]
+    before = _plain(line[:cx]).rstrip()
+    head, mark, typed = before.rpartition("?")
+    if (mark and head.strip() and not typed.strip().count(" ") and not _plain(line[cx:]).strip()
+            and _prompt_end(line[: len(head)]) < 0 and not _continuation(before)):
+        return before[-100:]
     return ""
 
 
@@ -470,10 +554,8 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     if kind == "dead":
         return DEAD_REASON
     if kind == "waiting":
-        return f"waiting for an answer: {status.detail}"
-    if state.in_mode:
-        mode = state.mode or "a tmux mode"
-        return f"its pane is in {mode}, which would swallow the text (press q there)"
+        return _mode_refusal(state, status) if status.under else (
+            f"waiting for an answer: {status.detail}")
     program = status.program
     if status.agent:
         if kind == "drafting":
@@ -488,25 +570,25 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
         return None
     words = state.accept_words
     base = stem(program.split(".")[0])
-    if kind in ("shell", "drafting") and _who(state).shell:
+    who = _who(state)
+    if kind in ("shell", "drafting") and who.shell:
         if "shell" not in words:
             return (f"it is an interactive shell ({program}) at its prompt, where a message "
                     "would run as a command; to accept that (every message then runs as a "
                     f"command there): {opt_in_command(state, 'shell')}")
         if kind == "drafting":
             return f"it looks mid-prompt ({status.detail})"
+        vi_mode = _unforceable(state, who, status)
+        if vi_mode:
+            return vi_mode
         return NO_BRACKETED_PASTE.format(program=program) if multiline else None
-    who = _who(state)
     if program in NOT_AN_INPUT or base in NOT_AN_INPUT or who.blocker:
         blocker = who.blocker or program
         lead = program_name(who.leader) if who.leader is not None else ""
         via = f" (run by {lead})" if lead and lead != blocker else ""
         return f"its foreground program is {blocker}{via}, not an agent input"
     if not _opted_in(state, who):
-        job = (f"; it is a job of {who.parent_shell}, which would run the text as a command "
-               f"once {program} ends") if who.parent_shell else ""
-        return (f"its foreground program is {program}, not a known agent{job}; if {program} "
-                f"should take messages: {opt_in_command(state, _opt_name(who))}")
+        return _unforceable(state, who, status) or _not_opted_in(state, who, program)
     draft = find_draft(parse_screen(state.screen), state.cursor_x, state.cursor_y,
                        width=state.width, line_editor=_line_editor(base))
     if draft:
@@ -516,14 +598,76 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     return None
 
 
-def _opted_in(state: PaneState, who: _Who) -> bool:
-    """Does the window's @agent-accept take this (non-shell, non-pager) program?"""
-    if who.shell or who.blocker or who.program in NOT_AN_INPUT:
+def unforceable(state: PaneState, status: PaneStatus) -> str | None:
+    """Why the pane must not be typed into even with FORCE_SEND (besides dead panes and
+    questions), or None: the text would go to a shell, unseen and at a moment nobody
+    chose: typeahead for a shell waiting under its job, a shell behind a relay such as
+    `script`, or a bash in vi command mode, which would take it as editing commands."""
+    if status.kind in ("dead", "waiting") or status.agent:
+        return None
+    return _unforceable(state, _who(state), status)
+
+
+def _unforceable(state: PaneState, who: _Who, status: PaneStatus) -> str | None:
+    program = status.program
+    if status.kind in ("shell", "drafting") and who.shell:
+        if _vi_command_mode(state, who):
+            return (f"{program} is in vi command mode, where the text would be taken as "
+                    "editing commands (`v` opens an editor); press i there first")
+        return None
+    if who.relay:
+        return (f"its foreground program is {program}, which passes what is typed to an "
+                f"interactive shell ({who.relay}) that would run it as a command; no opt-in "
+                "covers that")
+    if who.under and state.tty_mode != "raw":
+        return (f"its foreground program is {program}, a job of {who.under}, and nothing "
+                f"reads the keys now: {who.under} would run the text as a command once "
+                f"{program} ends; no opt-in covers that")
+    return None
+
+
+def _not_opted_in(state: PaneState, who: _Who, program: str) -> str:
+    """Why a program that is no known agent is refused, suggesting an opt-in only when
+    that opt-in would make it a receiver."""
+    job = f" (a job of {who.under})" if who.under else ""
+    what = (f"named like {AGENTS.get(who.agent, who.agent)} but showing no agent screen "
+            "(an input box or prompt)") if who.agent else "not a known agent"
+    name = _opt_name(who)
+    if not _opted_in(state, who, frozenset((name,))):
+        return f"its foreground program is {program}{job}, {what}; no opt-in covers it"
+    return (f"its foreground program is {program}{job}, {what}; if {program} "
+            f"should take messages: {opt_in_command(state, name)}")
+
+
+def _opted_in(state: PaneState, who: _Who, words: frozenset[str] | None = None) -> bool:
+    """Does the window's @agent-accept (or the given words) take this program? Never a
+    shell, pager or editor, and never a shell's typeahead: while a shell waits under the
+    program, only a program that reads its own keys (raw terminal) and passes none to
+    another shell. `any` leaves out remote and nested terminals (ssh, tmux, ...)."""
+    if who.shell or who.blocker or who.program in NOT_AN_INPUT or who.relay:
         return False
-    words = state.accept_words
+    if who.under and state.tty_mode != "raw":
+        return False
+    words = state.accept_words if words is None else words
     names = names_of(who.named) if who.named is not None else {who.program}
     wanted = words | {stem(w) for w in words}
-    return bool(wanted & names) or "any" in words
+    if wanted & names:
+        return True
+    return "any" in words and not names & RELAYS
+
+
+def _vi_command_mode(state: PaneState, who: _Who) -> bool:
+    """A shell at its prompt in readline's vi command mode, where pasted text is read as
+    commands: bash's own keymap (procs.readline_vi_command), else readline's mode string
+    `(cmd)` before the prompt (show-mode-in-prompt). Unknown counts as no."""
+    rows = parse_screen(state.screen)
+    row = _plain(rows[state.cursor_y]).lstrip() if 0 <= state.cursor_y < len(rows) else ""
+    if row.startswith("(cmd)"):
+        return True
+    leader = who.leader
+    if leader is None or leader.pid <= 0 or stem(who.shell) != "bash":
+        return False
+    return readline_vi_command(leader.pid) is True
 
 
 def _queues_mid_turn(agent: str) -> bool:
@@ -536,10 +680,46 @@ def _queues_mid_turn(agent: str) -> bool:
     return agent in ("claude", "claude-code")
 
 
+def _mode_refusal(state: PaneState, status: PaneStatus) -> str:
+    """A pane in a tmux mode: the mode would take the keys. FORCE_SEND may leave the mode
+    only to deliver where the program under it takes the message anyway; a shell under
+    copy mode stays refused (see beneath_refusal)."""
+    mode = state.mode or "a tmux mode"
+    beneath = beneath_refusal(state, status)
+    if beneath is None:
+        return f"its pane is in {mode}, which would swallow the text (press q there)"
+    leave = f"tmux copy-mode -q -t {_quote(state.target or state.pane_id)}"
+    return (f"its pane is in {mode}; under the mode: {beneath}; FORCE_SEND does not leave "
+            f"a mode to type there (leave it first: {leave})")
+
+
+def beneath_refusal(state: PaneState, status: PaneStatus) -> str | None:
+    """For a pane in a tmux mode: why the program under the mode must not get the message
+    (a shell, a draft, a busy agent...), or None when it would take it. Such a refusal
+    is final while the mode lasts: someone is at that pane, and FORCE_SEND leaving their
+    mode to type into a shell would run the text (issue 21.9)."""
+    if status.under is None:
+        return None
+    return decide(state, status.under)
+
+
 def bracketed_paste(state: PaneState, status: PaneStatus) -> bool:
     """Will a paste arrive as one paste? Known agents enable mode 2004; for others only
     tmux can say (#{bracketed_paste}, tmux 3.4+), else no."""
     return bool(status.agent) or state.bracketed == "1"
+
+
+def lasting(state: PaneState, status: PaneStatus) -> bool:
+    """Will a refusal here stand until someone changes the pane? True for a shell and a
+    shell's job, and for a program that is neither a known agent nor opted in: a queued
+    message would wait there for nothing (a question they show is answered into a shell
+    or a program that takes no messages either)."""
+    if status.agent or status.kind == "dead":
+        return False
+    who = _who(state)
+    if who.shell:
+        return "shell" not in state.accept_words
+    return not _opted_in(state, who)
 
 
 def _opt_name(who: _Who) -> str:
@@ -746,7 +926,7 @@ def find_draft(
 ) -> str:
     """Describe a draft the user is typing, or '' if the input is empty.
 
-    Looks, in order, for a continuation prompt (line editors), a prompt on the
+    Looks, in order, for a continuation prompt (a REPL's, or a shell's PS2), a prompt on the
     cursor's line with text either side of the cursor, and an agent input box (a
     `❯`/`›` row and its two-space continuation rows) around or, when the cursor
     is parked elsewhere, near the bottom of the screen.
@@ -755,10 +935,9 @@ def find_draft(
         return ""
     row = rows[cursor_y]
     lead = _text(row, include_faint=True)
-    if line_editor:
-        continuation = lead.startswith(("... ", "> ")) or lead.strip() in ("...", ">")
-        if continuation or lead.lstrip().startswith("...:"):
-            return "a continuation line of a multi-line command"
+    shell_ps2 = line_editor and (lead.startswith("> ") or lead.strip() == ">")
+    if shell_ps2 or _continuation(lead):
+        return "a continuation prompt: the command or statement above is unfinished"
     line, cx = row, cursor_x
     if line_editor and _prompt_end(row[:cursor_x]) < 0:
         line, cx = _logical_line(rows, cursor_x, cursor_y, width)
@@ -783,6 +962,26 @@ def find_draft(
         if start >= 0 and rows[y][start - 1].char in "❯›»":
             return _input_box_draft(rows, y)
     return ""
+
+
+# mysql/MariaDB `    -> ` (and `'> ` `"> ` `` `> `` `/*> ` inside a quote or comment).
+_MYSQL_MORE = ("->", "'>", '">', "`>", "/*>")
+# psql's PROMPT2 `db-# ` / `db-> `: the `=` of `db=# ` becomes `-`, or the open quote,
+# parenthesis, comment (`*`) or dollar quote.
+_PSQL_MORE = frozenset("-'\"(*$")
+
+
+def _continuation(text: str) -> bool:
+    """Does this cursor row start with a REPL's continuation prompt, the sign of an
+    unfinished statement that a message would be glued onto (issue 21.16)? Python's
+    and node's `... `, IPython's `   ...: `, sqlite3's `   ...> `, mysql's `    -> `,
+    psql's `db-# `. (A shell's PS2 `> ` is node's main prompt: see find_draft.)"""
+    word = text.lstrip(" \u00a0").split(" ", 1)[0]
+    if word in ("...", "...>", "...:") or word in _MYSQL_MORE:
+        return True
+    name = word[:-2]
+    return (len(word) >= 3 and word[-1] in "#>" and word[-2] in _PSQL_MORE
+            and all(ch.isalnum() or ch in "_-." for ch in name) and name[:1].isalpha())
 
 
 def _input_box_draft(rows: list[list[Cell]], y: int) -> str:

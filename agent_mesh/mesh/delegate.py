@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent_mesh.delivery import mailbox
-from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError
-from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT
-from agent_mesh.mesh.hosts import call_host, each_host
+from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError, WireError
+from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
+from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
+from agent_mesh.mesh.origin import LocalOrigin
+from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
-from agent_mesh.registry import naming, view
+from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.select import select
 
 DEFAULT_ASK_TIMEOUT = 600.0
@@ -43,24 +45,10 @@ def parse_duration(text: str) -> float:
     return value
 
 
-def own_address(agents: Mapping[str, Agent]) -> str:
-    """The registry address of the pane this command runs in ('' outside a registered
-    pane); under `tmux run-shell` (no TMUX_PANE) the invoking pane, as the sender id."""
-    if not os.environ.get("TMUX"):
-        return ""
-    pane = os.environ.get("TMUX_PANE", "")
-    if not pane:
-        from agent_mesh.mesh.send import invoking_pane
-        from agent_mesh.tmux import Tmux
-
-        pane = invoking_pane(Tmux())
-    if not pane:
-        return ""
-    me = naming.self_alias()
-    for agent in agents.values():
-        if agent.pane_id == pane and agent.host == me:
-            return agent.address
-    return ""
+def reply_origin() -> LocalOrigin:
+    """This process as a reply's sender: this host, and the registered pane it runs
+    in (never AGENT_NAME, which anyone may set to anything)."""
+    return LocalOrigin(naming.self_alias(), whoami.own_address(view.load_agents()))
 
 
 # --- broadcast ---------------------------------------------------------------------
@@ -95,7 +83,7 @@ def broadcast(patterns: list[str], envelope: Envelope) -> list[Outcome]:
     if envelope.re:
         raise UsageError("a reply goes to its one asker: it cannot fan out to a pattern")
     agents = view.load_agents()
-    me = own_address(agents)
+    me = whoami.own_address(agents)
     targets = [a for a in select(agents, patterns) if a.address != me]
     if not targets:
         raise NoMatch(f"no agent matches {' '.join(patterns)} (try agent-mesh list)")
@@ -130,36 +118,45 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
     """Deliver question with a reply instruction, then wait for the reply; the exchange.
 
     The reply goes to this pane's address when the asker is a registered pane, else
-    to this host's alias (kept in the mailbox, typed nowhere). The question is sent
-    queued: a busy recipient gets it as soon as it is ready.
+    to this host's alias (kept in the mailbox, typed nowhere), and is taken only from
+    the agent asked (mailbox.check_reply). The question is sent queued: a busy
+    recipient gets it as soon as it is ready. Once the ask ends, a late reply is
+    typed into the asking pane, or refused for a script (nothing would read it).
     """
     from agent_mesh.mesh.send import send as default_send
 
     agents = view.load_agents()
-    route = own_address(agents) or naming.self_alias()
+    asked = view.resolve(address, agents)  # its host is where the reply must come from
+    route = whoami.own_address(agents) or naming.self_alias()
     ask_id = mailbox.new_ask_id()
-    mailbox.record_ask(ask_id, address, question, timeout)
+    mailbox.record_ask(ask_id, asked.address, asked.host, route, question, timeout)
     started = time.monotonic()
+    how = "failed"
+    reply = None
     try:
         result = (send or default_send)(address, question, ask=ask_id, reply_to=route,
                                         queue=True)
         deadline = started + timeout
         while True:
-            found = mailbox.replies(ask_id)
-            if found:
-                reply = found[0]
-                return {"id": ask_id, "to": address, "question": question,
-                        "outcome": result.outcome, "reply": reply.get("body", ""),
-                        "from": reply.get("from", ""), "at": reply.get("at", ""),
-                        "waited": round(time.monotonic() - started, 3)}
-            if time.monotonic() >= deadline:
-                raise AskTimeout(
-                    f"no reply from {address} within {timeout:g} s (id {ask_id}); "
-                    f"a late reply is kept in ~/.agents/mailbox"
-                )
+            reply = mailbox.take_reply(ask_id)
+            if reply is not None or time.monotonic() >= deadline:
+                break
             time.sleep(POLL_SECONDS)
-    finally:
-        mailbox.forget_ask(ask_id)
+        how = "timed out"
+    except KeyboardInterrupt:
+        how = "interrupted"
+        raise
+    finally:  # a reply stored while the ask ends is still taken: none is left unread
+        late = mailbox.end_ask(ask_id, "answered" if reply else how, take=reply is None)
+        reply = reply or late
+    if reply is None:
+        later = (f"typed into {route}" if route != naming.self_alias()
+                 else "refused: nothing would read it")
+        raise AskTimeout(f"no reply from {address} within {timeout:g} s (id {ask_id}); "
+                         f"a later reply is {later}")
+    return {"id": ask_id, "to": address, "question": question, "outcome": result.outcome,
+            "reply": reply.get("body", ""), "from": reply.get("from", ""),
+            "at": reply.get("at", ""), "waited": round(time.monotonic() - started, 3)}
 
 
 # --- the queue, mesh-wide ----------------------------------------------------------
@@ -167,7 +164,8 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
 
 def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
     """Pending messages on every host; and the hosts that did not answer."""
-    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, {"op": "queue"}))
+    answers = each_host(naming.mesh_aliases(),
+                        lambda h: call_host(h, {"op": "queue"}, timeout=READ_TIMEOUT))
     rows: list[dict[str, Any]] = []
     failed: dict[str, MeshError] = {}
     for host, answer in answers.items():
@@ -183,11 +181,13 @@ def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
 
 
 def _seconds(value: object) -> float:
-    """A time from a queue record (ours or a peer's); anything else counts as 0."""
+    """A time from a queue record (ours or a peer's); anything else (NaN and the
+    infinities included: JSON lets a peer send them) counts as 0."""
     try:
-        return float(value)  # type: ignore[arg-type]
+        seconds = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return 0.0
+    return seconds if abs(seconds) < float("inf") else 0.0
 
 
 def queue_cancel(msg_id: str) -> str:
@@ -211,9 +211,21 @@ def default_agent_command() -> list[str]:
 
 def spawn(host: str, argv: list[str], session: str, name: str, role: str, accept: str,
           wait: float = DEFAULT_SPAWN_WAIT) -> dict[str, Any]:
-    """Start a window running argv on host, wait until its input is ready; its address."""
-    request = {"op": "spawn", "argv": argv or default_agent_command(), "session": session,
-               "name": name, "role": role, "accept": accept, "wait": wait}
-    return call_host(host, request, timeout=wait + 30)
+    """Start a window running argv on host, wait until its input is ready; its address.
 
-
+    The request is held open (`hold`) while the peer waits: if this process dies, the
+    peer sees its end close and removes the window. Cut off without an answer, the
+    error names the address the window would have, so a retry does not make a twin."""
+    argv = argv or default_agent_command()
+    wait = bounded(wait, "--wait", DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT)
+    request = {"op": "spawn", "argv": argv, "session": session, "name": name, "role": role,
+               "accept": accept, "wait": wait, "hold": True}
+    try:
+        return call_host(host, request, timeout=wait + 30)
+    except WireError as exc:
+        if exc.answered or host == naming.self_alias():
+            raise
+        window = name or os.path.basename(argv[0])
+        address = naming.base_address(host, "", session, window, "0")
+        raise WireError(f"{exc}; the window may have started there as {address}: check "
+                        f"with agent-mesh status host:{host} before a retry") from None

@@ -20,21 +20,32 @@ if TYPE_CHECKING:  # typing costs an import on every message's path
     from collections.abc import Callable, Iterable
     from typing import Any
 
+    from agent_mesh.delivery.mailbox import Origin
 
-def transport_for(host: str, self_host: str) -> Transport:
-    """Local for this host; for any other, the chosen remote transport."""
+# How long a mesh-wide read (status, queue, peek, inbox) waits for one host: a hung
+# peer costs every read the same, and never a write's longer wait.
+READ_TIMEOUT = 15.0
+
+
+def transport_for(host: str, self_host: str, origin: Origin | None = None) -> Transport:
+    """Local for this host (`origin`: this process, for a reply); for any other, the
+    chosen remote transport (the peer learns who sends from the connection)."""
     if host == self_host:
-        return LocalTransport(host)
+        return LocalTransport(host, origin)
     return remote_transport(host)
 
 
-def call_host(host: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+def call_host(host: str, request: dict[str, Any], timeout: float = 60.0,
+              origin: Origin | None = None) -> dict[str, Any]:
     """Send one rpc request to host (in-process when it is this host); its reply.
-    Raises the MeshError the peer reported, or WireError."""
+    Raises the MeshError the peer reported, or WireError. In-process, `origin` is
+    this process as a reply's sender (by default one whose replies are refused)."""
     if host == naming.self_alias():
+        from agent_mesh.delivery.mailbox import Origin
         from agent_mesh.mesh import rpc
 
-        return rpc.handle({**request, "protocol": PROTOCOL, "version": __version__})
+        return rpc.handle({**request, "protocol": PROTOCOL, "version": __version__},
+                          origin=origin or Origin())
     transport = remote_transport(host)
     try:
         return transport.request(request, timeout=timeout)

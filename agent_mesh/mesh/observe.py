@@ -13,15 +13,13 @@ from agent_mesh.delivery import log
 from agent_mesh.delivery import observe as local
 from agent_mesh.errors import MeshError
 from agent_mesh.mesh.handlers import inbox_records, own_agents
-from agent_mesh.mesh.hosts import call_host, each_host
+from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
 from agent_mesh.model import Agent
 from agent_mesh.registry import naming, select, view
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import
     from typing import Any
-
-STATUS_TIMEOUT = 15.0
 
 
 def _hosts_wanted(patterns: list[str]) -> list[str] | None:
@@ -55,11 +53,12 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
     def ask(host: str) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            return call_host(host, {"op": "status"}, timeout=STATUS_TIMEOUT)
+            return call_host(host, {"op": "status"}, timeout=READ_TIMEOUT)
         finally:
             elapsed[host] = (time.monotonic() - started) * 1000
 
     answers = each_host(hosts, ask)
+    aliases = {*naming.mesh_aliases(strict=False), *hosts}
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     for host in hosts:
@@ -69,12 +68,26 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
         if not isinstance(got, list):
             error = error or "bad status reply"
             got = None
-        reports.append({"host": host, "ok": got is not None, "error": error,
-                        "elapsed_ms": round(elapsed.get(host, 0.0), 1)})
+        report: dict[str, Any] = {"host": host, "ok": got is not None, "error": error,
+                                  "elapsed_ms": round(elapsed.get(host, 0.0), 1)}
         if got is None:
             got = [_unreachable_row(a, error) for a in known.values() if a.host == host]
-        rows.extend(r for r in got if isinstance(r, dict) and _row_matches(r, patterns))
+        else:
+            got, dropped = _its_own(host, got, aliases)
+            if dropped:
+                report["dropped"] = dropped
+        reports.append(report)
+        rows.extend(r for r in got if _row_matches(r, patterns))
     return rows, reports
+
+
+def _its_own(host: str, got: list[Any], aliases: set[str]) -> tuple[list[dict[str, Any]], int]:
+    """A host's status rows for its own agents only (as sync keeps a slice's own
+    entries), and how many were dropped: a peer speaks only for itself."""
+    kept = [r for r in got if isinstance(r, dict) and isinstance(r.get("address"), str)
+            and naming.is_valid_address(r["address"])
+            and not view.not_its_own(host, r["address"], r.get("host"), aliases)]
+    return kept, len(got) - len(kept)
 
 
 def _row_matches(row: dict[str, Any], patterns: list[str]) -> bool:
@@ -104,12 +117,9 @@ def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
     if here:
         return local.peek(view.resolve(address, own_agents()), lines, ansi)
     reply = call_host(agent.host, {"op": "peek", "address": address, "lines": lines,
-                                   "ansi": ansi}, timeout=STATUS_TIMEOUT)
-    text = str(reply.get("text", ""))
-    if ansi:
-        return text
-    # the peer stripped them already; a peer is not trusted with our terminal either
-    return "\n".join(local.strip_controls(row) for row in text.split("\n"))
+                                   "ansi": ansi}, timeout=READ_TIMEOUT)
+    # the peer cut and stripped it already; a peer is not trusted with our terminal either
+    return local.last_lines(str(reply.get("text", "")), lines, ansi)
 
 
 def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -117,7 +127,7 @@ def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
     if here:
         return inbox_records(address, limit)
     reply = call_host(agent.host, {"op": "inbox", "address": address, "limit": limit},
-                      timeout=STATUS_TIMEOUT)
+                      timeout=READ_TIMEOUT)
     return [r for r in reply.get("records", []) if isinstance(r, dict)]
 
 
@@ -131,4 +141,41 @@ def local_inbox_all(limit: int = 200) -> list[dict[str, Any]]:
 
 
 def sent_records(limit: int = 200) -> list[dict[str, Any]]:
-    return log.read(log.sent_path(), limit)
+    """sent.jsonl, with what became of each queued message: its outcome reads
+    `queued → delivered` (or expired, cancelled, held) from the recipient agent's
+    received log, read here for this host's agents and with one `inbox` request per
+    agent (in parallel per host, within the read deadline) for a peer's; a host that
+    does not answer leaves `queued`."""
+    records = log.read(log.sent_path(), limit)
+    waiting: dict[str, set[str]] = {}
+    for record in records:
+        if record.get("outcome") == "queued" and record.get("to") and record.get("host"):
+            waiting.setdefault(str(record["host"]), set()).add(str(record["to"]))
+    if not waiting:
+        return records
+    me = naming.self_alias()
+
+    def ends_on(host: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for address in sorted(waiting[host]):
+            if host == me:
+                lines = inbox_records(address, 1000)
+            else:
+                reply = call_host(host, {"op": "inbox", "address": address, "limit": 1000},
+                                  timeout=READ_TIMEOUT)
+                lines = [r for r in reply.get("records", []) if isinstance(r, dict)]
+            for line in lines:
+                if line.get("outcome") in log.QUEUE_ENDS and line.get("id"):
+                    found[str(line["id"])] = line
+        return found
+
+    ends: dict[str, Any] = {}
+    for answer in each_host(waiting, ends_on).values():
+        if isinstance(answer, dict):
+            ends.update(answer)
+    for record in records:
+        end = ends.get(str(record.get("id"))) if record.get("outcome") == "queued" else None
+        if end is not None:
+            record["outcome"] = f"queued → {end['outcome']}"
+            record["reason"] = str(end.get("reason", "") or "")
+    return records

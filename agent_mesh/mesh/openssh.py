@@ -221,8 +221,9 @@ def _spawn(argv: list[str]) -> tuple[int, int, int, int]:
 
 
 def run_ssh(argv: list[str], pieces: Iterator[bytes], deadline: float,
-            need_status: bool = False) -> _Run:
-    """Run ssh argv feeding it pieces on stdin while reading stdout and stderr.
+            need_status: bool = False, hold: bool = False) -> _Run:
+    """Run ssh argv feeding it pieces on stdin while reading stdout and stderr;
+    with hold, stdin stays open until the reply (the peer sees EOF if we die).
 
     Returns once stdout is closed: with a reply that is enough (the client exits
     after the peer's interpreter teardown; it is reaped later); without one, or
@@ -260,7 +261,10 @@ def run_ssh(argv: list[str], pieces: Iterator[bytes], deadline: float,
                     if not pending:
                         piece = next(pieces, None)
                         if piece is None:
-                            close(stdin)  # EOF: the request is complete
+                            if hold:  # open until we return: EOF would say we are gone
+                                poller.unregister(stdin)
+                            else:
+                                close(stdin)  # EOF: the request is complete
                             continue
                         pending = memoryview(piece)
                     try:
@@ -416,7 +420,7 @@ class OpenSshTransport(Transport):
         while True:
             argv = self.argv(command=REMOTE_COMMAND, master="no" if reuse else "auto")
             try:
-                run = run_ssh(argv, pieces(), deadline)
+                run = run_ssh(argv, pieces(), deadline, hold=bool(header.get("hold")))
             except TimeoutError:
                 raise self._fail(f"no answer within {timeout:g} s") from None
             except OSError as exc:

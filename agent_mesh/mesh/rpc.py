@@ -28,10 +28,16 @@ from agent_mesh.registry.naming import self_alias
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
+    from collections.abc import Callable
     from typing import Any, BinaryIO
 
+    from agent_mesh.delivery.mailbox import Origin
 
-def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str, Any]:
+
+def handle(request: dict[str, Any], stream: BinaryIO | None = None,
+           origin: Origin | None = None) -> dict[str, Any]:
+    """Answer one request. `origin` is who sent it (mesh/origin.py); None: the caller
+    of this `agent-mesh rpc` process, known from its SSH connection."""
     if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
         raise UsageError(
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
@@ -41,22 +47,53 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None) -> dict[str,
     if op == "hello":
         return {"host": self_alias()}
     if op == "deliver":
-        return {"result": _deliver(request, stream)}
+        return {"result": _deliver(request, stream, origin)}
     if op == "exchange":
         return _exchange(request)
-    from agent_mesh.mesh.handlers import OPS
+    from agent_mesh.mesh.handlers import OPS, REPLY_OPS, handle_spawn
 
+    if isinstance(op, str) and op in REPLY_OPS:  # may carry a reply: who sent it matters
+        return REPLY_OPS[op](request, _origin(origin))
+    if op == "spawn" and stream is not None and request.get("hold"):
+        return handle_spawn(request, _closed(stream))
     if isinstance(op, str) and op in OPS:
         return OPS[op](request)
     raise UsageError(f"unknown request {op!r}")
 
 
-def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]:
+def _closed(stream: BinaryIO) -> Callable[[], bool]:
+    """Has the sender closed its end? A sender that sets `hold` keeps its stdin open
+    until our reply, so EOF means it is gone (killed, or its connection dropped)."""
+    import select
+
+    fd = stream.fileno()
+
+    def closed() -> bool:
+        if not select.select([fd], [], [], 0)[0]:
+            return False
+        return not os.read(fd, 1)
+
+    return closed
+
+
+def _origin(origin: Origin | None) -> Origin:
+    if origin is not None:
+        return origin
+    from agent_mesh.mesh.origin import connection_origin
+
+    return connection_origin()
+
+
+def _deliver(request: dict[str, Any], stream: BinaryIO | None,
+             origin: Origin | None) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive
     from agent_mesh.model import Envelope
 
-    envelope = Envelope.from_json(request["envelope"])
+    try:
+        envelope = Envelope.from_json(request["envelope"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"bad envelope: {exc}") from None
     upload = request.get("file")
     file = None
     if upload:
@@ -66,7 +103,7 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None) -> dict[str, Any]
         file = receive_upload(stream, size)  # the body follows the header: read it first
     try:
         agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
-        result = receive(envelope, agent, file)
+        result = receive(envelope, agent, file, _origin(origin) if envelope.re else None)
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)

@@ -321,7 +321,7 @@ class SshTransport(Transport):
                         channel.sendall(chunk)
                 except (OSError, EOFError):
                     pass  # the peer answered without reading it all (a refusal): read why
-            if not channel.closed:
+            if not channel.closed and not header.get("hold"):  # hold: EOF says we are gone
                 channel.shutdown_write()
             chunks: list[bytes] = []
             size = 0

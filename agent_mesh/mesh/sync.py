@@ -25,7 +25,7 @@ import time
 from agent_mesh import clock, paths
 from agent_mesh.clock import age
 from agent_mesh.errors import SliceRejected, UsageError, WireError, printable
-from agent_mesh.fsutil import locked
+from agent_mesh.fsutil import locked, make_dirs
 from agent_mesh.mesh.transport import Transport
 from agent_mesh.model import Agent
 from agent_mesh.procs import spawn_detached
@@ -112,7 +112,6 @@ def validate_slice(alias: str, text: str,
     if len(tables) > MAX_AGENTS:
         raise SliceRejected(f"more than {MAX_AGENTS} agents")
     known = (aliases if aliases is not None else set(naming.mesh_aliases())) | {alias}
-    prefix = naming.host_part(alias) + "-"
     agents: dict[str, Agent] = {}
     dropped: list[str] = []
     for address, table in tables.items():
@@ -126,15 +125,9 @@ def validate_slice(alias: str, text: str,
         pane = str(table.get("pane_id", ""))
         if pane and not (pane.startswith("%") and pane[1:].isdigit()):
             raise SliceRejected(f"entry {address} has pane id {pane[:20]!r}")
-        owner = view.address_owner(address, known)
-        if table.get("host") != alias:
-            dropped.append(f"{address} claims host {str(table.get('host'))[:40]!r}")
-            continue
-        if not address.startswith(prefix):
-            dropped.append(f"{address} is not an address of {alias}")
-            continue
-        if owner != alias:
-            dropped.append(f"{address} belongs to {owner} (the longer alias)")
+        why = view.not_its_own(alias, address, table.get("host"), known)
+        if why:
+            dropped.append(why)
             continue
         try:
             agents[address] = Agent.from_table(address, table)
@@ -303,7 +296,7 @@ def sync(push: bool = True) -> list[PeerReport]:
                 local_text = fh.read()
         except FileNotFoundError:
             local_text = None
-    os.makedirs(paths.slices_dir(), mode=0o700, exist_ok=True)
+    make_dirs(paths.slices_dir())
     reports = exchange_all(peers, local_text) if peers else []
     for name in os.listdir(paths.slices_dir()):
         if name.endswith(".toml") and not name.startswith(".") and name[:-5] not in peers:
@@ -319,7 +312,7 @@ def pull(alias: str) -> list[PeerReport]:
     """Fetch one member's slice (it pushed us a hint), store it, re-assemble."""
     if alias not in read_peers():
         return []
-    os.makedirs(paths.slices_dir(), exist_ok=True)
+    make_dirs(paths.slices_dir())
     reports = exchange_all([alias], None)
     view.assemble()
     return reports

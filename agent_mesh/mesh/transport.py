@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # typing costs an import on every message's path
     from typing import Any
 
     from agent_mesh.delivery.inbox import SourceFile
+    from agent_mesh.delivery.mailbox import Origin
 
 TRANSPORTS = ("openssh", "paramiko")
 REQUEST_TIMEOUT = 60.0
@@ -105,15 +106,16 @@ class Transport:
 class LocalTransport(Transport):
     """Delivery to a pane of this host's own tmux server."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, origin: Origin | None = None) -> None:
         self.host = host
+        self.origin = origin  # this process, as a reply's sender (None: replies refused)
 
     def deliver(
         self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
     ) -> DeliveryResult:
         from agent_mesh.delivery.receive import receive
 
-        return receive(envelope, agent, file_data)
+        return receive(envelope, agent, file_data, self.origin)
 
 
 def config_value(key: str) -> str | None:

@@ -14,9 +14,11 @@ is streamed in CHUNK pieces by the sender and into a 0600 `.part` file by the
 peer, so neither side holds a file in memory; there is no second round trip
 (protocol 1 sent the file over SFTP first). The reply is one JSON object on
 stdout; then the peer closes stdout. Either side answers a version mismatch with
-"install the same version on both". Through a peer's rpc server (issue 20) the
-same request and reply travel on one connection of a forwarded Unix socket, after
-the server's GREETING line.
+"install the same version on both". A request with `hold: true` (spawn) keeps the
+sender's stdin open until the reply: the peer reads EOF there as "the sender is gone".
+Numbers in a request are taken through `bounded`. Through a peer's rpc server
+(issue 20) the same request and reply travel on one connection of a forwarded Unix
+socket, after the server's GREETING line.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from agent_mesh.errors import (
     NotReady,
     PaneGone,
     UnknownAgent,
+    UsageError,
     WireError,
     printable,
     report,
@@ -67,6 +70,19 @@ def serve_command(seconds: int) -> str:
     return f"[ -x {RPC_LAUNCHER} ] && exec {RPC_LAUNCHER} --serve {int(seconds)} || exit 127"
 
 
+def bounded(value: object, what: str, default: float, maximum: float) -> float:
+    """A number a peer sent (a wait, a count), clamped to maximum; missing is default.
+    NaN, infinities, negatives and non-numbers are a UsageError (exit 1): a peer must
+    not hold a process for 1e300 s, nor slip a NaN past a comparison."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise UsageError(f"bad {what} {printable(repr(value))[:40]}: "
+                         f"a number from 0 to {maximum:g}")
+    return min(float(value), maximum)
+
+
 def error_to_reply(exc: BaseException) -> dict[str, Any]:
     """What `agent-mesh rpc` answers for a failure: enough for the sender to rebuild
     the same error (type, exit code, message, flags) with error_from_reply."""
@@ -83,8 +99,15 @@ def error_to_reply(exc: BaseException) -> dict[str, Any]:
 
 
 def error_from_reply(host: str, reply: dict[str, Any]) -> MeshError:
-    """The peer's failure as the same error type, with the same flags; anything
-    malformed is a wire failure (exit 4), never a crash."""
+    """The peer's failure as the same error type, with the same flags (and `answered`
+    set: the peer got the request and said why); anything malformed is a wire failure
+    (exit 4), never a crash."""
+    err = _rebuilt(host, reply)
+    err.answered = True
+    return err
+
+
+def _rebuilt(host: str, reply: dict[str, Any]) -> MeshError:
     code = reply.get("code")
     message = printable(str(reply.get("error", "no error message")))
     kind = KINDS.get(str(reply.get("kind", "")))

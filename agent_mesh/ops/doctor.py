@@ -410,6 +410,13 @@ def check_timer() -> Check:
                     break
     if code == 0 and lines and daemon:
         return _ok("timer", f"crontab runs agent-discover ({' '.join(lines[0].split()[:5])})")
+    if not daemon and systemd in ("no systemctl", "no systemd user manager"):
+        # a container: nothing here can run a timer, and no fix is to be had from setup
+        return _warn("timer", f"nothing runs the 5-minute resync on this host ({systemd}, "
+                     "no cron daemon): windows still register through the tmux hooks, but "
+                     "closed windows and peers' agents go stale between tmux events",
+                     "run agent-discover every few minutes some other way (e.g. "
+                     "while sleep 300; do agent-discover; done), or start a cron daemon")
     if code == 0 and lines:  # a crontab line is only a timer while a cron daemon runs
         return _fail("timer", f"crontab runs agent-discover, but no cron daemon is running "
                      f"({systemd}): closed windows and peers' agents go stale",

@@ -10,6 +10,8 @@ hooks, the timer and a peer's SSH command run are found at fixed places:
   ~/.local/share/agent-mesh/tmux.conf      the snippet, to `tmux source-file` live
   ~/.local/share/agent-mesh/rpc            what a peer's request runs (python -I -S)
   ~/.tmux.conf                             one block between BLOCK_BEGIN and BLOCK_END
+                                           (created-tmux.conf in the share folder says
+                                           setup created the file itself)
   ~/.config/systemd/user/agent-resync.*    or a crontab line ending in CRON_MARKER
   a PATH line ending in RC_MARKER          when ~/.local/bin is not on PATH
   ~/.agents/self.conf, peers.conf          seeded only when absent (user data)
@@ -26,13 +28,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
-from agent_mesh.fsutil import atomic_write
+from agent_mesh.fsutil import atomic_write, make_dirs
 
 BLOCK_BEGIN = "# >>> agent-mesh >>>"
 BLOCK_END = "# <<< agent-mesh <<<"
@@ -259,6 +262,7 @@ def install_tmux_block(report: Report) -> None:
     block = tmux_block()
     if text is None:
         _write_keeping(path, block)
+        atomic_write(paths.setup_made_tmux_conf(), b"")
         report.say(f"created {tilde(path)} with the agent-mesh block")
         return
     new = rewrite_block(text, block)
@@ -279,6 +283,10 @@ def remove_tmux_block(report: Report) -> None:
         new = rewrite_block(text, None)
     except SetupError as exc:
         report.problem(str(exc))
+        return
+    if not new and os.path.exists(paths.setup_made_tmux_conf()) and not os.path.islink(path):
+        os.unlink(path)  # setup created it and it holds nothing else: not left 0 bytes
+        report.say(f"removed {tilde(path)} (setup created it, and it held only the block)")
         return
     _write_keeping(path, new)
     report.say(f"removed the agent-mesh block from {tilde(path)} (your other lines kept)")
@@ -315,12 +323,47 @@ def load_hooks_live(report: Report) -> None:
                    f"tmux source-file {tilde(conf)}")
 
 
-def live_hook_names() -> list[str]:
+def tmux_sockets() -> list[str]:
+    """Every tmux server socket of this user that may hold our hooks: each socket in
+    the directory tmux makes them in ($TMUX_TMPDIR or /tmp, then tmux-UID: `-L NAME`
+    servers live there beside `default`), the current server's ($TMUX), and each
+    server a registry entry was taken from (`-S PATH` servers live anywhere)."""
+    from agent_mesh.registry.toml import parse_slice, read_text
+
+    base = os.environ.get("TMUX_TMPDIR") or "/tmp"
+    directory = os.path.join(base, f"tmux-{os.getuid()}")
+    found: list[str] = []
+    with contextlib.suppress(OSError):
+        found += sorted(os.path.join(directory, name) for name in os.listdir(directory))
+    inside = os.environ.get("TMUX", "")
+    if inside:
+        found.append(inside.split(",")[0])
+    with contextlib.suppress(OSError):
+        parsed = parse_slice(read_text(paths.local_slice()))
+        if parsed is not None:
+            found += sorted({str(t.get("socket", "")) for t in parsed[0].values()} - {""})
+    sockets: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for path in found:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISSOCK(st.st_mode) and st.st_uid == os.getuid() \
+                and (st.st_dev, st.st_ino) not in seen:
+            seen.add((st.st_dev, st.st_ino))
+            sockets.append(path)
+    return sockets
+
+
+def live_hook_names(socket: str | None = None) -> list[str]:
     """Every global hook entry whose command runs our launcher, as `event[index]`
-    (session hooks show with -g, window and pane hooks with -gw / -gp)."""
+    (session hooks show with -g, window and pane hooks with -gw / -gp), in the
+    server at `socket` (tmux's default when None)."""
     names: list[str] = []
+    server = ["-S", socket] if socket else []
     for scope in ("-g", "-gw", "-gp"):
-        _, out, _ = run_helper(["tmux", "show-hooks", scope], timeout=10)
+        _, out, _ = run_helper(["tmux", *server, "show-hooks", scope], timeout=10)
         for line in out.splitlines():
             name = line.split(" ", 1)[0]
             event = name.split("[", 1)[0]
@@ -331,17 +374,27 @@ def live_hook_names() -> list[str]:
 
 
 def remove_live_hooks(report: Report) -> None:
-    if not _tmux_server_up():
+    """From every running server of this user, not only the default one: a server
+    left with the hooks runs the removed launcher at its next window event."""
+    if not shutil.which("tmux"):
+        report.say("tmux is not installed: no live hooks to remove")
+        return
+    removed, servers = 0, []
+    for socket in tmux_sockets():
+        if run_helper(["tmux", "-S", socket, "list-sessions"], timeout=10)[0] != 0:
+            continue  # a stale socket, or a server on its way out
+        servers.append(os.path.basename(socket))
+        for name in live_hook_names(socket):
+            if run_helper(["tmux", "-S", socket, "set-hook", "-gu", name], timeout=10)[0] == 0:
+                removed += 1
+            else:
+                report.problem(f"tmux -S {socket} set-hook -gu {name} failed; fix: run it by "
+                               "hand, or restart that tmux server")
+    if not servers:
         report.say("no tmux server running: no live hooks to remove")
         return
-    removed = 0
-    for name in live_hook_names():
-        if run_helper(["tmux", "set-hook", "-gu", name], timeout=10)[0] == 0:
-            removed += 1
-        else:
-            report.problem(f"tmux set-hook -gu {name} failed; fix: run it by hand, or restart "
-                           "tmux")
-    report.say(f"removed {removed} agent-mesh hook(s) from the running tmux server")
+    report.say(f"removed {removed} agent-mesh hook(s) from the running tmux server(s): "
+               f"{', '.join(servers)}")
 
 
 # --- files: the launcher, the snippet, the command links -------------------------------
@@ -465,7 +518,7 @@ def remove_files(report: Report) -> None:
     share = paths.share_dir()
     gone = []
     for path in (paths.hook_launcher(), paths.managed_tmux_conf(), paths.setup_links(),
-                 paths.rpc_launcher()):
+                 paths.setup_made_tmux_conf(), paths.rpc_launcher()):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             gone.append(path)
@@ -568,7 +621,7 @@ def host_alias() -> str:
 def seed_config(report: Report) -> None:
     """self.conf and peers.conf, only when absent: after that they are the user's."""
     self_conf, peers_conf = paths.self_conf(), paths.peers_conf()
-    os.makedirs(paths.agents_dir(), mode=0o700, exist_ok=True)
+    make_dirs(paths.agents_dir())
     os.chmod(paths.agents_dir(), 0o700)  # private, whoever created it first
     text = _read(self_conf)
     if text is not None:

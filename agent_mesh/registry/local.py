@@ -171,3 +171,31 @@ def unregister_session(tmux: Tmux, session: str) -> list[str]:
         assemble(write_slice(tables, host, old_text))
     return removed
 
+
+# What a running tmux hook's processes have in their argv: the launcher (sh), its
+# fast path (python -c '… agent_mesh.cli.hook …') and its slow path (the console script).
+HOOK_MARKS = (b"agent-mesh/hooks/tmux-event", b"agent_mesh.cli.hook", b"agent-register-hook")
+
+
+def wait_for_hooks(timeout: float = 3.0) -> None:
+    """Let the tmux hooks running now (this HOME's) finish their write, for at most
+    timeout: a window made a moment ago is then registered. A hook just forked may
+    not show yet, so no hook must be seen for a short while before this returns."""
+    import time
+
+    from agent_mesh.procs import running
+
+    env = b"HOME=" + os.fsencode(paths.home())
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if running(HOOK_MARKS, env):
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= 0.15:
+            break
+        time.sleep(0.02)
+    try:  # a rescan holding the lock finishes its write first
+        with locked(_slice_lock(), timeout=max(0.0, deadline - time.monotonic())):
+            pass
+    except (TimeoutError, OSError):
+        pass

@@ -6,7 +6,12 @@ other than the default one gets that server's name after the host,
 never takes an address a default-server window would get. Duplicates get `-2`,
 `-3`, ... and an address, once given, stays with its window (see scan.py).
 
-The hook imports this module: os only.
+The address alphabet lives here (`address_char`): letters and digits of any script
+(with their combining marks: Devanagari vowel signs are part of a word), `.`, `_`
+and `-`. Slugs are NFKC-normalised and lowercase, so an address is typed the way
+its name reads and matched case-insensitively (`fold`).
+
+The hook imports this module: os only (unicodedata only for a name that is not ASCII).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from agent_mesh.receivers import is_shell
 
 SLUG_MAX = 40
 ADDRESS_MAX = 128
-_ADDRESS_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_ADDRESS_PUNCT = "._-"
 
 # Scratch sessions the bash tool never registers.
 SCRATCH_NAMES = frozenset({"scratch", "tmp", "temp", "test"})
@@ -85,11 +90,36 @@ def read_peers(strict: bool = True) -> list[str]:
     return peers
 
 
+def _is_mark(ch: str) -> bool:
+    import unicodedata
+
+    return unicodedata.category(ch).startswith("M")
+
+
+def address_char(ch: str) -> bool:
+    """Is ch one an address may hold: a letter or digit of any script, a combining
+    mark, `.`, `_` or `-` (never a control, format or bidi character, a space or `/`)."""
+    if ch.isascii():
+        return ch.isalnum() or ch in _ADDRESS_PUNCT
+    return ch.isalnum() or _is_mark(ch)
+
+
+def fold(text: str) -> str:
+    """The form addresses are compared and slugs made in: NFKC (`Ａ` → `A`, `ﬁ` → `fi`,
+    a decomposed `ü` → `ü`), then lowercase."""
+    if text.isascii():
+        return text.lower()
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", text).lower()
+
+
 def slug(name: str) -> str:
-    """Lowercase; every run of non-alphanumerics becomes one `-`; at most 40 chars."""
+    """fold(name); every run of characters that are not letters or digits (of any
+    script) becomes one `-`; at most 40 chars."""
     out: list[str] = []
-    for ch in name.lower():
-        if ch.isascii() and ch.isalnum():
+    for ch in fold(name):
+        if ch.isalnum() or (not ch.isascii() and _is_mark(ch) and out and out[-1] != "-"):
             out.append(ch)
         elif out and out[-1] != "-":
             out.append("-")
@@ -100,7 +130,7 @@ def is_valid_address(address: str) -> bool:
     return (
         0 < len(address) <= ADDRESS_MAX
         and address[0].isalnum()
-        and all(ch in _ADDRESS_CHARS for ch in address)
+        and all(address_char(ch) for ch in address)
     )
 
 

@@ -18,7 +18,7 @@ import os
 import time
 
 from agent_mesh import paths
-from agent_mesh.fsutil import atomic_write
+from agent_mesh.fsutil import atomic_write, make_dirs
 from agent_mesh.model import TABLE_FIELDS
 
 TYPE_CHECKING = False
@@ -267,9 +267,7 @@ def ensure_agents_dir() -> str:
     """
     path = paths.agents_dir()
     try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
+        make_dirs(path)
     except FileNotFoundError:
         from agent_mesh.errors import UsageError
 
@@ -287,8 +285,7 @@ def write_file(path: str, data: bytes) -> None:
     directory = os.path.dirname(path)
     if directory not in _SWEPT:
         _SWEPT.add(directory)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700, exist_ok=True)
+        make_dirs(directory)
         sweep_temporaries(directory)
     atomic_write(path, data, mode=0o600)
 

@@ -21,6 +21,7 @@ from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
 from agent_mesh.registry.naming import (
     SCRATCH_RULE,
+    fold,
     host_part,
     mesh_aliases,
     scratch_session_in,
@@ -324,7 +325,7 @@ def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:
                         f"Rename that window on {agent.host}, or sync once {owner} is back",)
             raise err
         return agent
-    folded = [a for a in table if a.lower() == address.lower()]
+    folded = [a for a in table if fold(a) == fold(address)]
     if len(folded) == 1:
         return table[folded[0]]
     hosts = sorted({self_alias(), *(a.host for a in table.values())}, key=len, reverse=True)
@@ -335,11 +336,21 @@ def resolve(address: str, agents: Mapping[str, Agent] | None = None) -> Agent:
             f"unknown agent '{address}': {SCRATCH_RULE}; rename it: "
             f"tmux rename-session -t {scratch} work",
         )
+    raise UnknownAgent(address, _close_matches(address, table, hosts))
+
+
+def _close_matches(address: str, table: Mapping[str, Agent], hosts: list[str]) -> list[str]:
+    """Up to three addresses like this one. Within a host, what follows the host's
+    part is compared: `vm-` alone makes every address of vm look alike, and a closed
+    session's address would get unrelated ones."""
     import difflib
 
-    close = difflib.get_close_matches(address, list(table), n=3, cutoff=0.6)
+    prefix = next((p for p in (host_part(h) + "-" for h in hosts) if address.startswith(p)), "")
+    tails = {a[len(prefix):]: a for a in table if a.startswith(prefix)}
+    close = [tails[t] for t in difflib.get_close_matches(address[len(prefix):], list(tails),
+                                                          n=3, cutoff=0.6)]
     close += [a for a in table if address and address in a and a not in close][: 3 - len(close)]
-    raise UnknownAgent(address, close)
+    return close
 
 
 def address_owner(address: str, aliases: Iterable[str]) -> str | None:
@@ -354,6 +365,20 @@ def address_owner(address: str, aliases: Iterable[str]) -> str | None:
         if len(part) > best_len and address.startswith(part + "-"):
             best, best_len = alias, len(part)
     return best
+
+
+def not_its_own(alias: str, address: str, host: object, aliases: Iterable[str]) -> str:
+    """Why an entry that `alias` sent as its own is not (another `host`, an address
+    outside `<alias>-`, or one under a longer alias such as `peer-2` for `peer`); ''
+    when it is. A peer speaks only for itself: its slice (sync) and its status rows."""
+    if host != alias:
+        return f"{address} claims host {str(host)[:40]!r}"
+    if not address.startswith(host_part(alias) + "-"):
+        return f"{address} is not an address of {alias}"
+    owner = address_owner(address, {*aliases, alias})
+    if owner != alias:
+        return f"{address} belongs to {owner} (the longer alias)"
+    return ""
 
 
 def _mesh_aliases(table: Mapping[str, Agent]) -> set[str]:
