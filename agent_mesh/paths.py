@@ -80,6 +80,26 @@ def hook_launcher() -> str:
     return os.path.join(share_dir(), "hooks", "tmux-event")
 
 
+def package_paths() -> list[str]:
+    """What `python -S` needs on sys.path for this installation (the rpc launcher, the
+    server helper): the package's root, then this interpreter's site-packages (an
+    editable install's dependencies)."""
+    import sys
+
+    import agent_mesh
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(agent_mesh.__file__)))
+    extra = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))
+             and os.path.realpath(p) != os.path.realpath(root)]
+    return [root, *dict.fromkeys(extra)]
+
+
+def rpc_launcher() -> str:
+    """What a peer's request runs, when setup wrote it (mesh/wire.py REMOTE_COMMAND
+    names this path as it is relative to HOME)."""
+    return os.path.join(share_dir(), "rpc")
+
+
 def managed_tmux_conf() -> str:
     """A copy of tmux.conf.snippet, for `tmux source-file` into a running server."""
     return os.path.join(share_dir(), "tmux.conf")

@@ -379,6 +379,12 @@ def test_a_spawn_cut_off_by_a_partition_names_the_address(mesh: Mesh) -> None:
         mesh.run("h3", "agent-discover")
 
 
+def _without_launcher(mesh: Mesh, name: str) -> None:
+    """A request to name then runs ~/.local/bin/agent-mesh: the launcher setup writes
+    (issue 20) is gone, and a server it started steps aside at its next connection."""
+    (mesh.host(name).home / ".local" / "share" / "agent-mesh" / "rpc").unlink()
+
+
 def test_queue_gives_up_on_a_hung_peer_when_status_does(mesh: Mesh) -> None:
     path = mesh.host("h3").home / ".local" / "bin" / "agent-mesh"
     real = path.readlink() if path.is_symlink() else None
@@ -387,6 +393,7 @@ def test_queue_gives_up_on_a_hung_peer_when_status_does(mesh: Mesh) -> None:
     path.write_text("#!/bin/sh\nexec sleep 120\n")  # the peer's rpc hangs
     path.chmod(0o755)
     os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    _without_launcher(mesh, "h3")  # so the fake is what a request runs
     try:
         started = time.monotonic()
         out = mesh.run("h1", "agent-mesh", "queue", timeout=90)
@@ -395,6 +402,7 @@ def test_queue_gives_up_on_a_hung_peer_when_status_does(mesh: Mesh) -> None:
         path.unlink()
         path.symlink_to(real)
         os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+        mesh.lab.write_rpc_launcher(mesh.host("h3"))
     assert out.returncode == 4, out
     assert b"h3: unreachable" in out.stdout, out.stdout
     assert 14 <= elapsed <= 25, elapsed  # the read deadline of status, peek and inbox: 15 s
@@ -413,12 +421,14 @@ def test_queue_rows_with_odd_numbers_from_a_peer_are_shown(mesh: Mesh) -> None:
     path.write_text(f"#!/bin/sh\ncat >/dev/null\nprintf '%s' '{reply}'\n")
     path.chmod(0o755)
     os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+    _without_launcher(mesh, "h3")
     try:
         out = mesh.run("h1", "agent-mesh", "queue", timeout=60)
     finally:
         path.unlink()
         path.symlink_to(real)
         os.lchown(path, mesh.host("h3").uid, mesh.host("h3").gid)
+        mesh.lab.write_rpc_launcher(mesh.host("h3"))
     assert out.returncode == 0, out
     text = out.stdout.decode()
     assert "q1  h3-main-py" in text and "q2  h3-main-py" in text, text

@@ -34,6 +34,9 @@ from pathlib import Path
 import pytest
 from conftest import retry_until
 
+from agent_mesh import __version__
+from agent_mesh.mesh.wire import REMOTE_COMMAND
+
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "install.sh"
 COMMANDS = ("notify-pane", "agent-mesh", "agent-register-hook", "agent-discover",
@@ -427,6 +430,13 @@ def test_hook_and_tmux_conf_files(installed: Installed) -> None:
     assert hook.stat().st_mode & stat.S_IXUSR and hook.stat().st_mode & stat.S_IXOTH
     snippet = REPO / "agent_mesh/ops/data/tmux.conf.snippet"
     assert (share / "tmux.conf").read_bytes() == snippet.read_bytes()
+    # What a peer's request runs (issue 20): python -I -S from the venv, answering as rpc.
+    launcher = share / "rpc"
+    assert launcher.stat().st_mode & 0o777 == 0o755
+    assert launcher.read_text().splitlines()[0] == f"#!{share}/venv/bin/python -IS"
+    hello = '{"op": "hello", "protocol": 2, "version": "' + __version__ + '"}\n'
+    out = installed.env.run("bash", "-c", REMOTE_COMMAND, input=hello)
+    assert out.returncode == 0 and '"ok": true' in out.stdout, out.stdout + out.stderr
 
 
 def test_config_seeded_once_and_never_overwritten(installed: Installed) -> None:

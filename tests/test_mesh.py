@@ -654,7 +654,8 @@ def test_disconnect_closes_masters_and_reuse_can_be_turned_off(lab_mesh: Mesh) -
 
 def test_openssh_path_imports_neither_paramiko_nor_subprocess(lab_mesh: Mesh) -> None:
     """A remote message over OpenSSH starts `ssh` with posix_spawn: no paramiko
-    (~150 ms), no subprocess, click, dataclasses, pathlib, typing or tomllib."""
+    (~150 ms), no subprocess, click, dataclasses, pathlib, typing or tomllib, and
+    no json (with its re and enum) or collections (issue 20)."""
     m = lab_mesh
     assert send(m, "h2", "h1-main-py", "warm the registry cache").returncode == 0
     out = m.run("h2", m.python, "-X", "importtime", "-c",
@@ -665,5 +666,6 @@ def test_openssh_path_imports_neither_paramiko_nor_subprocess(lab_mesh: Mesh) ->
                 if line.startswith("import time:")}
     assert "agent_mesh.mesh.openssh" in imported
     heavy = {"paramiko", "cryptography", "subprocess", "click", "dataclasses", "pathlib",
-             "typing", "tomllib", "shutil"}
-    assert not heavy & {name.split(".")[0] for name in imported}
+             "typing", "tomllib", "shutil", "json", "re", "enum", "collections"}
+    assert not heavy & {name.split(".")[0] for name in imported}, sorted(
+        heavy & {name.split(".")[0] for name in imported})

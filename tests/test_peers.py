@@ -89,9 +89,11 @@ class Peers:
         assert out.returncode == 0, out.stderr
 
     def replace_agent_mesh(self, name: str, script: str) -> None:
-        """What the peer's rpc runs (REMOTE_COMMAND's ~/.local/bin/agent-mesh) becomes script."""
+        """What the peer's rpc runs (REMOTE_COMMAND's ~/.local/bin/agent-mesh, once the
+        launcher setup writes is gone) becomes script."""
         path = self.host(name).home / ".local" / "bin" / "agent-mesh"
         path.unlink()
+        (self.host(name).home / ".local" / "share" / "agent-mesh" / "rpc").unlink()
         self.write(name, ".local/bin/agent-mesh", script, 0o755)
 
     def restore_agent_mesh(self, name: str) -> None:
@@ -100,6 +102,7 @@ class Peers:
         path.unlink(missing_ok=True)
         path.symlink_to(self.lab.venv / "bin" / "agent-mesh")
         os.lchown(path, host.uid, host.gid)
+        self.lab.write_rpc_launcher(host)
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,12 @@
 
 Machine-facing subcommands skip click (~30 ms of imports): `rpc` is on every
 remote message's path and `push` is started by every tmux hook when there are
-peers. Everything else is the click group in cli/main.py.
+peers; so do plain `sync` and `status`, whose time is mostly the peers'.
+Everything else is the click group in cli/main.py.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 
 RPC_HELP = """\
@@ -46,8 +46,7 @@ def main() -> None:
             sys.exit(0)
         from agent_mesh.mesh import rpc
 
-        rpc.main()
-        os._exit(0)  # the reply is flushed; skip interpreter teardown on the hot path
+        rpc.launch([])
     if command == ["push"]:
         if wants_help:
             print(PUSH_HELP, end="")
@@ -73,6 +72,10 @@ def main() -> None:
             sys.exit(1)
         _queue_run(sys.argv[2])
         sys.exit(0)
+    if command == ["sync"] and len(sys.argv) == 2:  # plain sync: cli/main.py sync_cmd
+        from agent_mesh.cli.observe_cmds import run_sync
+
+        sys.exit(run_sync())
     if command == ["status"]:  # plain status skips click; see cli/observe_cmds.py
         from agent_mesh.cli.observe_cmds import quick_status
 

@@ -14,7 +14,7 @@ from agent_mesh.cli import delegate_cmds, observe_cmds  # noqa: F401 - both add 
 from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
 from agent_mesh.cli.notify import listed_agents
 from agent_mesh.clock import age
-from agent_mesh.errors import WIRE, UsageError, printable
+from agent_mesh.errors import UsageError, printable
 from agent_mesh.registry import local
 from agent_mesh.registry.naming import self_alias
 from agent_mesh.registry.view import agents_of
@@ -108,19 +108,9 @@ def sync_cmd() -> None:
     """Exchange slices with every peer in peers.conf, in parallel, and rebuild
     registry.toml. One line per peer; exit 4 if any peer failed (its last good
     slice is kept, marked stale)."""
+    from agent_mesh.cli.observe_cmds import run_sync  # a plain `sync` skips click (entry.py)
 
-    def body() -> None:
-        from agent_mesh.mesh import sync
-
-        reports = sync.sync()
-        if not reports:
-            click.echo("agent-mesh sync: no peers in ~/.agents/peers.conf; registry is this host")
-        for report in reports:
-            click.echo(printable(report.line()))
-        if any(r.status != "ok" for r in reports):
-            sys.exit(WIRE)
-
-    run_guarded("agent-mesh sync", body)
+    sys.exit(run_sync())
 
 
 @mesh.command("doctor")

@@ -5,7 +5,8 @@ work is in mesh/observe.py (mesh-wide) and delivery/observe.py (this host).
 
 click is imported only inside the commands: `quick_status`, which cli/entry.py
 calls for a plain `agent-mesh status [PATTERN…] [--json]`, skips it (~30 ms, a
-sixth of a 3-host status), so a status costs about one remote message.
+sixth of a 3-host status), so a status costs about one remote message; so does
+`run_sync`, for a plain `agent-mesh sync`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,25 @@ def quick_status(argv: list[str]) -> int | None:
         print(f"agent-mesh status: {line}", file=sys.stderr)
         return code
     return 0
+
+
+def run_sync() -> int:
+    """`agent-mesh sync`, without click (cli/entry.py): one line per peer, exit 4 if
+    any peer failed."""
+    from agent_mesh import errors
+    from agent_mesh.mesh import sync
+
+    try:
+        reports = sync.sync()
+    except (Exception, KeyboardInterrupt) as exc:  # the one renderer, as run_guarded
+        line, code = errors.report(exc)
+        print(f"agent-mesh sync: {line}", file=sys.stderr)
+        return code
+    if not reports:
+        print("agent-mesh sync: no peers in ~/.agents/peers.conf; registry is this host")
+    for report in reports:
+        print(errors.printable(report.line()))
+    return errors.WIRE if any(r.status != "ok" for r in reports) else 0
 
 
 def _print_status(patterns: list[str], as_json: bool) -> None:

@@ -25,6 +25,14 @@ it is closed and the request retried once with a fresh one, unnoticed. One
 that failed after seconds died of unanswered keepalives: that peer is gone,
 and the request fails (exit 4) within ~3 s.
 
+Once a request has reused a master, a detached helper (start_server_main) starts the peer's
+rpc server as a session of that master (`ProxyCommand=false`: through the master
+or not at all, so it ends with it) and has the master forward
+~/.agents/cm/.<socket name>.rpc to the server's socket (mesh/rpc.py serve). A
+request then goes through that socket: no `ssh` process, no Python start on the
+peer. A request the server did not greet never arrived and goes the usual way;
+one it greeted is never sent twice.
+
 No subprocess, no paramiko: the client is started with posix_spawn and its
 pipes are driven with poll, so a 100 MB file streams in 64 KB pieces.
 """
@@ -37,7 +45,13 @@ import sys
 from agent_mesh import paths
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Transport, config_value
-from agent_mesh.mesh.wire import REMOTE_COMMAND, decode_reply, encode_header
+from agent_mesh.mesh.wire import (
+    GREETING,
+    REMOTE_COMMAND,
+    decode_reply,
+    encode_header,
+    serve_command,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -56,6 +70,8 @@ SOCKET_PATH_MAX = 107 if sys.platform.startswith("linux") else 103  # without th
 NAME_MAX = 24  # of the alias in a socket's name; then "-" and 8 hex digits
 CONTROL_NAME = NAME_MAX + 9 + 17
 SIGPIPE = 13  # the same on Linux, macOS and the BSDs; `signal` would import enum
+GREETING_WAIT = 3.5  # s: a master notices a dead peer in ~3 s; the request must fail by 5 s
+SERVER_RETRY = 600  # s: after a server could not be set up, wait this long to try again
 _UNREAPED: list[int] = []
 
 
@@ -364,6 +380,8 @@ class OpenSshTransport(Transport):
         self.persist = control_persist() if persist == "" else persist
         folder = control_dir() if self.persist is not None else None
         self.socket = os.path.join(folder, socket_name(alias)) if folder else None
+        # The local end of the forward to the peer's rpc server (hidden: not a master).
+        self.forward = os.path.join(folder, f".{socket_name(alias)}.rpc") if folder else None
 
     def _fail(self, cause: str) -> WireError:
         return WireError(f"{self.host}: {cause.replace('ALIAS', self.host)}")
@@ -394,6 +412,10 @@ class OpenSshTransport(Transport):
 
         started = time.monotonic()
         deadline = started + timeout
+        if self.forward is not None and os.path.exists(self.forward):
+            served = self._via_server(payload, stream, deadline)
+            if served is not None:
+                return decode_reply(self.host, served, 0)
         reuse = self.socket is not None and _listening(self.socket)
         while True:
             argv = self.argv(command=REMOTE_COMMAND, master="no" if reuse else "auto")
@@ -422,7 +444,174 @@ class OpenSshTransport(Transport):
             if not err.strip():
                 err = "connection to the peer lost (its control master closed)"
             raise self._fail(describe_failure(err, run.status))
+        if run.out.strip() and reuse:  # a peer in use again, not a one-off: worth a server
+            self._start_server()
         return decode_reply(self.host, bytes(run.out), run.status or 0)
+
+    # --- the peer's rpc server, through a forwarded socket (issue 20) -------------
+
+    def _via_server(self, payload: bytes, stream: FileBody | None,
+                    deadline: float) -> bytes | None:
+        """The request through the forward to the peer's rpc server: its raw reply, or
+        None when the request never reached it (no server there any more, a stale
+        forward): the caller sends it the usual way. A server that greeted us has the
+        request: any failure after that is the request's (exit 4), never a resend."""
+        import _socket
+        import time
+
+        assert self.forward is not None
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
+            try:
+                conn.settimeout(max(0.1, deadline - time.monotonic()))
+                conn.connect(self.forward)
+            except (FileNotFoundError, ConnectionRefusedError):
+                _unlink(self.forward)  # its master is gone
+                return None
+            except OSError:
+                return None
+            started = time.monotonic()
+            greeting = b""
+            try:
+                conn.settimeout(min(GREETING_WAIT, max(0.1, deadline - started)))
+                while not greeting.endswith(b"\n") and len(greeting) < 200:
+                    piece = conn.recv(200 - len(greeting))
+                    if not piece:
+                        break
+                    greeting += piece
+            except TimeoutError:
+                raise self._fail("unreachable (no answer through the control master within "
+                                 f"{GREETING_WAIT:g} s)") from None
+            except OSError:
+                greeting = b""
+            if greeting != GREETING:
+                if not greeting and time.monotonic() - started > 1.0:
+                    # Closed after seconds: the master died of unanswered keepalives.
+                    raise self._fail(f"unreachable (Timeout, {self.host} not responding to "
+                                     "keepalives)")
+                self._start_server(anew=True)  # gone, refused or another version
+                return None
+            return self._exchange_with(conn, payload, stream, deadline)
+        finally:
+            conn.close()
+
+    def _exchange_with(self, conn: Any, payload: bytes, stream: FileBody | None,
+                       deadline: float) -> bytes:
+        import time
+
+        reply = bytearray()
+        try:
+            try:
+                conn.settimeout(max(0.1, deadline - time.monotonic()))
+                conn.sendall(payload)
+                if stream is not None:
+                    for piece in stream.chunks():
+                        conn.settimeout(max(0.1, deadline - time.monotonic()))
+                        conn.sendall(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # answered before reading it all: its reply says why
+            while True:
+                conn.settimeout(max(0.1, deadline - time.monotonic()))
+                piece = conn.recv(65536)
+                if not piece:
+                    break
+                reply += piece
+                if len(reply) > MAX_REPLY:
+                    raise WireError("reply too large")
+        except TimeoutError:
+            raise self._fail("no answer in time (through the control master)") from None
+        except OSError as exc:
+            raise self._fail(f"connection lost ({exc.strerror or exc})") from None
+        if not reply.strip():
+            raise self._fail("connection lost (the control master closed)")
+        return bytes(reply)
+
+    def _start_server(self, anew: bool = False) -> None:
+        """Have a detached helper start the peer's rpc server on this master, unless a
+        forward is there (anew: one that did not greet us) or a recent attempt failed;
+        the request does not wait for it."""
+        if self.forward is None or self.persist is None or (
+                not anew and os.path.exists(self.forward)):
+            return
+        try:
+            if time_since(self.forward + ".failed") < SERVER_RETRY:
+                return
+        except OSError:
+            pass
+        if not _WANT_SERVER:
+            import atexit
+
+            atexit.register(_spawn_helper)
+        if self.host not in _WANT_SERVER:
+            _WANT_SERVER.append(self.host)
+
+    def setup_server(self) -> bool | None:
+        """Start the peer's rpc server as a session of the running master (so it ends
+        with it) and forward our socket to it; True once a greeting came through,
+        None when there was nothing to do (no master, a server that greets)."""
+        import time
+
+        assert self.forward is not None and self.socket is not None
+        if not _listening(self.socket) or self._greets():
+            return None
+        _unlink(self.forward)  # the master's old listener, if any, is left unreachable
+        holder = self.argv("-o", "ProxyCommand=false",  # through the master, or not at all
+                           command=serve_command(persist_seconds(self.persist or "0")),
+                           master="no")
+        pid, stdin, stdout, stderr = _spawn(holder)
+        os.close(stdin)
+        os.close(stderr)
+        path = b""
+        try:
+            import select
+
+            poller = select.poll()
+            poller.register(stdout, select.POLLIN)
+            end = time.monotonic() + 10
+            while not path.endswith(b"\n") and len(path) < 4096:
+                if not poller.poll(max(0, end - time.monotonic()) * 1000):
+                    break
+                piece = os.read(stdout, 4096)
+                if not piece:
+                    break
+                path += piece
+        finally:
+            os.close(stdout)
+        remote = path.decode("utf-8", "replace").strip()
+        forward = [self.ssh, "-o", "ControlMaster=no", "-o", f"ControlPath={self.socket}",
+                   "-O", "forward", "-L", f"{self.forward}:{remote}", "--", self.host]
+        ok = (remote.startswith("/") and "\n" not in remote and ":" not in remote
+              and run_ssh(forward, iter(()), time.monotonic() + 10,
+                          need_status=True).status == 0
+              and self._greets())
+        if not ok:
+            try:  # noqa: SIM105
+                os.kill(pid, 15)
+            except OSError:
+                pass
+            _unlink(self.forward)
+        return ok
+
+    def _greets(self) -> bool:
+        """Does a server answer with our greeting through the forward?"""
+        import _socket
+
+        assert self.forward is not None
+        conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        conn.settimeout(5)
+        try:
+            conn.connect(self.forward)
+            got = b""
+            while not got.endswith(b"\n") and len(got) < 200:
+                piece = conn.recv(200)
+                if not piece:
+                    break
+                got += piece
+            return got == GREETING
+        except OSError:
+            return False
+        finally:
+            conn.close()
 
     # --- the control master ------------------------------------------------------
 
@@ -458,6 +647,71 @@ class OpenSshTransport(Transport):
         _reap()
 
 
+def persist_seconds(value: str) -> int:
+    """A ControlPersist value (600, 10m, 1h) in seconds: the server idles out with it."""
+    scale = {"s": 1, "m": 60, "h": 3600}.get(value[-1:], 1)
+    digits = value[:-1] if value[-1:] in ("s", "m", "h") else value
+    return int(digits) * scale if digits.isdigit() else 0
+
+
+def time_since(path: str) -> float:
+    """Seconds since path was last modified (OSError when it is not there)."""
+    import time
+
+    return time.time() - os.stat(path).st_mtime
+
+
+def _unlink(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib would cost an import
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+_WANT_SERVER: list[str] = []  # peers whose server the helper should start at our exit
+
+
+def _spawn_helper() -> None:
+    """At exit (atexit), one detached helper for every peer that wants a server: set up
+    one after another once we are done, they never slow down our own requests (a sync
+    to 15 peers would otherwise start 15 helpers among its own connections)."""
+    from agent_mesh.procs import spawn_detached
+
+    code = ("import sys; from agent_mesh.mesh.openssh import start_server_main; "
+            "start_server_main(sys.argv[1:])")
+    try:  # noqa: SIM105 - a message never fails for want of a faster path
+        spawn_detached([sys.executable, "-I", "-S", "-c",
+                        f"import sys; sys.path[:0] = {paths.package_paths()!r}; " + code,
+                        *_WANT_SERVER])
+    except OSError:
+        pass
+
+
+def start_server_main(aliases: list[str]) -> None:
+    """The detached helper: set each server up once per master, under a lock; one that
+    cannot be (no launcher there, forwarding refused) leaves a marker file that holds
+    further attempts off for SERVER_RETRY seconds."""
+    from agent_mesh.fsutil import locked
+
+    for alias in aliases:
+        transport = OpenSshTransport(alias)
+        if transport.forward is None:
+            continue
+        try:
+            with locked(transport.forward + ".lock", timeout=0):
+                done = transport.setup_server()
+                if done:
+                    _unlink(transport.forward + ".failed")
+                elif done is False:
+                    fd = os.open(transport.forward + ".failed", os.O_WRONLY | os.O_CREAT, 0o600)
+                    os.close(fd)
+                    os.utime(transport.forward + ".failed")
+        except TimeoutError:
+            pass  # another helper is at it
+        finally:
+            _reap()
+
+
 def disconnect(aliases: list[str] | None = None) -> list[str]:
     """Close masters (`ssh -O exit`): those of aliases, else every one in the
     control directory. Returns the aliases (socket names) of those closed."""
@@ -480,6 +734,7 @@ def disconnect(aliases: list[str] | None = None) -> list[str]:
             run = transport.control("exit")
         except (TimeoutError, OSError):
             continue
+        _unlink(os.path.join(folder, f".{name}.rpc"))  # its forward went with it
         if run.status == 0:
             closed.append(alias)
         else:  # nothing listens: a leftover socket

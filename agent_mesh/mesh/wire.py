@@ -16,11 +16,14 @@ peer, so neither side holds a file in memory; there is no second round trip
 stdout; then the peer closes stdout. Either side answers a version mismatch with
 "install the same version on both". A request with `hold: true` (spawn) keeps the
 sender's stdin open until the reply: the peer reads EOF there as "the sender is gone".
-Numbers in a request are taken through `bounded`.
+Numbers in a request are taken through `bounded`. Through a peer's rpc server
+(issue 20) the same request and reply travel on one connection of a forwarded Unix
+socket, after the server's GREETING line.
 """
 
 from __future__ import annotations
 
+from agent_mesh import __version__
 from agent_mesh.errors import (
     BY_CODE,
     KINDS,
@@ -43,12 +46,28 @@ if TYPE_CHECKING:  # typing costs an import on every remote message's path
 PROTOCOL = 2
 CHUNK = 64 * 1024
 MAX_HEADER = 16 * 1024 * 1024  # a 1 MiB slice or a 100 KB body, JSON-escaped, fit easily
-# Runs under the peer user's login shell: plain words and single quotes only, so it
-# means the same in sh, bash, zsh, fish and csh. Exit 127 means "not installed".
+# Runs under the peer user's shell (sshd's `$SHELL -c`): plain words, `~/`, `[ ]`,
+# `&&`, `||` and single quotes only, so it means the same in sh, bash, zsh, fish and
+# csh. The launcher `agent-mesh setup` writes (ops/data/rpc: python -I -S, no console
+# script, no `sh -c`) when it is there; else the console script, from ~/.local/bin or
+# PATH. Exit 127 means "not installed".
+RPC_LAUNCHER = "~/.local/share/agent-mesh/rpc"  # paths.rpc_launcher(), as the shell says it
 REMOTE_COMMAND = (
+    f"[ -x {RPC_LAUNCHER} ] && exec {RPC_LAUNCHER} || exec "
     "sh -c 'p=\"$HOME/.local/bin/agent-mesh\"; [ -x \"$p\" ] || p=\"$(command -v agent-mesh)\""
     " || exit 127; exec \"$p\" rpc'"
 )
+
+
+# What a peer's rpc server sends first on each connection (mesh/rpc.py serve): a sender
+# that did not get it knows the request never arrived there.
+GREETING = f"agent-mesh rpc {PROTOCOL} {__version__}\n".encode()
+
+
+def serve_command(seconds: int) -> str:
+    """What starts a peer's rpc server through a control master (mesh/rpc.py serve):
+    only from the launcher; seconds (idle) is a number, nothing else varies."""
+    return f"[ -x {RPC_LAUNCHER} ] && exec {RPC_LAUNCHER} --serve {int(seconds)} || exit 127"
 
 
 def bounded(value: object, what: str, default: float, maximum: float) -> float:
@@ -125,13 +144,54 @@ def result_from_reply(host: str, reply: dict[str, Any]) -> DeliveryResult:
                         f"({type(exc).__name__}: {printable(str(exc))[:80]})") from None
 
 
+# --- JSON without `json` ---------------------------------------------------------------
+# `import json` imports re, enum, functools and collections: ~5 ms of every remote
+# message's start, on the sender and again on the peer (issue 20). The C codec the
+# json package itself uses, _json, does the same work without them.
+
+
+class _Scanning:
+    """What _json.make_scanner reads from json.JSONDecoder: its defaults."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float  # NaN, Infinity, -Infinity, as json.loads reads them
+
+
+def _unencodable(obj: object) -> object:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+def dumps(obj: object) -> str:
+    """json.dumps(obj) with its defaults (ASCII, `, ` and `: `), the same text."""
+    import _json
+
+    encode = _json.make_encoder({}, _unencodable, _json.encode_basestring_ascii, None,
+                                ": ", ", ", False, False, True)
+    return "".join(encode(obj, 0))
+
+
+def loads(raw: bytes | str) -> Any:
+    """json.loads(raw) of one JSON document; ValueError when it is not one."""
+    import _json
+
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # UnicodeError: ValueError
+    start = len(text) - len(text.lstrip(" \t\n\r"))
+    try:
+        value, end = _json.make_scanner(_Scanning())(text, start)  # type: ignore[arg-type]
+    except StopIteration as exc:
+        raise ValueError(f"Expecting value: char {exc.value}") from None
+    if text[end:].strip(" \t\n\r"):
+        raise ValueError(f"Extra data: char {end}")
+    return value
+
+
 def encode_header(header: dict[str, Any]) -> bytes:
     """The request's first line: header plus protocol and version, newline-terminated."""
-    import json
-
-    from agent_mesh import __version__
-
-    return json.dumps({**header, "protocol": PROTOCOL, "version": __version__}).encode() + b"\n"
+    return dumps({**header, "protocol": PROTOCOL, "version": __version__}).encode() + b"\n"
 
 
 def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:
@@ -140,15 +200,11 @@ def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:
     status is the remote command's exit status (only needed when raw is empty):
     127 means agent-mesh is not installed there.
     """
-    import json
-
-    from agent_mesh import __version__
-
     if status == 127 and not raw.strip():
         raise WireError(f"{host}: agent-mesh is not installed there "
                         "(run install.sh or agent-mesh setup on that host)")
     try:
-        reply = json.loads(raw)
+        reply = loads(raw)
         assert isinstance(reply, dict)
     except Exception:
         lines = raw.decode("utf-8", "replace").strip().splitlines()

@@ -8,6 +8,7 @@ hooks, the timer and a peer's SSH command run are found at fixed places:
                                            (kept as they are when pipx put them there)
   ~/.local/share/agent-mesh/hooks/tmux-event  the launcher every tmux hook runs
   ~/.local/share/agent-mesh/tmux.conf      the snippet, to `tmux source-file` live
+  ~/.local/share/agent-mesh/rpc            what a peer's request runs (python -I -S)
   ~/.tmux.conf                             one block between BLOCK_BEGIN and BLOCK_END
                                            (created-tmux.conf in the share folder says
                                            setup created the file itself)
@@ -405,6 +406,43 @@ def install_files(report: Report) -> None:
     changed = _install_copy(data_file("tmux.conf.snippet"), conf, 0o644) or changed
     state = "installed" if changed else "kept"
     report.say(f"{state} the tmux hook {tilde(launcher)} and {tilde(conf)}")
+    install_rpc_launcher(report)
+
+
+SHEBANG_MAX = 127  # bytes of a #! line every kernel reads whole (Linux < 5.1: 127)
+
+
+def rpc_launcher_text(python: str, folders: list[str]) -> str | None:
+    """The rpc launcher for this interpreter and these folders (a Python file, its
+    folders as a repr, nothing a shell reads); None when python cannot go into a #!
+    line (relative, whitespace, too long): the peers' requests then start the
+    console script, as before."""
+    line = f"#!{python} -IS"
+    if (not python.startswith("/") or any(ch.isspace() for ch in python)
+            or len(line.encode()) > SHEBANG_MAX):
+        return None
+    with open(data_file("rpc"), encoding="utf-8") as fh:
+        template = fh.read()
+    return template.replace("@PYTHON@", python, 1).replace("@PATHS@", repr(folders), 1)
+
+
+def install_rpc_launcher(report: Report) -> None:
+    """~/.local/share/agent-mesh/rpc: a peer's request starts Python as the hook does,
+    without the console script, `site` or `sh -c` (issue 20)."""
+    path = paths.rpc_launcher()
+    text = rpc_launcher_text(sys.executable, paths.package_paths())
+    if text is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # one for another interpreter would start the wrong install
+        report.warn(f"{sys.executable!r} cannot start a script (#!), so requests from peers "
+                    "start the agent-mesh command instead (slower)")
+        return
+    if _read(path) == text and (os.stat(path).st_mode & 0o7777) == 0o755:
+        report.say(f"kept the peers' entry point {tilde(path)}")
+        return
+    atomic_write(path, text.encode("utf-8"), 0o755)
+    os.chmod(path, 0o755)
+    report.say(f"installed the peers' entry point {tilde(path)}")
 
 
 def _recorded_links() -> list[str]:
@@ -480,7 +518,7 @@ def remove_files(report: Report) -> None:
     share = paths.share_dir()
     gone = []
     for path in (paths.hook_launcher(), paths.managed_tmux_conf(), paths.setup_links(),
-                 paths.setup_made_tmux_conf()):
+                 paths.setup_made_tmux_conf(), paths.rpc_launcher()):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             gone.append(path)

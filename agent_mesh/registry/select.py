@@ -7,9 +7,11 @@ Matching ignores case, as addresses are lowercase slugs but users type names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
 from agent_mesh.model import Agent
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # collections costs ~1 ms of every message's start
+    from collections.abc import Iterable, Mapping
 
 ALL = "--all"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import marshal
 import os
-from collections.abc import Iterable, Mapping
 
 from agent_mesh import __version__, paths
 from agent_mesh.clock import now_iso
@@ -42,8 +41,8 @@ from agent_mesh.registry.toml import (
 )
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+if TYPE_CHECKING:  # collections costs ~1 ms of every message's start
+    from collections.abc import Iterable, Mapping
 
 
 

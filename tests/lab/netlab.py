@@ -681,6 +681,20 @@ class Lab:
                     if (self.venv / "bin" / s).exists():
                         (local_bin / s).symlink_to(self.venv / "bin" / s)
                         os.lchown(local_bin / s, *own)
+                self.write_rpc_launcher(h)
+
+    def write_rpc_launcher(self, h: LabHost) -> None:
+        """~/.local/share/agent-mesh/rpc, as `agent-mesh setup` writes it for the venv."""
+        from agent_mesh.ops.setup import rpc_launcher_text
+
+        site = next((self.venv / "lib").glob("python3*/site-packages"))
+        text = rpc_launcher_text(str(self.venv / "bin" / "python"), [str(site)])
+        assert text is not None
+        share = h.home / ".local" / "share" / "agent-mesh"
+        share.mkdir(parents=True, exist_ok=True)
+        for d in (h.home / ".local" / "share", share):
+            os.chown(d, h.uid, h.gid)
+        _write(share / "rpc", text, 0o755, (h.uid, h.gid))
 
     def _known_hosts_line(self, h: LabHost) -> str:
         kt, key = (h.hostdir / "ssh_host_ed25519_key.pub").read_text().split()[:2]
