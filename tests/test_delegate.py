@@ -556,3 +556,27 @@ def test_numbers_from_a_peer_are_bounded(spawn: Spawner) -> None:
                  "wait": 1e300, "name": "long"})  # clamped (to 600 s), not refused
     assert reply["ok"] and reply["ready"], reply
     assert tui.lines() == []
+
+
+def test_an_ask_from_a_window_with_a_unicode_name_routes_its_reply(spawn: Spawner) -> None:
+    """Review of the merge: addresses keep letters of any script (issue 21.20), and the
+    reply route in a question is checked with the same alphabet, so an agent in window
+    `ünï` can ask (the route check once knew ASCII only: exit 1, 'bad reply address')."""
+    worker = spawn.agent_tui("worker")
+    asker = spawn.agent_tui("ünï")
+    assert "ünï" in asker.address
+    proc = subprocess.Popen([str(BIN / "agent-mesh"), "ask", "--timeout", "3s",
+                             worker.address, "which test fails?"],
+                            env={**os.environ, **in_pane(asker)},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 6, err  # delivered, then no reply within 3 s
+    route, _ = asked(worker)
+    assert route == asker.address
+
+
+def test_a_glob_of_unicode_letters_is_a_pattern() -> None:
+    from agent_mesh.registry.select import is_pattern
+
+    assert is_pattern("vm-ü*") and is_pattern("h1-*-ünï")
+    assert not is_pattern("vm-ü*; rm") and not is_pattern("vm-ü")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import BIN, SELF_HOST, Spawner, notify, retry_until, run_cli
+from pytest_mock import MockerFixture
 
 from agent_mesh import __version__
 from agent_mesh.delivery import log
@@ -359,3 +360,27 @@ def test_status_options_fall_back_to_click(spawn: Spawner) -> None:
     assert out.returncode == 0 and b"role:GLOB" in out.stdout
     out = run_cli("agent-mesh", "status", "--bogus")
     assert out.returncode == 1 and b"No such option" in out.stderr
+
+
+def test_a_peer_speaks_only_for_its_own_queued_messages(mocker: MockerFixture) -> None:
+    """Review of the merge (issue 21.12, 21.26): `agent-mesh log` follows a queued message
+    to its recipient's host; an answer from another host claiming the same id (or an id
+    of an agent it does not hold) must not change what the log says. The peers' inbox
+    replies are injected at the wire edge (call_host)."""
+    from agent_mesh.delivery import log
+    from agent_mesh.mesh import observe
+
+    log.append(log.sent_path(), {"id": "aa11", "to": "h2-dev-a", "host": "h2",
+                                 "outcome": "queued", "time": "2026-12-02T10:00:00Z"})
+    log.append(log.sent_path(), {"id": "bb22", "to": "h3-dev-b", "host": "h3",
+                                 "outcome": "queued", "time": "2026-12-02T10:00:01Z"})
+
+    def inbox(host: str, request: dict[str, object], timeout: float) -> dict[str, object]:
+        if host == "h2":  # the real end of h2's message, and a forged end of h3's
+            return {"records": [{"id": "aa11", "outcome": "delivered"},
+                                {"id": "bb22", "outcome": "delivered"}]}
+        return {"records": []}
+
+    mocker.patch.object(observe, "call_host", side_effect=inbox)
+    outcomes = {r["id"]: r["outcome"] for r in observe.sent_records()}
+    assert outcomes == {"aa11": "queued → delivered", "bb22": "queued"}

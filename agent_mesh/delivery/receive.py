@@ -12,6 +12,7 @@ from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
 from agent_mesh.errors import MeshError, NotReady, PaneDead, UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
+from agent_mesh.registry import naming
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the hot path an import
@@ -94,9 +95,6 @@ def _stays(agent: Agent) -> bool:
     return lasting(state, classify(state))
 
 
-_ROUTE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
-
-
 def _check_reply_fields(envelope: Envelope) -> None:
     """The tag shows `reply: notify-pane <reply_to> --re <ask>` for the agent to run:
     both come from the sender, so they must be an address and a hex id, nothing a
@@ -105,6 +103,6 @@ def _check_reply_fields(envelope: Envelope) -> None:
         if value and not (len(value) <= 32 and set(value) <= set("0123456789abcdef")):
             raise UsageError(f"bad {what} {value[:40]!r} in the message: refused")
     route = envelope.reply_to
-    if route and not (len(route) <= 128 and set(route) <= _ROUTE_CHARS and route[0].isalnum()):
+    if route and not naming.is_valid_address(route):  # an address or a host alias
         raise UsageError(f"bad reply address {route[:40]!r} in the message: refused")
 

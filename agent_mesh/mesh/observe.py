@@ -166,15 +166,17 @@ def sent_records(limit: int = 200) -> list[dict[str, Any]]:
                 lines = [r for r in reply.get("records", []) if isinstance(r, dict)]
             for line in lines:
                 if line.get("outcome") in log.QUEUE_ENDS and line.get("id"):
-                    found[str(line["id"])] = line
+                    found[f"{address}\n{line['id']}"] = line
         return found
 
-    ends: dict[str, Any] = {}
-    for answer in each_host(waiting, ends_on).values():
+    # keyed by host, agent and id: a host speaks only for its own agents' messages
+    ends: dict[tuple[str, str], Any] = {}
+    for host, answer in each_host(waiting, ends_on).items():
         if isinstance(answer, dict):
-            ends.update(answer)
+            ends.update(((host, key), line) for key, line in answer.items())
     for record in records:
-        end = ends.get(str(record.get("id"))) if record.get("outcome") == "queued" else None
+        key = (str(record.get("host")), f"{record.get('to')}\n{record.get('id')}")
+        end = ends.get(key) if record.get("outcome") == "queued" else None
         if end is not None:
             record["outcome"] = f"queued → {end['outcome']}"
             record["reason"] = str(end.get("reason", "") or "")

@@ -15,12 +15,10 @@ from agent_mesh.registry.view import load_agents
 from agent_mesh.tmux import Tmux
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # typing costs the hot path an import
-    from agent_mesh.delivery.mailbox import Origin
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # collections costs ~1 ms of every message's start
+if TYPE_CHECKING:  # typing and collections cost the hot path an import (~1 ms)
     from collections.abc import Mapping
+
+    from agent_mesh.delivery.mailbox import Origin
 
 
 def sender_id(agents: Mapping[str, Agent] | None = None) -> str:

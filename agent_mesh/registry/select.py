@@ -8,6 +8,7 @@ Matching ignores case, as addresses are lowercase slugs but users type names.
 from __future__ import annotations
 
 from agent_mesh.model import Agent
+from agent_mesh.registry.naming import address_char
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # collections costs ~1 ms of every message's start
@@ -16,15 +17,12 @@ if TYPE_CHECKING:  # collections costs ~1 ms of every message's start
 ALL = "--all"
 
 
-_GLOB_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-*?[]!")
-
-
 def is_pattern(text: str) -> bool:
     """Does this address argument name a group rather than one agent? A glob is made of
     address characters and `*?[]!` only, so a mistyped name is never taken for one."""
     if text == ALL or text.startswith(("role:", "host:")):
         return True
-    return any(c in text for c in "*?[") and set(text) <= _GLOB_CHARS
+    return any(c in text for c in "*?[") and all(c in "*?[]!" or address_char(c) for c in text)
 
 
 def matches(agent: Agent, pattern: str) -> bool:
