@@ -296,3 +296,41 @@ def test_a_record_the_waiter_cannot_read_is_failed_not_a_crash(tui: Receiver) ->
     assert (waiter.returncode, waiter.stderr) == (0, b"")
     assert [r["outcome"] for r in queue_log() if r["id"] == "bad001"] == ["failed"]
     assert queue_files() == [] and tui.lines() == []
+
+
+def peer_rpc(request: dict[str, object]) -> dict[str, object]:
+    """One request to `agent-mesh rpc` on stdin, as a peer (or a bad one) sends it."""
+    from agent_mesh import __version__
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    raw = json.dumps({**request, "protocol": PROTOCOL, "version": __version__}).encode()
+    out = run_cli("agent-mesh", "rpc", input=raw + b"\n", timeout=30)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def peer_queues(address: str, sender: str = "peer", body: str = "",
+                msg_id: str | None = None) -> dict[str, object]:
+    envelope: dict[str, object] = {"sender": sender, "address": address, "body": body,
+                                   "timestamp": "now", "queue": True}
+    if msg_id is not None:
+        envelope["msg_id"] = msg_id
+    return peer_rpc({"op": "deliver", "envelope": envelope})
+
+
+def test_a_peer_message_id_is_an_id_not_a_path(tui: Receiver) -> None:
+    """A msg_id from a peer names nothing on disk: one that is not 1-32 lowercase hex
+    digits is refused (exit 1) before it is stored; before, `a/b` made a subfolder the
+    caps, the TTL and the waiter never looked into."""
+    draft(tui, "typing")
+    for bad in ("a/b", "../../x", "ABCDEF", "goodid", "0" * 33, ".hidden", "f" * 6 + "\n"):
+        reply = peer_queues(tui.address, body="hi", msg_id=bad)
+        assert (reply["ok"], reply.get("code")) == (False, 1), (bad, reply)
+        assert "message id" in str(reply["error"]), reply
+    assert [p for p in queue_dir().rglob("*") if not p.name.startswith(".")] == []
+    good = "0123456789abcdef" * 2
+    reply = peer_queues(tui.address, body="hi", msg_id=good)
+    assert reply["ok"] and reply["result"]["outcome"] == "queued", reply  # type: ignore[index]
+    assert [r["id"] for r in listed()] == [good]
+    assert [good in p.name for p in queue_files()] == [False]  # the queue names its files
+    assert run_cli("agent-mesh", "queue", "--cancel", good).returncode == 0
+    assert tui.lines() == []

@@ -1,7 +1,8 @@
 """Messages waiting for a busy pane, on the recipient's host, and the waiter that sends them.
 
 A queued message is one JSON file in `~/.agents/queue/<address>/`, named so that a
-directory listing is the delivery order (`<ns since epoch>-<id>.json`). It is written
+directory listing is the delivery order (`<ns since epoch>-<random>.json`: the queue
+names its files, the message's id is only inside the record). It is written
 before the sender hears "queued", so nothing is lost if the waiter, tmux or the host
 restarts: the next hook, timer run or send starts a waiter again (`resume`).
 
@@ -165,7 +166,8 @@ def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
     folder = _queue_dir(agent.address)
     with locked(os.path.join(queue_root(), ".room.lock"), timeout=30):
         _check_room(envelope, size)
-        name = f"{time.time_ns():020d}-{envelope.msg_id or os.urandom(3).hex()}{WAITING}"
+        # named by the queue, never by the sender's id (the id is in the record)
+        name = f"{time.time_ns():020d}-{os.urandom(4).hex()}{WAITING}"
         atomic_write(os.path.join(folder, name), json.dumps(record).encode(), mode=0o600)
     _record(record, "queued", reason)
     return record
