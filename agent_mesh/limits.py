@@ -21,7 +21,8 @@ from agent_mesh.errors import UsageError
 DEFAULTS: dict[str, int] = {
     "queue_message_bytes": 1024 * 1024,  # one queued message's text
     "queue_per_sender": 100,  # messages one sender may have waiting on this host
-    "queue_total_bytes": 64 * 1024 * 1024,  # everything waiting in ~/.agents/queue
+    "queue_total_bytes": 64 * 1024 * 1024,  # everything in ~/.agents/queue, records' size
+    "queue_total_messages": 1000,  # messages in ~/.agents/queue, from every sender together
     "queue_ttl_max": 24 * 3600,  # seconds a queued message may wait (--ttl)
     "mailbox_reply_bytes": 1024 * 1024,  # one reply's text
     "mailbox_per_sender": 20,  # replies kept from one asked agent

@@ -334,3 +334,27 @@ def test_a_peer_message_id_is_an_id_not_a_path(tui: Receiver) -> None:
     assert [good in p.name for p in queue_files()] == [False]  # the queue names its files
     assert run_cli("agent-mesh", "queue", "--cancel", good).returncode == 0
     assert tui.lines() == []
+
+
+def test_the_queue_counts_each_record_on_disk_and_every_message(tui: Receiver) -> None:
+    """Empty messages from as many senders as a peer likes to claim: the total count
+    (`queue_total_messages`) and the records' own size on disk bound them all."""
+    limits(queue_total_messages=3)
+    draft(tui, "typing")
+    for n in range(3):
+        reply = peer_queues(tui.address, sender=f"claimed{n}")
+        assert reply["ok"] and reply["result"]["outcome"] == "queued", reply  # type: ignore[index]
+    reply = peer_queues(tui.address, sender="claimed3")
+    assert (reply["ok"], reply.get("code")) == (False, 3), reply
+    assert "3 messages" in str(reply["error"]), reply
+    assert len(listed()) == 3
+    cap = 3000
+    limits(queue_total_bytes=cap)
+    codes = [peer_queues(tui.address, sender=f"more{n}").get("code") for n in range(10)]
+    assert 3 in codes, codes  # empty bodies, but each record takes room on disk
+    assert sum(p.stat().st_size for p in queue_files()) <= cap
+    reply = peer_queues(tui.address, sender="last")
+    assert "queue is full" in str(reply["error"]), reply
+    for pid in waiters():
+        os.kill(pid, signal.SIGKILL)
+    assert tui.lines() == []
