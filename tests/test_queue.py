@@ -358,3 +358,28 @@ def test_the_queue_counts_each_record_on_disk_and_every_message(tui: Receiver) -
     for pid in waiters():
         os.kill(pid, signal.SIGKILL)
     assert tui.lines() == []
+
+
+def test_a_queued_message_reads_the_limits_once(tui: Receiver, tmp_path: Path) -> None:
+    """The [limits] table is parsed once per process, and the request checked once: a
+    queued message used to open and parse config.toml six times."""
+    limits(queue_per_sender=50)
+    draft(tui, "typing")
+    from agent_mesh import __version__
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    trace = tmp_path / "trace"
+    request = {"op": "deliver", "protocol": PROTOCOL, "version": __version__,
+               "envelope": {"sender": "p", "address": tui.address, "body": "hi",
+                            "timestamp": "now", "queue": True, "msg_id": "abc123"}}
+    out = subprocess.run(["strace", "-e", "trace=%file", "-o", str(trace),
+                          str(BIN / "agent-mesh"), "rpc"],
+                         input=json.dumps(request).encode() + b"\n",
+                         capture_output=True, timeout=30)
+    assert json.loads(out.stdout)["result"]["outcome"] == "queued", out.stdout
+    touches = [line for line in trace.read_text().splitlines() if "config.toml" in line]
+    opens = [line for line in touches if "open" in line]
+    assert len(opens) == 1, touches
+    assert len(touches) <= 6, touches  # a stat per cap looked up, each looked up once
+    for pid in waiters():
+        os.kill(pid, signal.SIGKILL)

@@ -162,8 +162,8 @@ def _gone(pane: object) -> str:
 def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
     """Store envelope for agent's pane (atomic, 0600) within the caps; the stored record.
 
-    FORCE_SEND is dropped: a queued message is delivered only under the normal rules."""
-    check_request(envelope)
+    The request was checked by the caller (check_request, as receive does). FORCE_SEND is
+    dropped: a queued message is delivered only under the normal rules."""
     ttl = envelope.ttl if envelope.ttl > 0 else DEFAULT_TTL
     now = time.time()
     record: dict[str, object] = {
