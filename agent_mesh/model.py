@@ -182,11 +182,23 @@ class Envelope(Frozen):
             skip_dismiss=bool(data.get("skip_dismiss")),
             file_name=None if name is None else str(name),
             file_size=None if size is None else int(size),  # type: ignore[call-overload]
-            msg_id=str(data.get("msg_id") or ""), queue=bool(data.get("queue")),
+            msg_id=_msg_id(data.get("msg_id")), queue=bool(data.get("queue")),
             ttl=_ttl(data.get("ttl")),
             ask=str(data.get("ask") or ""), reply_to=str(data.get("reply_to") or ""),
             re=str(data.get("re") or ""), fanout=str(data.get("fanout") or ""),
         )
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _msg_id(value: object) -> str:
+    """A peer's msg_id: 1-32 lowercase hex digits (log.new_id makes 6), or none. It is
+    shown, logged and quoted to `queue --cancel`; anything else is refused, not cleaned."""
+    msg_id = "" if value is None else str(value)
+    if msg_id and not (len(msg_id) <= 32 and set(msg_id) <= _HEX):
+        raise ValueError(f"bad message id {msg_id[:40]!r}: 1 to 32 lowercase hex digits")
+    return msg_id
 
 
 def _ttl(value: object) -> float:

@@ -73,12 +73,12 @@ def test_foreign_queue_files_are_skipped_not_fatal(isolated_env: Path) -> None:
     from agent_mesh.model import Envelope
 
     envelope = Envelope(sender="tester", address="testhost-dev-x", body="kept",
-                        timestamp="2026-01-01 00:00", msg_id="goodid")
+                        timestamp="2026-01-01 00:00", msg_id="900d1d")
     folder = isolated_env / ".agents" / "queue" / "testhost-dev-x"
     folder.mkdir(parents=True)
-    good = {"id": "goodid", "address": "testhost-dev-x", "queued_at": time.time(),
+    good = {"id": "900d1d", "address": "testhost-dev-x", "queued_at": time.time(),
             "expires_at": time.time() + 60, "reason": "busy", "envelope": envelope.to_json()}
-    (folder / "00000000000000000009-goodid.json").write_text(json.dumps(good))
+    (folder / "00000000000000000009-900d1d.json").write_text(json.dumps(good))
     bad = {
         "00000000000000000001-a.json": '{"id":"a","queued_at":"soon","expires_at":"x",'
                                        '"envelope":{}}',
@@ -91,10 +91,10 @@ def test_foreign_queue_files_are_skipped_not_fatal(isolated_env: Path) -> None:
         (folder / name).write_text(text)
     out = run_cli("agent-mesh", "queue", "--json")
     assert out.returncode == 0, out.stderr
-    assert [row["id"] for row in json.loads(out.stdout)["pending"]] == ["goodid"]
+    assert [row["id"] for row in json.loads(out.stdout)["pending"]] == ["900d1d"]
     out = run_cli("agent-mesh", "queue")
-    assert out.returncode == 0 and b"goodid" in out.stdout, out.stderr
-    assert run_cli("agent-mesh", "queue", "--cancel", "goodid").returncode == 0
+    assert out.returncode == 0 and b"900d1d" in out.stdout, out.stderr
+    assert run_cli("agent-mesh", "queue", "--cancel", "900d1d").returncode == 0
     out = run_cli("agent-mesh", "queue")
     assert (out.returncode, out.stdout) == (0, b"no queued messages\n"), out.stderr
 

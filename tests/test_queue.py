@@ -296,3 +296,90 @@ def test_a_record_the_waiter_cannot_read_is_failed_not_a_crash(tui: Receiver) ->
     assert (waiter.returncode, waiter.stderr) == (0, b"")
     assert [r["outcome"] for r in queue_log() if r["id"] == "bad001"] == ["failed"]
     assert queue_files() == [] and tui.lines() == []
+
+
+def peer_rpc(request: dict[str, object]) -> dict[str, object]:
+    """One request to `agent-mesh rpc` on stdin, as a peer (or a bad one) sends it."""
+    from agent_mesh import __version__
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    raw = json.dumps({**request, "protocol": PROTOCOL, "version": __version__}).encode()
+    out = run_cli("agent-mesh", "rpc", input=raw + b"\n", timeout=30)
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def peer_queues(address: str, sender: str = "peer", body: str = "",
+                msg_id: str | None = None) -> dict[str, object]:
+    envelope: dict[str, object] = {"sender": sender, "address": address, "body": body,
+                                   "timestamp": "now", "queue": True}
+    if msg_id is not None:
+        envelope["msg_id"] = msg_id
+    return peer_rpc({"op": "deliver", "envelope": envelope})
+
+
+def test_a_peer_message_id_is_an_id_not_a_path(tui: Receiver) -> None:
+    """A msg_id from a peer names nothing on disk: one that is not 1-32 lowercase hex
+    digits is refused (exit 1) before it is stored; before, `a/b` made a subfolder the
+    caps, the TTL and the waiter never looked into."""
+    draft(tui, "typing")
+    for bad in ("a/b", "../../x", "ABCDEF", "goodid", "0" * 33, ".hidden", "f" * 6 + "\n"):
+        reply = peer_queues(tui.address, body="hi", msg_id=bad)
+        assert (reply["ok"], reply.get("code")) == (False, 1), (bad, reply)
+        assert "message id" in str(reply["error"]), reply
+    assert [p for p in queue_dir().rglob("*") if not p.name.startswith(".")] == []
+    good = "0123456789abcdef" * 2
+    reply = peer_queues(tui.address, body="hi", msg_id=good)
+    assert reply["ok"] and reply["result"]["outcome"] == "queued", reply  # type: ignore[index]
+    assert [r["id"] for r in listed()] == [good]
+    assert [good in p.name for p in queue_files()] == [False]  # the queue names its files
+    assert run_cli("agent-mesh", "queue", "--cancel", good).returncode == 0
+    assert tui.lines() == []
+
+
+def test_the_queue_counts_each_record_on_disk_and_every_message(tui: Receiver) -> None:
+    """Empty messages from as many senders as a peer likes to claim: the total count
+    (`queue_total_messages`) and the records' own size on disk bound them all."""
+    limits(queue_total_messages=3)
+    draft(tui, "typing")
+    for n in range(3):
+        reply = peer_queues(tui.address, sender=f"claimed{n}")
+        assert reply["ok"] and reply["result"]["outcome"] == "queued", reply  # type: ignore[index]
+    reply = peer_queues(tui.address, sender="claimed3")
+    assert (reply["ok"], reply.get("code")) == (False, 3), reply
+    assert "3 messages" in str(reply["error"]), reply
+    assert len(listed()) == 3
+    cap = 3000
+    limits(queue_total_bytes=cap)
+    codes = [peer_queues(tui.address, sender=f"more{n}").get("code") for n in range(10)]
+    assert 3 in codes, codes  # empty bodies, but each record takes room on disk
+    assert sum(p.stat().st_size for p in queue_files()) <= cap
+    reply = peer_queues(tui.address, sender="last")
+    assert "queue is full" in str(reply["error"]), reply
+    for pid in waiters():
+        os.kill(pid, signal.SIGKILL)
+    assert tui.lines() == []
+
+
+def test_a_queued_message_reads_the_limits_once(tui: Receiver, tmp_path: Path) -> None:
+    """The [limits] table is parsed once per process, and the request checked once: a
+    queued message used to open and parse config.toml six times."""
+    limits(queue_per_sender=50)
+    draft(tui, "typing")
+    from agent_mesh import __version__
+    from agent_mesh.mesh.wire import PROTOCOL
+
+    trace = tmp_path / "trace"
+    request = {"op": "deliver", "protocol": PROTOCOL, "version": __version__,
+               "envelope": {"sender": "p", "address": tui.address, "body": "hi",
+                            "timestamp": "now", "queue": True, "msg_id": "abc123"}}
+    out = subprocess.run(["strace", "-e", "trace=%file", "-o", str(trace),
+                          str(BIN / "agent-mesh"), "rpc"],
+                         input=json.dumps(request).encode() + b"\n",
+                         capture_output=True, timeout=30)
+    assert json.loads(out.stdout)["result"]["outcome"] == "queued", out.stdout
+    touches = [line for line in trace.read_text().splitlines() if "config.toml" in line]
+    opens = [line for line in touches if "open" in line]
+    assert len(opens) == 1, touches
+    assert len(touches) <= 6, touches  # a stat per cap looked up, each looked up once
+    for pid in waiters():
+        os.kill(pid, signal.SIGKILL)

@@ -1,7 +1,8 @@
 """Messages waiting for a busy pane, on the recipient's host, and the waiter that sends them.
 
 A queued message is one JSON file in `~/.agents/queue/<address>/`, named so that a
-directory listing is the delivery order (`<ns since epoch>-<id>.json`). It is written
+directory listing is the delivery order (`<ns since epoch>-<random>.json`: the queue
+names its files, the message's id is only inside the record). It is written
 before the sender hears "queued", so nothing is lost if the waiter, tmux or the host
 restarts: the next hook, timer run or send starts a waiter again (`resume`).
 
@@ -79,18 +80,27 @@ def check_request(envelope: Envelope) -> None:
 
 
 def _check_room(envelope: Envelope, size: int) -> None:
-    """Under the queue's own lock: the sender's count and everyone's bytes (exit 3)."""
-    count, total = 0, 0
+    """Under the queue's own lock (exit 3): the sender's count, and everyone's messages
+    and bytes on disk (each record's own size: an empty text still takes room). The
+    sender is the name it claims, which a peer sets freely: the totals bound everyone."""
+    count, total, stored = 0, 0, 0
     for record in pending():
+        stored += 1
+        total += int(str(record.get("size") or 0))
         env = record["envelope"]
-        total += int(str(record.get("bytes") or 0))
         if isinstance(env, dict) and env.get("sender") == envelope.sender:
             count += 1
-    per_sender, total_cap = limit("queue_per_sender"), limit("queue_total_bytes")
+    per_sender = limit("queue_per_sender")
     if count >= per_sender:
         raise NotReady(f"{envelope.sender} already has {count} messages queued on this host "
                        f"(limits.queue_per_sender is {per_sender}): not queued; wait for "
                        "them or cancel some (agent-mesh queue)", overridable=False)
+    most = limit("queue_total_messages")
+    if stored >= most:
+        raise NotReady(f"this host's queue is full ({stored} messages, "
+                       "limits.queue_total_messages): not queued; try again later",
+                       overridable=False)
+    total_cap = limit("queue_total_bytes")
     if total + size > total_cap:
         raise NotReady(f"this host's queue is full ({total} of {total_cap} bytes, "
                        "limits.queue_total_bytes): not queued; try again later",
@@ -152,28 +162,29 @@ def _gone(pane: object) -> str:
 def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
     """Store envelope for agent's pane (atomic, 0600) within the caps; the stored record.
 
-    FORCE_SEND is dropped: a queued message is delivered only under the normal rules."""
-    check_request(envelope)
+    The request was checked by the caller (check_request, as receive does). FORCE_SEND is
+    dropped: a queued message is delivered only under the normal rules."""
     ttl = envelope.ttl if envelope.ttl > 0 else DEFAULT_TTL
-    size = len(envelope.body.encode("utf-8", "replace"))
     now = time.time()
     record: dict[str, object] = {
         "id": envelope.msg_id, "address": agent.address, "queued_at": now,
-        "expires_at": now + ttl, "reason": reason, "bytes": size, "pane": bind(agent),
+        "expires_at": now + ttl, "reason": reason, "pane": bind(agent),
         "envelope": envelope.replace(force=False).to_json(),
     }
+    data = json.dumps(record).encode()
     folder = _queue_dir(agent.address)
     with locked(os.path.join(queue_root(), ".room.lock"), timeout=30):
-        _check_room(envelope, size)
-        name = f"{time.time_ns():020d}-{envelope.msg_id or os.urandom(3).hex()}{WAITING}"
-        atomic_write(os.path.join(folder, name), json.dumps(record).encode(), mode=0o600)
+        _check_room(envelope, len(data))
+        # named by the queue, never by the sender's id (the id is in the record)
+        name = f"{time.time_ns():020d}-{os.urandom(4).hex()}{WAITING}"
+        atomic_write(os.path.join(folder, name), data, mode=0o600)
     _record(record, "queued", reason)
     return record
 
 
 def pending(address: str | None = None) -> list[dict[str, object]]:
     """Queued records (oldest first), for one address or every address on this host;
-    each with "file" and "state" (waiting, sending, held)."""
+    each with "file", "state" (waiting, sending, held) and "size" (bytes on disk)."""
     root = queue_root()
     try:
         addresses = [address] if address else sorted(os.listdir(root))
@@ -200,16 +211,20 @@ def pending(address: str | None = None) -> list[dict[str, object]]:
 
 
 def _read(path: str) -> dict[str, object] | None:
+    """The record at path, with "size" (its bytes on disk, for the caps); None if it is
+    not one of ours (hand-made, truncated by a crash): skipped."""
     try:
         with open(path, encoding="utf-8") as fh:
+            size = os.fstat(fh.fileno()).st_size
             record = json.load(fh)
     except (OSError, ValueError):
         return None
     if not isinstance(record, dict) or not isinstance(record.get("envelope"), dict):
-        return None  # not one of ours (hand-made, truncated by a crash): skipped
+        return None
     numbers = (record.get("queued_at"), record.get("expires_at"))
     if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers):
         return None
+    record["size"] = size
     return record
 
 
@@ -317,7 +332,7 @@ def _finish(record: dict[str, object], outcome: str, detail: str) -> None:
 def _hold(record: dict[str, object], reason: str) -> None:
     """Keep record, never to be typed automatically: `.held`, with the reason."""
     path = str(record["file"])
-    kept = {k: v for k, v in record.items() if k not in ("file", "state")}
+    kept = {k: v for k, v in record.items() if k not in ("file", "state", "size")}
     kept["held"] = reason
     atomic_write(os.path.splitext(path)[0] + HELD, json.dumps(kept).encode(), mode=0o600)
     _remove(path)

@@ -56,7 +56,7 @@ def receive(
     if envelope.queue:
         from agent_mesh.delivery import queue  # json: only for queued messages
 
-        queue.check_request(envelope)
+        queue.check_request(envelope)  # before the pane is looked at; enqueue relies on it
         if queue.has_pending(agent.address):  # behind the ones already waiting, in order
             queue.enqueue(envelope, agent, "earlier messages are still queued")
             queue.start_waiter(agent.address)

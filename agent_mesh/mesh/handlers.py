@@ -61,7 +61,10 @@ def handle_reply(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
     waiting ask if `origin` is the asked agent's host (mailbox.check_reply)."""
     from agent_mesh.delivery import mailbox
 
-    envelope = Envelope.from_json(request["envelope"])
+    try:
+        envelope = Envelope.from_json(request["envelope"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"bad envelope: {exc}") from None
     mailbox.keep_for_asker(envelope, origin, naming.self_alias())
     return {"result": {"address": envelope.address, "target": "mailbox", "pane_id": "",
                        "bytes_sent": 0, "notes": [], "outcome": "mailbox",
