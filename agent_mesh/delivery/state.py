@@ -259,9 +259,10 @@ def _program_status(state: PaneState) -> PaneStatus:
         name = AGENTS.get(who.agent, who.agent)
         if who.blocker:
             return PaneStatus("running", who.blocker, f"{name} opened {who.blocker}")
-        if not who.under or _tui_seen(state, rows):
+        if (not who.under and state.procs is not None) or _tui_seen(state, rows):
             return _agent_status(state, rows, who.agent, name)
-        # a shell waits under it and no agent TUI is on screen: a shell job like any other
+        # a shell waits under it (or, without /proc, nothing says none does) and no agent
+        # TUI is on screen: a shell job like any other
     at_prompt = who.shell and who.interactive and state.tty_mode != "line"
     question = "" if at_prompt else _cursor_question(rows, state.cursor_y, state.cursor_x,
                                                       state.width)
@@ -619,11 +620,26 @@ def _unforceable(state: PaneState, who: _Who, status: PaneStatus) -> str | None:
         return (f"its foreground program is {program}, which passes what is typed to an "
                 f"interactive shell ({who.relay}) that would run it as a command; no opt-in "
                 "covers that")
-    if who.under and state.tty_mode != "raw":
-        return (f"its foreground program is {program}, a job of {who.under}, and nothing "
-                f"reads the keys now: {who.under} would run the text as a command once "
+    if _typeahead(state, who):
+        shell = who.under or "a shell"
+        return (f"its foreground program is {program}, {_job_of(who)}, and nothing "
+                f"reads the keys now: {shell} would run the text as a command once "
                 f"{program} ends; no opt-in covers that")
     return None
+
+
+def _typeahead(state: PaneState, who: _Who) -> bool:
+    """Would typed text wait for a shell rather than go to the program? So while a shell
+    waits under a program that does not read its own keys (raw terminal). Without /proc
+    (state.procs None: macOS, the BSDs) nothing shows whether a shell waits under the
+    foreground, so a terminal in line mode (nobody reads keys) counts as that."""
+    if who.under:
+        return state.tty_mode != "raw"
+    return state.procs is None and state.tty_mode == "line"
+
+
+def _job_of(who: _Who) -> str:
+    return f"a job of {who.under}" if who.under else "perhaps a shell's job (/proc unreadable)"
 
 
 def _not_opted_in(state: PaneState, who: _Who, program: str) -> str:
@@ -646,7 +662,7 @@ def _opted_in(state: PaneState, who: _Who, words: frozenset[str] | None = None) 
     another shell. `any` leaves out remote and nested terminals (ssh, tmux, ...)."""
     if who.shell or who.blocker or who.program in NOT_AN_INPUT or who.relay:
         return False
-    if who.under and state.tty_mode != "raw":
+    if _typeahead(state, who):
         return False
     words = state.accept_words if words is None else words
     names = names_of(who.named) if who.named is not None else {who.program}
