@@ -729,10 +729,15 @@ def lasting(state: PaneState, status: PaneStatus) -> bool:
     """Will a refusal here stand until someone changes the pane? True for a shell and a
     shell's job, and for a program that is neither a known agent nor opted in: a queued
     message would wait there for nothing (a question they show is answered into a shell
-    or a program that takes no messages either)."""
+    or a program that takes no messages either). Not for a known agent in the foreground
+    that shows no agent screen yet (its editor or pager open, its TUI still starting at
+    a shell's prompt): it becomes ready by itself, and every later check still guards
+    the shell under it."""
     if status.agent or status.kind == "dead":
         return False
     who = _who(state)
+    if who.agent:
+        return False
     if who.shell:
         return "shell" not in state.accept_words
     return not _opted_in(state, who)
