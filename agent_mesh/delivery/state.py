@@ -579,7 +579,7 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
                     f"command there): {opt_in_command(state, 'shell')}")
         if kind == "drafting":
             return f"it looks mid-prompt ({status.detail})"
-        vi_mode = _unforceable(state, who, status)
+        vi_mode = _unforceable(state, who, status, True)
         if vi_mode:
             return vi_mode
         return NO_BRACKETED_PASTE.format(program=program) if multiline else None
@@ -589,7 +589,7 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
         via = f" (run by {lead})" if lead and lead != blocker else ""
         return f"its foreground program is {blocker}{via}, not an agent input"
     if not _opted_in(state, who):
-        return _unforceable(state, who, status) or _not_opted_in(state, who, program)
+        return _unforceable(state, who, status, False) or _not_opted_in(state, who, program)
     draft = find_draft(parse_screen(state.screen), state.cursor_x, state.cursor_y,
                        width=state.width, line_editor=_line_editor(base))
     if draft:
@@ -599,20 +599,22 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     return None
 
 
-def unforceable(state: PaneState, status: PaneStatus) -> str | None:
+def unforceable(state: PaneState, status: PaneStatus, force: bool = False) -> str | None:
     """Why the pane must not be typed into even with FORCE_SEND (besides dead panes and
     questions), or None: the text would go to a shell, unseen and at a moment nobody
     chose: typeahead for a shell waiting under its job, a shell behind a relay such as
-    `script`, or a bash in vi command mode, which would take it as editing commands."""
+    `script`, or a bash in vi command mode, which would take it as editing commands.
+    That last costs a look into bash's memory, taken only where the text could reach
+    the shell's prompt: a forced send, or a window that accepts `shell`."""
     if status.kind in ("dead", "waiting") or status.agent:
         return None
-    return _unforceable(state, _who(state), status)
+    return _unforceable(state, _who(state), status, force or "shell" in state.accept_words)
 
 
-def _unforceable(state: PaneState, who: _Who, status: PaneStatus) -> str | None:
+def _unforceable(state: PaneState, who: _Who, status: PaneStatus, vi_probe: bool) -> str | None:
     program = status.program
     if status.kind in ("shell", "drafting") and who.shell:
-        if _vi_command_mode(state, who):
+        if vi_probe and _vi_command_mode(state, who):
             return (f"{program} is in vi command mode, where the text would be taken as "
                     "editing commands (`v` opens an editor); press i there first")
         return None
