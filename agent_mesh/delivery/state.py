@@ -136,6 +136,8 @@ class _Who:
     """The foreground, reduced to what the rules need."""
 
     __slots__ = (
+        "_fg",
+        "_relay",
         "agent",
         "agent_proc",
         "blocker",
@@ -144,12 +146,13 @@ class _Who:
         "named",
         "parent_shell",
         "program",
-        "relay",
         "shell",
         "under",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, fg: Foreground | None = None) -> None:
+        self._fg = fg
+        self._relay: str | None = None
         self.agent = ""  # known agent's command name
         self.agent_proc: Proc | None = None
         self.shell = ""  # the leader is this shell, and it reads the terminal itself
@@ -159,14 +162,28 @@ class _Who:
         self.blocker = ""  # a pager/editor in the group
         self.parent_shell = ""  # the pane's own shell, when the job is something else
         self.under = ""  # a shell waiting under the foreground: it reads what is typed next
-        self.relay = ""  # an interactive shell the foreground passes keys to (`script`)
         self.leader: Proc | None = None  # the foreground group's leader
+
+    @property
+    def relay(self) -> str:
+        """An interactive shell the foreground passes keys to (`script`, `sudo -s`: a shell
+        on a terminal of its own), or ''. Read on first use: an agent on screen never
+        needs it."""
+        if self._relay is None:
+            self._relay = ""
+            if self._fg is not None and not self.shell:
+                for proc in self._fg.others:
+                    inner = shell_of(proc)
+                    if inner and interactive_shell(proc) and reads_terminal(proc.pid):
+                        self._relay = inner
+                        break
+        return self._relay
 
 
 def _who(state: PaneState) -> _Who:
-    who = _Who()
-    extra = extra_agents()
     fg = state.procs
+    who = _Who(fg)
+    extra = extra_agents()
     if fg is not None and fg.group:
         group = list(fg.group)
     else:
@@ -199,12 +216,6 @@ def _who(state: PaneState) -> _Who:
     if pane is not None and pane.pid != leader.pid:
         who.parent_shell = shell_of(pane)
         who.under = who.parent_shell or who.under
-    if fg is not None and not who.shell:
-        for proc in fg.others:  # `script`, `sudo -s`: a shell on a terminal of its own
-            inner = shell_of(proc)
-            if inner and interactive_shell(proc) and reads_terminal(proc.pid):
-                who.relay = inner
-                break
     return who
 
 
