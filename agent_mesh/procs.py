@@ -40,16 +40,24 @@ class Proc:
 class Foreground:
     """The pane's process and its terminal's foreground group (leader first, then its
     descendants in the group, parents before children), and the group's descendants
-    outside it (`script`'s inner shell sits in a session of its own)."""
+    outside it (`script`'s inner shell sits in a session of its own). Those are read
+    only when asked for: most checks (an agent on screen) never need them."""
 
-    __slots__ = ("group", "others", "pane", "tpgid")
+    __slots__ = ("_others", "_outside", "group", "pane", "tpgid")
 
     def __init__(self, pane: Proc | None, tpgid: int, group: tuple[Proc, ...],
-                 others: tuple[Proc, ...] = ()) -> None:
+                 others: tuple[Proc, ...] = (), outside: tuple[int, ...] = ()) -> None:
         self.pane = pane
         self.tpgid = tpgid
         self.group = group
-        self.others = others
+        self._others: tuple[Proc, ...] | None = None if outside else others
+        self._outside = outside  # children of the group outside it, not read yet
+
+    @property
+    def others(self) -> tuple[Proc, ...]:
+        if self._others is None:
+            self._others = _descendants(self._outside, 16)
+        return self._others
 
     def __repr__(self) -> str:
         return (f"Foreground(pane={self.pane!r}, tpgid={self.tpgid}, group={list(self.group)!r}, "
@@ -139,20 +147,34 @@ def foreground(pane_pid: int) -> Foreground | None:
     if leader is None or leader.pgrp != tpgid:
         return Foreground(pane, tpgid, tuple(_scan_group(tpgid)))
     group = [leader]
-    others: list[Proc] = []
+    outside: list[int] = []
     queue = [leader.pid]
     while queue and len(group) < 64:
         for kid in _children(queue.pop(0)):
-            proc = read_proc(kid)
+            proc = read_proc(kid, argv=False)
             if proc is None:
                 continue
             if proc.pgrp == tpgid:
+                proc.argv = read_argv(kid)
                 group.append(proc)
                 queue.append(kid)
-            elif len(others) < 16:  # enough to find a relayed shell (`sudo -s`: two down)
-                others.append(proc)
-                queue.append(kid)
-    return Foreground(pane, tpgid, tuple(group), tuple(others))
+            else:
+                outside.append(kid)
+    return Foreground(pane, tpgid, tuple(group), outside=tuple(outside))
+
+
+def _descendants(pids: tuple[int, ...], limit: int) -> tuple[Proc, ...]:
+    """pids and their descendants, breadth first, at most limit of them: enough to find a
+    shell relayed below the foreground group (`sudo -s`: two down)."""
+    found: list[Proc] = []
+    queue = list(pids)
+    while queue and len(found) < limit:
+        pid = queue.pop(0)
+        proc = read_proc(pid)
+        if proc is not None:
+            found.append(proc)
+            queue.extend(_children(pid))
+    return tuple(found)
 
 
 def reads_terminal(pid: int) -> bool:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SELF_HOST, Pane, Spawner, notify, retry_until
+from pytest_mock import MockerFixture
 
 JOB_SECONDS = 7  # the shell jobs: long enough for every variant's three messages
 
@@ -335,3 +336,55 @@ def test_a_queued_message_is_checked_again_under_the_same_rule(
     shell_back(slot)
     assert not list(tmp_path.glob("marker*"))
     assert slot.ran()[1:] == [f"sleep {JOB_SECONDS - 2}", f"echo sentinel-{marker.name}"]
+
+
+@pytest.mark.parametrize("job, optins", [("forge", ("", "forge", "any")), ("sleep", ("sleep",))])
+def test_without_proc_a_shell_job_is_refused_with_and_without_force(
+    job: str, optins: tuple[str, ...], spawn: Spawner, tmp_path: Path, mocker: MockerFixture
+) -> None:
+    """issue 21.1 where /proc does not answer (macOS, the BSDs: procs.foreground gives None,
+    injected here at that edge): only tmux's pane_current_command names the job, so nothing
+    says a shell waits under it. A `sleep` copied to `forge` under bash must not count as
+    an agent, and no opt-in or FORCE_SEND may type into bash's typeahead (the terminal is
+    in line mode: nothing reads keys)."""
+    from agent_mesh.delivery import paste
+    from agent_mesh.errors import NotReady
+    from agent_mesh.model import Envelope
+    from agent_mesh.registry.view import load_agents
+
+    slots: list[Slot] = []
+    for optin in optins:
+        for force in (False, True):
+            window = f"w{len(slots)}"
+            history = tmp_path / f"{window}.log"
+            pane = spawn.window(window, bash_argv(history))
+            if optin:
+                pane.server.run("set-option", "-w", "-t", pane.pane_id, "@agent-accept", optin)
+            slots.append(Slot(pane, f"{SELF_HOST}-dev-{window}", history,
+                              tmp_path / f"marker-{window}", optin, force, tmp_path))
+    for slot in slots:
+        retry_until(lambda s=slot: s.pane.capture().rstrip().endswith("$"), timeout=15)
+        program = bin_copy(slot, job, shutil.which("sleep") or "/bin/sleep")
+        slot.type(f"{program} {JOB_SECONDS}")
+    for slot in slots:
+        retry_until(lambda s=slot: s.command() == job, timeout=20)
+    spawn.register()
+    agents = load_agents()
+    mocker.patch.object(paste, "foreground", return_value=None)
+    for slot in slots:
+        for body in _messages(slot.marker):
+            envelope = Envelope(sender="tester", address=slot.address, body=body,
+                                timestamp="t", force=slot.force)
+            with pytest.raises(NotReady) as refused:
+                paste.deliver_envelope(envelope, agents[slot.address])
+            slot.results.append((3, str(refused.value)))
+    assert all(slot.command() == job for slot in slots)  # refused while the job ran
+    for slot in slots:
+        shell_back(slot)
+        where = f"{job} with @agent-accept {slot.optin!r}, FORCE_SEND={int(slot.force)}"
+        assert not list(tmp_path.glob(f"{slot.marker.name}-*")), (where, slot.results)
+        assert slot.ran() == [f"{tmp_path}/bin/{job} {JOB_SECONDS}",
+                              f"echo sentinel-{slot.marker.name}"], (where, slot.ran())
+        if slot.force:
+            assert all("FORCE_SEND cannot deliver there" in why for _, why in slot.results), (
+                where, slot.results)

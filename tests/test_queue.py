@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Receiver, Spawner, notify, retry_until, run_cli
+from conftest import AGENT_TUI, BIN, Receiver, Spawner, notify, retry_until, run_cli
 from test_delegate import clear_draft, draft, queue_dir, queue_log, waiters
 
 
@@ -192,6 +192,41 @@ def test_queue_to_a_program_that_is_no_agent_is_refused_at_once(spawn: Spawner) 
     out = notify("--queue", "testhost-dev-cat", "hello")
     assert out.returncode == 3, (out.stdout, out.stderr)
     assert b"not a known agent" in out.stderr and queue_files() == []
+
+
+def test_queue_to_an_agent_with_its_editor_open_waits_for_the_editor(spawn: Spawner) -> None:
+    """The agent opened $EDITOR (Claude Code's Ctrl-G; the stand-in's C-x C-e): refused
+    now, but the agent is back once the editor closes, so the message is queued, not
+    refused at once as if it would wait for nothing."""
+    log = spawn.tmp / "ed.jsonl"
+    tui = spawn._receiver("ed", ["env", "EDITOR=vi", "VISUAL=vi", sys.executable,
+                                 str(AGENT_TUI), str(log)], "? for shortcuts", log)
+    tui.pane.send_keys("C-x", "C-e")
+    retry_until(lambda: tui.pane.capture().split("\n")[1:3] == ["~", "~"], timeout=10)
+    queued_id(notify("--queue", "--ttl", "60s", tui.address, "after the editor"))
+    assert tui.lines() == []
+    tui.pane.send_keys(":q!", literal=True)
+    tui.pane.send_keys("Enter")
+    # the stand-in submits what the editor left (nothing) as it closes: prompt_toolkit's
+    # edit-and-execute
+    got = retry_until(lambda: [line for line in tui.lines() if line], timeout=30)
+    assert len(got) == 1 and got[0].endswith("] after the editor"), got
+
+
+def test_queue_to_an_agent_typed_at_a_shell_waits_for_its_tui(spawn: Spawner) -> None:
+    """`claude` just typed at a bash prompt, its TUI not up yet (the terminal not raw):
+    it becomes ready by itself, so the message is queued and delivered once it is."""
+    sh = spawn.bash("slow")
+    log = spawn.tmp / "slow.jsonl"
+    sh.pane.send_keys(f"{sys.executable} {AGENT_TUI} {log} --start-delay 4", literal=True)
+    sh.pane.send_keys("Enter")
+    retry_until(lambda: sh.pane.display("#{pane_current_command}").startswith("python"),
+                timeout=10)
+    queued_id(notify("--queue", "--ttl", "60s", sh.address, "once you are up"))
+    retry_until(lambda: "? for shortcuts" in sh.pane.capture(), timeout=20)
+    tui = Receiver(sh.pane, sh.address, log)
+    got = tui.wait_lines(1, timeout=30)
+    assert len(got) == 1 and got[0].endswith("] once you are up"), got
 
 
 def test_a_waiter_logs_one_line_per_state_and_backs_off(tui: Receiver) -> None:

@@ -15,8 +15,11 @@ NB = "\u00a0"
 
 def state(screen: str, x: int, y: int, program: str = "claude", width: int = 80,
           accept: str = "") -> PaneState:
+    # no /proc here (procs None): an agent is known by its name and its TUI, which reads
+    # its own keys (a raw terminal)
     return PaneState(pane_id="%1", cursor_x=x, cursor_y=y, current_command=program,
-                     screen=screen, foreground=program, width=width, accept=accept)
+                     screen=screen, foreground=program, width=width, accept=accept,
+                     tty_mode="raw")
 
 
 def verdict(screen: str, x: int, y: int, **kw: object) -> str | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AGENT_TUI, Pane, Receiver, Spawner, notify, retry_until
+from pytest_mock import MockerFixture
 
 from agent_mesh.delivery.paste import pane_state
 from agent_mesh.delivery.state import classify, refusal
@@ -501,3 +502,26 @@ def test_vi_mode_bash_is_refused_in_command_mode_only(spawn: Spawner, tmp_path: 
     res = notify(sh.address, ": insert again")
     assert res.returncode == 0, res.stderr
     retry_until(lambda: any("insert again" in line for line in sh.lines()), timeout=10)
+
+
+def test_vi_mode_is_probed_only_where_the_text_could_reach_the_prompt(
+        spawn: Spawner, mocker: MockerFixture) -> None:
+    """issue 21.18, its cost: reading bash's keymap (an ELF parse and /proc/PID/mem, ~2 ms)
+    is for a send that could reach the prompt, a forced one or to a window that accepts
+    `shell`; an unforced send to a shell that is refused anyway does not pay it (spied
+    at the procs edge)."""
+    from agent_mesh.delivery import state
+    from agent_mesh.delivery.paste import claim_pane
+    from agent_mesh.errors import NotReady
+
+    sh = spawn.bash()
+    probe = mocker.spy(state, "readline_vi_command")
+    with pytest.raises(NotReady, match="interactive shell"), claim_pane(Tmux(), sh.pane.pane_id):
+        pass
+    assert probe.call_count == 0
+    with claim_pane(Tmux(), sh.pane.pane_id, force=True):
+        assert probe.call_count == 1
+    sh.pane.server.run("set-option", "-w", "-t", sh.pane.pane_id, "@agent-accept", "shell")
+    with claim_pane(Tmux(), sh.pane.pane_id):
+        assert probe.call_count >= 2
+    assert sh.lines() == []

@@ -294,17 +294,18 @@ def _check_window(state: PaneState, entry: Agent) -> None:
         )
 
 
-def _refuse_for_good(state: PaneState, status: PaneStatus) -> None:
+def _refuse_for_good(state: PaneState, status: PaneStatus, force: bool) -> None:
     """Dead panes, questions on screen, a tmux mode over a program that must not get the
     message, and text that only a shell would read (state.unforceable): refused even with
-    FORCE_SEND."""
+    FORCE_SEND. force: the send is forced (only then, or with `shell` accepted, is bash's
+    vi mode read)."""
     if status.kind == "dead":
         raise PaneDead(_DEAD)
     if status.kind == "waiting" and status.under is None:
         raise AwaitingAnswer(status.detail)
     if status.kind == "waiting" and beneath_refusal(state, status) is not None:
         raise NotReady(decide(state, status) or status.detail, overridable=False)
-    reason = unforceable(state, status)
+    reason = unforceable(state, status, force)
     if reason:
         raise NotReady(f"{reason}; FORCE_SEND cannot deliver there", overridable=False)
 
@@ -317,7 +318,7 @@ def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
     notes.append(f"left tmux {state.mode or 'mode'} first")
     state = pane_state(tmux, pane)
     status = classify(state)
-    _refuse_for_good(state, status)
+    _refuse_for_good(state, status, True)
     if state.in_mode:
         raise NotReady(f"its pane is still in {state.mode or 'a tmux mode'} after leaving it "
                        "was asked", overridable=False)
@@ -338,7 +339,7 @@ def _wait_until_ready(
     if entry is not None:
         _check_window(state, entry)
     status = classify(state)
-    _refuse_for_good(state, status)
+    _refuse_for_good(state, status, force)
     if force and state.in_mode:  # the program under the mode would take the message
         state, status = _leave_mode(tmux, pane, state, notes)
     if not force:
@@ -360,7 +361,7 @@ def _wait_until_ready(
         notes.append(f"dismissed the {modal} dialog first")
         state = pane_state(tmux, pane)
         status = classify(state)
-        _refuse_for_good(state, status)
+        _refuse_for_good(state, status, force)
         reason = None if force else decide(state, status, multiline)
         if reason:
             raise NotReady(f"after closing the {modal} dialog: {reason}")
@@ -409,7 +410,7 @@ def _poll_ready(
         status = classify(state)
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
-            _refuse_for_good(state, status)
+            _refuse_for_good(state, status, False)
             return state, status, reason
         time.sleep(0.05)
 

@@ -136,6 +136,8 @@ class _Who:
     """The foreground, reduced to what the rules need."""
 
     __slots__ = (
+        "_fg",
+        "_relay",
         "agent",
         "agent_proc",
         "blocker",
@@ -144,12 +146,13 @@ class _Who:
         "named",
         "parent_shell",
         "program",
-        "relay",
         "shell",
         "under",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, fg: Foreground | None = None) -> None:
+        self._fg = fg
+        self._relay: str | None = None
         self.agent = ""  # known agent's command name
         self.agent_proc: Proc | None = None
         self.shell = ""  # the leader is this shell, and it reads the terminal itself
@@ -159,14 +162,28 @@ class _Who:
         self.blocker = ""  # a pager/editor in the group
         self.parent_shell = ""  # the pane's own shell, when the job is something else
         self.under = ""  # a shell waiting under the foreground: it reads what is typed next
-        self.relay = ""  # an interactive shell the foreground passes keys to (`script`)
         self.leader: Proc | None = None  # the foreground group's leader
+
+    @property
+    def relay(self) -> str:
+        """An interactive shell the foreground passes keys to (`script`, `sudo -s`: a shell
+        on a terminal of its own), or ''. Read on first use: an agent on screen never
+        needs it."""
+        if self._relay is None:
+            self._relay = ""
+            if self._fg is not None and not self.shell:
+                for proc in self._fg.others:
+                    inner = shell_of(proc)
+                    if inner and interactive_shell(proc) and reads_terminal(proc.pid):
+                        self._relay = inner
+                        break
+        return self._relay
 
 
 def _who(state: PaneState) -> _Who:
-    who = _Who()
-    extra = extra_agents()
     fg = state.procs
+    who = _Who(fg)
+    extra = extra_agents()
     if fg is not None and fg.group:
         group = list(fg.group)
     else:
@@ -199,12 +216,6 @@ def _who(state: PaneState) -> _Who:
     if pane is not None and pane.pid != leader.pid:
         who.parent_shell = shell_of(pane)
         who.under = who.parent_shell or who.under
-    if fg is not None and not who.shell:
-        for proc in fg.others:  # `script`, `sudo -s`: a shell on a terminal of its own
-            inner = shell_of(proc)
-            if inner and interactive_shell(proc) and reads_terminal(proc.pid):
-                who.relay = inner
-                break
     return who
 
 
@@ -259,9 +270,10 @@ def _program_status(state: PaneState) -> PaneStatus:
         name = AGENTS.get(who.agent, who.agent)
         if who.blocker:
             return PaneStatus("running", who.blocker, f"{name} opened {who.blocker}")
-        if not who.under or _tui_seen(state, rows):
+        if (not who.under and state.procs is not None) or _tui_seen(state, rows):
             return _agent_status(state, rows, who.agent, name)
-        # a shell waits under it and no agent TUI is on screen: a shell job like any other
+        # a shell waits under it (or, without /proc, nothing says none does) and no agent
+        # TUI is on screen: a shell job like any other
     at_prompt = who.shell and who.interactive and state.tty_mode != "line"
     question = "" if at_prompt else _cursor_question(rows, state.cursor_y, state.cursor_x,
                                                       state.width)
@@ -578,7 +590,7 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
                     f"command there): {opt_in_command(state, 'shell')}")
         if kind == "drafting":
             return f"it looks mid-prompt ({status.detail})"
-        vi_mode = _unforceable(state, who, status)
+        vi_mode = _unforceable(state, who, status, True)
         if vi_mode:
             return vi_mode
         return NO_BRACKETED_PASTE.format(program=program) if multiline else None
@@ -588,7 +600,7 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
         via = f" (run by {lead})" if lead and lead != blocker else ""
         return f"its foreground program is {blocker}{via}, not an agent input"
     if not _opted_in(state, who):
-        return _unforceable(state, who, status) or _not_opted_in(state, who, program)
+        return _unforceable(state, who, status, False) or _not_opted_in(state, who, program)
     draft = find_draft(parse_screen(state.screen), state.cursor_x, state.cursor_y,
                        width=state.width, line_editor=_line_editor(base))
     if draft:
@@ -598,20 +610,22 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
     return None
 
 
-def unforceable(state: PaneState, status: PaneStatus) -> str | None:
+def unforceable(state: PaneState, status: PaneStatus, force: bool = False) -> str | None:
     """Why the pane must not be typed into even with FORCE_SEND (besides dead panes and
     questions), or None: the text would go to a shell, unseen and at a moment nobody
     chose: typeahead for a shell waiting under its job, a shell behind a relay such as
-    `script`, or a bash in vi command mode, which would take it as editing commands."""
+    `script`, or a bash in vi command mode, which would take it as editing commands.
+    That last costs a look into bash's memory, taken only where the text could reach
+    the shell's prompt: a forced send, or a window that accepts `shell`."""
     if status.kind in ("dead", "waiting") or status.agent:
         return None
-    return _unforceable(state, _who(state), status)
+    return _unforceable(state, _who(state), status, force or "shell" in state.accept_words)
 
 
-def _unforceable(state: PaneState, who: _Who, status: PaneStatus) -> str | None:
+def _unforceable(state: PaneState, who: _Who, status: PaneStatus, vi_probe: bool) -> str | None:
     program = status.program
     if status.kind in ("shell", "drafting") and who.shell:
-        if _vi_command_mode(state, who):
+        if vi_probe and _vi_command_mode(state, who):
             return (f"{program} is in vi command mode, where the text would be taken as "
                     "editing commands (`v` opens an editor); press i there first")
         return None
@@ -619,11 +633,26 @@ def _unforceable(state: PaneState, who: _Who, status: PaneStatus) -> str | None:
         return (f"its foreground program is {program}, which passes what is typed to an "
                 f"interactive shell ({who.relay}) that would run it as a command; no opt-in "
                 "covers that")
-    if who.under and state.tty_mode != "raw":
-        return (f"its foreground program is {program}, a job of {who.under}, and nothing "
-                f"reads the keys now: {who.under} would run the text as a command once "
+    if _typeahead(state, who):
+        shell = who.under or "a shell"
+        return (f"its foreground program is {program}, {_job_of(who)}, and nothing "
+                f"reads the keys now: {shell} would run the text as a command once "
                 f"{program} ends; no opt-in covers that")
     return None
+
+
+def _typeahead(state: PaneState, who: _Who) -> bool:
+    """Would typed text wait for a shell rather than go to the program? So while a shell
+    waits under a program that does not read its own keys (raw terminal). Without /proc
+    (state.procs None: macOS, the BSDs) nothing shows whether a shell waits under the
+    foreground, so a terminal in line mode (nobody reads keys) counts as that."""
+    if who.under:
+        return state.tty_mode != "raw"
+    return state.procs is None and state.tty_mode == "line"
+
+
+def _job_of(who: _Who) -> str:
+    return f"a job of {who.under}" if who.under else "perhaps a shell's job (/proc unreadable)"
 
 
 def _not_opted_in(state: PaneState, who: _Who, program: str) -> str:
@@ -646,7 +675,7 @@ def _opted_in(state: PaneState, who: _Who, words: frozenset[str] | None = None) 
     another shell. `any` leaves out remote and nested terminals (ssh, tmux, ...)."""
     if who.shell or who.blocker or who.program in NOT_AN_INPUT or who.relay:
         return False
-    if who.under and state.tty_mode != "raw":
+    if _typeahead(state, who):
         return False
     words = state.accept_words if words is None else words
     names = names_of(who.named) if who.named is not None else {who.program}
@@ -713,10 +742,15 @@ def lasting(state: PaneState, status: PaneStatus) -> bool:
     """Will a refusal here stand until someone changes the pane? True for a shell and a
     shell's job, and for a program that is neither a known agent nor opted in: a queued
     message would wait there for nothing (a question they show is answered into a shell
-    or a program that takes no messages either)."""
+    or a program that takes no messages either). Not for a known agent in the foreground
+    that shows no agent screen yet (its editor or pager open, its TUI still starting at
+    a shell's prompt): it becomes ready by itself, and every later check still guards
+    the shell under it."""
     if status.agent or status.kind == "dead":
         return False
     who = _who(state)
+    if who.agent:
+        return False
     if who.shell:
         return "shell" not in state.accept_words
     return not _opted_in(state, who)

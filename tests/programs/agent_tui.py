@@ -1,6 +1,7 @@
 """A stand-in for an agent TUI (Claude Code / Codex style) for delivery tests.
 
     agent_tui.py LOG [--prompt GLYPH] [--placeholder-style dim|grey] [--paste-window S]
+                     [--start-delay S]
 
 Layout, as measured on the real TUIs (see the notes on tmux facts):
 
@@ -78,7 +79,9 @@ def main() -> int:
     parser.add_argument("--prompt", default="❯")
     parser.add_argument("--placeholder-style", choices=("dim", "grey"), default="dim")
     parser.add_argument("--paste-window", type=float, default=0.15)
+    parser.add_argument("--start-delay", type=float, default=0.0)  # a slow start: no TUI yet
     opts = parser.parse_args()
+    time.sleep(opts.start_delay)
 
     def rule() -> str:
         return "─" * max(10, shutil.get_terminal_size().columns - 1)
@@ -131,6 +134,7 @@ def main() -> int:
         key_bindings=kb,
         input=StampedInput(sys.stdin),
         erase_when_done=True,
+        enable_open_in_editor=True,  # C-x C-e: $EDITOR, as Claude Code's Ctrl-G
     )
     print("● ready", flush=True)
     while True:
