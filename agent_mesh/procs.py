@@ -19,7 +19,8 @@ AGENT_MESH_PROCS=psutil picks the latter on Linux too (the tests run both).
 from __future__ import annotations
 
 import os
-from typing import Protocol
+
+TYPE_CHECKING = False
 
 
 class Proc:
@@ -67,31 +68,34 @@ class Foreground:
                 f"others={list(self.others)!r})")
 
 
-class Source(Protocol):
-    """Where process data comes from: the few reads this module is built on."""
+if TYPE_CHECKING:  # typing (with its re, enum, collections) costs the hot path an import
+    from typing import Protocol
 
-    def stat(self, pid: int, tpgid: bool) -> tuple[int, int, int, str] | None:
-        """(ppid, pgrp, tpgid, comm) of pid, or None if it is gone or unreadable. The
-        terminal's foreground group costs extra off /proc: 0 there unless tpgid."""
+    class Source(Protocol):
+        """Where process data comes from: the few reads this module is built on."""
 
-    def cmdline(self, pid: int) -> bytes:
-        """argv of pid, each ended by NUL (empty for kernel threads, zombies, or when
-        unreadable; at most 8 KiB)."""
+        def stat(self, pid: int, tpgid: bool) -> tuple[int, int, int, str] | None:
+            """(ppid, pgrp, tpgid, comm) of pid, or None if it is gone or unreadable. The
+            terminal's foreground group costs extra off /proc: 0 there unless tpgid."""
 
-    def children(self, pid: int) -> list[int]:
-        """The pids whose parent is pid."""
+        def cmdline(self, pid: int) -> bytes:
+            """argv of pid, each ended by NUL (empty for kernel threads, zombies, or when
+            unreadable; at most 8 KiB)."""
 
-    def pids(self) -> list[int]:
-        """Every pid on the machine."""
+        def children(self, pid: int) -> list[int]:
+            """The pids whose parent is pid."""
 
-    def exe(self, pid: int) -> str:
-        """Path of the file pid executes ('' if unreadable)."""
+        def pids(self) -> list[int]:
+            """Every pid on the machine."""
 
-    def on_terminal(self, pid: int) -> bool:
-        """Does pid read a terminal? Unreadable (another user's process) counts as yes."""
+        def exe(self, pid: int) -> str:
+            """Path of the file pid executes ('' if unreadable)."""
 
-    def environ(self, pid: int) -> bytes | None:
-        """pid's environment, entries ended by NUL (None if unreadable)."""
+        def on_terminal(self, pid: int) -> bool:
+            """Does pid read a terminal? Unreadable (another user's process) counts as yes."""
+
+        def environ(self, pid: int) -> bytes | None:
+            """pid's environment, entries ended by NUL (None if unreadable)."""
 
 
 class _ProcFS:
