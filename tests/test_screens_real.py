@@ -148,6 +148,8 @@ def test_procs_reads_this_process() -> None:
     import subprocess
     import sys
 
+    from conftest import retry_until
+
     from agent_mesh.procs import exe_name, parent, running
 
     me = read_proc(os.getpid())
@@ -161,7 +163,9 @@ def test_procs_reads_this_process() -> None:
     kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", mark],
                            env={**os.environ, "PROCS_TEST": mark})
     try:
-        assert running((mark.encode(),), f"PROCS_TEST={mark}".encode()) == [kid.pid]
+        # Popen returns once the exec began, a moment before the kernel shows the new argv
+        retry_until(lambda: running((mark.encode(),), f"PROCS_TEST={mark}".encode())
+                    == [kid.pid], timeout=5)
         assert running((mark.encode(),), b"PROCS_TEST=other") == []
     finally:
         kid.kill()
