@@ -172,6 +172,32 @@ def test_procs_reads_this_process() -> None:
         kid.wait()
 
 
+@pytest.mark.usefixtures("procs_backend")
+def test_a_group_whose_leader_has_gone_is_found_by_a_scan() -> None:
+    """The slow path of procs.foreground: the group's leader exited, its child lives on."""
+    import subprocess
+    import sys
+
+    from conftest import retry_until
+
+    from agent_mesh import procs
+
+    code = ("import os, sys, time\nos.setpgid(0, 0)\nif os.fork() == 0:\n"
+            "    time.sleep(30)\nelse:\n    print(os.getpid(), flush=True)\n")
+    leader = subprocess.Popen([sys.executable, "-c", code, "orphan-mark"],
+                              stdout=subprocess.PIPE, text=True)
+    assert leader.stdout is not None
+    pgrp = int(leader.stdout.readline())
+    leader.wait()
+    try:
+        found = retry_until(lambda: procs._scan_group(procs._source(), pgrp), timeout=5)
+        assert [p.pgrp for p in found] == [pgrp] and found[0].pid != pgrp
+        assert found[0].argv[-1] == "orphan-mark" and found[0].ppid != pgrp
+    finally:
+        os.killpg(pgrp, 9)
+        leader.stdout.close()
+
+
 def test_linux_reads_no_psutil() -> None:
     """psutil is for where /proc is absent: the Linux path never imports it."""
     import subprocess
