@@ -34,3 +34,16 @@ def sanitize(body: str) -> tuple[str, int]:
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     kept = text.translate(_REMOVED)
     return kept, len(text) - len(kept)
+
+
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:%@/+,=")
+
+
+def shell_quote(word: str) -> str:
+    """One word as a POSIX shell reads it back, for a command shown to be copied (an
+    opt-in, a corrected command line): quoted unless it is plainly safe, and with
+    non-printables dropped so the shown command is what a paste runs. (shlex imports re.)"""
+    word = "".join(ch for ch in word if ch.isprintable())
+    if word and all(ch in _SHELL_SAFE for ch in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"
