@@ -20,15 +20,13 @@ Exit codes (those of the bash tool):
     6  `agent-mesh ask`: no reply within the timeout
     130 interrupted
 
-Stdlib only: this is on every hot path. `printable` (one line safe for a terminal) lives
-with the one escape-sequence parser in agent_mesh/screen.py, a leaf like this one, and is
-re-exported here.
+Stdlib only: this is on every hot path. `printable` reads escape sequences with the one
+parser, agent_mesh/screen.py (a leaf like this one).
 """
 
 from __future__ import annotations
 
-from agent_mesh.screen import printable as printable
-from agent_mesh.screen import printable_json as printable_json
+from agent_mesh.screen import SGR, TEXT, tokens
 
 DELIVERED, USAGE, UNKNOWN_AGENT, NOT_READY, WIRE, QUEUED, ASK_TIMEOUT = 0, 1, 2, 3, 4, 5, 6
 INTERRUPTED = 130
@@ -158,3 +156,59 @@ def report(exc: BaseException) -> tuple[str, int]:
         where = f"{exc.filename}: " if exc.filename else ""
         return printable(f"{where}{exc.strerror}"), USAGE
     return printable(f"unexpected error: {type(exc).__name__}: {exc}"), USAGE
+
+
+# --- one printable line -----------------------------------------------------------
+
+# Bidirectional controls reorder what follows them on screen (U+202E shows `txt.exe` as
+# `exe.txt`): dropped from anything shown, as escape sequences are.
+BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
+
+
+def printable(text: str, *, lines: bool = False, sgr: bool = False) -> str:
+    """Text safe to show on a terminal: the one place that makes it so, for every
+    name, error, status cell and peeked screen that came from a pane or a peer.
+
+    Escape sequences (screen.tokens) are dropped whole, so nothing clears a screen or
+    writes a clipboard; bidi controls are dropped; line breaks, tabs and other spaces
+    become spaces; any other C0/C1 control or DEL becomes `?`; other non-printables are
+    shown escaped, not obeyed. lines: keep `\n` (a screen); sgr: keep colour sequences
+    (`ESC [ … m`, `peek --ansi`).
+    """
+    if lines:  # line by line: most rows of a screen take the fast path
+        return "\n".join(printable(row, sgr=sgr) for row in text.split("\n"))
+    if text.isprintable():
+        return text
+    out: list[str] = []
+    for run, kind in tokens(text):
+        if kind != TEXT:
+            if sgr and kind == SGR:
+                out.append(run)
+            continue
+        out.append(run if run.isprintable() else "".join(map(_shown, run)))
+    return "".join(out)
+
+
+def _shown(ch: str) -> str:
+    """One character of text as printable shows it."""
+    if ch.isprintable() or ch == " ":
+        return ch
+    if ch in "\n\r\t\v\f":
+        return " "
+    if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+        return "?"
+    if ch in BIDI:
+        return ""
+    if ch.isspace():  # NBSP, U+2028 and other spaces
+        return " "
+    return ch.encode("unicode_escape").decode("ascii")  # format chars, unassigned: not obeyed
+
+
+def printable_json(dumped: str) -> str:
+    """JSON text (json.dumps with ensure_ascii=False) safe for a terminal: DEL, C1,
+    bidi controls and line separators inside its strings are written as \\uXXXX
+    escapes (json.dumps leaves them raw), so a script still reads the exact value."""
+    if dumped.isprintable() or all(c.isprintable() or c in "\n " for c in dumped):
+        return dumped
+    return "".join(f"\\u{ord(c):04x}" if (0x7F <= ord(c) <= 0x9F or c in BIDI
+                                           or c in "\u2028\u2029") else c for c in dumped)

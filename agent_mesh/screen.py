@@ -1,19 +1,22 @@
 """Terminal text: the one parser of escape sequences, and what is built on it.
 
 `sequence_end` finds where an escape sequence (CSI, OSC/DCS/... strings, `ESC x`,
-their C1 forms) ends and whether it sets colours (SGR). `printable` drops or
-keeps those sequences for text shown on a terminal (errors re-exports it);
-`parse_screen` turns a `capture-pane -e` screen into rows of cells, each
-knowing whether it is drawn faint. A leaf at the bottom layer, imported by
-errors.py on every path: stdlib only, and unicodedata only when a screen is parsed.
+their C1 forms) ends and whether it sets colours (SGR). errors.printable drops or
+keeps those sequences for text shown on a terminal; `parse_screen` turns a
+`capture-pane -e` screen into rows of cells, each knowing whether it is drawn faint.
+A leaf at the bottom layer, imported by errors.py on every path: stdlib only, and
+unicodedata only when a screen is parsed.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
 
-__all__ = ["BIDI", "Cell", "parse_screen", "plain", "printable", "printable_json",
-           "sequence_end"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every path an import
+    from collections.abc import Iterator
+
+__all__ = ["ESCAPE", "SGR", "TEXT", "Cell", "parse_screen", "plain", "sequence_end", "tokens"]
 
 _ESC = "\x1b"
 _STRING_INTRO = "]PX^_"  # OSC, DCS, SOS, PM, APC: run until BEL or ST
@@ -21,9 +24,6 @@ _C1_CSI, _C1_STRING = "\x9b", "\x9d\x90\x98\x9e\x9f"
 INTRO = _ESC + _C1_CSI + _C1_STRING  # a character that starts an escape sequence
 _STRING_END, _ST = "\x07\x9c", "\x1b\\"  # BEL or C1 ST; ESC \\
 _SGR_PARAMS = "0123456789;:"
-# Bidirectional controls reorder what follows them on screen (U+202E shows `txt.exe` as
-# `exe.txt`): dropped from anything shown, as escape sequences are.
-BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
 
 
 def sequence_end(text: str, i: int) -> tuple[int, str | None]:
@@ -61,54 +61,25 @@ def sequence_end(text: str, i: int) -> tuple[int, str | None]:
     return i, None
 
 
-def printable(text: str, *, lines: bool = False, sgr: bool = False) -> str:
-    """Text safe to show on a terminal: the one place that makes it so, for every
-    name, error, status cell and peeked screen that came from a pane or a peer.
+TEXT, SGR, ESCAPE = 0, 1, 2  # what a run of `tokens` is
 
-    Escape sequences (sequence_end) are dropped whole, so nothing clears a screen or
-    writes a clipboard; bidi controls are dropped; line breaks, tabs and other spaces
-    become spaces; any other C0/C1 control or DEL becomes `?`; other non-printables are
-    shown escaped, not obeyed. lines: keep `\n` (a screen); sgr: keep colour sequences
-    (`ESC [ … m`, `peek --ansi`).
-    """
-    if lines:  # line by line: most rows of a screen take the fast path
-        return "\n".join(printable(row, sgr=sgr) for row in text.split("\n"))
-    if text.isprintable():
-        return text
-    out: list[str] = []
-    i, n = 0, len(text)
+
+def tokens(text: str) -> Iterator[tuple[str, int]]:
+    """text as runs of plain characters (TEXT) and whole escape sequences: colour ones
+    (SGR, parameters at run[2:-1]) and any other (ESCAPE). The one reader of escapes."""
+    start = i = 0
+    n = len(text)
     while i < n:
-        ch = text[i]
-        if ch in INTRO:
+        if text[i] in INTRO:
+            if i > start:
+                yield text[start:i], TEXT
             end, params = sequence_end(text, i)
-            if sgr and params is not None:
-                out.append(text[i:end])
-            i = end
-            continue
-        i += 1
-        if ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif ch in "\n\r\t\v\f":
-            out.append(" ")
-        elif ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            out.append("?")
-        elif ch in BIDI:
-            continue
-        elif ch.isspace():  # NBSP, U+2028 and other spaces
-            out.append(" ")
-        else:  # other non-printables (format chars, unassigned): visible, not obeyed
-            out.append(ch.encode("unicode_escape").decode("ascii"))
-    return "".join(out)
-
-
-def printable_json(dumped: str) -> str:
-    """JSON text (json.dumps with ensure_ascii=False) safe for a terminal: DEL, C1,
-    bidi controls and line separators inside its strings are written as \\uXXXX
-    escapes (json.dumps leaves them raw), so a script still reads the exact value."""
-    if dumped.isprintable() or all(c.isprintable() or c in "\n " for c in dumped):
-        return dumped
-    return "".join(f"\\u{ord(c):04x}" if (0x7F <= ord(c) <= 0x9F or c in BIDI
-                                           or c in "\u2028\u2029") else c for c in dumped)
+            yield text[i:end], ESCAPE if params is None else SGR
+            start = i = end
+        else:
+            i += 1
+    if start < n:
+        yield text[start:], TEXT
 
 
 # --- a screen as cells ---------------------------------------------------------------
@@ -131,18 +102,20 @@ def parse_screen(screen: str) -> list[list[Cell]]:
     for line in screen.split("\n"):
         cells: list[Cell] = []
         faint_attr = grey_fg = False
-        i, n = 0, len(line)
-        while i < n:
-            ch = line[i]
-            if ch in INTRO:
-                i, params = sequence_end(line, i)
-                if params is not None:
-                    faint_attr, grey_fg = _apply_sgr(params, faint_attr, grey_fg)
+        for run, kind in tokens(line):
+            if kind == SGR:
+                faint_attr, grey_fg = _apply_sgr(run[2:-1], faint_attr, grey_fg)
                 continue
-            cells.append(Cell(ch, faint_attr or grey_fg))
-            if east_asian_width(ch) in ("W", "F"):
-                cells.append(Cell("", faint_attr or grey_fg))  # the wide char's second column
-            i += 1
+            if kind == ESCAPE:
+                continue
+            faint = faint_attr or grey_fg
+            if run.isascii():  # no wide characters: the common case, at C speed
+                cells.extend([Cell(ch, faint) for ch in run])
+                continue
+            for ch in run:
+                cells.append(Cell(ch, faint))
+                if east_asian_width(ch) in ("W", "F"):
+                    cells.append(Cell("", faint))  # the wide char's second column
         rows.append(cells)
     return rows
 

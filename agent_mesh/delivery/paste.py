@@ -187,7 +187,7 @@ def _check_window(state: PaneState, entry: Agent) -> None:
 
 def _refuse_for_good(state: PaneState, status: PaneStatus, force: bool) -> None:
     """Dead panes, questions on screen, a tmux mode over a program that must not get the
-    message, and text that only a shell would read (state.unforceable): refused even with
+    message, and text that only a shell would read (rule.unforceable): refused even with
     FORCE_SEND. force: the send is forced (only then, or with `shell` accepted, is bash's
     vi mode read)."""
     if status.kind == "dead":
