@@ -42,12 +42,6 @@ MAX_PEEK_BYTES = 4 * 1024 * 1024  # 10000 lines of 400 columns; anything more is
 _PANE_FIELDS = ("pane_id", "window_activity", "pane_dead")
 
 
-def pane_status(tmux: Tmux, agent: Agent) -> dict[str, str]:
-    """{"state", "program", "detail"} of the agent's pane, from the one classifier that
-    delivery uses (delivery/classify.py), plus `gone` for a pane that no longer exists."""
-    return statuses(tmux, [agent])[agent.address]
-
-
 def live_panes(tmux: Tmux) -> dict[str, dict[str, str]]:
     """Every pane of this host's tmux server ({} when no server runs), in one call."""
     result = tmux.run("list-panes", "-a", "-F", fields_format(_PANE_FIELDS), check=False)
@@ -98,8 +92,9 @@ def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
 
 
 def statuses(tmux: Tmux, agents: list[Agent]) -> dict[str, dict[str, str]]:
-    """pane_status for each agent (address -> status), its panes read in as few tmux
-    calls as fit (delivery/pane.read_states)."""
+    """{"state", "program", "detail"} of each agent's pane (address -> status), from the
+    one classifier that delivery uses, plus `gone` for a pane that no longer exists; the
+    panes read in as few tmux calls as fit (delivery/pane.read_states)."""
     states = read_states(tmux, [agent.pane_id or agent.target for agent in agents])
     return {agent.address: _status_of(states[agent.pane_id or agent.target])
             for agent in agents}
