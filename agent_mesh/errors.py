@@ -20,10 +20,13 @@ Exit codes (those of the bash tool):
     6  `agent-mesh ask`: no reply within the timeout
     130 interrupted
 
-Stdlib only and nothing imported at module level: this is on every hot path.
+Stdlib only: this is on every hot path. `printable` reads escape sequences with the one
+parser, agent_mesh/screen.py (a leaf like this one).
 """
 
 from __future__ import annotations
+
+from agent_mesh.screen import SGR, TEXT, tokens
 
 DELIVERED, USAGE, UNKNOWN_AGENT, NOT_READY, WIRE, QUEUED, ASK_TIMEOUT = 0, 1, 2, 3, 4, 5, 6
 INTERRUPTED = 130
@@ -157,11 +160,6 @@ def report(exc: BaseException) -> tuple[str, int]:
 
 # --- one printable line -----------------------------------------------------------
 
-_ESC = "\x1b"
-_STRING_INTRO = "]PX^_"  # OSC, DCS, SOS, PM, APC: run until BEL or ST
-_C1_CSI, _C1_STRING = "\x9b", "\x9d\x90\x98\x9e\x9f"
-_INTRO = _ESC + _C1_CSI + _C1_STRING
-_STRING_END, _ST = "\x07\x9c", "\x1b\\"  # BEL or C1 ST; ESC \\
 # Bidirectional controls reorder what follows them on screen (U+202E shows `txt.exe` as
 # `exe.txt`): dropped from anything shown, as escape sequences are.
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
@@ -171,62 +169,39 @@ def printable(text: str, *, lines: bool = False, sgr: bool = False) -> str:
     """Text safe to show on a terminal: the one place that makes it so, for every
     name, error, status cell and peeked screen that came from a pane or a peer.
 
-    CSI (`ESC [ … final`) and string sequences (OSC, DCS, …, up to BEL or `ESC \\`)
-    are dropped whole, so nothing clears a screen or writes a clipboard; bidi
-    controls are dropped; line breaks, tabs and other spaces become spaces; any other
-    C0/C1 control or DEL becomes `?`; other non-printables are shown escaped, not
-    obeyed. lines: keep `\n` (a screen); sgr: keep colour sequences (`ESC [ … m`,
-    `peek --ansi`).
+    Escape sequences (screen.tokens) are dropped whole, so nothing clears a screen or
+    writes a clipboard; bidi controls are dropped; line breaks, tabs and other spaces
+    become spaces; any other C0/C1 control or DEL becomes `?`; other non-printables are
+    shown escaped, not obeyed. lines: keep `\n` (a screen); sgr: keep colour sequences
+    (`ESC [ … m`, `peek --ansi`).
     """
     if lines:  # line by line: most rows of a screen take the fast path
         return "\n".join(printable(row, sgr=sgr) for row in text.split("\n"))
     if text.isprintable():
         return text
-    if sgr:  # colour sequences kept as they are, the text between them made printable
-        import re  # only here: errors is on every hot path
-
-        parts = re.split("(\x1b\\[[0-9;:]*m)", text)
-        return "".join(part if n % 2 else printable(part) for n, part in enumerate(parts))
     out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        i += 1
-        if ch in _INTRO:
-            if ch == _ESC:
-                if i >= n:
-                    break
-                kind = text[i]
-                i += 1
-            else:
-                kind = "[" if ch == _C1_CSI else "]"
-            if kind == "[":  # parameters and intermediates up to one final byte
-                while i < n and not "\x40" <= text[i] <= "\x7e":
-                    i += 1
-                i += 1
-            elif kind in _STRING_INTRO:
-                while i < n and text[i] not in _STRING_END and text[i:i + 2] != _ST:
-                    i += 1
-                i += 2 if text[i:i + 2] == _ST else 1
-            elif "\x20" <= kind <= "\x2f":  # ESC ( B and kin: intermediates, then a final
-                while i < n and "\x20" <= text[i] <= "\x2f":
-                    i += 1
-                i += 1
-            # any other ESC x: a two-byte sequence, x already consumed
+    for run, kind in tokens(text):
+        if kind != TEXT:
+            if sgr and kind == SGR:
+                out.append(run)
             continue
-        if ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif ch in "\n\r\t\v\f":
-            out.append(" ")
-        elif ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            out.append("?")
-        elif ch in BIDI:
-            continue
-        elif ch.isspace():  # NBSP, U+2028 and other spaces
-            out.append(" ")
-        else:  # other non-printables (format chars, unassigned): visible, not obeyed
-            out.append(ch.encode("unicode_escape").decode("ascii"))
+        out.append(run if run.isprintable() else "".join(map(_shown, run)))
     return "".join(out)
+
+
+def _shown(ch: str) -> str:
+    """One character of text as printable shows it."""
+    if ch.isprintable() or ch == " ":
+        return ch
+    if ch in "\n\r\t\v\f":
+        return " "
+    if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+        return "?"
+    if ch in BIDI:
+        return ""
+    if ch.isspace():  # NBSP, U+2028 and other spaces
+        return " "
+    return ch.encode("unicode_escape").decode("ascii")  # format chars, unassigned: not obeyed
 
 
 def printable_json(dumped: str) -> str:

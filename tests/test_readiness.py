@@ -9,8 +9,8 @@ import sys
 import pytest
 from conftest import SENDER, Receiver, Spawner, notify, retry_until
 
-from agent_mesh.delivery.paste import _paste_and_submit, pane_state
-from agent_mesh.delivery.state import refusal
+from agent_mesh.delivery.pane import Pane, pane_state
+from agent_mesh.delivery.rule import refusal
 from agent_mesh.errors import PaneDead
 from agent_mesh.procs import foreground
 from agent_mesh.tmux import Tmux
@@ -163,7 +163,7 @@ def test_paste_checks_for_death_inside_tmux(spawn: Spawner) -> None:
     pane = spawn.window("gone", ["sh", "-c", "exit 0"])
     retry_until(lambda: pane.display("#{pane_dead}") == "1")
     with pytest.raises(PaneDead):
-        _paste_and_submit(Tmux(), pane.pane_id, "hello", 0.05)
+        Pane(Tmux(), pane.pane_id).paste("hello", 0.05)
     assert spawn.server.run("list-sessions", check=False).returncode == 0
     assert spawn.server.run("list-buffers").stdout == ""
 

@@ -19,8 +19,9 @@ import pytest
 from conftest import AGENT_TUI, Pane, Receiver, Spawner, notify, retry_until
 from pytest_mock import MockerFixture
 
-from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import classify, refusal
+from agent_mesh.delivery.classify import classify
+from agent_mesh.delivery.pane import pane_state
+from agent_mesh.delivery.rule import refusal
 from agent_mesh.tmux import Tmux
 
 # each test runs over /proc and over psutil (the process tree off Linux)
@@ -518,12 +519,12 @@ def test_vi_mode_is_probed_only_where_the_text_could_reach_the_prompt(
     is for a send that could reach the prompt, a forced one or to a window that accepts
     `shell`; an unforced send to a shell that is refused anyway does not pay it (spied
     at the procs edge)."""
-    from agent_mesh.delivery import state
+    from agent_mesh.delivery import rule
     from agent_mesh.delivery.paste import claim_pane
     from agent_mesh.errors import NotReady
 
     sh = spawn.bash()
-    probe = mocker.spy(state, "readline_vi_command")
+    probe = mocker.spy(rule, "readline_vi_command")
     with pytest.raises(NotReady, match="interactive shell"), claim_pane(Tmux(), sh.pane.pane_id):
         pass
     assert probe.call_count == 0

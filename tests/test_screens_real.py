@@ -9,7 +9,10 @@ import os
 import pytest
 from screen_fixtures import load, names
 
-from agent_mesh.delivery.state import PaneState, classify, detect_modal, refusal
+from agent_mesh.delivery.classify import classify
+from agent_mesh.delivery.prompts import detect_modal
+from agent_mesh.delivery.rule import refusal
+from agent_mesh.delivery.state import PaneState
 from agent_mesh.procs import Proc, foreground, read_proc
 from agent_mesh.receivers import agent_of, is_shell, shell_of
 

@@ -191,10 +191,10 @@ def _refuse_misplaced_option(address: str, rest: list[str]) -> None:
     word = rest[0] if rest else ""
     if word not in _LEADING and not (word == "--stdin" and len(rest) > 1):
         return
-    import shlex
+    from agent_mesh.text import shell_quote
 
     def cmd(*words: str) -> str:
-        return " ".join(["notify-pane", *(shlex.quote(w) for w in words)])
+        return " ".join(["notify-pane", *(shell_quote(w) for w in words)])
 
     lead = f"{word} goes before the agent"
     if word == "--queue":

@@ -83,9 +83,10 @@ def receive(
 
 
 def _stays(agent: Agent) -> bool:
-    """Would this pane's refusal stand until someone changes it (state.lasting)?"""
-    from agent_mesh.delivery.paste import pane_state
-    from agent_mesh.delivery.state import classify, lasting
+    """Would this pane's refusal stand until someone changes it (rule.lasting)?"""
+    from agent_mesh.delivery.classify import classify
+    from agent_mesh.delivery.pane import pane_state
+    from agent_mesh.delivery.rule import lasting
     from agent_mesh.tmux import Tmux
 
     try:

@@ -22,11 +22,12 @@ from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
 from agent_mesh.mesh.origin import LocalOrigin
 from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
+from agent_mesh.receivers import DEFAULT_COMMAND
 from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.select import select
 
 DEFAULT_ASK_TIMEOUT = 600.0
-DEFAULT_AGENT_COMMAND = ("claude",)
+DEFAULT_AGENT_COMMAND = (DEFAULT_COMMAND,)
 POLL_SECONDS = 0.1
 
 

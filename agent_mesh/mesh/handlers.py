@@ -196,8 +196,8 @@ def _wait_ready(tmux: Any, session: str, program: str, pane_id: str, window_id: 
                 requester_gone: Callable[[], bool] | None) -> dict[str, Any]:
     """Label and register the new window, and wait until it has been ready for a
     moment; the reply."""
-    from agent_mesh.delivery.paste import pane_state
-    from agent_mesh.delivery.state import refusal
+    from agent_mesh.delivery.pane import pane_state
+    from agent_mesh.delivery.rule import refusal
     from agent_mesh.registry import local
 
     gone = WireError(f"{printable(program)} exited at once (is it installed on this host?)")

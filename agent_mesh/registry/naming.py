@@ -20,7 +20,7 @@ import os
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
-from agent_mesh.receivers import is_shell
+from agent_mesh.receivers import AGENTS, is_shell
 
 SLUG_MAX = 40
 ADDRESS_MAX = 128
@@ -181,10 +181,8 @@ def derives_from(address: str, base: str) -> bool:
 def infer_role(command: str, session: str, window: str) -> str:
     """The role of a window nobody labelled, from its foreground command."""
     where = f"{session}:{window}"
-    if command in ("claude", "claude-code"):
-        return f"Claude Code agent in {where}"
-    if command == "codex":
-        return f"Codex agent in {where}"
+    if command in AGENTS:  # `Claude Code agent`, `Codex agent`
+        return f"{AGENTS[command]} agent in {where}"
     if is_shell(command):
         return f"Shell agent in {where}"
     if not command:
