@@ -24,6 +24,7 @@ import threading
 import time
 
 from agent_mesh import paths
+from agent_mesh.clock import iso
 from agent_mesh.delivery.paste import pane_state
 from agent_mesh.delivery.state import classify
 from agent_mesh.errors import MeshError, PaneGone, WireError, printable
@@ -97,7 +98,7 @@ def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
         })
     _date_states(rows, now)
     for row in rows:
-        row["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
+        row["since"] = iso(row["since"])
         del row["activity"]
     return rows
 

@@ -35,11 +35,17 @@ from agent_mesh.delivery.state import (
     detect_modal,
     unforceable,
 )
-from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, WireError
+from agent_mesh.errors import (
+    AwaitingAnswer,
+    NotReady,
+    PaneDead,
+    PaneGone,
+    UnknownAddress,
+    WireError,
+)
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import foreground, tty_mode
-from agent_mesh.registry.view import UnknownAddress
 from agent_mesh.text import require_unicode, sanitize
 from agent_mesh.tmux import Tmux, fields_format, parse_head
 

@@ -14,7 +14,7 @@ import os
 import sys
 
 from agent_mesh import __version__, paths
-from agent_mesh.errors import UsageError
+from agent_mesh.errors import Cause, UsageError
 from agent_mesh.mesh.wire import (
     GREETING,
     MAX_HEADER,
@@ -41,7 +41,7 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None,
     if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
         raise UsageError(
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
-            "install the same version on both"
+            "install the same version on both", cause=Cause.VERSION_MISMATCH,
         )
     op = request.get("op")
     if op == "hello":
@@ -107,11 +107,7 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)
-    return {
-        "address": result.address, "target": result.target, "pane_id": result.pane_id,
-        "bytes_sent": result.bytes_sent, "notes": result.notes, "outcome": result.outcome,
-        "msg_id": result.msg_id,
-    }
+    return result.to_json()
 
 
 def _exchange(request: dict[str, Any]) -> dict[str, Any]:
