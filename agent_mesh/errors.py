@@ -1,4 +1,5 @@
-"""Every error type, the exit-code table, and the one renderer.
+"""Every error type, the exit-code table, the Outcome of a delivery, the machine causes
+an error may carry, and the one renderer.
 
 The core raises; only the CLI layer prints or exits, and every entry point
 (notify-pane, the agent-mesh commands, the tmux hook's log, `agent-mesh rpc`'s

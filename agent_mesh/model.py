@@ -267,6 +267,6 @@ class DeliveryResult(Frozen):
             target=printable(str(data["target"])), pane_id=printable(str(data["pane_id"])),
             bytes_sent=int(data["bytes_sent"]),  # type: ignore[call-overload]
             notes=[printable(str(note)) for note in notes],
-            outcome=Outcome.parse(data.get("outcome", "delivered")),
+            outcome=Outcome.from_json(data, default=Outcome.DELIVERED),
             msg_id=str(data.get("msg_id", "")),
         )

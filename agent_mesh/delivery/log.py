@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # typing costs an import on the hot path
 
 MAX_BYTES = 1024 * 1024
 # What can become of a queued message, as its recipient's received log records it.
-QUEUE_ENDS = frozenset({"delivered", "expired", "cancelled", "held", "failed"})
+QUEUE_ENDS = frozenset({Outcome.DELIVERED.word, "expired", "cancelled", "held",
+                        Outcome.FAILED.word})
 BODY_LIMIT = 2000  # characters of a body kept in a record; `bytes` has the full size
 
 

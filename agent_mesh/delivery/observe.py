@@ -27,7 +27,7 @@ from agent_mesh import paths
 from agent_mesh.clock import iso
 from agent_mesh.delivery.paste import pane_state
 from agent_mesh.delivery.state import classify
-from agent_mesh.errors import MeshError, PaneGone, WireError, printable
+from agent_mesh.errors import MeshError, Outcome, PaneGone, WireError, printable
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
 from agent_mesh.tmux import Tmux, TmuxResult, fields_format, parse_records
@@ -195,8 +195,8 @@ def _guarded_status(tmux: Tmux, agent: Agent) -> dict[str, str]:
     try:
         return pane_status(tmux, agent)
     except MeshError as exc:
-        return {"state": "gone" if exc.exit_code == 2 else "unknown", "program": "",
-                "detail": str(exc)}
+        gone = Outcome.of_error(exc) == Outcome.UNKNOWN
+        return {"state": "gone" if gone else "unknown", "program": "", "detail": str(exc)}
 
 
 # --- since: the per-host state cache ---------------------------------------------------
