@@ -21,7 +21,7 @@ from agent_mesh.errors import (
     WireError,
     printable,
 )
-from agent_mesh.mesh.wire import bounded
+from agent_mesh.mesh.wire import bounded, request_envelope
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.tmux import literal
@@ -67,10 +67,7 @@ def handle_reply(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
     waiting ask if `origin` is the asked agent's host (mailbox.check_reply)."""
     from agent_mesh.delivery import mailbox
 
-    try:
-        envelope = Envelope.from_json(request["envelope"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"bad envelope: {exc}") from None
+    envelope = request_envelope(request)
     here = naming.self_alias()
     mailbox.keep_for_asker(envelope, origin, here)
     kept = DeliveryResult(address=envelope.address, host=here, target="mailbox", pane_id="",

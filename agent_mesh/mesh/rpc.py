@@ -22,6 +22,7 @@ from agent_mesh.mesh.wire import (
     dumps,
     error_to_reply,
     loads,
+    request_envelope,
 )
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
@@ -88,12 +89,8 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
              origin: Origin | None) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive
-    from agent_mesh.model import Envelope
 
-    try:
-        envelope = Envelope.from_json(request["envelope"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"bad envelope: {exc}") from None
+    envelope = request_envelope(request)
     upload = request.get("file")
     file = None
     if upload:

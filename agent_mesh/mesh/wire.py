@@ -38,7 +38,7 @@ from agent_mesh.errors import (
     printable,
     report,
 )
-from agent_mesh.model import DeliveryResult
+from agent_mesh.model import DeliveryResult, Envelope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -82,6 +82,14 @@ def bounded(value: object, what: str, default: float, maximum: float) -> float:
         raise UsageError(f"bad {what} {printable(repr(value))[:40]}: "
                          f"a number from 0 to {maximum:g}")
     return min(float(value), maximum)
+
+
+def request_envelope(request: dict[str, Any]) -> Envelope:
+    """The envelope a deliver or reply request carries; malformed is a usage error."""
+    try:
+        return Envelope.from_json(request["envelope"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"bad envelope: {exc}") from None
 
 
 def error_to_reply(exc: BaseException) -> dict[str, Any]:
