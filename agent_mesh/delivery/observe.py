@@ -23,10 +23,11 @@ import os
 import time
 
 from agent_mesh import paths
+from agent_mesh.clock import iso
 from agent_mesh.delivery.classify import classify
 from agent_mesh.delivery.pane import read_states
 from agent_mesh.delivery.state import PaneState
-from agent_mesh.errors import MeshError, PaneGone, WireError, printable
+from agent_mesh.errors import MeshError, Outcome, PaneGone, WireError, printable
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
 from agent_mesh.tmux import Tmux, fields_format, parse_records
@@ -86,7 +87,7 @@ def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
         })
     _date_states(rows, now)
     for row in rows:
-        row["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
+        row["since"] = iso(row["since"])
         del row["activity"]
     return rows
 
@@ -104,7 +105,8 @@ def _status_of(state: PaneState | MeshError) -> dict[str, str]:
     if isinstance(state, PaneGone):
         return {"state": "gone", "program": "", "detail": "its pane no longer exists"}
     if isinstance(state, MeshError):
-        return {"state": "gone" if state.exit_code == 2 else "unknown", "program": "",
+        return {"state": "gone" if Outcome.of_error(state) == Outcome.UNKNOWN
+                else "unknown", "program": "",
                 "detail": str(state)}
     status = classify(state)
     return {"state": status.kind, "program": status.program, "detail": status.detail}

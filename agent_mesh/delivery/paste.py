@@ -27,10 +27,9 @@ from agent_mesh.delivery.pane import DEAD, Pane, is_pane_id, read_deadline, writ
 from agent_mesh.delivery.prompts import detect_modal
 from agent_mesh.delivery.rule import beneath_refusal, bracketed_paste, decide, unforceable
 from agent_mesh.delivery.state import NO_BRACKETED_PASTE, PaneState, PaneStatus
-from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, WireError
+from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, UnknownAddress, WireError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.registry.view import UnknownAddress
 from agent_mesh.text import require_unicode, sanitize
 from agent_mesh.tmux import Tmux
 
