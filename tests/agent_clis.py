@@ -24,16 +24,43 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import REPO, Pane, Spawner, retry_until
 from fake_model import FakeModel, Request
+
+if TYPE_CHECKING:  # conftest imports this module's fixtures: no import cycle at run time
+    from conftest import Pane, Spawner
+
+REPO = Path(__file__).resolve().parent.parent
 
 CLAUDE_VERSION = os.environ.get("AGENT_CLIS_CLAUDE", "2.1.332")
 CODEX_VERSION = os.environ.get("AGENT_CLIS_CODEX", "0.171.0")
 CACHE = REPO / ".cache" / "agent-clis" / f"claude-{CLAUDE_VERSION}-codex-{CODEX_VERSION}"
-CLIS_BIN = Path(os.environ.get("AGENT_CLIS_BIN") or CACHE / "node_modules" / ".bin")
+
+
+def _find_bin() -> Path:
+    """AGENT_CLIS_BIN, else this checkout's cache, else another worktree's of the same repo
+    (parallel worktrees share one 800 MB install instead of one each)."""
+    if os.environ.get("AGENT_CLIS_BIN"):
+        return Path(os.environ["AGENT_CLIS_BIN"])
+    rel = CACHE.relative_to(REPO) / "node_modules" / ".bin"
+    if (CACHE / ".installed").exists():
+        return REPO / rel
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "worktree", "list", "--porcelain"],
+                             capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    for line in out.splitlines():
+        if line.startswith("worktree "):
+            other = Path(line[len("worktree "):])
+            if (other / CACHE.relative_to(REPO) / ".installed").exists():
+                return other / rel
+    return REPO / rel
+
+
+CLIS_BIN = _find_bin()
 INSTALLER = REPO / "scripts" / "install-agent-clis"
 
 # Any key: the fake server does not check it. Claude Code remembers approved keys by
@@ -220,6 +247,8 @@ class AgentCli:
         self.type_text(text)
         probe = text.strip().splitlines()[0][:30] if text.strip() else ""
         if probe:
+            from conftest import retry_until
+
             try:
                 retry_until(lambda: probe in self.screen(), timeout=10)
             except AssertionError:
