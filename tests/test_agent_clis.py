@@ -8,7 +8,10 @@ command, the CLI runs it without asking, the next request carries its output).
 
 from __future__ import annotations
 
+import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from agent_clis import AgentCli, AgentClis
@@ -73,3 +76,73 @@ def test_notify_pane_reaches_the_model_whole(agent_clis: AgentClis, kind: str) -
     assert body in last and f"[from {SENDER}" in last
     agent.wait_idle()
     assert "Got it, thanks." in agent.screen()
+
+
+# --- the CLIs' own Stop hooks continue a turn (the schemas issue 15 builds on) -----
+
+STOP_HOOK = r'''
+import json, os, sys
+event = json.load(sys.stdin)
+base = sys.argv[1]
+with open(os.path.join(base, "events.jsonl"), "a") as fh:
+    fh.write(json.dumps(event) + "\n")
+pending = os.path.join(base, "pending.txt")
+if event.get("hook_event_name") == "Stop" and os.path.exists(pending):
+    text = open(pending).read()
+    os.unlink(pending)
+    sys.stderr.write(text)
+    sys.exit(2)
+'''
+
+
+def _hook_script(tmp_path: Path) -> tuple[Path, str]:
+    script = tmp_path / "stop_hook.py"
+    script.write_text(STOP_HOOK)
+    return tmp_path, f"{sys.executable} {script} {tmp_path}"
+
+
+def _continued_by_stop_hook(agent: AgentCli, base: Path) -> list[dict[str, object]]:
+    """A slow turn; a message left for the Stop hook mid-turn reaches the model whole in
+    the next request, after the answer was streamed in full. The hook events, in order."""
+    message = "[from tester @ now] handed over by the Stop hook: whole, 'quoted' $X ; 1a2b"
+    agent.model.script(Text(ANSWER, seconds=2.0, chunks=20), Text("Continued, thanks."))
+    agent.submit("harness: a slow turn please")
+    agent.model.wait_main(1, timeout=30)
+    (base / "pending.txt").write_text(message)
+    second = agent.model.wait_main(2, timeout=30)[1]
+    first = agent.model.main_requests()[0]
+    assert first.done
+    assert any(message in text for text in second.user_texts()), second.user_texts()
+    # The first answer went back to the model whole, as the assistant's turn.
+    assert "zebra-quartz" in second.text()
+    screen = agent.wait_idle()
+    assert "Continued, thanks." in screen
+    lines = (base / "events.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path) -> None:
+    base, command = _hook_script(tmp_path)
+    hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
+             for event in ("Stop", "UserPromptSubmit", "SessionStart")}
+    claude = agent_clis.claude(settings={"hooks": hooks})
+    events = _continued_by_stop_hook(claude, base)
+    names = [e["hook_event_name"] for e in events]
+    assert names[:1] == ["SessionStart"] and "UserPromptSubmit" in names
+    assert names.count("Stop") == 2, names
+    stops = [e for e in events if e["hook_event_name"] == "Stop"]
+    assert stops[0]["stop_hook_active"] is False and stops[1]["stop_hook_active"] is True
+    assert all(e["session_id"] == events[0]["session_id"] for e in events)
+
+
+def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path) -> None:
+    base, command = _hook_script(tmp_path)
+    hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
+             for event in ("Stop", "UserPromptSubmit", "SessionStart")}
+    (agent_clis.home / ".codex").mkdir(exist_ok=True)
+    (agent_clis.home / ".codex" / "hooks.json").write_text(json.dumps({"hooks": hooks}))
+    # Untrusted user hooks do not run; trust is a TUI review (/hooks) or this flag.
+    codex = agent_clis.codex("codex", "--dangerously-bypass-hook-trust")
+    events = _continued_by_stop_hook(codex, base)
+    names = [e["hook_event_name"] for e in events]
+    assert "UserPromptSubmit" in names and names.count("Stop") == 2, names
