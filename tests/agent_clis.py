@@ -173,10 +173,99 @@ enabled = false
 
 
 def write_codex_config(home: Path, cwd: Path, model: FakeModel, extra: str = "") -> None:
-    """~/.codex/config.toml; `extra` is TOML appended as is (hooks, mcp_servers, ...)."""
+    """Merge the test settings and `extra` (TOML: hooks, mcp_servers, ...) into
+    ~/.codex/config.toml, keeping what is there (hook trust, Codex's own notes)."""
+    import tomlkit
+
     path = home / ".codex" / "config.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(codex_config_text(model, cwd) + ("\n" + extra if extra else ""))
+    doc = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    for text in (codex_config_text(model, cwd), extra):
+        if text:
+            _merge_toml(doc, tomlkit.parse(text))
+    path.write_text(tomlkit.dumps(doc))
+
+
+def _merge_toml(base: Any, extra: Any) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge_toml(base[key], value)
+        else:
+            base[key] = value
+
+
+def codex_app_server_call(home: Path, cwd: Path, calls: list[tuple[str, dict[str, Any]]],
+                          timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Run `codex app-server` (JSON-RPC over stdio) with HOME at `home`, make `calls`
+    (method, params) in order after `initialize`; their `result`s. Raises on an error."""
+    import selectors
+
+    binary = require("codex")
+    env = dict(os.environ, HOME=str(home), CODEX_HOME=str(home / ".codex"))
+    proc = subprocess.Popen([str(binary), "app-server"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                            cwd=cwd)
+    assert proc.stdin is not None and proc.stdout is not None
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    buf = b""
+
+    def send(obj: dict[str, Any]) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(obj).encode() + b"\n")
+        proc.stdin.flush()
+
+    def answer(ident: int) -> dict[str, Any]:
+        nonlocal buf
+        while True:
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                msg = json.loads(line)
+                if msg.get("id") == ident and "method" not in msg:
+                    if "error" in msg:
+                        raise AssertionError(f"codex app-server: {msg['error']}")
+                    return dict(msg.get("result") or {})
+            if time.monotonic() > deadline or not sel.select(deadline - time.monotonic()):
+                raise AssertionError("codex app-server did not answer in time")
+            chunk = os.read(proc.stdout.fileno(), 65536)  # type: ignore[union-attr]
+            if not chunk:
+                raise AssertionError("codex app-server exited")
+            buf += chunk
+
+    try:
+        send({"id": 0, "method": "initialize",
+              "params": {"clientInfo": {"name": "agent-mesh-tests", "version": "1"}}})
+        answer(0)
+        send({"method": "initialized"})
+        results = []
+        for ident, (method, params) in enumerate(calls, start=1):
+            send({"id": ident, "method": method, "params": params})
+            results.append(answer(ident))
+        return results
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def codex_hooks(home: Path, cwd: Path) -> list[dict[str, Any]]:
+    """Codex's own list of the hooks it sees for `cwd` (`hooks/list`): each with `key`,
+    `eventName`, `command`, `currentHash`, `trustStatus` (untrusted|trusted|modified|managed)."""
+    [listed] = codex_app_server_call(home, cwd, [("hooks/list", {"cwds": [str(cwd)]})])
+    return [hook for entry in listed.get("data", []) for hook in entry.get("hooks", [])]
+
+
+def trust_codex_hooks(home: Path, cwd: Path) -> list[dict[str, Any]]:
+    """Trust every hook Codex lists for `cwd`, as its /hooks review does: Codex computes
+    each `currentHash`, `config/batchWrite` stores it as
+    `[hooks.state."<key>"] trusted_hash` in ~/.codex/config.toml. The hooks after."""
+    hooks = codex_hooks(home, cwd)
+    state = {h["key"]: {"trusted_hash": h["currentHash"]} for h in hooks
+             if h.get("trustStatus") in ("untrusted", "modified")}
+    if state:
+        codex_app_server_call(home, cwd, [("config/batchWrite", {"edits": [
+            {"keyPath": "hooks.state", "mergeStrategy": "upsert", "value": state}]})])
+    return codex_hooks(home, cwd)
 
 
 @dataclass

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_clis import AgentCli, AgentClis
+from agent_clis import AgentCli, AgentClis, codex_hooks, trust_codex_hooks, write_codex_config
 from conftest import SENDER, notify
 from fake_model import Text, ToolCall
 
@@ -146,3 +146,29 @@ def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: 
     events = _continued_by_stop_hook(codex, base)
     names = [e["hook_event_name"] for e in events]
     assert "UserPromptSubmit" in names and names.count("Stop") == 2, names
+
+
+def test_codex_hooks_trusted_through_its_app_server(agent_clis: AgentClis,
+                                                    tmp_path: Path) -> None:
+    """Without the bypass flag a user hook runs only once trusted; trusting it the way
+    Codex's /hooks review does (app-server hooks/list + config/batchWrite) is enough."""
+    base, command = _hook_script(tmp_path)
+    hooks = {"Stop": [{"hooks": [{"type": "command", "command": command}]}]}
+    home = agent_clis.home
+    (home / ".codex").mkdir(exist_ok=True)
+    (home / ".codex" / "hooks.json").write_text(json.dumps({"hooks": hooks}))
+    cwd = tmp_path / "proj-codex"
+    cwd.mkdir()
+    write_codex_config(home, cwd, agent_clis.model)
+    before = codex_hooks(home, cwd)
+    assert [(h["eventName"], h["trustStatus"]) for h in before] == [("stop", "untrusted")]
+    assert before[0]["key"] == f"{home / '.codex' / 'hooks.json'}:stop:0:0"
+    after = trust_codex_hooks(home, cwd)
+    assert [h["trustStatus"] for h in after] == ["trusted"]
+    config = (home / ".codex" / "config.toml").read_text()
+    assert f'trusted_hash = "{before[0]["currentHash"]}"' in config
+    codex = agent_clis.codex(cwd=cwd)  # rewrites config.toml: the trust must survive that
+    assert "trusted_hash" in (home / ".codex" / "config.toml").read_text()
+    codex.run_turn("harness: one turn")
+    events = (base / "events.jsonl").read_text().splitlines()
+    assert [json.loads(e)["hook_event_name"] for e in events] == ["Stop"]
