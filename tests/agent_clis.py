@@ -141,7 +141,11 @@ def write_claude_config(home: Path, cwd: Path, settings: dict[str, Any] | None =
     settings_path = home / ".claude" / "settings.json"
     settings_path.parent.mkdir(parents=True, exist_ok=True)
     current = json.loads(settings_path.read_text()) if settings_path.exists() else {}
-    _merge(current, {"permissions": {"allow": list(CLAUDE_ALLOW)}})
+    # Manual permission mode: 2.1.332 defaults to auto mode, whose per-tool safety check
+    # runs on Anthropic's side and cannot get through a local base URL (a tool outside
+    # `allow` then stops the turn); in manual mode it asks in the pane instead.
+    _merge(current, {"permissions": {"allow": list(CLAUDE_ALLOW),
+                                     "disableAutoMode": "disable"}})
     _merge(current, settings or {})
     settings_path.write_text(json.dumps(current, indent=2))
 

@@ -50,6 +50,7 @@ class ToolCall:
     name: str
     args: dict[str, Any]
     text: str = ""
+    namespace: str = ""  # Responses API: a tool inside a `namespace` tool (Codex: mcp__SERVER)
 
 
 Turn = Text | ToolCall
@@ -70,10 +71,14 @@ class Request:
 
     @property
     def tool_names(self) -> list[str]:
+        """Tool names offered; a Responses `namespace` tool's members as NAMESPACE__NAME
+        (Codex lists an MCP server's tools as namespace `mcp__SERVER`)."""
         names = []
         for tool in self.body.get("tools") or []:
             name = tool.get("name") or (tool.get("function") or {}).get("name")
-            if name:
+            if tool.get("type") == "namespace":
+                names.extend(f"{name}__{inner.get('name')}" for inner in tool.get("tools") or [])
+            elif name:
                 names.append(str(name))
         return names
 
@@ -336,6 +341,8 @@ def responses_events(model: FakeModel, turn: Turn, model_name: str) -> Iterator[
         call = {"type": "function_call", "id": model.next_id("fc"),
                 "call_id": model.next_id("call"), "name": turn.name,
                 "arguments": json.dumps(turn.args), "status": "completed"}
+        if turn.namespace:
+            call["namespace"] = turn.namespace
         yield "response.output_item.added", {"type": "response.output_item.added",
                                              "output_index": index,
                                              "item": dict(call, arguments="",
