@@ -310,8 +310,8 @@ class AgentCli:
         return self.at_prompt(screen) and not self.busy(screen)
 
     def wait_idle(self, timeout: float = 30.0, stable: float = 0.5) -> str:
-        """Wait until the prompt is drawn, no turn runs and the model server has nothing in
-        flight or queued, and that holds for `stable` seconds; the screen then."""
+        """Wait until the prompt is drawn, no turn runs and the model server streams
+        nothing, and that holds for `stable` seconds; the screen then."""
         deadline = time.monotonic() + timeout
         since: float | None = None
         while True:
@@ -325,7 +325,7 @@ class AgentCli:
             if now >= deadline:
                 raise AssertionError(
                     f"{self.kind} not idle within {timeout}s "
-                    f"(model idle: {self.model.idle()}, pending turns: {self.model.pending()})"
+                    f"(model idle: {self.model.idle()}, turns left: {self.model.pending()})"
                     f"; screen:\n{self.screen()}")
             time.sleep(0.1)
 
@@ -350,13 +350,14 @@ class AgentCli:
         time.sleep(0.3)
         self.pane.send_keys("Enter")
 
-    def run_turn(self, text: str, timeout: float = 60.0) -> Request:
-        """Submit a prompt, wait for the turn to end; the first main request it caused."""
+    def run_turn(self, text: str, requests: int = 1, timeout: float = 60.0) -> Request:
+        """Submit a prompt and wait for the turn to end: `requests` main requests (2 for a
+        turn with one tool call) and the CLI idle again; the first request it caused."""
         before = len(self.model.main_requests())
         self.submit(text)
-        requests = self.model.wait_main(before + 1, timeout=timeout)
+        seen = self.model.wait_main(before + requests, timeout=timeout)
         self.wait_idle(timeout=timeout)
-        return requests[before]
+        return seen[before]
 
 
 class AgentClis:

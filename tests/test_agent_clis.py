@@ -38,7 +38,7 @@ def _prompt_and_answer(agent: AgentCli) -> None:
 
 def _tool_round_trip(agent: AgentCli, call: ToolCall) -> None:
     agent.model.script(call, Text("The command printed forty-two, done."))
-    agent.run_turn("harness smoke: run the tool please")
+    agent.run_turn("harness smoke: run the tool please", requests=2)
     main = agent.model.main_requests()
     assert len(main) == 2, [r.path for r in agent.model.requests]
     assert any("tool-ran-42" in result for result in main[1].tool_results())
@@ -182,7 +182,7 @@ ECHO_MCP = PROGRAMS / "echo_mcp.py"
 
 def _mcp_round_trip(agent: AgentCli, call: ToolCall, log: Path) -> None:
     agent.model.script(call, Text("The echo tool answered."))
-    first = agent.run_turn("harness: call the echo tool")
+    first = agent.run_turn("harness: call the echo tool", requests=2)
     # Codex offers it as a tool; Claude Code defers MCP tools: only their names are in
     # the request (the model may fetch schemas with ToolSearch, or call by name at once).
     offered = "mcp__echo__echo" in first.tool_names
@@ -215,3 +215,49 @@ def test_codex_calls_a_user_mcp_server_tool(agent_clis: AgentClis, tmp_path: Pat
     codex = agent_clis.codex(config=config)
     _mcp_round_trip(codex, ToolCall("echo", {"text": "ping 'x' $Y"}, namespace="mcp__echo"),
                     log)
+
+
+# --- Claude Code's asyncRewake: a background hook wakes an idle agent ---------------
+
+WAITING_HOOK = r'''
+import json, os, sys, time
+event = json.load(sys.stdin)
+base = sys.argv[1]
+with open(os.path.join(base, "events.jsonl"), "a") as fh:
+    fh.write(json.dumps(event) + "\n")
+pending = os.path.join(base, "pending.txt")
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    if os.path.exists(pending):
+        text = open(pending).read()
+        os.unlink(pending)
+        sys.stderr.write(text)
+        sys.exit(2)
+    time.sleep(0.05)
+'''
+
+
+def test_claude_async_rewake_hook_wakes_an_idle_agent(agent_clis: AgentClis,
+                                                      tmp_path: Path) -> None:
+    """A Stop hook with `asyncRewake: true` runs in the background after the turn; the
+    agent sits idle at its prompt; when the hook exits 2 its stderr wakes the model with
+    no keystroke. The text reaches the model whole in the next request."""
+    script = tmp_path / "waiting_hook.py"
+    script.write_text(WAITING_HOOK)
+    hook = {"type": "command", "command": f"{sys.executable} {script} {tmp_path}",
+            "asyncRewake": True}
+    claude = agent_clis.claude(settings={"hooks": {"Stop": [{"hooks": [hook]}]}})
+    claude.model.script(Text("First answer."), Text("Woken, thanks."))
+    claude.run_turn("harness: one turn, then wait")
+    assert len(claude.model.main_requests()) == 1
+    time.sleep(1.0)
+    assert claude.idle() and len(claude.model.main_requests()) == 1  # the hook still waits
+    message = "[from tester @ now] woken by asyncRewake: whole, 'quoted' $X ; 9f8e"
+    (tmp_path / "pending.txt").write_text(message)
+    woken = claude.model.wait_main(2, timeout=30)[1]
+    assert message in woken.text()
+    screen = claude.wait_idle()
+    assert "Woken, thanks." in screen
+    # It comes as a system reminder framed "NOT USER INPUT", summed up on screen as
+    # "Stop hook feedback" (rewakeSummary / rewakeMessage change the wording).
+    assert "NOT USER INPUT" in woken.user_texts()[-1]
