@@ -15,6 +15,7 @@ not installed. See tests/AGENT_CLIS.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -173,6 +174,9 @@ trust_level = "trusted"
 
 [analytics]
 enabled = false
+
+[features]
+daemon_auto_start = false
 """
 
 
@@ -427,10 +431,42 @@ def fake_model() -> Iterator[FakeModel]:
         yield model
 
 
+def stop_codex_daemons(home: Path, timeout: float = 3.0) -> list[int]:
+    """End the app-server daemons a Codex under `home` started: the TUI launches one from
+    `$CODEX_HOME/packages/app-server-daemon/` in a session of its own, so it outlives the
+    pane and the tmux server. Only processes whose executable lies under `home` are touched.
+    The pids found."""
+    import signal
+
+    prefix = str(home / ".codex" / "packages") + "/"
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{name}/exe")
+        except OSError:
+            continue
+        if exe.startswith(prefix):
+            found.append(int(name))
+    for pid in found:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in found):
+        time.sleep(0.05)
+    for pid in found:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return found
+
+
 @pytest.fixture
 def agent_clis(spawn: Spawner, fake_model: FakeModel, isolated_env: Path,
-               tmp_path: Path) -> AgentClis:
-    return AgentClis(spawn, fake_model, isolated_env, tmp_path)
+               tmp_path: Path) -> Iterator[AgentClis]:
+    yield AgentClis(spawn, fake_model, isolated_env, tmp_path)
+    spawn.server.run("kill-server", check=False)
+    stop_codex_daemons(isolated_env)
 
 
 @pytest.fixture

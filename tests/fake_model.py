@@ -82,6 +82,19 @@ class Request:
                 names.append(str(name))
         return names
 
+    @property
+    def session_id(self) -> str:
+        """The CLI's session id (Claude Code: metadata.user_id's JSON; Codex:
+        client_metadata.session_id), '' if absent: what its hooks see as `session_id`."""
+        meta = self.body.get("client_metadata") or {}
+        if meta.get("session_id"):
+            return str(meta["session_id"])
+        user = (self.body.get("metadata") or {}).get("user_id") or ""
+        try:
+            return str(json.loads(user).get("session_id") or "")
+        except (ValueError, AttributeError):
+            return ""
+
     def user_texts(self) -> list[str]:
         """Every text the user role carries, in order (system reminders included)."""
         out: list[str] = []

@@ -9,12 +9,21 @@ command, the CLI runs it without asking, the next request carries its output).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from agent_clis import AgentCli, AgentClis, codex_hooks, trust_codex_hooks, write_codex_config
+from agent_clis import (
+    AgentCli,
+    AgentClis,
+    cli_path,
+    codex_hooks,
+    trust_codex_hooks,
+    write_codex_config,
+)
 from conftest import PROGRAMS, SENDER, notify, retry_until
 from fake_model import Text, ToolCall
 
@@ -261,3 +270,30 @@ def test_claude_async_rewake_hook_wakes_an_idle_agent(agent_clis: AgentClis,
     # It comes as a system reminder framed "NOT USER INPUT", summed up on screen as
     # "Stop hook feedback" (rewakeSummary / rewakeMessage change the wording).
     assert "NOT USER INPUT" in woken.user_texts()[-1]
+
+
+# --- `codex queue`: an official channel into a running Codex, no keystrokes ---------
+
+def test_codex_queue_hands_messages_over_after_the_turn(codex: AgentCli) -> None:
+    """`codex queue --thread SESSION --message TEXT` (~0.2 s) during a slow turn: the
+    answer streams to its end, then each message becomes a turn of its own, in order,
+    whole. To an idle Codex it starts a turn at once."""
+    codex.model.script(Text("First."), Text(ANSWER, seconds=2.0, chunks=10),
+                       Text("a"), Text("b"), Text("c"))
+    session = codex.run_turn("harness: one turn").session_id
+    assert session
+    codex.submit("harness: a slow turn")
+    codex.model.wait_main(2)
+    env = {**os.environ, "HOME": str(codex.home), "CODEX_HOME": str(codex.home / ".codex")}
+    messages = [f"[from tester @ now] queued {i}: 'q' $X ; done" for i in range(3)]
+    for message in messages:
+        out = subprocess.run([str(cli_path("codex")), "queue", "--thread", session,
+                              "--message", message], capture_output=True, text=True,
+                             env=env, cwd=codex.cwd, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+    assert not codex.model.main_requests()[1].done  # all queued while the answer streamed
+    later = codex.model.wait_main(5, timeout=30)[2:]
+    assert [r.user_texts()[-1] for r in later] == messages
+    assert all("zebra-quartz" in r.text() for r in later)  # the slow answer was not cut
+    assert all(r.session_id == session for r in later)
+    codex.wait_idle()
