@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fake_model import FakeModel, Request
+from fake_model import FakeModel, Request, Turn
 
 if TYPE_CHECKING:  # conftest imports this module's fixtures: no import cycle at run time
     from conftest import Pane, Spawner
@@ -320,7 +320,7 @@ class AgentCli:
         since: float | None = None
         while True:
             now = time.monotonic()
-            if self.idle() and self.model.idle():
+            if self.idle() and self.model.idle(self.name):
                 since = since or now
                 if now - since >= stable:
                     return self.screen()
@@ -329,7 +329,8 @@ class AgentCli:
             if now >= deadline:
                 raise AssertionError(
                     f"{self.kind} not idle within {timeout}s "
-                    f"(model idle: {self.model.idle()}, turns left: {self.model.pending()})"
+                    f"(model idle: {self.model.idle(self.name)}, "
+                    f"turns left: {self.model.pending()})"
                     f"; screen:\n{self.screen()}")
             time.sleep(0.1)
 
@@ -357,11 +358,23 @@ class AgentCli:
     def run_turn(self, text: str, requests: int = 1, timeout: float = 60.0) -> Request:
         """Submit a prompt and wait for the turn to end: `requests` main requests (2 for a
         turn with one tool call) and the CLI idle again; the first request it caused."""
-        before = len(self.model.main_requests())
+        before = len(self.requests())
         self.submit(text)
-        seen = self.model.wait_main(before + requests, timeout=timeout)
+        seen = self.model.wait_main(before + requests, timeout=timeout, agent=self.name)
         self.wait_idle(timeout=timeout)
         return seen[before]
+
+    def script(self, *turns: Turn) -> None:
+        """Queue answers for this agent alone (other agents on the server don't take them)."""
+        self.model.script(*turns, agent=self.name)
+
+    def requests(self) -> list[Request]:
+        """This agent's main requests so far."""
+        return self.model.main_requests(agent=self.name)
+
+    def wait_requests(self, count: int, timeout: float = 30.0) -> list[Request]:
+        """Block until this agent made `count` main requests; all of them."""
+        return self.model.wait_main(count, timeout=timeout, agent=self.name)
 
 
 class AgentClis:
@@ -396,7 +409,7 @@ class AgentClis:
         binary = require("claude")
         path = self._cwd(name, cwd)
         write_claude_config(self.home, path, settings, state)
-        full_env = {"HOME": str(self.home), "ANTHROPIC_BASE_URL": self.model.url,
+        full_env = {"HOME": str(self.home), "ANTHROPIC_BASE_URL": self.model.url_for(name),
                     "ANTHROPIC_API_KEY": CLAUDE_KEY, **CLAUDE_ENV, **(env or {})}
         return self._start("claude", name, [str(binary), *args], full_env, path, wait)
 
@@ -410,7 +423,11 @@ class AgentClis:
         write_codex_config(self.home, path, self.model, config)
         full_env = {"HOME": str(self.home), "CODEX_HOME": str(self.home / ".codex"),
                     CODEX_KEY_ENV: "sk-fake", **(env or {})}
-        return self._start("codex", name, [str(binary), *args], full_env, path, wait)
+        # config.toml is shared by every Codex of the test; the route to this agent's own
+        # queue on the fake model goes on its command line.
+        route = f'model_providers.fake.base_url="{self.model.url_for(name)}/v1"'
+        argv = [str(binary), "-c", route, *args]
+        return self._start("codex", name, argv, full_env, path, wait)
 
 
 def cli_version(name: str) -> str:

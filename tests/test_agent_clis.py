@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -297,3 +298,25 @@ def test_codex_queue_hands_messages_over_after_the_turn(codex: AgentCli) -> None
     assert all("zebra-quartz" in r.text() for r in later)  # the slow answer was not cut
     assert all(r.session_id == session for r in later)
     codex.wait_idle()
+
+
+# --- two real agents on one fake model, each with its own script ----------------------
+
+def test_claude_messages_codex_through_notify_pane(agent_clis: AgentClis) -> None:
+    """Claude Code's model runs `notify-pane` with its Bash tool; the message lands in the
+    Codex pane and reaches Codex's model whole, tagged with Claude's address. Each agent
+    takes its turns from its own queue (`AgentCli.script`)."""
+    claude = agent_clis.claude()
+    codex = agent_clis.codex()
+    agent_clis.spawner.register()
+    body = "hello from claude: 'quoted' $HOME ; and a second clause 4d5e"
+    command = f"notify-pane {codex.address} {shlex.quote(body)}"
+    claude.script(ToolCall("Bash", {"command": command, "description": "Message codex"}),
+                  Text("Sent."))
+    codex.script(Text("Thanks, Claude."))
+    claude.run_turn("harness: message the codex agent", requests=2)
+    assert claude.requests()[1].tool_results() == [f"→ {codex.address} (testhost[dev:1]): {body}"]
+    got = codex.wait_requests(1)[0].user_texts()[-1]
+    assert body in got and f"[from {claude.address}" in got, got
+    assert "Thanks, Claude." in codex.wait_idle()
+    assert [r.agent for r in agent_clis.model.main_requests()] == ["claude", "claude", "codex"]
