@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -80,6 +81,11 @@ CLAUDE_ENV = {
     "DISABLE_BUG_COMMAND": "1",
     "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
     "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
+}
+# The footers of an open question (permission prompt, option list), per CLI.
+QUESTION_MARKERS = {
+    "claude": ("Esc to cancel",),
+    "codex": ("Press enter to confirm", "esc to cancel"),
 }
 # Tools Claude Code may run without asking (permission rules in settings.json);
 # `mcp__agent-mesh` allows every tool of that MCP server.
@@ -296,7 +302,25 @@ class AgentCli:
         return f"{SELF_HOST}-{self.spawner.session}-{self.name}"
 
     def screen(self) -> str:
-        return self.pane.capture()
+        """The pane's text; AssertionError if the pane is gone (the CLI exited: run it by
+        hand with the same config to see why, e.g. a config key this version refuses)."""
+        out = self.pane.server.run("capture-pane", "-p", "-t", self.pane.pane_id, check=False)
+        if out.returncode != 0:
+            raise AssertionError(f"the {self.kind} pane {self.pane.pane_id} is gone: the CLI "
+                                 f"exited ({out.stderr.strip()})")
+        return out.stdout
+
+    def wait_screen(self, text: str, timeout: float = 15.0) -> str:
+        """Wait until `text` is on screen; the screen. The error shows the last screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{text!r} not on the {self.kind} screen within "
+                                     f"{timeout}s; screen:\n{screen}")
+            time.sleep(0.05)
 
     def busy(self, screen: str | None = None) -> bool:
         """The TUI says a turn is running (both show `esc to interrupt` then)."""
@@ -304,14 +328,30 @@ class AgentCli:
         return "esc to interrupt" in text
 
     def at_prompt(self, screen: str | None = None) -> bool:
-        """The input box is drawn (Claude: `❯` row; Codex: `›` row)."""
+        """The input box is drawn. Claude Code: a `❯` row right under a `─` rule (its
+        history and its option lists also start rows with `❯`); Codex: a `›` row that is
+        not a numbered option."""
         text = self.screen() if screen is None else screen
-        glyph = "❯" if self.kind == "claude" else "›"
-        return any(line.lstrip().startswith(glyph) for line in text.splitlines())
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            row = line.lstrip()
+            if self.kind == "claude":
+                above = lines[i - 1].strip() if i else ""
+                if row.startswith("❯") and above and set(above) == {"─"}:
+                    return True
+            elif row.startswith("›") and not re.match(r"›\s*\d+\.\s", row):
+                return True
+        return False
+
+    def question(self, screen: str | None = None) -> bool:
+        """A question waits for a person (permission, choice): its footer is on screen."""
+        text = self.screen() if screen is None else screen
+        return any(marker in text for marker in QUESTION_MARKERS[self.kind])
 
     def idle(self) -> bool:
+        """At the prompt, no turn running, no question open."""
         screen = self.screen()
-        return self.at_prompt(screen) and not self.busy(screen)
+        return self.at_prompt(screen) and not self.busy(screen) and not self.question(screen)
 
     def wait_idle(self, timeout: float = 30.0, stable: float = 0.5) -> str:
         """Wait until the prompt is drawn, no turn runs and the model server streams
@@ -354,6 +394,13 @@ class AgentCli:
                                      f"screen:\n{self.screen()}") from None
         time.sleep(0.3)
         self.pane.send_keys("Enter")
+
+    def answer(self, *keys: str, settle: float = 0.5) -> None:
+        """Answer an open question with tmux keys (e.g. "Enter" for the first option).
+        Waits `settle` first: Claude Code 2.1.332 drops an Enter that comes within
+        ~100 ms of a permission dialog being drawn (200 ms and more were taken)."""
+        time.sleep(settle)
+        self.pane.send_keys(*keys)
 
     def run_turn(self, text: str, requests: int = 1, timeout: float = 60.0) -> Request:
         """Submit a prompt and wait for the turn to end: `requests` main requests (2 for a

@@ -320,3 +320,56 @@ def test_claude_messages_codex_through_notify_pane(agent_clis: AgentClis) -> Non
     assert body in got and f"[from {claude.address}" in got, got
     assert "Thanks, Claude." in codex.wait_idle()
     assert [r.agent for r in agent_clis.model.main_requests()] == ["claude", "claude", "codex"]
+
+
+# --- permission questions: the PermissionRequest hook fires before one is answered ----
+
+def _question_answered(agent: AgentCli, base: Path, question: str) -> list[str]:
+    """The model asks for a tool call that needs a person's Yes: the question is drawn,
+    the hooks have seen PermissionRequest, Enter (Yes) lets the turn finish."""
+    agent.submit("harness: run the risky command")
+    agent.wait_requests(1)
+    agent.wait_screen(question)
+    assert not agent.idle()
+    names = [json.loads(line)["hook_event_name"]
+             for line in (base / "events.jsonl").read_text().splitlines()]
+    assert names[-2:] == ["PreToolUse", "PermissionRequest"], names
+    agent.answer("Enter")
+    agent.wait_requests(2)
+    agent.wait_idle()
+    return names
+
+
+def test_claude_permission_question_fires_permission_request(agent_clis: AgentClis,
+                                                             tmp_path: Path) -> None:
+    """Bash outside `permissions.allow` (the list is replaced, not merged): it asks first."""
+    base, command = _hook_script(tmp_path)
+    hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
+             for event in ("PreToolUse", "PermissionRequest")}
+    claude = agent_clis.claude(settings={"hooks": hooks, "permissions": {"allow": []}})
+    target = claude.cwd / "made-after-yes"
+    claude.script(ToolCall("Bash", {"command": f"touch {target}", "description": "Create"}),
+                  Text("Created."))
+    _question_answered(claude, base, "Do you want to proceed?")
+    assert target.exists()
+    assert "Created." in claude.screen()
+
+
+def test_codex_permission_question_fires_permission_request(agent_clis: AgentClis,
+                                                            tmp_path: Path) -> None:
+    """`-a on-request -s workspace-write`: an escalated command asks first."""
+    base, command = _hook_script(tmp_path)
+    hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
+             for event in ("PreToolUse", "PermissionRequest")}
+    (agent_clis.home / ".codex").mkdir(exist_ok=True)
+    (agent_clis.home / ".codex" / "hooks.json").write_text(json.dumps({"hooks": hooks}))
+    codex = agent_clis.codex("codex", "--dangerously-bypass-hook-trust", "-a", "on-request",
+                             "-s", "workspace-write")
+    target = tmp_path / "made-after-yes"
+    codex.script(ToolCall("exec_command", {"cmd": f"touch {target}",
+                                           "sandbox_permissions": "require_escalated",
+                                           "justification": "Create a file?"}),
+                 Text("Created."))
+    _question_answered(codex, base, "Would you like to run the following command?")
+    assert target.exists()
+    assert "Created." in codex.screen()
