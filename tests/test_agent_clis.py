@@ -144,6 +144,7 @@ def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path:
     stops = [e for e in events if e["hook_event_name"] == "Stop"]
     assert stops[0]["stop_hook_active"] is False and stops[1]["stop_hook_active"] is True
     assert all(e["session_id"] == events[0]["session_id"] for e in events)
+    assert events[0]["session_id"] == claude.requests()[0].session_id
 
 
 def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path) -> None:
@@ -157,6 +158,7 @@ def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: 
     events = _continued_by_stop_hook(codex, base)
     names = [e["hook_event_name"] for e in events]
     assert "UserPromptSubmit" in names and names.count("Stop") == 2, names
+    assert {e["session_id"] for e in events} == {codex.requests()[0].session_id}
 
 
 def test_codex_hooks_trusted_through_its_app_server(agent_clis: AgentClis,
