@@ -293,6 +293,18 @@ class AgentCli:
     cwd: Path
     home: Path
     spawner: Spawner = field(repr=False)
+    argv: list[str] = field(default_factory=list, repr=False)  # what the pane runs
+
+    def respawn(self, wait: bool = True) -> None:
+        """Kill the CLI and start it afresh in the same pane (same pane and window ids,
+        same config, a new session): "the agent died, a new one took its window"."""
+        self.pane.server.run("respawn-pane", "-k", "-t", self.pane.pane_id, *self.argv)
+        if wait:
+            self.wait_idle(timeout=60)
+
+    def kill(self) -> None:
+        """Kill the CLI; with tmux defaults its pane (and window) goes away."""
+        self.pane.server.run("kill-pane", "-t", self.pane.pane_id)
 
     @property
     def address(self) -> str:
@@ -442,7 +454,7 @@ class AgentClis:
                cwd: Path, wait: bool) -> AgentCli:
         full = ["env", "-C", str(cwd), *(f"{k}={v}" for k, v in env.items()), *argv]
         pane = self.spawner.window(name, full)
-        agent = AgentCli(kind, pane, self.model, name, cwd, self.home, self.spawner)
+        agent = AgentCli(kind, pane, self.model, name, cwd, self.home, self.spawner, full)
         if wait:
             agent.wait_idle(timeout=60)
         return agent

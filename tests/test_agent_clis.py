@@ -375,3 +375,14 @@ def test_codex_permission_question_fires_permission_request(agent_clis: AgentCli
     _question_answered(codex, base, "Would you like to run the following command?")
     assert target.exists()
     assert "Created." in codex.screen()
+
+
+def test_respawn_starts_a_new_session_in_the_same_pane(agent_clis: AgentClis) -> None:
+    """`AgentCli.respawn()`: the CLI dies and a fresh one takes the same pane."""
+    claude = agent_clis.claude()
+    pane = claude.pane.pane_id
+    first = claude.run_turn("harness: before").session_id
+    claude.respawn()
+    assert claude.pane.display("#{pane_id}") == pane
+    second = claude.run_turn("harness: after").session_id
+    assert first and second and first != second
