@@ -101,15 +101,18 @@ pending = os.path.join(base, "pending.txt")
 if event.get("hook_event_name") == "Stop" and os.path.exists(pending):
     text = open(pending).read()
     os.unlink(pending)
+    if sys.argv[2:] == ["json"]:  # the other form: a block decision on stdout, exit 0
+        print(json.dumps({"decision": "block", "reason": text}))
+        sys.exit(0)
     sys.stderr.write(text)
     sys.exit(2)
 '''
 
 
-def _hook_script(tmp_path: Path) -> tuple[Path, str]:
+def _hook_script(tmp_path: Path, mode: str = "exit2") -> tuple[Path, str]:
     script = tmp_path / "stop_hook.py"
     script.write_text(STOP_HOOK)
-    return tmp_path, f"{sys.executable} {script} {tmp_path}"
+    return tmp_path, f"{sys.executable} {script} {tmp_path} {mode}"
 
 
 def _continued_by_stop_hook(agent: AgentCli, base: Path) -> list[dict[str, object]]:
@@ -132,8 +135,11 @@ def _continued_by_stop_hook(agent: AgentCli, base: Path) -> list[dict[str, objec
     return [json.loads(line) for line in lines]
 
 
-def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path) -> None:
-    base, command = _hook_script(tmp_path)
+@pytest.mark.parametrize("mode", ["exit2", "json"])
+def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path,
+                                                mode: str) -> None:
+    """Exit 2 with the text on stderr, or `{"decision": "block", "reason": TEXT}` on stdout."""
+    base, command = _hook_script(tmp_path, mode)
     hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
              for event in ("Stop", "UserPromptSubmit", "SessionStart")}
     claude = agent_clis.claude(settings={"hooks": hooks})
@@ -147,8 +153,11 @@ def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path:
     assert events[0]["session_id"] == claude.requests()[0].session_id
 
 
-def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path) -> None:
-    base, command = _hook_script(tmp_path)
+@pytest.mark.parametrize("mode", ["exit2", "json"])
+def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path,
+                                               mode: str) -> None:
+    """Exit 2 with the text on stderr, or `{"decision": "block", "reason": TEXT}` on stdout."""
+    base, command = _hook_script(tmp_path, mode)
     hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
              for event in ("Stop", "UserPromptSubmit", "SessionStart")}
     (agent_clis.home / ".codex").mkdir(exist_ok=True)
