@@ -400,7 +400,10 @@ class AgentCli:
             from conftest import retry_until
 
             try:
-                retry_until(lambda: probe in self.screen(), timeout=10)
+                # A long or multi-line paste is drawn collapsed: Claude Code shows
+                # `[Pasted text #1 +N lines]`, Codex `[Pasted Content N chars]`.
+                retry_until(lambda: probe in (screen := self.screen())
+                            or "[Pasted" in screen, timeout=10)
             except AssertionError:
                 raise AssertionError(f"{probe!r} not drawn in {self.kind}'s input box; "
                                      f"screen:\n{self.screen()}") from None

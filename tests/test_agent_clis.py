@@ -395,3 +395,13 @@ def test_respawn_starts_a_new_session_in_the_same_pane(agent_clis: AgentClis) ->
     assert claude.pane.display("#{pane_id}") == pane
     second = claude.run_turn("harness: after").session_id
     assert first and second and first != second
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_long_multiline_prompt_reaches_the_model_whole(agent_clis: AgentClis,
+                                                       kind: str) -> None:
+    """`submit()` of a 20-line, ~4 KB prompt (drawn collapsed as a paste)."""
+    agent = agent_clis.claude() if kind == "claude" else agent_clis.codex()
+    prompt = "\n".join(f"line {i}: " + "x" * 200 + f" 'q' $V{i}" for i in range(20))
+    request = agent.run_turn(prompt)
+    assert prompt in request.user_texts()[-1]
