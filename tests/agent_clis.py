@@ -455,6 +455,11 @@ class AgentClis:
 
     def _start(self, kind: str, name: str, argv: list[str], env: dict[str, str],
                cwd: Path, wait: bool) -> AgentCli:
+        # Temp files (Claude Code's per-uid dir, Codex's daemon sockets) go under the test's
+        # own temp dir, removed with it, not into /tmp (kept short: socket paths).
+        tmp = self.home.parent / "t"
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        env = {"TMPDIR": str(tmp), "CLAUDE_CODE_TMPDIR": str(tmp), **env}
         full = ["env", "-C", str(cwd), *(f"{k}={v}" for k, v in env.items()), *argv]
         pane = self.spawner.window(name, full)
         agent = AgentCli(kind, pane, self.model, name, cwd, self.home, self.spawner, full)
