@@ -405,3 +405,28 @@ def test_long_multiline_prompt_reaches_the_model_whole(agent_clis: AgentClis,
     prompt = "\n".join(f"line {i}: " + "x" * 200 + f" 'q' $V{i}" for i in range(20))
     request = agent.run_turn(prompt)
     assert prompt in request.user_texts()[-1]
+
+
+NOTIFY = r'''
+import sys
+with open(sys.argv[1], "a") as fh:
+    fh.write(sys.argv[-1].replace("\n", " ") + "\n")
+'''
+
+
+def test_codex_notify_program_gets_agent_turn_complete(agent_clis: AgentClis,
+                                                       tmp_path: Path) -> None:
+    """`notify = [argv…]` in config.toml: run at each turn end with a JSON argument."""
+    script = tmp_path / "notify.py"
+    script.write_text(NOTIFY)
+    log = tmp_path / "notify.jsonl"
+    config = f"notify = {json.dumps([sys.executable, str(script), str(log)])}\n"
+    codex = agent_clis.codex(config=config)
+    codex.script(Text("Answer one."))
+    first = codex.run_turn("harness: one turn")
+    events = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=10)
+    event = json.loads(events[0])
+    assert event["type"] == "agent-turn-complete"
+    assert event["last-assistant-message"] == "Answer one."
+    assert event["thread-id"] == first.session_id
+    assert event["input-messages"] == ["harness: one turn"]
