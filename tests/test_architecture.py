@@ -144,3 +144,51 @@ def test_no_import_cycle() -> None:
     detail = ["  " + ", ".join(c) + "\n    " + "; ".join(
         f"{a}->{b}" for a in c for b in GRAPH[a] if b in c) for c in found]
     assert not found, "import cycles:\n" + "\n".join(detail)
+
+
+# --- thread fan-outs live in Group ---------------------------------------------------------
+# mesh/group.py is where work over several hosts runs in parallel (deadline, late hosts
+# closed, one answer per host). A module that starts threads itself is a fan-out of its
+# own, unless listed here with why it is none.
+FANOUT_HOME = "mesh.group"
+THREADS_ALLOWED = {
+    "delivery.observe": "batches of tmux commands to this host's own tmux server, not hosts",
+}
+
+
+def thread_starts(mod: str) -> list[int]:
+    """Lines where mod makes a thread: threading.Thread, ThreadPoolExecutor (or
+    anything from concurrent.futures), _thread.start_new_thread, however imported."""
+    tree = ast.parse(MODULES[mod].read_text())
+    pools = ("concurrent", "multiprocessing.pool")
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            names = []
+        if any(n.startswith(pools) for n in names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Attribute | ast.Name):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+            if name in ("Thread", "ThreadPoolExecutor", "start_new_thread", "ThreadPool"):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_the_fanout_check_sees_group() -> None:
+    """A sanity check on the detector: Group's own threads are found."""
+    assert thread_starts(FANOUT_HOME)
+
+
+def test_no_thread_fanout_outside_group() -> None:
+    """Work over several hosts runs through mesh.group.Group, never threads of its own."""
+    bad = [f"{mod} (lines {thread_starts(mod)})" for mod in sorted(MODULES)
+           if mod != FANOUT_HOME and mod not in THREADS_ALLOWED and thread_starts(mod)]
+    assert not bad, ("threads outside mesh/group.py (use Group.each or Group.start, or "
+                     "list the module in THREADS_ALLOWED with why it is no fan-out):\n"
+                     + "\n".join(bad))
+    stale = [mod for mod in THREADS_ALLOWED if mod not in MODULES or not thread_starts(mod)]
+    assert not stale, f"allowed but starts no thread (drop it from THREADS_ALLOWED): {stale}"
