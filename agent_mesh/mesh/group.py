@@ -9,12 +9,13 @@ hides the others' answers). With a deadline, a host that has not answered by the
 gets a WireError, its connection is closed (a blocked read returns) and its thread,
 a daemon, is abandoned: its late answer is thrown away.
 
-Plain threads: concurrent.futures costs ~10 ms of imports (logging).
+Plain threads, imported only when a fan-out starts: concurrent.futures costs ~10 ms
+of imports (logging), and threading imports collections, which a single message to
+one host does without.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 
 from agent_mesh.errors import MeshError, WireError
@@ -33,6 +34,8 @@ class Running:
     """A fan-out under way (Group.start): collect it with `wait`."""
 
     def __init__(self, group: Group, fn: Callable[[Host], Any], here: bool) -> None:
+        import threading  # imports collections: not on a single message's path
+
         self.started = time.monotonic()
         self._answers: dict[str, Any] = {}
         self._hosts: dict[str, Host] = {}
