@@ -17,12 +17,12 @@ from agent_mesh import paths
 from agent_mesh.clock import duration
 from agent_mesh.errors import UsageError, WireError
 from agent_mesh.ops.checks import Check, ago, fail, ok, parse_stamp, tilde, warn
-from agent_mesh.ops.setup import FIX as INSTALL
-from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT, run_helper
+from agent_mesh.ops.setup_base import FIX as INSTALL
+from agent_mesh.ops.setup_base import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT, run_helper
 from agent_mesh.registry.view import agents_from
 
 # What `agent-mesh setup` installs (HOOK_MARK, HOOK_EVENTS, TIMER_UNIT, the paths in
-# agent_mesh.paths) is defined once, in ops/setup.py and paths.py; checked here.
+# agent_mesh.paths) is defined once, in ops/setup_base.py and paths.py; checked here.
 MIN_TMUX = (3, 2)  # run-shell -C and paste-buffer -p
 COMMANDS = ("notify-pane", "agent-mesh", "agent-discover", "agent-self-identify")
 STALE_AFTER = 15 * 60  # the timer runs every 5 minutes: three missed runs is a problem
