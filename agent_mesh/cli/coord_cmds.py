@@ -1,0 +1,458 @@
+"""`agent-mesh post | bulletin | decide | decisions | lock | unlock | locks | task | tasks`:
+coordinating without a broker. Rendering only; the work is in mesh/coord.py (reaching
+each object's authority, merging) and agent_mesh/coord (the authority's files).
+
+Registered on the click group of cli/main.py by `register`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from agent_mesh.cli.group import CONTEXT, run_guarded, table
+from agent_mesh.errors import UsageError, printable, printable_json
+
+EXIT_CODES = ("Exit codes: 0 done, 1 usage, 2 no such lock/task/board, 3 held by someone "
+              "else (the line names them), 4 the authority host cannot be reached")
+
+
+def _json(doc: Any) -> None:
+    click.echo(printable_json(json.dumps(doc, indent=2, ensure_ascii=False)))
+
+
+def _since(text: str | None) -> float:
+    """`2h`, `90m`, `30s`, `1d` ago, or an ISO stamp (`2026-12-07T05:00:00Z`): epoch secs."""
+    if not text:
+        return 0.0
+    from agent_mesh.clock import STAMP_FORMAT, is_stamp
+
+    if is_stamp(text):
+        import calendar
+
+        return float(calendar.timegm(time.strptime(text, STAMP_FORMAT)))
+    from agent_mesh.mesh.delegate import parse_duration
+
+    return time.time() - parse_duration(text)
+
+
+def _duration(text: str, what: str) -> float:
+    from agent_mesh.mesh.delegate import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(f"{what}: {exc}") from None
+
+
+def _stamp(seconds: object) -> str:
+    value = float(seconds) if isinstance(seconds, (int, float)) else 0.0
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
+
+
+def _hosts_notes(reports: list[dict[str, Any]], what: str) -> list[str]:
+    lines = []
+    for report in reports:
+        host = report["host"]
+        if not report.get("ok"):
+            cached = report.get("cached")
+            shown = (f"; its last {cached} {what} seen here are shown, marked *" if cached
+                     else "")
+            lines.append(f"{host}: unreachable ({report.get('error', '')}){shown}")
+        if report.get("dropped"):
+            lines.append(f"{host}: dropped {report['dropped']} {what} that are not its own")
+    return [printable(x)[:300] for x in lines]
+
+
+def _entry_cells(entry: dict[str, Any]) -> list[str]:
+    mark = "*" if entry.get("cached") else ""
+    tags = " ".join(f"#{t}" for t in entry.get("tags") or [])
+    text = str(entry.get("text", ""))
+    return [_stamp(entry.get("time")) + mark, str(entry.get("who", "")),
+            f"{text}  {tags}" if tags else text]
+
+
+def render_bulletin(doc: dict[str, Any]) -> str:
+    rows = [["TIME (UTC)", "WHO", "WHAT"], *(_entry_cells(e) for e in doc["entries"])]
+    return table(rows) if len(rows) > 1 else ""
+
+
+def register(group: click.Group) -> None:
+    """Add the coordination commands to the agent-mesh group."""
+
+    @group.command("post", context_settings=CONTEXT)
+    @click.argument("text")
+    @click.option("--tag", "tags", multiple=True, help="A label to filter by (repeatable).")
+    def post_cmd(text: str, tags: tuple[str, ...]) -> None:
+        """Add an entry to the bulletin: something you did (actions, not intentions:
+        "merged #42 into main", not "will look at #42"). It is kept on this host with
+        the time and your address; `agent-mesh bulletin` shows every host's."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            entry = coord.post(text, list(tags))
+            click.echo(f"agent-mesh post: posted {entry['id']} as {printable(entry['who'])}")
+
+        run_guarded("agent-mesh post", body)
+
+    @group.command("bulletin", context_settings=CONTEXT)
+    @click.option("--since", default=None, metavar="AGE|STAMP",
+                  help="Only entries from this long ago (90m, 2h, 1d) or this UTC stamp.")
+    @click.option("--tag", "tags", multiple=True, help="Only entries with this tag.")
+    @click.option("--host", "hosts", multiple=True, help="Only this host's entries.")
+    @click.option("--follow", "-f", is_flag=True, help="Keep printing new entries.")
+    @click.option("--json", "as_json", is_flag=True,
+                  help="Entries and hosts as JSON (one entry per line with --follow).")
+    @click.option("-n", "--limit", default=200, show_default=True,
+                  type=click.IntRange(1, 100000), help="How many of the latest entries.")
+    def bulletin_cmd(since: str | None, tags: tuple[str, ...], hosts: tuple[str, ...],
+                     follow: bool, as_json: bool, limit: int) -> None:
+        """What happened, mesh-wide: every host's bulletin merged in time order. A host
+        that does not answer is named, and the entries last seen from it are shown
+        marked *."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            start = _since(since)
+            doc = coord.bulletin(start, list(tags), list(hosts) or None, limit)
+            if as_json and not follow:
+                _json(doc)
+                return
+            seen = {(e.get("host"), e.get("id")) for e in doc["entries"]}
+            if as_json:
+                for entry in doc["entries"]:
+                    click.echo(printable_json(json.dumps(entry, ensure_ascii=False)))
+            elif doc["entries"]:
+                click.echo(render_bulletin(doc))
+            else:
+                asked = ", ".join(r["host"] for r in doc["hosts"])
+                what = " matching" if since or tags else ""
+                click.echo(f"no{what} entries on {asked}: post what you did with "
+                           'agent-mesh post "text" --tag T')
+            for line in _hosts_notes(doc["hosts"], "entries"):
+                click.echo(line, err=True)
+            if not follow:
+                return
+            last = max([float(e.get("time", 0)) for e in doc["entries"]] + [start])
+            while True:
+                time.sleep(1.0)
+                new = [e for e in coord.bulletin(last - 5, list(tags), list(hosts) or None)[
+                    "entries"] if (e.get("host"), e.get("id")) not in seen
+                    and not e.get("cached")]
+                for entry in new:
+                    seen.add((entry.get("host"), entry.get("id")))
+                    last = max(last, float(entry.get("time", 0)))
+                    if as_json:
+                        click.echo(printable_json(json.dumps(entry, ensure_ascii=False)))
+                    else:
+                        click.echo(table([["", "", ""], _entry_cells(entry)]).split("\n")[1])
+
+        try:
+            run_guarded("agent-mesh bulletin", body)
+        except SystemExit as exc:
+            if exc.code != 130 or not follow:  # Ctrl-C ends a follow: not an error
+                raise
+
+    @group.command("decide", context_settings=CONTEXT)
+    @click.argument("title")
+    @click.option("--because", required=True, help="Why: what everyone should know.")
+    @click.option("--supersedes", default="", metavar="ID",
+                  help="The decision this one replaces (d3@host).")
+    def decide_cmd(title: str, because: str, supersedes: str) -> None:
+        """Record a decision that binds everyone, with an id (d<N>@<host>). It is kept on
+        this host; `agent-mesh decisions` lists those in force on every host."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            record = coord.decide(title, because, supersedes)
+            extra = f" (supersedes {record['supersedes']})" if record.get("supersedes") else ""
+            click.echo(f"agent-mesh decide: recorded {record['id']}{extra}")
+
+        run_guarded("agent-mesh decide", body)
+
+    @group.command("decisions", context_settings=CONTEXT)
+    @click.option("--json", "as_json", is_flag=True, help="Decisions and hosts as JSON.")
+    @click.option("--all", "show_all", is_flag=True, help="Superseded decisions too.")
+    def decisions_cmd(as_json: bool, show_all: bool) -> None:
+        """The decisions in force mesh-wide (each host's, not superseded), oldest first."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            doc = coord.decisions(include_superseded=show_all)
+            if as_json:
+                _json(doc)
+                return
+            if not doc["entries"]:
+                click.echo('no decisions in force: record one with agent-mesh decide "title" '
+                           '--because "why"')
+            else:
+                rows = [["ID", "WHEN (UTC)", "WHO", "DECISION"]]
+                for d in doc["entries"]:
+                    note = " (superseded)" if d.get("superseded") else ""
+                    rep = f" [replaces {d['supersedes']}]" if d.get("supersedes") else ""
+                    rows.append([str(d.get("id")) + ("*" if d.get("cached") else ""),
+                                 _stamp(d.get("time")), str(d.get("who", "")),
+                                 f"{d.get('title')}{note}{rep}: because {d.get('because')}"])
+                click.echo(table(rows))
+            for line in _hosts_notes(doc["hosts"], "decisions"):
+                click.echo(line, err=True)
+
+        run_guarded("agent-mesh decisions", body)
+
+    @group.command("lock", context_settings=CONTEXT, epilog=EXIT_CODES + ", 6 --wait ran out.")
+    @click.argument("path")
+    @click.option("--host", default=None, help="The host the path lives on (or HOST:PATH).")
+    @click.option("--intent", default="", help='What you are doing there, e.g. "refactor io".')
+    @click.option("--ttl", default="2h", show_default=True,
+                  help="It ends by itself after this long (30s, 10m, 2h).")
+    @click.option("--wait", default=None, metavar="DURATION",
+                  help="Wait this long for a held path (exit 6 if still held).")
+    @click.option("--json", "as_json", is_flag=True, help="Print the lock as JSON.")
+    def lock_cmd(path: str, host: str | None, intent: str, ttl: str, wait: str | None,
+                 as_json: bool) -> None:
+        """Say "I am changing PATH, keep off": an advisory lock on PATH and everything
+        below it, held by the host the path lives on. It ends at --ttl, when your window
+        closes, or with `agent-mesh unlock`. Taking it again renews it."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            got = coord.lock(path, host, intent, _duration(ttl, "--ttl"),
+                             _duration(wait, "--wait") if wait else 0.0)
+            if as_json:
+                _json(got)
+                return
+            left = float(got["expires"]) - time.time()
+            from agent_mesh.clock import duration
+
+            click.echo(printable(f"agent-mesh lock: {got['host']}:{got['path']} is yours for "
+                                 f"{duration(left + 0.5)}"))
+
+        run_guarded("agent-mesh lock", body)
+
+    @group.command("unlock", context_settings=CONTEXT, epilog=EXIT_CODES + ".")
+    @click.argument("path")
+    @click.option("--host", default=None, help="The host the path lives on (or HOST:PATH).")
+    @click.option("--force", is_flag=True,
+                  help="Release someone else's lock (logged on that host's bulletin).")
+    def unlock_cmd(path: str, host: str | None, force: bool) -> None:
+        """Release your lock on PATH (only its holder may, unless --force)."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            got = coord.unlock(path, host, force)
+            whose = f" (held by {got.get('who')}; logged)" if got.get("forced") else ""
+            click.echo(printable(f"agent-mesh unlock: released {got['host']}:{got['path']}"
+                                 f"{whose}"))
+
+        run_guarded("agent-mesh unlock", body)
+
+    @group.command("locks", context_settings=CONTEXT)
+    @click.option("--json", "as_json", is_flag=True, help="Locks and hosts as JSON.")
+    @click.option("--host", "hosts", multiple=True, help="Only the locks this host holds.")
+    def locks_cmd(as_json: bool, hosts: tuple[str, ...]) -> None:
+        """Every lock in force, mesh-wide: path, holder, intent, since, expiry."""
+
+        def body() -> None:
+            from agent_mesh.clock import duration
+            from agent_mesh.mesh import coord
+
+            doc = coord.locks(list(hosts) or None)
+            if as_json:
+                _json(doc)
+                return
+            now = time.time()
+            if not doc["locks"]:
+                asked = ", ".join(r["host"] for r in doc["hosts"] if r["ok"]) or "no host"
+                click.echo(f"no locks held on {asked}: agent-mesh lock PATH --intent \"...\" "
+                           "takes one")
+            else:
+                rows = [["PATH", "HOLDER", "SINCE", "EXPIRES", "INTENT"]]
+                for lk in doc["locks"]:
+                    rows.append([f"{lk['authority']}:{lk.get('path')}", str(lk.get("who")),
+                                 duration(now - float(lk.get("since", now))) + " ago",
+                                 "in " + duration(float(lk.get("expires", now)) - now),
+                                 str(lk.get("intent") or "")])
+                click.echo(table(rows))
+            for line in _hosts_notes(doc["hosts"], "locks"):
+                click.echo(line, err=True)
+            if any(not r["ok"] for r in doc["hosts"]):
+                sys.exit(4)
+
+        run_guarded("agent-mesh locks", body)
+
+    board_help = "The board, NAME@HOST (default: $AGENT_MESH_BOARD, else main@this host)."
+
+    @group.group("task", cls=type(group), context_settings=CONTEXT)
+    def task_group() -> None:
+        """A shared task board: add tasks, claim one (exactly one claimer wins), finish
+        or drop it. A board lives on one host (NAME@HOST); `agent-mesh tasks` shows it."""
+
+    @task_group.command("add", context_settings=CONTEXT, epilog=EXIT_CODES + ".")
+    @click.argument("title")
+    @click.option("--board", default=None, help=board_help)
+    @click.option("--role", default="", help="Who should take it (claim --next --role R).")
+    @click.option("--notify", multiple=True, metavar="ADDRESS",
+                  help="Subscribe ADDRESS to the board: it is messaged on each claim and done.")
+    def task_add(title: str, board: str | None, role: str, notify: tuple[str, ...]) -> None:
+        """Add a task to the board (the board is made on first use)."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            got = coord.task_add(title, board, role, list(notify))
+            click.echo(printable(f"agent-mesh task: added {got['task']['id']} on "
+                                 f"{got['board']}"))
+
+        run_guarded("agent-mesh task add", body)
+
+    @task_group.command("claim", context_settings=CONTEXT, epilog=EXIT_CODES + ".")
+    @click.argument("task_id", required=False)
+    @click.option("--next", "take_next", is_flag=True, help="The first open task.")
+    @click.option("--role", default="", help="With --next: a task for this role (or none).")
+    @click.option("--board", default=None, help=board_help)
+    @click.option("--json", "as_json", is_flag=True, help="Print the claimed task as JSON.")
+    def task_claim(task_id: str | None, take_next: bool, role: str, board: str | None,
+                   as_json: bool) -> None:
+        """Claim task ID (or --next). Of any number of claimers on any hosts exactly one
+        wins; the others get exit 3 with the winner's address."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            if (task_id is None) == (not take_next):
+                raise UsageError("give a task ID or --next (not both)")
+            got = coord.task_claim(task_id, board, role)
+            if as_json:
+                _json(got)
+                return
+            task = got["task"]
+            click.echo(printable(f"agent-mesh task: claimed {task['id']} on {got['board']}: "
+                                 f"{task.get('title', '')}"))
+            _notified(got)
+
+        run_guarded("agent-mesh task claim", body)
+
+    @task_group.command("done", context_settings=CONTEXT, epilog=EXIT_CODES + ".")
+    @click.argument("task_id")
+    @click.option("--note", default="", help="What came of it.")
+    @click.option("--board", default=None, help=board_help)
+    def task_done(task_id: str, note: str, board: str | None) -> None:
+        """Mark task ID done (yours, or one nobody claimed)."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            got = coord.task_done(task_id, board, note)
+            click.echo(printable(f"agent-mesh task: {got['task']['id']} on {got['board']} "
+                                 "is done"))
+            _notified(got)
+
+        run_guarded("agent-mesh task done", body)
+
+    @task_group.command("drop", context_settings=CONTEXT, epilog=EXIT_CODES + ".")
+    @click.argument("task_id", required=False)
+    @click.option("--stale", is_flag=True,
+                  help="Release every claim whose holder's window is gone.")
+    @click.option("--board", default=None, help=board_help)
+    def task_drop(task_id: str | None, stale: bool, board: str | None) -> None:
+        """Give your claim on task ID back (it is open again), or with --stale release
+        the claims of holders whose window is gone."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            if (task_id is None) == (not stale):
+                raise UsageError("give a task ID or --stale (not both)")
+            got = coord.task_drop(task_id, board, stale)
+            if stale:
+                ids = ", ".join(str(t["id"]) for t in got["dropped"]) or "none"
+                click.echo(f"agent-mesh task: released stale claims on {got['board']}: {ids}")
+            else:
+                click.echo(f"agent-mesh task: dropped {got['task']['id']} on {got['board']}; "
+                           "it is open again")
+
+        run_guarded("agent-mesh task drop", body)
+
+    @task_group.command("notify", context_settings=CONTEXT)
+    @click.argument("addresses", nargs=-1)
+    @click.option("--off", is_flag=True, help="Unsubscribe them instead.")
+    @click.option("--board", default=None, help=board_help)
+    def task_notify(addresses: tuple[str, ...], off: bool, board: str | None) -> None:
+        """Subscribe ADDRESSES (default: this pane's agent) to the board: each claim and
+        done messages them through the normal delivery path (queued while they are busy)."""
+
+        def body() -> None:
+            from agent_mesh.mesh import coord
+
+            wanted = list(addresses)
+            if not wanted:
+                who = coord.me()
+                if not who["pane"]:
+                    raise UsageError("not in a registered pane: name the ADDRESSES to notify")
+                wanted = [who["who"]]
+            got = coord.task_subscribe(wanted, board, off)
+            subs = ", ".join(got["subscribers"]) or "nobody"
+            click.echo(printable(f"agent-mesh task: {got['board']} notifies {subs}"))
+
+        run_guarded("agent-mesh task notify", body)
+
+    @group.command("tasks", context_settings=CONTEXT)
+    @click.option("--board", default=None, help=board_help)
+    @click.option("--json", "as_json", is_flag=True, help="Print the board as JSON.")
+    def tasks_cmd(board: str | None, as_json: bool) -> None:
+        """The task board: each task's id, state, holder (marked gone when its window
+        is), role and title."""
+
+        def body() -> None:
+            from agent_mesh.clock import duration
+            from agent_mesh.mesh import coord
+
+            doc = coord.tasks(board)
+            if as_json:
+                _json(doc)
+                return
+            where = doc.get("board", "?")
+            if not doc.get("tasks"):
+                made = "has no tasks yet" if doc.get("exists") else "does not exist yet"
+                click.echo(printable(f"board {where} {made}: agent-mesh task add \"title\" "
+                                     f"--board {where} adds one; agents take them with "
+                                     "agent-mesh task claim --next"))
+                return
+            now = time.time()
+            rows = [["ID", "STATE", "HOLDER", "ROLE", "TITLE"]]
+            for t in doc["tasks"]:
+                holder = ""
+                if t.get("state") == "claimed":
+                    h = t.get("holder") or {}
+                    holder = f"{h.get('who')} ({duration(now - float(h.get('since', now)))})"
+                    if t.get("holder_state") == "gone":
+                        holder += " gone"
+                elif t.get("state") == "done":
+                    holder = str(t.get("finished_by") or "")
+                title = str(t.get("title", ""))
+                if t.get("note"):
+                    title += f" — {t['note']}"
+                rows.append([str(t.get("id")), str(t.get("state")), holder,
+                             str(t.get("role") or ""), title])
+            click.echo(table(rows))
+            if any(t.get("holder_state") == "gone" for t in doc["tasks"]):
+                click.echo(f"claims marked gone: their window closed; agent-mesh task drop "
+                           f"--stale --board {where} opens them again", err=True)
+
+        run_guarded("agent-mesh tasks", body)
+
+
+def _notified(got: dict[str, Any]) -> None:
+    for row in got.get("notified") or []:
+        detail = f": {row['detail']}" if row.get("detail") else ""
+        click.echo(printable(f"  notified {row['address']}: {row['outcome']}{detail}"))
