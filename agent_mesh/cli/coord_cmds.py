@@ -49,6 +49,13 @@ def _duration(text: str, what: str) -> float:
         raise UsageError(f"{what}: {exc}") from None
 
 
+def _stdin() -> str:
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError("stdin is not valid UTF-8; refusing to guess what was meant") from None
+
+
 def _stamp(seconds: object) -> str:
     value = float(seconds) if isinstance(seconds, (int, float)) else 0.0
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(value))
@@ -90,12 +97,13 @@ def register(group: click.Group) -> None:
     def post_cmd(text: str, tags: tuple[str, ...]) -> None:
         """Add an entry to the bulletin: something you did (actions, not intentions:
         "merged #42 into main", not "will look at #42"). It is kept on this host with
-        the time and your address; `agent-mesh bulletin` shows every host's."""
+        the time and your address; `agent-mesh bulletin` shows every host's. TEXT `-`
+        reads it from stdin."""
 
         def body() -> None:
             from agent_mesh.mesh import coord
 
-            entry = coord.post(text, list(tags))
+            entry = coord.post(_stdin() if text == "-" else text, list(tags))
             click.echo(f"agent-mesh post: posted {entry['id']} as {printable(entry['who'])}")
 
         run_guarded("agent-mesh post", body)
