@@ -2,7 +2,9 @@
 coordinating without a broker. Rendering only; the work is in mesh/coord.py (reaching
 each object's authority, merging) and agent_mesh/coord (the authority's files).
 
-Registered on the click group of cli/main.py by `register`.
+Registered on the click group of cli/main.py by `register`. click is imported only
+inside it: `quick_bulletin`, which cli/entry.py calls for a plain `agent-mesh bulletin`,
+skips it (a sixth of reading 10,000 entries), as `quick_status` does for status.
 """
 
 from __future__ import annotations
@@ -12,17 +14,27 @@ import sys
 import time
 from typing import Any
 
-import click
-
-from agent_mesh.cli.group import CONTEXT, run_guarded, table
+from agent_mesh import errors
 from agent_mesh.errors import UsageError, printable, printable_json
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 EXIT_CODES = ("Exit codes: 0 done, 1 usage, 2 no such lock/task/board, 3 held by someone "
               "else (the line names them), 4 the authority host cannot be reached")
 
 
+def _echo(text: str, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    stream.write(text + "\n")
+    stream.flush()
+
+
 def _json(doc: Any) -> None:
-    click.echo(printable_json(json.dumps(doc, indent=2, ensure_ascii=False)))
+    _echo(printable_json(json.dumps(doc, indent=2, ensure_ascii=False)))
 
 
 def _since(text: str | None) -> float:
@@ -84,12 +96,88 @@ def _entry_cells(entry: dict[str, Any]) -> list[str]:
 
 
 def render_bulletin(doc: dict[str, Any]) -> str:
+    """The entries as a table (TIME, WHO, WHAT), every cell made printable: the same
+    columns as group.table, written out directly since a bulletin may hold 10,000."""
     rows = [["TIME (UTC)", "WHO", "WHAT"], *(_entry_cells(e) for e in doc["entries"])]
-    return table(rows) if len(rows) > 1 else ""
+    if len(rows) == 1:
+        return ""
+    cells = [[c if c.isprintable() else printable(c) for c in row] for row in rows]
+    first = max(len(r[0]) for r in cells)
+    second = max(len(r[1]) for r in cells)
+    return "\n".join(f"{a.ljust(first)}  {b.ljust(second)}  {c}" for a, b, c in cells)
+
+
+def _bulletin(since: str | None, tags: list[str], hosts: list[str], follow: bool,
+              as_json: bool, limit: int) -> None:
+    from agent_mesh.mesh import coord
+
+    start = _since(since)
+    doc = coord.bulletin(start, tags, hosts or None, limit)
+    if as_json and not follow:
+        _json(doc)
+        return
+    seen = {(e.get("host"), e.get("id")) for e in doc["entries"]}
+    if as_json:
+        for entry in doc["entries"]:
+            _echo(printable_json(json.dumps(entry, ensure_ascii=False)))
+    elif doc["entries"]:
+        _echo(render_bulletin(doc))
+    else:
+        asked = ", ".join(r["host"] for r in doc["hosts"])
+        what = " matching" if since or tags else ""
+        _echo(f"no{what} entries on {asked}: post what you did with "
+              'agent-mesh post "text" --tag T')
+    for line in _hosts_notes(doc["hosts"], "entries"):
+        _echo(line, err=True)
+    if not follow:
+        return
+    last = max([float(e.get("time", 0)) for e in doc["entries"]] + [start])
+    while True:
+        time.sleep(1.0)
+        new = [e for e in coord.bulletin(last - 5, tags, hosts or None)["entries"]
+               if (e.get("host"), e.get("id")) not in seen and not e.get("cached")]
+        for entry in new:
+            seen.add((entry.get("host"), entry.get("id")))
+            last = max(last, float(entry.get("time", 0)))
+            if as_json:
+                _echo(printable_json(json.dumps(entry, ensure_ascii=False)))
+            else:
+                _echo(render_bulletin({"entries": [entry]}).split("\n", 1)[1])
+
+
+def quick_bulletin(argv: list[str]) -> int | None:
+    """`bulletin [--json] [-n N] [--since X] [--tag T] [--host H]` without click; None:
+    let click handle argv (help, --follow, anything else)."""
+    options: dict[str, list[str]] = {"--since": [], "--tag": [], "--host": [], "-n": []}
+    as_json = False
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word == "--json":
+            as_json = True
+        elif word in options and rest and not rest[0].startswith("-"):
+            options[word].append(rest.pop(0))
+        else:
+            return None
+    if len(options["--since"]) > 1 or len(options["-n"]) > 1 or not all(
+            n.isdigit() and 1 <= int(n) <= 100000 for n in options["-n"]):
+        return None
+    try:
+        _bulletin(options["--since"][0] if options["--since"] else None, options["--tag"],
+                  options["--host"], False, as_json,
+                  int(options["-n"][0]) if options["-n"] else 200)
+    except (Exception, KeyboardInterrupt) as exc:  # the one renderer, as run_guarded
+        line, code = errors.report(exc)
+        _echo(f"agent-mesh bulletin: {line}", err=True)
+        return code
+    return 0
 
 
 def register(group: click.Group) -> None:
     """Add the coordination commands to the agent-mesh group."""
+    import click
+
+    from agent_mesh.cli.group import run_guarded, table
 
     @group.command("post", context_settings=CONTEXT)
     @click.argument("text")
@@ -104,7 +192,7 @@ def register(group: click.Group) -> None:
             from agent_mesh.mesh import coord
 
             entry = coord.post(_stdin() if text == "-" else text, list(tags))
-            click.echo(f"agent-mesh post: posted {entry['id']} as {printable(entry['who'])}")
+            _echo(f"agent-mesh post: posted {entry['id']} as {printable(entry['who'])}")
 
         run_guarded("agent-mesh post", body)
 
@@ -125,41 +213,7 @@ def register(group: click.Group) -> None:
         marked *."""
 
         def body() -> None:
-            from agent_mesh.mesh import coord
-
-            start = _since(since)
-            doc = coord.bulletin(start, list(tags), list(hosts) or None, limit)
-            if as_json and not follow:
-                _json(doc)
-                return
-            seen = {(e.get("host"), e.get("id")) for e in doc["entries"]}
-            if as_json:
-                for entry in doc["entries"]:
-                    click.echo(printable_json(json.dumps(entry, ensure_ascii=False)))
-            elif doc["entries"]:
-                click.echo(render_bulletin(doc))
-            else:
-                asked = ", ".join(r["host"] for r in doc["hosts"])
-                what = " matching" if since or tags else ""
-                click.echo(f"no{what} entries on {asked}: post what you did with "
-                           'agent-mesh post "text" --tag T')
-            for line in _hosts_notes(doc["hosts"], "entries"):
-                click.echo(line, err=True)
-            if not follow:
-                return
-            last = max([float(e.get("time", 0)) for e in doc["entries"]] + [start])
-            while True:
-                time.sleep(1.0)
-                new = [e for e in coord.bulletin(last - 5, list(tags), list(hosts) or None)[
-                    "entries"] if (e.get("host"), e.get("id")) not in seen
-                    and not e.get("cached")]
-                for entry in new:
-                    seen.add((entry.get("host"), entry.get("id")))
-                    last = max(last, float(entry.get("time", 0)))
-                    if as_json:
-                        click.echo(printable_json(json.dumps(entry, ensure_ascii=False)))
-                    else:
-                        click.echo(table([["", "", ""], _entry_cells(entry)]).split("\n")[1])
+            _bulletin(since, list(tags), list(hosts), follow, as_json, limit)
 
         try:
             run_guarded("agent-mesh bulletin", body)
@@ -181,7 +235,7 @@ def register(group: click.Group) -> None:
 
             record = coord.decide(title, because, supersedes)
             extra = f" (supersedes {record['supersedes']})" if record.get("supersedes") else ""
-            click.echo(f"agent-mesh decide: recorded {record['id']}{extra}")
+            _echo(f"agent-mesh decide: recorded {record['id']}{extra}")
 
         run_guarded("agent-mesh decide", body)
 
@@ -199,7 +253,7 @@ def register(group: click.Group) -> None:
                 _json(doc)
                 return
             if not doc["entries"]:
-                click.echo('no decisions in force: record one with agent-mesh decide "title" '
+                _echo('no decisions in force: record one with agent-mesh decide "title" '
                            '--because "why"')
             else:
                 rows = [["ID", "WHEN (UTC)", "WHO", "DECISION"]]
@@ -209,9 +263,9 @@ def register(group: click.Group) -> None:
                     rows.append([str(d.get("id")) + ("*" if d.get("cached") else ""),
                                  _stamp(d.get("time")), str(d.get("who", "")),
                                  f"{d.get('title')}{note}{rep}: because {d.get('because')}"])
-                click.echo(table(rows))
+                _echo(table(rows))
             for line in _hosts_notes(doc["hosts"], "decisions"):
-                click.echo(line, err=True)
+                _echo(line, err=True)
 
         run_guarded("agent-mesh decisions", body)
 
@@ -241,7 +295,7 @@ def register(group: click.Group) -> None:
             left = float(got["expires"]) - time.time()
             from agent_mesh.clock import duration
 
-            click.echo(printable(f"agent-mesh lock: {got['host']}:{got['path']} is yours for "
+            _echo(printable(f"agent-mesh lock: {got['host']}:{got['path']} is yours for "
                                  f"{duration(left + 0.5)}"))
 
         run_guarded("agent-mesh lock", body)
@@ -259,7 +313,7 @@ def register(group: click.Group) -> None:
 
             got = coord.unlock(path, host, force)
             whose = f" (held by {got.get('who')}; logged)" if got.get("forced") else ""
-            click.echo(printable(f"agent-mesh unlock: released {got['host']}:{got['path']}"
+            _echo(printable(f"agent-mesh unlock: released {got['host']}:{got['path']}"
                                  f"{whose}"))
 
         run_guarded("agent-mesh unlock", body)
@@ -281,7 +335,7 @@ def register(group: click.Group) -> None:
             now = time.time()
             if not doc["locks"]:
                 asked = ", ".join(r["host"] for r in doc["hosts"] if r["ok"]) or "no host"
-                click.echo(f"no locks held on {asked}: agent-mesh lock PATH --intent \"...\" "
+                _echo(f"no locks held on {asked}: agent-mesh lock PATH --intent \"...\" "
                            "takes one")
             else:
                 rows = [["PATH", "HOLDER", "SINCE", "EXPIRES", "INTENT"]]
@@ -290,9 +344,9 @@ def register(group: click.Group) -> None:
                                  duration(now - float(lk.get("since", now))) + " ago",
                                  "in " + duration(float(lk.get("expires", now)) - now),
                                  str(lk.get("intent") or "")])
-                click.echo(table(rows))
+                _echo(table(rows))
             for line in _hosts_notes(doc["hosts"], "locks"):
-                click.echo(line, err=True)
+                _echo(line, err=True)
             if any(not r["ok"] for r in doc["hosts"]):
                 sys.exit(4)
 
@@ -318,7 +372,7 @@ def register(group: click.Group) -> None:
             from agent_mesh.mesh import coord
 
             got = coord.task_add(title, board, role, list(notify))
-            click.echo(printable(f"agent-mesh task: added {got['task']['id']} on "
+            _echo(printable(f"agent-mesh task: added {got['task']['id']} on "
                                  f"{got['board']}"))
 
         run_guarded("agent-mesh task add", body)
@@ -344,7 +398,7 @@ def register(group: click.Group) -> None:
                 _json(got)
                 return
             task = got["task"]
-            click.echo(printable(f"agent-mesh task: claimed {task['id']} on {got['board']}: "
+            _echo(printable(f"agent-mesh task: claimed {task['id']} on {got['board']}: "
                                  f"{task.get('title', '')}"))
             _notified(got)
 
@@ -361,7 +415,7 @@ def register(group: click.Group) -> None:
             from agent_mesh.mesh import coord
 
             got = coord.task_done(task_id, board, note)
-            click.echo(printable(f"agent-mesh task: {got['task']['id']} on {got['board']} "
+            _echo(printable(f"agent-mesh task: {got['task']['id']} on {got['board']} "
                                  "is done"))
             _notified(got)
 
@@ -384,9 +438,9 @@ def register(group: click.Group) -> None:
             got = coord.task_drop(task_id, board, stale)
             if stale:
                 ids = ", ".join(str(t["id"]) for t in got["dropped"]) or "none"
-                click.echo(f"agent-mesh task: released stale claims on {got['board']}: {ids}")
+                _echo(f"agent-mesh task: released stale claims on {got['board']}: {ids}")
             else:
-                click.echo(f"agent-mesh task: dropped {got['task']['id']} on {got['board']}; "
+                _echo(f"agent-mesh task: dropped {got['task']['id']} on {got['board']}; "
                            "it is open again")
 
         run_guarded("agent-mesh task drop", body)
@@ -410,7 +464,7 @@ def register(group: click.Group) -> None:
                 wanted = [who["who"]]
             got = coord.task_subscribe(wanted, board, off)
             subs = ", ".join(got["subscribers"]) or "nobody"
-            click.echo(printable(f"agent-mesh task: {got['board']} notifies {subs}"))
+            _echo(printable(f"agent-mesh task: {got['board']} notifies {subs}"))
 
         run_guarded("agent-mesh task notify", body)
 
@@ -432,7 +486,7 @@ def register(group: click.Group) -> None:
             where = doc.get("board", "?")
             if not doc.get("tasks"):
                 made = "has no tasks yet" if doc.get("exists") else "does not exist yet"
-                click.echo(printable(f"board {where} {made}: agent-mesh task add \"title\" "
+                _echo(printable(f"board {where} {made}: agent-mesh task add \"title\" "
                                      f"--board {where} adds one; agents take them with "
                                      "agent-mesh task claim --next"))
                 return
@@ -452,9 +506,9 @@ def register(group: click.Group) -> None:
                     title += f" — {t['note']}"
                 rows.append([str(t.get("id")), str(t.get("state")), holder,
                              str(t.get("role") or ""), title])
-            click.echo(table(rows))
+            _echo(table(rows))
             if any(t.get("holder_state") == "gone" for t in doc["tasks"]):
-                click.echo(f"claims marked gone: their window closed; agent-mesh task drop "
+                _echo(f"claims marked gone: their window closed; agent-mesh task drop "
                            f"--stale --board {where} opens them again", err=True)
 
         run_guarded("agent-mesh tasks", body)
@@ -463,4 +517,4 @@ def register(group: click.Group) -> None:
 def _notified(got: dict[str, Any]) -> None:
     for row in got.get("notified") or []:
         detail = f": {row['detail']}" if row.get("detail") else ""
-        click.echo(printable(f"  notified {row['address']}: {row['outcome']}{detail}"))
+        _echo(printable(f"  notified {row['address']}: {row['outcome']}{detail}"))
