@@ -32,6 +32,7 @@ DEFAULTS: dict[str, int] = {
     "coord_log_bytes": 4 * 1024 * 1024,  # the bulletin and decision logs rotate past this
     "coord_locks": 10000,  # locks held on this host at once
     "coord_tasks": 10000,  # tasks on one board
+    "coord_boards": 100,  # boards on this host
 }
 
 

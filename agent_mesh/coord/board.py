@@ -69,6 +69,9 @@ class _Board:
                 if not self.create:
                     raise NoMatch(f"no board {self.where()} yet: agent-mesh task add \"title\" "
                                   f"--board {self.where()} makes it")
+                if len(boards()) >= limit("coord_boards"):
+                    raise UsageError(f"{len(boards())} boards on this host already "
+                                     f"(limits.coord_boards in {config_path()})")
                 self.doc = {"name": self.name, "next": 1, "tasks": [], "subscribers": []}
         except BaseException:
             self.lock.__exit__()

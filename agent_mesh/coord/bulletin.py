@@ -70,7 +70,7 @@ def decide(who: str, title: str, because: str, supersedes: str = "") -> dict[str
     with lock_for(decisions_path()):
         n = int(load(seq).get("next", 1) or 1)
         record = {"id": f"d{n}@{me}", **record}
-        append(decisions_path(), record)
+        append(decisions_path(), record, rotate=False)
         save(seq, {"next": n + 1})
     return record
 

@@ -102,10 +102,11 @@ def covers(held: str, wanted: str) -> bool:
 # --- logs ---------------------------------------------------------------------------
 
 
-def append(path: str, record: dict[str, Any]) -> None:
+def append(path: str, record: dict[str, Any], rotate: bool = True) -> None:
     """Append one JSON line (one write: whole lines with concurrent writers); rotate past
-    limits.coord_log_bytes, keeping one old file. Unlike the delivery log this raises:
-    a post that was not kept must say so."""
+    limits.coord_log_bytes, keeping one old file (unless not `rotate`: decisions stay in
+    force until superseded). Unlike the delivery log this raises: a post that was not
+    kept must say so."""
     data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
     fd = append_private(path)
     try:
@@ -113,7 +114,7 @@ def append(path: str, record: dict[str, Any]) -> None:
         st = os.fstat(fd)
     finally:
         os.close(fd)
-    if st.st_size > limit("coord_log_bytes"):
+    if rotate and st.st_size > limit("coord_log_bytes"):
         try:
             if os.stat(path).st_ino == st.st_ino:
                 os.replace(path, path + ".1")
