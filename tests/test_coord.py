@@ -73,27 +73,47 @@ def locks_file(home: Path) -> list[dict[str, object]]:
 # --- locks ----------------------------------------------------------------------------
 
 
-def test_a_held_lock_names_its_holder_and_ends_at_its_ttl(agents: Agents, tmp_path: Path) -> None:
+def test_a_held_lock_names_its_holder_and_covers_what_is_below(agents: Agents,
+                                                               tmp_path: Path) -> None:
     agents.add("alice", "bob")
     repo = tmp_path / "repo"
-    ok(agents.run("alice", "lock", str(repo), "--intent", "refactor io", "--ttl", "2s"))
+    ok(agents.run("alice", "lock", str(repo), "--intent", "refactor io", "--ttl", "1h"))
     for wanted in (repo / "src" / "io.py", repo, tmp_path):  # below it, itself, above it
         out = agents.run("bob", "lock", str(wanted))
         assert out.returncode == 3, out.stderr
         line = out.stderr.decode()
         assert line.count("\n") == 1 and agents.address("alice") in line
-        assert "refactor io" in line and "since" in line and "expires in" in line
+        assert "refactor io" in line and "since" in line and "expires in 59m" in line
     ok(agents.run("alice", "lock", str(repo / "src")))  # the holder's own: no conflict
     ok(agents.run("alice", "unlock", str(repo / "src")))
-    started = time.monotonic()
-    retry_until(lambda: agents.run("bob", "lock", str(repo), "--ttl", "1m").returncode == 0,
-                timeout=6)
-    assert time.monotonic() - started < 4
+    ok(agents.run("bob", "lock", str(tmp_path / "elsewhere")))
     table = ok(agents.run(None, "locks"))
-    assert agents.address("bob") in table and agents.address("alice") not in table
+    assert "refactor io" in table and agents.address("bob") in table
     doc = json.loads(ok(agents.run(None, "locks", "--json")))
-    assert [(lk["path"], lk["who"]) for lk in doc["locks"]] == [(str(repo),
-                                                                 agents.address("bob"))]
+    assert {(lk["path"], lk["who"]) for lk in doc["locks"]} == {
+        (str(repo), agents.address("alice")), (str(tmp_path / "elsewhere"),
+                                               agents.address("bob"))}
+
+
+def test_a_lock_ends_at_its_ttl_and_another_agent_takes_it(agents: Agents,
+                                                          tmp_path: Path) -> None:
+    agents.add("alice", "bob")
+    path = str(tmp_path / "repo")
+    taken = time.monotonic()
+    ok(agents.run("alice", "lock", path, "--ttl", "2s"))
+    got = []
+
+    def bob_gets_it() -> bool:
+        out = agents.run("bob", "lock", path, "--ttl", "1m")
+        got.append((time.monotonic() - taken, out.returncode))
+        return out.returncode == 0
+
+    retry_until(bob_gets_it, timeout=10)
+    at, _ = got[-1]
+    assert all(code == 3 for _, code in got[:-1]), got
+    assert 2.0 <= at < 2.0 + 4.0, got  # not before its expiry, and soon after it
+    doc = json.loads(ok(agents.run(None, "locks", "--json")))
+    assert [(lk["path"], lk["who"]) for lk in doc["locks"]] == [(path, agents.address("bob"))]
 
 
 def test_the_lock_of_a_closed_window_is_released_at_the_next_hook(

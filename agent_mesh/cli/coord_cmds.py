@@ -107,6 +107,73 @@ def render_bulletin(doc: dict[str, Any]) -> str:
     return "\n".join(f"{a.ljust(first)}  {b.ljust(second)}  {c}" for a, b, c in cells)
 
 
+def render_decisions(doc: dict[str, Any]) -> str:
+    """Decisions as a table, or the empty state that says how to record one."""
+    from agent_mesh.cli.group import table
+
+    if not doc["entries"]:
+        return 'no decisions in force: record one with agent-mesh decide "title" --because "why"'
+    rows = [["ID", "WHEN (UTC)", "WHO", "DECISION"]]
+    for d in doc["entries"]:
+        note = " (superseded)" if d.get("superseded") else ""
+        rep = f" [replaces {d['supersedes']}]" if d.get("supersedes") else ""
+        rows.append([str(d.get("id")) + ("*" if d.get("cached") else ""),
+                     _stamp(d.get("time")), str(d.get("who", "")),
+                     f"{d.get('title')}{note}{rep}: because {d.get('because')}"])
+    return table(rows)
+
+
+def render_locks(doc: dict[str, Any]) -> str:
+    """Locks as a table, or the empty state that says how to take one."""
+    from agent_mesh.cli.group import table
+    from agent_mesh.clock import duration
+
+    if not doc["locks"]:
+        asked = ", ".join(r["host"] for r in doc["hosts"] if r["ok"]) or "no host"
+        return f'no locks held on {asked}: agent-mesh lock PATH --intent "..." takes one'
+    now = time.time()
+    rows = [["PATH", "HOLDER", "SINCE", "EXPIRES", "INTENT"]]
+    for lk in doc["locks"]:
+        rows.append([f"{lk['authority']}:{lk.get('path')}", str(lk.get("who")),
+                     duration(now - float(lk.get("since", now))) + " ago",
+                     "in " + duration(float(lk.get("expires", now)) - now),
+                     str(lk.get("intent") or "")])
+    return table(rows)
+
+
+def render_tasks(doc: dict[str, Any]) -> tuple[str, str]:
+    """(the board as a table or its empty state, a hint about gone holders or '')."""
+    from agent_mesh.cli.group import table
+    from agent_mesh.clock import duration
+
+    where = doc.get("board", "?")
+    if not doc.get("tasks"):
+        made = "has no tasks yet" if doc.get("exists") else "does not exist yet"
+        return printable(f'board {where} {made}: agent-mesh task add "title" --board {where} '
+                         "adds one; agents take them with agent-mesh task claim --next"), ""
+    now = time.time()
+    rows = [["ID", "STATE", "HOLDER", "ROLE", "TITLE"]]
+    for t in doc["tasks"]:
+        holder = ""
+        if t.get("state") == "claimed":
+            h = t.get("holder") or {}
+            holder = f"{h.get('who')} ({duration(now - float(h.get('since', now)))})"
+            if t.get("holder_state") == "gone":
+                holder += " gone"
+        elif t.get("state") == "done":
+            holder = str(t.get("finished_by") or "")
+        title = str(t.get("title", ""))
+        if t.get("note"):
+            title += f" — {t['note']}"
+        rows.append([str(t.get("id")), str(t.get("state")), holder, str(t.get("role") or ""),
+                     title])
+    hint = ""
+    if any(t.get("holder_state") == "gone" for t in doc["tasks"]):
+        hint = printable(f"claims marked gone: their window closed; agent-mesh task drop "
+                         f"--stale --board {where} opens them again")
+    return table(rows), hint
+
+
 def _bulletin(since: str | None, tags: list[str], hosts: list[str], follow: bool,
               as_json: bool, limit: int) -> None:
     from agent_mesh.mesh import coord
@@ -177,7 +244,7 @@ def register(group: click.Group) -> None:
     """Add the coordination commands to the agent-mesh group."""
     import click
 
-    from agent_mesh.cli.group import run_guarded, table
+    from agent_mesh.cli.group import run_guarded
 
     @group.command("post", context_settings=CONTEXT)
     @click.argument("text")
@@ -252,18 +319,7 @@ def register(group: click.Group) -> None:
             if as_json:
                 _json(doc)
                 return
-            if not doc["entries"]:
-                _echo('no decisions in force: record one with agent-mesh decide "title" '
-                           '--because "why"')
-            else:
-                rows = [["ID", "WHEN (UTC)", "WHO", "DECISION"]]
-                for d in doc["entries"]:
-                    note = " (superseded)" if d.get("superseded") else ""
-                    rep = f" [replaces {d['supersedes']}]" if d.get("supersedes") else ""
-                    rows.append([str(d.get("id")) + ("*" if d.get("cached") else ""),
-                                 _stamp(d.get("time")), str(d.get("who", "")),
-                                 f"{d.get('title')}{note}{rep}: because {d.get('because')}"])
-                _echo(table(rows))
+            _echo(render_decisions(doc))
             for line in _hosts_notes(doc["hosts"], "decisions"):
                 _echo(line, err=True)
 
@@ -325,26 +381,13 @@ def register(group: click.Group) -> None:
         """Every lock in force, mesh-wide: path, holder, intent, since, expiry."""
 
         def body() -> None:
-            from agent_mesh.clock import duration
             from agent_mesh.mesh import coord
 
             doc = coord.locks(list(hosts) or None)
             if as_json:
                 _json(doc)
                 return
-            now = time.time()
-            if not doc["locks"]:
-                asked = ", ".join(r["host"] for r in doc["hosts"] if r["ok"]) or "no host"
-                _echo(f"no locks held on {asked}: agent-mesh lock PATH --intent \"...\" "
-                           "takes one")
-            else:
-                rows = [["PATH", "HOLDER", "SINCE", "EXPIRES", "INTENT"]]
-                for lk in doc["locks"]:
-                    rows.append([f"{lk['authority']}:{lk.get('path')}", str(lk.get("who")),
-                                 duration(now - float(lk.get("since", now))) + " ago",
-                                 "in " + duration(float(lk.get("expires", now)) - now),
-                                 str(lk.get("intent") or "")])
-                _echo(table(rows))
+            _echo(render_locks(doc))
             for line in _hosts_notes(doc["hosts"], "locks"):
                 _echo(line, err=True)
             if any(not r["ok"] for r in doc["hosts"]):
@@ -476,40 +519,16 @@ def register(group: click.Group) -> None:
         is), role and title."""
 
         def body() -> None:
-            from agent_mesh.clock import duration
             from agent_mesh.mesh import coord
 
             doc = coord.tasks(board)
             if as_json:
                 _json(doc)
                 return
-            where = doc.get("board", "?")
-            if not doc.get("tasks"):
-                made = "has no tasks yet" if doc.get("exists") else "does not exist yet"
-                _echo(printable(f"board {where} {made}: agent-mesh task add \"title\" "
-                                     f"--board {where} adds one; agents take them with "
-                                     "agent-mesh task claim --next"))
-                return
-            now = time.time()
-            rows = [["ID", "STATE", "HOLDER", "ROLE", "TITLE"]]
-            for t in doc["tasks"]:
-                holder = ""
-                if t.get("state") == "claimed":
-                    h = t.get("holder") or {}
-                    holder = f"{h.get('who')} ({duration(now - float(h.get('since', now)))})"
-                    if t.get("holder_state") == "gone":
-                        holder += " gone"
-                elif t.get("state") == "done":
-                    holder = str(t.get("finished_by") or "")
-                title = str(t.get("title", ""))
-                if t.get("note"):
-                    title += f" — {t['note']}"
-                rows.append([str(t.get("id")), str(t.get("state")), holder,
-                             str(t.get("role") or ""), title])
-            _echo(table(rows))
-            if any(t.get("holder_state") == "gone" for t in doc["tasks"]):
-                _echo(f"claims marked gone: their window closed; agent-mesh task drop "
-                           f"--stale --board {where} opens them again", err=True)
+            text, hint = render_tasks(doc)
+            _echo(text)
+            if hint:
+                _echo(hint, err=True)
 
         run_guarded("agent-mesh tasks", body)
 
