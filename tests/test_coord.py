@@ -87,6 +87,8 @@ def test_a_held_lock_names_its_holder_and_covers_what_is_below(agents: Agents,
     ok(agents.run("alice", "lock", str(repo / "src")))  # the holder's own: no conflict
     ok(agents.run("alice", "unlock", str(repo / "src")))
     ok(agents.run("bob", "lock", str(tmp_path / "elsewhere")))
+    ok(agents.run("bob", "lock", f"{repo}2"))  # a sibling that shares a prefix is not below
+    ok(agents.run("bob", "unlock", f"{repo}2"))
     table = ok(agents.run(None, "locks"))
     assert "refactor io" in table and agents.address("bob") in table
     doc = json.loads(ok(agents.run(None, "locks", "--json")))
@@ -231,7 +233,7 @@ def test_notify_messages_the_subscribers_through_the_delivery_path(spawn, agents
 # --- bulletin and decisions ---------------------------------------------------------------
 
 
-def test_posts_and_decisions(agents: Agents) -> None:
+def test_posts_and_decisions(agents: Agents, isolated_env: Path) -> None:
     agents.add("alice")
     empty = ok(agents.run(None, "bulletin"))
     assert "no entries on testhost" in empty and "agent-mesh post" in empty
@@ -252,6 +254,10 @@ def test_posts_and_decisions(agents: Agents) -> None:
     table = ok(agents.run(None, "decisions"))
     assert "spaces" in table and "tabs" not in table
     assert "tabs (superseded)" in ok(agents.run(None, "decisions", "--all"))
+    folder = isolated_env / ".agents" / "coord"
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [folder, *folder.rglob("*")]}
+    assert modes["coord"] == "0o700" and modes["bulletin.jsonl"] == "0o600", modes
+    assert set(modes.values()) <= {"0o700", "0o600"}, modes
 
 
 def test_concurrent_posts_are_all_kept(agents: Agents) -> None:
