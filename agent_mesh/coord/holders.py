@@ -17,6 +17,7 @@ from __future__ import annotations
 import calendar
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from agent_mesh import paths
@@ -27,9 +28,16 @@ from agent_mesh.registry import naming, view
 LIVE, GONE, UNKNOWN = "live", "gone", "unknown"
 
 
-def belongs_to(who: str, host: str) -> bool:
-    """May `host` speak for `who`? Itself, or one of its agents' addresses."""
-    return who == host or who.startswith(naming.host_part(host) + "-")
+def belongs_to(who: str, host: str, aliases: Iterable[str] | None = None) -> bool:
+    """May `host` speak for `who`? Itself, or one of its agents' addresses, as a slice's
+    entries are judged (view.not_its_own: `peer` may not speak for `peer-2-main-x`).
+    `aliases`: every host alias of the mesh, when the caller has them already."""
+    if who == host:
+        return True
+    if not who.startswith(naming.host_part(host) + "-"):
+        return False
+    known = set(naming.mesh_aliases(strict=False) if aliases is None else aliases)
+    return not view.not_its_own(host, who, host, known | {host})
 
 
 class Liveness:

@@ -68,6 +68,16 @@ def _call(host: str, what: str, request: dict[str, Any],
                         "nothing was changed") from None
 
 
+def _aliases() -> set[str]:
+    """Every host alias known here (peers.conf and the registry's hosts): whose address is
+    whose, when aliases prefix each other."""
+    try:
+        known = {agent.host for agent in view.load_agents().values()}
+    except UsageError:
+        known = set()
+    return {*naming.mesh_aliases(strict=False), *known}
+
+
 def _hosts(only: list[str] | None = None) -> list[str]:
     hosts = naming.mesh_aliases(strict=False)
     if only:
@@ -91,12 +101,13 @@ def _seen_path(host: str, kind: str) -> str:
     return os.path.join(coord_file("seen"), f"{host}.{kind}.json")
 
 
-def _valid(entry: Any, host: str, kind: str) -> bool:
+def _valid(entry: Any, host: str, kind: str, aliases: set[str]) -> bool:
     """Is this one of `host`'s own well-formed entries? (A peer speaks only for itself.)"""
     if type(entry) is not dict:
         return False
     who, when = entry.get("who"), entry.get("time")
-    if entry.get("host") != host or not isinstance(who, str) or not belongs_to(who, host):
+    if entry.get("host") != host or not isinstance(who, str) \
+            or not belongs_to(who, host, aliases):
         return False
     if not isinstance(when, (int, float)) or not isinstance(entry.get("id"), str):
         return False
@@ -122,13 +133,13 @@ def _remember(host: str, kind: str, entries: list[dict[str, Any]]) -> None:
         pass
 
 
-def _recall(host: str, kind: str) -> list[dict[str, Any]]:
+def _recall(host: str, kind: str, aliases: set[str]) -> list[dict[str, Any]]:
     try:
         old = load(_seen_path(host, kind)).get("entries")
     except MeshError:
         return []
     return [dict(e, cached=True) for e in (old if isinstance(old, list) else [])
-            if _valid(e, host, kind)]
+            if _valid(e, host, kind, aliases)]
 
 
 def read(kind: str, since: float = 0.0, tags: list[str] | None = None,
@@ -146,13 +157,14 @@ def read(kind: str, since: float = 0.0, tags: list[str] | None = None,
 
     merged: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
+    aliases = _aliases()
     for host, answer in each_host(_hosts(hosts), ask).items():
         report: dict[str, Any] = {"host": host, "ok": True}
         got = answer.get("entries") if isinstance(answer, dict) else None
         if host == me_host and isinstance(got, list):
             merged.extend(got)
         elif isinstance(got, list):
-            kept = [e for e in got if _valid(e, host, kind)]
+            kept = [e for e in got if _valid(e, host, kind, aliases)]
             if len(kept) < len(got):
                 report["dropped"] = len(got) - len(kept)
             merged.extend(kept)
@@ -160,7 +172,7 @@ def read(kind: str, since: float = 0.0, tags: list[str] | None = None,
         else:
             error = str(answer).removeprefix(f"{host}: ") if isinstance(answer, MeshError) \
                 else "bad reply"
-            old = [e for e in _recall(host, kind) if e["time"] >= since
+            old = [e for e in _recall(host, kind, aliases) if e["time"] >= since
                    and (not tags or set(tags) & set(e.get("tags") or ()))]
             report.update(ok=False, error=error, cached=len(old))
             merged.extend(old)
@@ -196,7 +208,9 @@ def _decisions_of(host: str) -> list[dict[str, Any]]:
         raise UsageError(f"{host} is not in this mesh (~/.agents/peers.conf)")
     got = _call(host, "that decision", {"action": "read", "kind": "decisions"},
                 READ_TIMEOUT).get("entries")
-    return [d for d in got if _valid(d, host, "decisions")] if isinstance(got, list) else []
+    aliases = _aliases()
+    return [d for d in got if _valid(d, host, "decisions", aliases)] \
+        if isinstance(got, list) else []
 
 
 def decisions(include_superseded: bool = False) -> dict[str, Any]:
