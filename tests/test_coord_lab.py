@@ -25,6 +25,13 @@ from lab.netlab import Lab, LabHost, lab_available
 pytestmark = pytest.mark.lab
 
 WINDOWS = [f"c{i}" for i in range(10)]
+RECEIVER = (
+    "import json, readline, sys\n"
+    "while True:\n"
+    "    line = input('>>> ')\n"
+    "    with open(sys.argv[1], 'a') as fh:\n"
+    "        fh.write(json.dumps(line) + '\\n')\n"
+)
 
 
 class Mesh:
@@ -80,6 +87,13 @@ def mesh() -> Iterator[Mesh]:
                 out = host.tmux("new-window", "-d", "-t", "main:", "-n", window, "bash",
                                 "--norc", "--noprofile")
                 assert out.returncode == 0, out.stderr
+            if name == "h3":  # a subscriber of a board on h1
+                python = str(lab.venv / "bin" / "python")
+                host.tmux("new-window", "-d", "-t", "main:", "-n", "inbox", python, "-q", "-c",
+                          RECEIVER, str(host.home / "inbox.jsonl"))
+                host.tmux("set-option", "-w", "-t", "main:inbox", "@agent-accept", "python")
+                retry_until(lambda h=host: h.tmux("capture-pane", "-p", "-t", "main:inbox")
+                            .stdout.decode().rstrip().endswith(">>>"))
             m.sockets[name] = host.tmux("display-message", "-p",
                                         "#{socket_path}").stdout.decode().strip()
             panes = host.tmux("list-panes", "-a", "-F", "#{window_name} #{pane_id}")
@@ -117,6 +131,18 @@ def test_three_hosts_times_ten_claimers_one_winner_ten_runs_in_a_row(mesh: Mesh)
         board = mesh.json("h1", "tasks", "--board", "race")
         row = next(t for t in board["tasks"] if str(t["id"]) == task)  # type: ignore[union-attr]
         assert row["state"] == "claimed" and row["holder"]["who"] == address
+
+
+def test_a_claim_on_h1_notifies_a_subscriber_on_h3(mesh: Mesh) -> None:
+    ok(mesh.run("h1", "c5", "task", "add", "tell me", "--board", "news",
+                "--notify", "h3-main-inbox"))
+    out = ok(mesh.run("h2", "c5", "task", "claim", "--next", "--board", "news@h1"))
+    assert "notified h3-main-inbox: delivered" in out, out
+    log = mesh.host("h3").home / "inbox.jsonl"
+    retry_until(lambda: log.exists() and log.read_text().strip(), timeout=10)
+    [line] = [json.loads(x) for x in log.read_text().splitlines()]
+    assert "[board news@h1] task 1 claimed by h2-main-c5: tell me" in line
+    assert line.startswith("[from h2-main-c5 @ ")  # the normal delivery path, from the claimer
 
 
 def test_partitioned_authority_exit_4_within_5s_and_no_second_holder(mesh: Mesh) -> None:
