@@ -197,6 +197,8 @@ def test_a_board_from_add_to_done(agents: Agents) -> None:
     ok(agents.run("alice", "task", "done", "2", "--note", "see PR 7"))
     ok(agents.run("bob", "task", "drop", "1"))
     assert agents.run("bob", "task", "drop", "1").returncode == 3
+    other = ok(agents.run(None, "tasks", "--board", "other"))
+    assert "does not exist yet" in other and "(boards there: main@testhost)" in other
     doc = json.loads(ok(agents.run(None, "tasks", "--json")))
     states = {t["id"]: (t["state"], t.get("note")) for t in doc["tasks"]}
     assert states == {1: ("open", None), 2: ("done", "see PR 7")}

@@ -149,8 +149,11 @@ def render_tasks(doc: dict[str, Any]) -> tuple[str, str]:
     where = doc.get("board", "?")
     if not doc.get("tasks"):
         made = "has no tasks yet" if doc.get("exists") else "does not exist yet"
+        host = str(where).partition("@")[2]
+        others = ", ".join(f"{b}@{host}" for b in doc.get("others") or [])
         return printable(f'board {where} {made}: agent-mesh task add "title" --board {where} '
-                         "adds one; agents take them with agent-mesh task claim --next"), ""
+                         "adds one; agents take them with agent-mesh task claim --next"
+                         + (f" (boards there: {others})" if others else "")), ""
     now = time.time()
     rows = [["ID", "STATE", "HOLDER", "ROLE", "TITLE"]]
     for t in doc["tasks"]:

@@ -219,7 +219,7 @@ def show(name: str) -> dict[str, Any]:
             where = board.where()
     except NoMatch:
         return {"board": f"{clean_name(name, 'board name')}@{naming.self_alias()}",
-                "exists": False, "tasks": [], "subscribers": []}
+                "exists": False, "tasks": [], "subscribers": [], "others": boards()}
     for task in tasks:
         if task.get("state") == CLAIMED:
             task["holder_state"] = alive.state(task.get("holder") or {})
