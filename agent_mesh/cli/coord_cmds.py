@@ -41,7 +41,8 @@ def register(group: click.Group) -> None:
 
     from agent_mesh.cli.group import run_guarded
 
-    @group.command("post", context_settings=CONTEXT)
+    @group.command("post", context_settings=CONTEXT,
+                   epilog="Exit codes: 0 posted, 1 usage (empty, over the size cap, bad tag).")
     @click.argument("text")
     @click.option("--tag", "tags", multiple=True, help="A label to filter by (repeatable).")
     def post_cmd(text: str, tags: tuple[str, ...]) -> None:
@@ -58,7 +59,9 @@ def register(group: click.Group) -> None:
 
         run_guarded("agent-mesh post", body)
 
-    @group.command("bulletin", context_settings=CONTEXT)
+    @group.command("bulletin", context_settings=CONTEXT,
+                   epilog="Exit codes: 0 (a host that did not answer is named on stderr), "
+                   "1 usage.")
     @click.option("--since", default=None, metavar="AGE|STAMP",
                   help="Only entries from this long ago (90m, 2h, 1d) or this UTC stamp.")
     @click.option("--tag", "tags", multiple=True, help="Only entries with this tag.")
@@ -83,7 +86,9 @@ def register(group: click.Group) -> None:
             if exc.code != 130 or not follow:  # Ctrl-C ends a follow: not an error
                 raise
 
-    @group.command("decide", context_settings=CONTEXT)
+    @group.command("decide", context_settings=CONTEXT,
+                   epilog="Exit codes: 0 recorded, 1 usage (no such decision to supersede), "
+                   "4 the superseded decision's host cannot be reached.")
     @click.argument("title")
     @click.option("--because", required=True, help="Why: what everyone should know.")
     @click.option("--supersedes", default="", metavar="ID",
@@ -101,7 +106,9 @@ def register(group: click.Group) -> None:
 
         run_guarded("agent-mesh decide", body)
 
-    @group.command("decisions", context_settings=CONTEXT)
+    @group.command("decisions", context_settings=CONTEXT,
+                   epilog="Exit codes: 0 (a host that did not answer is named on stderr, its "
+                   "decisions last seen here marked *), 1 usage.")
     @click.option("--json", "as_json", is_flag=True, help="Decisions and hosts as JSON.")
     @click.option("--all", "show_all", is_flag=True, help="Superseded decisions too.")
     def decisions_cmd(as_json: bool, show_all: bool) -> None:
@@ -169,7 +176,8 @@ def register(group: click.Group) -> None:
 
         run_guarded("agent-mesh unlock", body)
 
-    @group.command("locks", context_settings=CONTEXT)
+    @group.command("locks", context_settings=CONTEXT,
+                   epilog="Exit codes: 0, 1 usage, 4 a host did not answer (named on stderr).")
     @click.option("--json", "as_json", is_flag=True, help="Locks and hosts as JSON.")
     @click.option("--host", "hosts", multiple=True, help="Only the locks this host holds.")
     def locks_cmd(as_json: bool, hosts: tuple[str, ...]) -> None:
@@ -283,7 +291,7 @@ def register(group: click.Group) -> None:
 
         run_guarded("agent-mesh task drop", body)
 
-    @task_group.command("notify", context_settings=CONTEXT)
+    @task_group.command("notify", context_settings=CONTEXT, epilog=EXIT_CODES + ".")
     @click.argument("addresses", nargs=-1)
     @click.option("--off", is_flag=True, help="Unsubscribe them instead.")
     @click.option("--board", default=None, help=board_help)
@@ -306,7 +314,8 @@ def register(group: click.Group) -> None:
 
         run_guarded("agent-mesh task notify", body)
 
-    @group.command("tasks", context_settings=CONTEXT)
+    @group.command("tasks", context_settings=CONTEXT,
+                   epilog="Exit codes: 0, 1 usage, 4 the board's host cannot be reached.")
     @click.option("--board", default=None, help=board_help)
     @click.option("--json", "as_json", is_flag=True, help="Print the board as JSON.")
     def tasks_cmd(board: str | None, as_json: bool) -> None:
