@@ -26,6 +26,12 @@ from agent_mesh.errors import Held, MeshError, UsageError, WaitTimeout, WireErro
 from agent_mesh.mesh.hosts import call_host, each_host
 from agent_mesh.registry import naming, view, whoami
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agent_mesh.delivery.mailbox import Origin
+
 # An authority gets this long to answer a lock or a claim, and a host a read: the
 # acceptance is "exit 4 within 5 s" with the authority partitioned.
 WRITE_TIMEOUT = 4.0
@@ -51,6 +57,18 @@ def me() -> dict[str, str]:
     return {"who": agent.address, "host": host, "pane": agent.pane_id}
 
 
+def _request(host: str, request: dict[str, Any], timeout: float,
+             origin: Origin | None = None) -> dict[str, Any]:
+    """One `coord` request to host (in-process for this one): the mesh's one primitive."""
+    return call_host(host, {"op": "coord", **request}, timeout=timeout, origin=origin)
+
+
+def _each(hosts: list[str], fn: Callable[[str], dict[str, Any]]
+          ) -> dict[str, dict[str, Any] | MeshError]:
+    """fn(host) for every host in parallel; a host's MeshError is its answer."""
+    return each_host(hosts, fn)
+
+
 def _call(host: str, what: str, request: dict[str, Any],
           timeout: float = WRITE_TIMEOUT) -> dict[str, Any]:
     """One `coord` request to the authority `host`; unreachable: exit 4 naming it."""
@@ -59,7 +77,7 @@ def _call(host: str, what: str, request: dict[str, Any],
     asker = request.get("who") or {}
     origin = LocalOrigin(naming.self_alias(), str(asker.get("who", "")))
     try:
-        return call_host(host, {"op": "coord", **request}, timeout=timeout, origin=origin)
+        return _request(host, request, timeout, origin)
     except WireError as exc:
         if exc.answered:
             raise
@@ -153,12 +171,12 @@ def read(kind: str, since: float = 0.0, tags: list[str] | None = None,
     def ask(host: str) -> dict[str, Any]:
         if host == me_host:  # this host's own log, without the rpc's round trip
             return {"entries": logs.read(kind, since, tags, limit)}
-        return call_host(host, {"op": "coord", **request}, timeout=READ_TIMEOUT)
+        return _request(host, request, READ_TIMEOUT)
 
     merged: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
     aliases = _aliases()
-    for host, answer in each_host(_hosts(hosts), ask).items():
+    for host, answer in _each(_hosts(hosts), ask).items():
         report: dict[str, Any] = {"host": host, "ok": True}
         got = answer.get("entries") if isinstance(answer, dict) else None
         if host == me_host and isinstance(got, list):
@@ -298,11 +316,11 @@ def locks(hosts: list[str] | None = None) -> dict[str, Any]:
             from agent_mesh.coord import locks as store
 
             return {"locks": store.held()}
-        return call_host(host, {"op": "coord", "action": "locks"}, timeout=READ_TIMEOUT)
+        return _request(host, {"action": "locks"}, READ_TIMEOUT)
 
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
-    for host, answer in each_host(_hosts(hosts), ask).items():
+    for host, answer in _each(_hosts(hosts), ask).items():
         got = answer.get("locks") if isinstance(answer, dict) else None
         if isinstance(got, list):
             rows.extend({**lk, "authority": host} for lk in got if isinstance(lk, dict))
@@ -423,15 +441,11 @@ def _notify(answer: dict[str, Any], what: str, actor: str) -> list[dict[str, Any
     if what == "done" and task.get("note"):
         text += f" (note: {task['note']})"
 
-    def one(address: str) -> dict[str, Any]:
-        result = send(address, text, queue=True)
-        return {"outcome": result.outcome}
-
-    outcomes = []
-    for address, got in each_host(subs, one).items():
-        if isinstance(got, MeshError):
-            outcomes.append({"address": address, "outcome": "failed", "detail": str(got)})
-        else:
-            outcomes.append({"address": address, **got})
+    outcomes: list[dict[str, Any]] = []
+    for address in subs:  # a few, one after another: a board caps them (board.py)
+        try:
+            result = send(address, text, queue=True)
+            outcomes.append({"address": address, "outcome": result.outcome})
+        except MeshError as exc:
+            outcomes.append({"address": address, "outcome": "failed", "detail": str(exc)})
     return outcomes
-
