@@ -108,7 +108,10 @@ def sweep_locks() -> str:
         return ""
     from agent_mesh.coord.locks import sweep
 
-    ended = sweep()
+    try:
+        ended = sweep()
+    except Exception as exc:  # a damaged locks.json must not hide what the hook did
+        return f"; locks not swept: {report(exc)[0]}"
     return f"; released {len(ended)} lock(s)" if ended else ""
 
 
