@@ -102,7 +102,13 @@ def _discover() -> None:
     queue.expire_held()  # held messages have no waiter: the timer ends them
     from agent_mesh.coord import locks
 
-    locks.sweep()  # locks past their TTL, or whose holder's window closed
+    try:
+        ended = locks.sweep()  # locks past their TTL, or whose holder's window closed
+    except UsageError as exc:  # a damaged table: say so, the rest is done
+        click.echo(f"agent-discover: locks not swept: {printable(str(exc))}")
+    else:
+        if ended:
+            click.echo(f"agent-discover: released {len(ended)} lock(s)")
     for address in queue.resume():  # the timer also restarts queues left waiting
         click.echo(f"agent-discover: resumed the queue of {address}")
 
