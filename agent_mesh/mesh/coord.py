@@ -445,7 +445,7 @@ def _notify(answer: dict[str, Any], what: str, actor: str) -> list[dict[str, Any
     for address in subs:  # a few, one after another: a board caps them (board.py)
         try:
             result = send(address, text, queue=True)
-            outcomes.append({"address": address, "outcome": result.outcome})
+            outcomes.append({"address": address, "outcome": str(result.outcome)})
         except MeshError as exc:
             outcomes.append({"address": address, "outcome": "failed", "detail": str(exc)})
     return outcomes
