@@ -20,9 +20,9 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=3)
 
 WINDOWS = [f"c{i}" for i in range(10)]
 RECEIVER = (
@@ -74,39 +74,31 @@ def ok(out: subprocess.CompletedProcess[bytes]) -> str:
 
 
 @pytest.fixture(scope="module")
-def mesh() -> Iterator[Mesh]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=3)
-    try:
-        lab.start()
-        m = Mesh(lab)
-        for name, host in lab.hosts.items():
-            for window in WINDOWS:
-                out = host.tmux("new-window", "-d", "-t", "main:", "-n", window, "bash",
-                                "--norc", "--noprofile")
-                assert out.returncode == 0, out.stderr
-            if name == "h3":  # a subscriber of a board on h1
-                python = str(lab.venv / "bin" / "python")
-                host.tmux("new-window", "-d", "-t", "main:", "-n", "inbox", python, "-q", "-c",
-                          RECEIVER, str(host.home / "inbox.jsonl"))
-                host.tmux("set-option", "-w", "-t", "main:inbox", "@agent-accept", "python")
-                retry_until(lambda h=host: h.tmux("capture-pane", "-p", "-t", "main:inbox")
-                            .stdout.decode().rstrip().endswith(">>>"))
-            m.sockets[name] = host.tmux("display-message", "-p",
-                                        "#{socket_path}").stdout.decode().strip()
-            panes = host.tmux("list-panes", "-a", "-F", "#{window_name} #{pane_id}")
-            for line in panes.stdout.decode().splitlines():
-                window, pane = line.split()
-                m.panes[(name, window)] = pane
-            assert host.run(["agent-discover"]).returncode == 0
-        for name in lab.hosts:
-            host = lab.hosts[name]
-            host.run(["agent-mesh", "sync"])
-        yield m
-    finally:
-        lab.stop()
+def mesh(lab: Lab) -> Iterator[Mesh]:
+    """The module's lab (conftest) with ten bash windows per host, registered."""
+    m = Mesh(lab)
+    for name, host in lab.hosts.items():
+        for window in WINDOWS:
+            out = host.tmux("new-window", "-d", "-t", "main:", "-n", window, "bash",
+                            "--norc", "--noprofile")
+            assert out.returncode == 0, out.stderr
+        if name == "h3":  # a subscriber of a board on h1
+            python = str(lab.venv / "bin" / "python")
+            host.tmux("new-window", "-d", "-t", "main:", "-n", "inbox", python, "-q", "-c",
+                      RECEIVER, str(host.home / "inbox.jsonl"))
+            host.tmux("set-option", "-w", "-t", "main:inbox", "@agent-accept", "python")
+            retry_until(lambda h=host: h.tmux("capture-pane", "-p", "-t", "main:inbox")
+                        .stdout.decode().rstrip().endswith(">>>"))
+        m.sockets[name] = host.tmux("display-message", "-p",
+                                    "#{socket_path}").stdout.decode().strip()
+        panes = host.tmux("list-panes", "-a", "-F", "#{window_name} #{pane_id}")
+        for line in panes.stdout.decode().splitlines():
+            window, pane = line.split()
+            m.panes[(name, window)] = pane
+        assert host.run(["agent-discover"]).returncode == 0
+    for host in lab.hosts.values():
+        host.run(["agent-mesh", "sync"])
+    yield m
 
 
 def test_three_hosts_times_ten_claimers_one_winner_ten_runs_in_a_row(mesh: Mesh) -> None:

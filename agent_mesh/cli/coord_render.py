@@ -14,7 +14,6 @@ import sys
 import time
 from typing import Any
 
-from agent_mesh import errors
 from agent_mesh.errors import UsageError, printable, printable_json
 
 
@@ -224,12 +223,8 @@ def quick_bulletin(argv: list[str]) -> int | None:
     if len(options["--since"]) > 1 or len(options["-n"]) > 1 or not all(
             n.isdigit() and 1 <= int(n) <= 100000 for n in options["-n"]):
         return None
-    try:
-        show_bulletin(options["--since"][0] if options["--since"] else None, options["--tag"],
-                  options["--host"], False, as_json,
-                  int(options["-n"][0]) if options["-n"] else 200)
-    except (Exception, KeyboardInterrupt) as exc:  # the one renderer, as run_guarded
-        line, code = errors.report(exc)
-        echo(f"agent-mesh bulletin: {line}", err=True)
-        return code
-    return 0
+    from agent_mesh.cli.guard import guarded
+
+    return guarded("agent-mesh bulletin", lambda: show_bulletin(
+        options["--since"][0] if options["--since"] else None, options["--tag"],
+        options["--host"], False, as_json, int(options["-n"][0]) if options["-n"] else 200))

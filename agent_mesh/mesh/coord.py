@@ -23,7 +23,7 @@ from agent_mesh.coord import bulletin as logs
 from agent_mesh.coord.files import clean_name, clean_tags, coord_file, load, save
 from agent_mesh.coord.holders import belongs_to
 from agent_mesh.errors import Held, MeshError, UsageError, WaitTimeout, WireError, printable
-from agent_mesh.mesh.hosts import call_host, each_host
+from agent_mesh.mesh.host import connect, hosts
 from agent_mesh.registry import naming, view, whoami
 
 TYPE_CHECKING = False
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from agent_mesh.delivery.mailbox import Origin
+    from agent_mesh.mesh.transport import Host
 
 # An authority gets this long to answer a lock or a claim, and a host a read: the
 # acceptance is "exit 4 within 5 s" with the authority partitioned.
@@ -59,14 +60,16 @@ def me() -> dict[str, str]:
 
 def _request(host: str, request: dict[str, Any], timeout: float,
              origin: Origin | None = None) -> dict[str, Any]:
-    """One `coord` request to host (in-process for this one): the mesh's one primitive."""
-    return call_host(host, {"op": "coord", **request}, timeout=timeout, origin=origin)
+    """One `coord` request to host (LocalHost answers this one in-process)."""
+    with connect(host, origin) as peer:
+        return peer.request({"op": "coord", **request}, timeout=timeout)
 
 
-def _each(hosts: list[str], fn: Callable[[str], dict[str, Any]]
+def _each(aliases: list[str], fn: Callable[[Host], dict[str, Any]]
           ) -> dict[str, dict[str, Any] | MeshError]:
-    """fn(host) for every host in parallel; a host's MeshError is its answer."""
-    return each_host(hosts, fn)
+    """fn(host) for every host in parallel (mesh/group.py); a host's MeshError is its
+    answer."""
+    return hosts(aliases).each(fn)
 
 
 def _call(host: str, what: str, request: dict[str, Any],
@@ -168,10 +171,10 @@ def read(kind: str, since: float = 0.0, tags: list[str] | None = None,
     me_host = naming.self_alias()
     request = {"action": "read", "kind": kind, "since": since, "tags": tags, "limit": limit}
 
-    def ask(host: str) -> dict[str, Any]:
-        if host == me_host:  # this host's own log, without the rpc's round trip
+    def ask(host: Host) -> dict[str, Any]:
+        if host.host == me_host:  # this host's own log, without a request
             return {"entries": logs.read(kind, since, tags, limit)}
-        return _request(host, request, READ_TIMEOUT)
+        return host.request({"op": "coord", **request}, timeout=READ_TIMEOUT)
 
     merged: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
@@ -311,12 +314,12 @@ def locks(hosts: list[str] | None = None) -> dict[str, Any]:
     """Every lock in force, mesh-wide, and one report per host."""
     me_host = naming.self_alias()
 
-    def ask(host: str) -> dict[str, Any]:
-        if host == me_host:
+    def ask(host: Host) -> dict[str, Any]:
+        if host.host == me_host:
             from agent_mesh.coord import locks as store
 
             return {"locks": store.held()}
-        return _request(host, {"action": "locks"}, READ_TIMEOUT)
+        return host.request({"op": "coord", "action": "locks"}, timeout=READ_TIMEOUT)
 
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
