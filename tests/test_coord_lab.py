@@ -224,11 +224,12 @@ def test_entries_and_requests_for_another_host_are_dropped_or_refused(mesh: Mesh
     out = mesh.run("h3", None, "bulletin", "--host", "h2")
     assert b"h2: dropped 3 entries that are not its own" in out.stderr
     # h2 speaking for h3's agent: h1 checks where the request came from
-    code = ("import sys; from agent_mesh.mesh.hosts import call_host\n"
+    code = ("import sys; from agent_mesh.mesh.host import connect\n"
             "from agent_mesh.errors import report\n"
             "try:\n"
-            "    call_host('h1', {'op': 'coord', 'action': 'lock', 'path': '/srv/forged',\n"
-            "               'who': {'who': sys.argv[1], 'host': sys.argv[2], 'pane': '%1'}})\n"
+            "    connect('h1').request({'op': 'coord', 'action': 'lock', 'path': '/srv/forged',\n"
+            "                          'who': {'who': sys.argv[1], 'host': sys.argv[2],\n"
+            "                                  'pane': '%1'}})\n"
             "    print('accepted')\n"
             "except Exception as exc:\n"
             "    print(report(exc)[0])\n")
