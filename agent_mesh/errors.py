@@ -18,7 +18,8 @@ Exit codes (those of the bash tool):
        peer answered something that is not a valid reply
     5  queued (`--queue`): the recipient was busy; its host delivers the message when
        it is ready (an outcome, not an error)
-    6  `agent-mesh ask`: no reply within the timeout
+    6  waited the whole timeout: `agent-mesh ask` got no reply, `agent-mesh lock
+       --wait` found the path still held
     130 interrupted
 
 Stdlib only: this is on every hot path. `printable` reads escape sequences with the one
@@ -273,6 +274,18 @@ class AskTimeout(MeshError):
     exit_code = ASK_TIMEOUT
 
 
+class Held(MeshError):
+    """A lock or a task is someone else's (exit 3): the line names the holder."""
+
+    exit_code = NOT_READY
+
+
+class WaitTimeout(MeshError):
+    """`agent-mesh lock --wait` waited its whole time and the path is still held (exit 6)."""
+
+    exit_code = ASK_TIMEOUT
+
+
 class SetupError(UsageError):
     """Setup cannot start or go on without the user fixing something first (ops/setup.py)."""
 
@@ -287,7 +300,7 @@ class DemoFailed(Exception):
 KINDS: dict[str, type[MeshError]] = {
     cls.__name__: cls
     for cls in (UsageError, UnknownAgent, PaneGone, NotReady, PaneDead, AwaitingAnswer, WireError,
-                SliceRejected, NoMatch, AskTimeout)
+                SliceRejected, NoMatch, AskTimeout, Held, WaitTimeout)
 }
 BY_CODE: dict[int, type[MeshError]] = {
     USAGE: UsageError, UNKNOWN_AGENT: UnknownAgent, NOT_READY: NotReady, WIRE: WireError,

@@ -665,5 +665,47 @@ BENCHMARKS["status-local"] = bench_status_local
 BENCHMARKS["status-remote"] = bench_status_remote
 
 
+# --- coordinating: the bulletin (issue 17) ------------------------------------------------
+
+
+def bench_bulletin(rounds: int) -> list[Result]:
+    """`agent-mesh bulletin -n 10000` over a bulletin of 10,000 entries, printed as the
+    table (the whole command, as a person runs it), against the issue's 200 ms; the read
+    and merge alone (in-process, `mesh.coord.bulletin`) beside it."""
+    box = Sandbox("c")
+    try:
+        folder = box.home / ".agents" / "coord"
+        folder.mkdir(parents=True)
+        start = time.time() - 86400
+        with open(folder / "bulletin.jsonl", "w") as fh:
+            for i in range(10000):
+                entry = {"id": f"{i:08x}", "time": round(start + i * 8.6, 3), "host": HOST,
+                         "who": f"{HOST}-dev-w{i % 7}", "tags": ["git"],
+                         "text": f"merged change {i} into main after review of the parser"}
+                fh.write(json.dumps(entry, separators=(",", ":")) + "\n")
+        cmd = [str(BIN / "agent-mesh"), "bulletin", "-n", "10000"]
+        out = box.run(cmd)
+        lines = out.stdout.count(b"\n")
+        if out.returncode != 0 or lines != 10001:
+            raise RuntimeError(f"bulletin printed {lines} lines: {out.stderr!r}")
+        code = ("import sys, time; t = time.perf_counter(); from agent_mesh.mesh import coord; "
+                "n = len(coord.bulletin(limit=10000)['entries']); "
+                "print((time.perf_counter() - t) * 1000)")
+        result = Result("bulletin, 10,000 entries (vs 200 ms)", target=1.0, limit_ms=200.0)
+        inner = []
+        for i in range(rounds + 1):
+            elapsed = timed(lambda: box.run(cmd))
+            if i:
+                result.ours.append(elapsed)
+                inner.append(float(box.run([sys.executable, "-c", code]).stdout))
+        result.extra["read and merge in-process, median ms"] = statistics.median(inner)
+        return [result]
+    finally:
+        box.close()
+
+
+BENCHMARKS["bulletin"] = bench_bulletin
+
+
 if __name__ == "__main__":
     sys.exit(main())

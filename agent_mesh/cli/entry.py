@@ -80,6 +80,12 @@ def main() -> None:
         quick = quick_status(sys.argv[2:])
         if quick is not None:
             sys.exit(quick)
+    if command == ["bulletin"]:  # plain bulletin skips click too; see cli/coord_render.py
+        from agent_mesh.cli.coord_render import quick_bulletin
+
+        quick = quick_bulletin(sys.argv[2:])
+        if quick is not None:
+            sys.exit(quick)
     from agent_mesh.cli.main import mesh_main
 
     mesh_main()

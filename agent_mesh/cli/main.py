@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from agent_mesh.cli import delegate_cmds, observe_cmds  # noqa: F401 - both add commands
+from agent_mesh.cli import coord_cmds, delegate_cmds, observe_cmds  # noqa: F401 - add commands
 from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
 from agent_mesh.cli.notify import listed_agents
 from agent_mesh.clock import age
@@ -21,6 +21,7 @@ from agent_mesh.registry.view import agents_of
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 observe_cmds.register(mesh)  # status, peek, inbox, log (delegate_cmds: ask, queue, spawn)
+coord_cmds.register(mesh)  # post, bulletin, decide, decisions, lock, unlock, locks, task(s)
 
 
 def _invoke(command: click.Command, prog: str) -> None:
@@ -99,6 +100,15 @@ def _discover() -> None:
     from agent_mesh.delivery import queue
 
     queue.expire_held()  # held messages have no waiter: the timer ends them
+    from agent_mesh.coord import locks
+
+    try:
+        ended = locks.sweep()  # locks past their TTL, or whose holder's window closed
+    except UsageError as exc:  # a damaged table: say so, the rest is done
+        click.echo(f"agent-discover: locks not swept: {printable(str(exc))}")
+    else:
+        if ended:
+            click.echo(f"agent-discover: released {len(ended)} lock(s)")
     for address in queue.resume():  # the timer also restarts queues left waiting
         click.echo(f"agent-discover: resumed the queue of {address}")
 
