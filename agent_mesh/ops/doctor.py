@@ -565,6 +565,16 @@ def check_slice(alias: str, now: float) -> Check:
 # --- the report ------------------------------------------------------------------
 
 
+def check_agents() -> list[Check]:
+    """Per agent CLI on this host (Claude Code, Codex): agent-mesh's hooks installed and
+    trusted, its version, when a hook last fired (ops/agents.py). Without them delivery
+    reads the screen only, as before: a warning, not a failure."""
+    from agent_mesh.ops import agents
+
+    return [_ok(name, detail) if ok else _warn(name, detail, "agent-mesh setup --agents")
+            for name, ok, detail in agents.describe()]
+
+
 def _guard(name: str, func: Callable[[], Any]) -> list[Check]:
     """Run one check function; an unexpected exception becomes a failed check."""
     try:
@@ -606,6 +616,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     checks += _guard("hook-log", lambda: check_hook_log(now))
     checks += _guard("inbox-parts", check_inbox_parts)
     checks += _guard("timer", check_timer)
+    checks += _guard("agents", check_agents)
     for alias in peers:
         if include_peers:
             threads[alias].join(max(0.0, PEER_BUDGET - (time.monotonic() - started)))
