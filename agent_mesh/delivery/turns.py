@@ -26,7 +26,6 @@ delivery reads it.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -155,6 +154,8 @@ def alive(pid: int, started: int) -> bool:
 
 def write(path: str, record: dict[str, object]) -> None:
     """Atomically replace the pane's record (a temp file renamed over it)."""
+    import json
+
     folder = os.path.dirname(path)
     os.makedirs(folder, mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -167,6 +168,8 @@ def write(path: str, record: dict[str, object]) -> None:
 
 
 def read(path: str) -> dict[str, object] | None:
+    import json  # only once a record exists: most deliveries never get here
+
     try:
         with open(path, encoding="utf-8") as fh:
             record = json.load(fh)
