@@ -75,7 +75,7 @@ def test_each_event_records_the_panes_state_and_status_prefers_it(tui: Receiver)
     assert hook(tui, "UserPromptSubmit", {"prompt": "go"}).returncode == 0
     row = status_of(tui)
     assert row["state"] == "working" and "by its hooks" in row["detail"], row
-    assert hook(tui, "PermissionRequest", {"tool_name": "Bash"}, cli="codex").returncode == 0
+    assert hook(tui, "PermissionRequest", {"tool_name": "Bash"}).returncode == 0
     row = status_of(tui)
     assert row["state"] == "waiting" and "Bash" in row["detail"], row
     assert hook(tui, "PostToolUse").returncode == 0
@@ -188,7 +188,7 @@ def test_an_id_already_delivered_is_not_handed_over_again(tui: Receiver) -> None
 
 
 def test_a_question_open_by_the_hooks_gets_no_keystroke(tui: Receiver) -> None:
-    hook(tui, "PermissionRequest", {"tool_name": "Bash"}, cli="codex")
+    hook(tui, "PermissionRequest", {"tool_name": "Bash"})
     queued(notify(tui.address, "not into the question"))
     forced = notify(tui.address, "forced", env={"FORCE_SEND": "1"})
     assert forced.returncode == 3 and b"permission" in forced.stderr, forced

@@ -145,7 +145,10 @@ def test_doctor_shows_each_agent_cli(configs: tuple[Path, Path, Path]) -> None:
 
 
 def codex_binary() -> str | None:
-    found = os.environ.get("AGENT_MESH_TEST_CODEX") or shutil.which("codex")
+    from agent_clis import cli_path
+
+    found = (os.environ.get("AGENT_MESH_TEST_CODEX") or str(cli_path("codex") or "")
+             or shutil.which("codex"))
     return found if found and os.access(found, os.X_OK) else None
 
 

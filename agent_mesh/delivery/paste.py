@@ -192,6 +192,9 @@ class ClaimedPane:
             self._paste_then_look(text)
             return
         _paste_and_submit(tmux, pane, text, self._settle)
+        from agent_mesh.delivery.turns import mark_submitted
+
+        mark_submitted(state.socket, pane)  # mid-turn now, where its hooks report
         try:
             _write_deadline(self._fd, time.time() + self._settle)
         except OSError:

@@ -210,6 +210,8 @@ def turn(socket: str, pane_id: str) -> Turn | None:
     if not (isinstance(proc, list) and len(proc) == 2 and alive(int(proc[0]), int(proc[1]))):
         return None
     found = Turn(record)
+    if found.event == PASTED and time.time() - found.time > PASTE_GRACE:
+        return None  # no hook confirmed a turn: the screen decides
     return found if found.state and found.state != ENDED else None
 
 
@@ -263,6 +265,28 @@ def mid_turn(state: PaneState, status: PaneStatus) -> Turn | None:
     if hook.state == WORKING and status.kind == "idle" and stale_working(hook):
         return None
     return hook
+
+
+PASTED = "paste"  # the event name of a submission agent-mesh typed itself
+PASTE_GRACE = 10.0  # seconds a paste counts as a turn before the agent's hook confirms it
+
+
+def mark_submitted(socket: str, pane_id: str) -> None:
+    """agent-mesh just submitted a message into the pane: where its agent reports through
+    hooks, the pane is mid-turn from now on (the agent's UserPromptSubmit comes a moment
+    later), so the next message waits for the turn's end rather than being typed into
+    the turn just started. Unconfirmed, it lapses after PASTE_GRACE seconds."""
+    path = record_path(socket or default_socket(), pane_id)
+    record = read(path) if path else None
+    if record is None or turn(socket, pane_id) is None:
+        return
+    now = time.time()
+    record.update(state=WORKING, event=PASTED, time=now, since=now,
+                  detail="agent-mesh submitted a message: its turn starts")
+    try:  # noqa: SIM105 - contextlib costs the delivery path an import
+        write(path, record)
+    except OSError:
+        pass
 
 
 def _ago(when: float) -> str:

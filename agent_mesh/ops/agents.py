@@ -17,8 +17,9 @@ Where things go:
 - Claude Code: `hooks` in ~/.claude/settings.json ($CLAUDE_CONFIG_DIR/settings.json).
 - Codex: ~/.codex/hooks.json ($CODEX_HOME), and in ~/.codex/config.toml the trust Codex
   requires for hooks it does not manage (`[hooks.state."<hooks.json>:<event>:<group>:
-  <handler>"] trusted_hash`, the hash Codex computes, see `codex_hook_hash`) and
-  `[features] hooks = true` where no `hooks` flag is set.
+  <handler>"] trusted_hash`, the hash Codex computes, see `codex_hook_hash`),
+  `[features] hooks = true` where no `hooks` flag is set, and `[features]
+  daemon_auto_start = false` where it is not set (DAEMON_FLAG: why).
 Agent CLIs without such hooks (aider, and any other) stay keystroke-only.
 """
 
@@ -45,6 +46,10 @@ from agent_mesh.ops.setup import (
 
 HOOK_MARK = "agent-mesh/hooks/agent-event"
 FEATURE_NOTE = "added by agent-mesh setup --agents"
+# Codex 0.171 runs turns (and so hooks) in an app-server daemon shared by every TUI of the
+# user, started with the first TUI's environment: its hooks would all name that TUI's
+# pane. Off, each TUI runs its own turns and its hooks run inside its pane.
+DAEMON_FLAG = "daemon_auto_start"
 
 
 def launcher() -> str:
@@ -466,6 +471,15 @@ class CodexHooks(JsonHooks):
         elif flag is False:
             report.warn("Codex: [features] hooks = false in config.toml turns every hook off; "
                         "left as you set it (agent-mesh then reads Codex's screen only)")
+        daemon = features.get(DAEMON_FLAG)
+        if daemon is None:
+            item = tomlkit.item(False)
+            item.comment(FEATURE_NOTE)
+            features[DAEMON_FLAG] = item
+        elif daemon is True:
+            report.warn(f"Codex: [features] {DAEMON_FLAG} = true: Codex's shared app-server "
+                        "daemon runs every TUI's hooks from the first TUI's pane, so they cannot "
+                        "tell panes apart and agent-mesh ignores them; left as you set it")
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
             os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
@@ -493,9 +507,11 @@ class CodexHooks(JsonHooks):
             if not hooks:
                 del doc["hooks"]  # type: ignore[attr-defined]
         features = doc.get("features")  # type: ignore[attr-defined]
-        if features is not None and "hooks" in features and \
-                FEATURE_NOTE in (features.item("hooks").trivia.comment or ""):
-            del features["hooks"]
+        if features is not None:
+            for flag in ("hooks", DAEMON_FLAG):
+                if flag in features and FEATURE_NOTE in (features.item(flag).trivia.comment
+                                                         or ""):
+                    del features[flag]
             if not features and FEATURE_NOTE in (features.trivia.comment or ""):
                 del doc["features"]  # type: ignore[attr-defined]
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
@@ -521,6 +537,9 @@ class CodexHooks(JsonHooks):
         features = doc.get("features") or {}  # type: ignore[attr-defined]
         if features.get("hooks", features.get("codex_hooks")) is False:
             return False, "[features] hooks = false in config.toml: Codex runs no hook"
+        if features.get(DAEMON_FLAG) is not False:
+            return False, (f"[features] {DAEMON_FLAG} is not false in config.toml: Codex's "
+                           "shared daemon runs the hooks, which then cannot tell panes apart")
         return True, line + ", trusted"
 
 
