@@ -76,6 +76,9 @@ def run_agents(*, uninstall: bool = False) -> int:
             agents.uninstall(report)
         else:
             agents.install(report)
+            from agent_mesh.cli.hook import remember_launch
+
+            remember_launch()  # hooks/agent-event then starts Python without `site`
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         _emit("error", f"{exc.strerror or exc}:{where}; nothing else was changed")

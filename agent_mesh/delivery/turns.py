@@ -16,9 +16,10 @@ pane since, all leave a stale record, which is ignored: the screen decides again
 Where hook and screen disagree, the safer reading wins (`combine`): a turn the hooks
 say is running, or a question they say is open, is never typed into, whatever the
 screen shows. One exception is bounded: Claude Code fires no hook when a turn is
-interrupted with Escape, so a Claude Code whose hooks still say `working` while its
-screen has shown an idle input box for STALE_WORKING seconds since the last event
-counts as idle (Codex has an Interrupt hook, and its screen is the weaker witness).
+interrupted with Escape (or ends on a refused permission), so a Claude Code whose hooks
+still say `working` or `waiting` while its screen shows an idle input box, STALE_WORKING
+seconds after the last event, counts as idle (Codex has an Interrupt hook, and its
+screen is the weaker witness).
 
 Stdlib only and cheap to import: the hook's fast path records with it, and every
 delivery reads it.
@@ -168,12 +169,16 @@ def write(path: str, record: dict[str, object]) -> None:
 
 
 def read(path: str) -> dict[str, object] | None:
-    import json  # only once a record exists: most deliveries never get here
-
     try:
         with open(path, encoding="utf-8") as fh:
-            record = json.load(fh)
+            text = fh.read()
     except (OSError, ValueError):
+        return None
+    import json  # only once a record exists: a pane without hooks never gets here
+
+    try:
+        record = json.loads(text)
+    except ValueError:
         return None
     return record if isinstance(record, dict) else None
 
@@ -239,6 +244,8 @@ def combine(state: PaneState, status: PaneStatus, hook: Turn | None = None) -> P
     agent = status.agent or hook.agent
     program = status.program or hook.agent
     if hook.state == WAITING and status.kind != "waiting":
+        if status.kind == "idle" and stale_working(hook):
+            return status
         return PaneStatus("waiting", program, f"{hook.detail} (its {hook.event} hook)", agent)
     if hook.state == WORKING and status.kind in ("idle", "drafting", "working"):
         if status.kind == "idle" and stale_working(hook):
@@ -249,8 +256,9 @@ def combine(state: PaneState, status: PaneStatus, hook: Turn | None = None) -> P
 
 
 def stale_working(hook: Turn) -> bool:
-    """A Claude Code `working` that no event has confirmed for STALE_WORKING seconds
-    while its screen shows it idle: an interrupted turn (Escape fires no hook)."""
+    """A Claude Code `working` or `waiting` that no event has confirmed for STALE_WORKING
+    seconds while its screen shows it idle: an interrupted turn (Escape, or a permission
+    refused, fires no hook)."""
     return hook.agent == "claude" and time.time() - hook.time >= STALE_WORKING
 
 
@@ -262,7 +270,7 @@ def mid_turn(state: PaneState, status: PaneStatus) -> Turn | None:
     hook = turn(state.socket, state.pane_id)
     if hook is None or not hook.busy:
         return None
-    if hook.state == WORKING and status.kind == "idle" and stale_working(hook):
+    if status.kind == "idle" and stale_working(hook):
         return None
     return hook
 

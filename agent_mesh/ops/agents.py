@@ -320,17 +320,12 @@ class JsonHooks(Step):
 
 
 def install_launcher(report: Report) -> None:
-    """hooks/agent-event, and hook.launch so it starts Python without `site`."""
+    """hooks/agent-event (the CLI records hook.launch, so that it starts Python without
+    `site`: cli/setup_cmd.run_agents)."""
     target = launcher()
     os.makedirs(os.path.dirname(target), exist_ok=True)
     if _install_copy(data_file("agent-event"), target, 0o755):
         report.say(f"installed {tilde(target)}")
-    try:
-        from agent_mesh.cli.hook import remember_launch
-
-        remember_launch()
-    except Exception as exc:  # the launcher falls back to the console script
-        report.warn(f"could not record the fast hook start (hook.launch): {exc}")
 
 
 # --- Claude Code -----------------------------------------------------------------------
