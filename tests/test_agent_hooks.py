@@ -90,6 +90,21 @@ def test_each_event_records_the_panes_state_and_status_prefers_it(tui: Receiver)
     assert (Path.home() / ".agents" / "turns" / ".last-claude").exists()
 
 
+def test_a_claude_code_turn_no_hook_ended_lapses_once_its_screen_is_idle(tui: Receiver) -> None:
+    """Escape fires no hook in Claude Code: `working` 30 s after the last event, with an
+    idle screen, counts as idle again; Codex's (it has an Interrupt hook) does not."""
+    hook(tui, "UserPromptSubmit")
+    record = next((Path.home() / ".agents" / "turns").glob("*.json"))
+    data = json.loads(record.read_text())
+    data["time"] -= 31
+    record.write_text(json.dumps(data))
+    assert status_of(tui)["state"] == "idle"
+    assert notify(tui.address, "after an interrupted turn").returncode == 0
+    data.update(agent="codex", state="working", event="UserPromptSubmit")
+    record.write_text(json.dumps(data))
+    assert status_of(tui)["state"] == "working"
+
+
 def test_a_record_of_an_agent_that_exited_is_ignored(tui: Receiver) -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:

@@ -201,3 +201,38 @@ def test_with_the_hooks_uninstalled_delivery_is_todays(agent_clis: AgentClis,
         agent.model.wait_main(2, timeout=30)
         retry_until(agent.busy, timeout=10)
         assert notify(agent.address, "mid-turn").returncode == 3
+
+
+def test_a_permission_question_gets_no_keystroke_and_the_message_follows(
+        agent_clis: AgentClis) -> None:
+    """Claude Code asks before running a tool it may not run unasked: its PermissionRequest
+    hook marks the pane waiting, so a message is queued, the dialog gets no keystroke, and
+    the message goes over at the end of the turn once the question is answered. (The
+    harness runs Codex with approval_policy = "never": it asks nothing.)"""
+    from fake_model import ToolCall
+
+    install_hooks(agent_clis.home)
+    agent = agent_clis.claude(settings={"permissions": {"allow": ["Read"]}})
+    agent_clis.spawner.register()
+    agent.model.script(ToolCall("Bash", {"command": "touch made.txt && echo asked-$((6*7))",
+                                         "description": "Print a number"}),
+                       Text("The command ran."), Text("Message read, thanks."))
+    agent.submit("run a command please")
+    agent.model.wait_main(1, timeout=30)
+    try:
+        retry_until(lambda: hook_state(agent).startswith("waiting"), timeout=30)
+    except AssertionError:
+        log = Path.home() / ".agents" / "agent-event.log"
+        turns = [p.read_text() for p in (Path.home() / ".agents" / "turns").glob("*.json")]
+        seen = log.read_text() if log.exists() else ""
+        raise AssertionError(f"{hook_state(agent)}\n{turns}\n{seen}\n{agent.screen()}") from None
+    queued(notify(agent.address, "while you were asked 6b0e"))
+    time.sleep(1.0)
+    assert "6b0e" not in agent.screen()  # not typed into the dialog
+    assert len(agent.model.main_requests()) == 1  # the question is still open
+    agent.pane.send_keys("Enter")  # the user answers: yes (the first choice)
+    third = agent.model.wait_main(3, timeout=60)[2]
+    assert any("while you were asked 6b0e" in t for t in third.user_texts())
+    assert any("asked-42" in r for r in agent.model.main_requests()[1].tool_results())
+    agent.wait_idle(timeout=60)
+    assert occurrences(agent, "6b0e") == 1

@@ -45,6 +45,9 @@ def run(*, uninstall: bool = False, cron: bool = False, discover: bool = True) -
     try:
         if uninstall:
             setup.uninstall(report)
+            from agent_mesh.ops import agents  # hooks pointing at a removed launcher
+
+            agents.uninstall(report)
         else:
             new_shell = setup.install(report, cron=cron, discover=discover)
     except MeshError as exc:
