@@ -259,7 +259,9 @@ def stale_working(hook: Turn) -> bool:
     """A Claude Code `working` or `waiting` that no event has confirmed for STALE_WORKING
     seconds while its screen shows it idle: an interrupted turn (Escape, or a permission
     refused, fires no hook)."""
-    return hook.agent == "claude" and time.time() - hook.time >= STALE_WORKING
+    from agent_mesh.receivers import traits
+
+    return not traits(hook.agent).interrupt_hook and time.time() - hook.time >= STALE_WORKING
 
 
 def mid_turn(state: PaneState, status: PaneStatus) -> Turn | None:
