@@ -17,7 +17,7 @@ import os
 
 from agent_mesh import paths
 from agent_mesh.ops.agentcli import AgentCLI, JsonHooks, Step, _load_json, ours
-from agent_mesh.ops.setup import Report, _read, _write_keeping, tilde
+from agent_mesh.ops.setup_base import Report, read_or_none, tilde, write_keeping
 from agent_mesh.receivers import PACKAGES, traits
 
 FEATURE_NOTE = "added by agent-mesh setup --agents"
@@ -101,7 +101,7 @@ class CodexHooks(JsonHooks):
                             "not changed")
             return None
         try:
-            return tomlkit.parse(_read(self.config_toml()) or "")
+            return tomlkit.parse(read_or_none(self.config_toml()) or "")
         except Exception as exc:  # tomlkit's errors have no common base worth naming
             if report is not None and removing:
                 report.warn(f"Codex: {tilde(self.config_toml())} does not parse ({exc}); "
@@ -162,7 +162,7 @@ class CodexHooks(JsonHooks):
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
             os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
-            _write_keeping(self.config_toml(), after)
+            write_keeping(self.config_toml(), after)
             report.say(f"Codex: trusted agent-mesh's hooks in {tilde(self.config_toml())}")
 
     def before_removal(self, report: Report, data: dict[str, object]) -> None:
@@ -193,7 +193,7 @@ class CodexHooks(JsonHooks):
                 del doc["features"]  # type: ignore[attr-defined]
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
-            _write_keeping(self.config_toml(), after)
+            write_keeping(self.config_toml(), after)
 
     def check(self) -> tuple[bool, str]:
         ok, line = super().check()
