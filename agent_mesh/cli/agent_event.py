@@ -52,7 +52,9 @@ def log(line: str) -> None:
                 os.replace(path, path + ".1")
         except FileNotFoundError:
             pass
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        from agent_mesh.clock import now_iso
+
+        stamp = now_iso()
         with os.fdopen(append_private(path), "a", encoding="utf-8", errors="replace") as fh:
             fh.write(f"{stamp} [{os.getpid()}] {printable(line)}\n")
     except Exception:
