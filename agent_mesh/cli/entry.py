@@ -72,6 +72,10 @@ def main() -> None:
             sys.exit(1)
         _queue_run(sys.argv[2])
         sys.exit(0)
+    if command == ["mcp"]:  # an agent CLI starts it: click's import is not needed
+        from agent_mesh.cli.mcp_server import main as mcp_main
+
+        sys.exit(mcp_main(sys.argv[2:]))
     if command == ["sync"] and len(sys.argv) == 2:  # plain sync: cli/main.py sync_cmd
         from agent_mesh.cli.observe_cmds import run_sync
 

@@ -145,6 +145,15 @@ def setup_cmd(uninstall: bool, cron: bool, no_discover: bool) -> None:
     sys.exit(command.run(uninstall=uninstall, cron=cron, discover=not no_discover))
 
 
+@mesh.command("mcp", context_settings=CONTEXT)
+def mcp_cmd() -> None:
+    """Serve the mesh as MCP tools over stdio, for an agent CLI that starts it in its
+    pane (register it with `agent-mesh setup --agents`; see README)."""
+    from agent_mesh.cli.mcp_server import main
+
+    sys.exit(main([]))  # cli/entry.py runs a plain `agent-mesh mcp` without click
+
+
 @mesh.command("disconnect")
 @click.argument("aliases", nargs=-1)
 def disconnect_cmd(aliases: tuple[str, ...]) -> None:
