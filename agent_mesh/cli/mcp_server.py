@@ -448,7 +448,7 @@ def main(argv: list[str]) -> int:
         server = build_server()
     except ImportError as exc:
         print(f"agent-mesh mcp: the MCP SDK is missing ({exc}); install it: "
-              "pip install 'agent-mesh[mcp]'", file=sys.stderr)
+              "pip install 'mcp>=2.3,<3'", file=sys.stderr)
         return 1
     try:
         server.run("stdio")
