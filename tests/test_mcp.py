@@ -25,7 +25,7 @@ from conftest import BIN, PROGRAMS, SELF_HOST, Spawner, retry_until
 
 pytest.importorskip("mcp")
 
-from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+from mcp import ClientSession, StdioServerParameters, stdio_client
 
 TOOLS = {
     "whoami": [], "list_agents": ["pattern"], "send": ["to", "text", "file", "queue", "ttl"],

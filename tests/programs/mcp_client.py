@@ -23,8 +23,8 @@ async def main() -> None:
     while not os.path.exists(go):
         time.sleep(0.05)
     if scrub:
-        env = {k: os.environ[k] for k in ("HOME", "PATH", "LANG", "TMUX_TMPDIR", "AGENT_MESH_RECEIVERS")
-               if k in os.environ}
+        keep = ("HOME", "PATH", "LANG", "TMUX_TMPDIR", "AGENT_MESH_RECEIVERS")
+        env = {k: os.environ[k] for k in keep if k in os.environ}
     else:
         env = dict(os.environ)
     results = []
