@@ -423,15 +423,22 @@ def build_server() -> Any:
 
 HELP = """\
 usage: agent-mesh mcp
+       agent-mesh mcp register|unregister|status [claude|codex|gemini …]
 
 Serve the mesh as MCP tools over stdio (whoami, list_agents, send, ask, wait_reply,
 reply, peek, inbox, queue) for an agent CLI that runs it inside its tmux pane.
-Register it with `agent-mesh setup --agents`, or by hand: command `agent-mesh`,
-argument `mcp`. See README, "Agents as MCP clients".
+`agent-mesh mcp register` adds it to the user-level config of every installed agent
+CLI (Claude Code, Codex, Gemini CLI); `unregister` removes only that entry. By hand,
+for any MCP client: command `agent-mesh`, argument `mcp`. See README, "Agents as MCP
+clients".
 """
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] and argv[0] in ("register", "unregister", "status"):
+        from agent_mesh.cli import mcp_setup_cmd
+
+        return mcp_setup_cmd.main(argv)
     if any(a in ("-h", "--help") for a in argv):
         print(HELP, end="")
         return 0
@@ -441,7 +448,7 @@ def main(argv: list[str]) -> int:
         return 1
     if sys.stdin.isatty():
         print("agent-mesh mcp: an MCP server speaks JSON-RPC on stdin; an agent CLI starts "
-              "it (see agent-mesh setup --agents)", file=sys.stderr)
+              "it (see agent-mesh mcp register)", file=sys.stderr)
         return 1
     settle_environment()
     try:

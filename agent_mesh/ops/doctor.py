@@ -435,6 +435,24 @@ def check_timer() -> Check:
 # --- peers ---------------------------------------------------------------------
 
 
+def check_mcp_registration() -> list[Check]:
+    """`agent-mesh mcp` registered with each installed agent CLI (ops/mcp_clients.py);
+    a warning, not a failure, when it is not: the shell commands still work."""
+    from agent_mesh.ops import mcp_clients
+
+    checks = []
+    for client, state, detail in mcp_clients.status():
+        name = f"mcp:{client.name}"
+        if state == "ok":
+            checks.append(_ok(name, detail))
+        elif state == "unreadable":
+            checks.append(_fail(name, detail, f"fix {client.config_path()}, then run "
+                                f"{mcp_clients.FIX}"))
+        else:
+            checks.append(_warn(name, detail, mcp_clients.FIX))
+    return checks
+
+
 def _peer_failure(alias: str, message: str) -> Check:
     """A WireError from SshTransport, with the fix for its cause."""
     detail = message.removeprefix(f"{alias}: ")
@@ -606,6 +624,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     checks += _guard("hook-log", lambda: check_hook_log(now))
     checks += _guard("inbox-parts", check_inbox_parts)
     checks += _guard("timer", check_timer)
+    checks += _guard("mcp", check_mcp_registration)
     for alias in peers:
         if include_peers:
             threads[alias].join(max(0.0, PEER_BUDGET - (time.monotonic() - started)))
