@@ -20,7 +20,9 @@ front end like notify-pane: every tool calls the core functions the CLI calls
   commonly allows a call); `ask` returns at once.
 
 The SDK (~0.3-0.6 s of imports) is imported only here, and this module only by
-`agent-mesh mcp`: never on the hook or delivery paths. No `from __future__ import
+`agent-mesh mcp`: never on the hook or delivery paths. While it loads, cli/mcp_stdio.py
+answers the handshake from the SDK's own earlier answers, so a client lists the tools
+in a few tens of milliseconds. No `from __future__ import
 annotations` here: the SDK reads the tools' annotations, which name local objects.
 """
 
@@ -451,14 +453,14 @@ def main(argv: list[str]) -> int:
               "it (see agent-mesh mcp register)", file=sys.stderr)
         return 1
     settle_environment()
+    from agent_mesh.cli import mcp_stdio
+
     try:
-        server = build_server()
+        mcp_stdio.serve(build_server, __file__)
     except ImportError as exc:
         print(f"agent-mesh mcp: the MCP SDK is missing ({exc}); install it: "
               "pip install 'mcp>=2.3,<3'", file=sys.stderr)
         return 1
-    try:
-        server.run("stdio")
     except KeyboardInterrupt:
         return 130
     except MeshError as exc:
