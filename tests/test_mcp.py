@@ -465,3 +465,25 @@ def test_the_sdk_stays_off_the_hook_and_delivery_paths() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_an_ask_whose_lifetime_ran_out_ends_and_a_late_reply_is_typed_in(
+    spawn: Spawner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The core behind ask/wait_reply: past its lifetime the ask ends (AskTimeout), and
+    the asked agent's late reply is typed into the asking pane instead."""
+    from agent_mesh.errors import AskTimeout
+    from agent_mesh.mesh import delegate
+
+    peer, caller = spawn.agent_tui("peer"), spawn.agent_tui("caller")
+    for name, value in pane_env(spawn, caller.pane.pane_id).items():
+        monkeypatch.setenv(name, value)
+    asked = delegate.start_ask(peer.address, "quick?", lifetime=1.0)
+    assert asked["route"] == caller.address and asked["outcome"] == "delivered"
+    assert delegate.wait_reply(asked["id"], 0.2) is None
+    with pytest.raises(AskTimeout, match=r"no reply from .* within the ask.s 1 s"):
+        delegate.wait_reply(asked["id"], 5)
+    res = reply_from_pane(spawn, peer.pane.pane_id, caller.address, asked["id"], "late")
+    assert res.returncode == 0, res.stderr
+    (line,) = caller.wait_lines(1)
+    assert line.startswith(f"[from {peer.address} @ ") and line.endswith("] late")
