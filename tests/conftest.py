@@ -285,3 +285,7 @@ def notify(*args: str, env: dict[str, str] | None = None, input: bytes | None = 
     """Run notify-pane as the sender `tester` (AGENT_NAME), as an agent would."""
     return run_cli("notify-pane", *args, input=input, env={"AGENT_NAME": SENDER, **(env or {})},
                    timeout=timeout)
+
+
+# --- real agent CLIs (Claude Code, Codex) against a fake model: tests/agent_clis.py ---
+from agent_clis import agent_clis, claude, codex, fake_model  # noqa: E402, F401
