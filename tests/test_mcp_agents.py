@@ -63,12 +63,11 @@ def test_claude_code_send_lands_in_another_pane_as_the_caller(
 def test_codex_send_lands_in_another_pane_as_the_caller(
     agent_clis: AgentClis, spawn: Spawner
 ) -> None:
-    """Codex starts MCP servers without $TMUX: the registered entry passes it through.
-    (The test's receivers list, which makes the stand-in peer a known agent, is passed
-    through as well: Codex would drop it too.)"""
+    """Codex starts MCP servers without $TMUX: the registered entry passes it through
+    (and agent-mesh's settings, such as the receivers list that makes the test's
+    stand-in peer a known agent)."""
     register("codex")
-    extra = '[mcp_servers.agent-mesh]\nenv_vars = ["TMUX", "TMUX_PANE", "AGENT_MESH_RECEIVERS"]\n'
-    codex = agent_clis.codex("caller", config=extra)
+    codex = agent_clis.codex("caller")
     _send_lands_whole(codex, spawn)
 
 

@@ -117,14 +117,17 @@ def _guarded(func: Callable[[], str], to: str = "", lock: bool = True) -> str:
 
 def settle_environment() -> None:
     """Identity and policy from the pane, not from the client or its environment:
-    $TMUX/$TMUX_PANE read through a scrubbing client; AGENT_NAME, FORCE_SEND and
+    $TMUX/$TMUX_PANE (and the SSH agent, agent-mesh's settings) read through a
+    scrubbing client from the nearest ancestor in tmux; AGENT_NAME, FORCE_SEND and
     SKIP_DISMISS dropped (a tool's sender is its pane; forcing is the user's opt-in)."""
     for name in ("AGENT_NAME", "FORCE_SEND", "SKIP_DISMISS"):
         os.environ.pop(name, None)
-    if not os.environ.get("TMUX"):
+    if not os.environ.get("TMUX"):  # a scrubbing client: read them where it ran
+        from agent_mesh.ops.mcp_clients import PASS_ENV
         from agent_mesh.registry.whoami import ancestors_tmux_env
 
-        os.environ.update(ancestors_tmux_env())
+        found = ancestors_tmux_env(tuple(PASS_ENV))
+        os.environ.update({k: v for k, v in found.items() if k not in os.environ})
 
 
 def whoami_text() -> str:

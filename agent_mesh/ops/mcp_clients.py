@@ -11,9 +11,10 @@ shows. Only our own entry is ever written or removed: the rest of each file stay
 it was (the TOML with tomlkit, comments and order included; the JSON files keep every
 other key, in order). A file we cannot parse is reported, never overwritten.
 
-Codex starts an MCP server with a scrubbed environment: its entry passes $TMUX and
-$TMUX_PANE through (`env_vars`), so the server knows its pane (the server also reads
-them from its ancestors when a hand-made entry lacks this).
+Codex starts an MCP server with a scrubbed environment: its entry passes $TMUX,
+$TMUX_PANE, $SSH_AUTH_SOCK and agent-mesh's settings through (`env_vars`), so the server
+knows its pane and reaches peers (the server also reads them from its ancestors when a
+hand-made entry lacks this).
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from agent_mesh.errors import UsageError
 from agent_mesh.fsutil import atomic_write, make_dirs
 
 NAME = "agent-mesh"  # our entry's key in every client's config
-PASS_ENV = ["TMUX", "TMUX_PANE"]
+# What Codex must pass through (it starts a server with HOME, PATH and a few more only):
+# the pane, the SSH agent for peers, and agent-mesh's own settings (cli/mcp_server.py
+# reads the same names from an ancestor when a hand-made entry lacks them).
+PASS_ENV = ["TMUX", "TMUX_PANE", "SSH_AUTH_SOCK", "TMUX_SOCKET", "AGENT_MESH_HOME",
+            "AGENT_MESH_RECEIVERS", "AGENT_MESH_SETTLE", "AGENT_MESH_TRANSPORT",
+            "AGENT_MESH_CONTROL_PERSIST", "AGENT_MESH_MAX_FILE", "AGENT_MESH_SYNC_DEADLINE"]
 FIX = "agent-mesh mcp register"  # the command that registers it (doctor's fix line)
 TOOL_TIMEOUT = 120  # seconds Codex allows a call (wait_reply blocks up to 50)
 

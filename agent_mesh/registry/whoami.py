@@ -45,10 +45,10 @@ def invoking_pane() -> tuple[str, str] | None:
     return (socket, found) if found else None
 
 
-def ancestors_tmux_env() -> dict[str, str]:
-    """$TMUX and $TMUX_PANE as the nearest ancestor process that has them was started
-    with ({} when none has): a program that starts its helpers with a scrubbed
-    environment (Codex's MCP servers get neither) still runs in its pane."""
+def ancestors_tmux_env(names: tuple[str, ...] = ("TMUX", "TMUX_PANE")) -> dict[str, str]:
+    """`names` ($TMUX and $TMUX_PANE by default) as the nearest ancestor process that has
+    $TMUX was started with ({} when none has): a program that starts its helpers with a
+    scrubbed environment (Codex's MCP servers get neither) still runs in its pane."""
     pid = os.getppid()
     for _ in range(64):
         if pid <= 1:
@@ -61,7 +61,7 @@ def ancestors_tmux_env() -> dict[str, str]:
         except (OSError, ValueError, IndexError):
             break
         if env.get(b"TMUX"):
-            return {k: env[k.encode()].decode("utf-8", "replace") for k in ("TMUX", "TMUX_PANE")
+            return {k: env[k.encode()].decode("utf-8", "surrogateescape") for k in names
                     if env.get(k.encode())}
         pid = parent
     return {}
