@@ -77,6 +77,13 @@ class NotReady(MeshError):
         self.address = address
 
 
+class MidTurn(NotReady):
+    """The agent is mid-turn (or asking) by its own hooks (delivery/turns.py): the
+    message is queued for its Stop hook (exit 5) rather than refused or typed."""
+
+    queues = True  # the queue logs what becomes of it (delivery/log.py)
+
+
 class PaneDead(NotReady):
     """The pane's program exited (remain-on-exit). Not overridable: nothing would read
     the message, and tmux 3.3a's server crashes on `paste-buffer` into a dead pane."""

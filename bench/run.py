@@ -1,6 +1,6 @@
 """agent-mesh benchmarks: medians and ratios against the bash tool's way, in one run.
 
-    .venv/bin/python bench/run.py [--rounds N] [--only hook,local,remote,sync16]
+    .venv/bin/python bench/run.py [--rounds N] [--only hook,agent-event,local,remote,sync16]
 
 Each benchmark runs ours and its baseline alternately in the same process on
 the same private tmux server, so machine load affects both alike, and prints
@@ -152,6 +152,39 @@ def bench_hook(rounds: int) -> Result:
             for bucket, cmd in pair if i % 2 == 0 else reversed(pair):
                 bucket.append(timed(lambda cmd=cmd: box.run(cmd)))
         return result
+    finally:
+        box.close()
+
+
+def bench_agent_event(rounds: int) -> list[Result]:
+    """The agent CLIs' hook (issue 15), invoked as Claude Code and Codex run it (`sh -c`
+    with the event's JSON on stdin, inside the agent's pane): a turn's start, and a
+    turn's end with nothing queued. Target: p50 <= 30 ms, like the tmux hook."""
+    box = Sandbox("a")
+    try:
+        box.tmux("-f", "/dev/null", "new-session", "-d", "-s", "dev", "-n", "claude")
+        hooks = box.home / ".local" / "share" / "agent-mesh" / "hooks"
+        shutil.copy2(REPO / "agent_mesh/ops/data/agent-event", hooks / "agent-event")
+        (box.home / ".local" / "bin" / "agent-mesh").symlink_to(BIN / "agent-mesh")
+        where = box.tmux("display-message", "-p", "-t", "dev:0",
+                         "#{socket_path},#{pid},#{session_id}\t#{pane_id}").strip()
+        tmux_env, pane = where.replace("$", "").split("\t")
+        env = {"TMUX": tmux_env, "TMUX_PANE": pane}
+        results = []
+        for event in ("UserPromptSubmit", "Stop"):
+            cmd = ["sh", "-c", f"~/.local/share/agent-mesh/hooks/agent-event --agent claude "
+                               f"{event} < {box.base / 'in.json'}"]
+            (box.base / "in.json").write_text(json.dumps(
+                {"session_id": "s", "hook_event_name": event, "stop_hook_active": False}))
+            for _ in range(2):  # the first run records hook.launch (the fast path)
+                out = box.run(cmd, env)
+                if out.returncode != 0 or out.stderr:
+                    raise RuntimeError(f"agent-event {event}: {out.returncode} {out.stderr!r}")
+            result = Result(f"agent-event hook ({event})", target=1.0, limit_ms=30.0)
+            for _ in range(rounds):
+                result.ours.append(timed(lambda cmd=cmd: box.run(cmd, env)))
+            results.append(result)
+        return results
     finally:
         box.close()
 
@@ -516,6 +549,7 @@ def bench_delegate(rounds: int) -> list[Result]:
 
 BENCHMARKS: dict[str, Callable[[int], list[Result]]] = {
     "hook": lambda n: [bench_hook(n)],
+    "agent-event": bench_agent_event,
     "local": lambda n: [bench_local_delivery(n)],
     "remote": bench_remote,
     "delegate": bench_delegate,

@@ -128,3 +128,29 @@ def test_the_register_command(isolated_env: Path) -> None:
     assert res.returncode == 0 and b"Codex: removed" in res.stdout
     res = run_cli("agent-mesh", "mcp", "register", "vim")
     assert res.returncode == 1 and b"unknown agent CLI 'vim'" in res.stderr
+
+
+def test_setup_agents_registers_it_with_each_cli_and_uninstall_takes_it_out(
+    isolated_env: Path,
+) -> None:
+    """ops/agents.py runs the MCP step for Claude Code and Codex with their hooks; Gemini
+    CLI (no hooks there) gets its entry from mcp_clients.OTHERS; doctor shows each."""
+    (isolated_env / ".claude").mkdir()
+    (isolated_env / ".codex").mkdir()
+    (isolated_env / ".gemini").mkdir()
+    out = run_cli("agent-mesh", "setup", "--agents")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout.decode()
+    for label in ("Claude Code", "Codex", "Gemini CLI"):
+        assert f"{label}: MCP server agent-mesh added" in text, text
+    assert "agent-mesh" in json.loads((isolated_env / ".claude.json").read_text())["mcpServers"]
+    assert "[mcp_servers.agent-mesh]" in (isolated_env / ".codex" / "config.toml").read_text()
+    checks = {c.name: c for c in doctor.run_checks(include_peers=False)}
+    assert checks["agent:claude:mcp"].ok and checks["agent:codex:mcp"].ok, checks
+    assert checks["mcp:gemini"].ok
+    out = run_cli("agent-mesh", "setup", "--agents", "--uninstall")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "agent-mesh" not in json.loads((isolated_env / ".claude.json").read_text()).get(
+        "mcpServers", {})
+    assert "agent-mesh" not in (isolated_env / ".codex" / "config.toml").read_text()
+    assert "agent-mesh" not in (isolated_env / ".gemini" / "settings.json").read_text()

@@ -72,6 +72,10 @@ def main() -> None:
             sys.exit(1)
         _queue_run(sys.argv[2])
         sys.exit(0)
+    if command == ["agent-event"]:  # what the agent CLIs' hooks run: no click, exit 0 or 2
+        from agent_mesh.cli.agent_event import main as agent_event
+
+        sys.exit(agent_event(sys.argv[2:]))
     if command == ["mcp"]:  # an agent CLI starts it: click's import is not needed
         from agent_mesh.cli.mcp_server import main as mcp_main
 

@@ -138,10 +138,14 @@ def doctor_cmd(as_json: bool, no_peers: bool) -> None:
               help="Remove what setup added; keeps ~/.agents and your own config lines.")
 @click.option("--cron", is_flag=True, help="Use a crontab line even where systemd runs.")
 @click.option("--no-discover", is_flag=True, help="Skip the first agent-discover.")
-def setup_cmd(uninstall: bool, cron: bool, no_discover: bool) -> None:
+@click.option("--agents", is_flag=True,
+              help="Only the agent CLIs' own config (Claude Code, Codex): their hooks.")
+def setup_cmd(uninstall: bool, cron: bool, no_discover: bool, agents: bool) -> None:
     """Wire this installation into tmux, the timer and ~/.local/bin (safe to re-run)."""
     from agent_mesh.cli import setup_cmd as command
 
+    if agents:
+        sys.exit(command.run_agents(uninstall=uninstall))
     sys.exit(command.run(uninstall=uninstall, cron=cron, discover=not no_discover))
 
 

@@ -163,8 +163,8 @@ class _Recorder:
                 append(self.path, {"id": self.record["id"], "update": True,
                                    "outcome": "interrupted", "reason": INTERRUPTED})
             return  # KeyboardInterrupt etc.: not an outcome
-        if self.queued and getattr(exc, "exit_code", 0) == 3:
-            return
+        if (self.queued or getattr(exc, "queues", False)) and getattr(exc, "exit_code", 0) == 3:
+            return  # queued: the queue logs what becomes of it
         outcome: dict[str, object]
         if exc is None and "outcome" in self.record:  # set by result()
             outcome = {k: self.record[k] for k in ("outcome", "reason") if k in self.record}

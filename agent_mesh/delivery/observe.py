@@ -49,7 +49,9 @@ def pane_status(tmux: Tmux, agent: Agent) -> dict[str, str]:
         st = pane_state(tmux, agent.pane_id or agent.target)
     except PaneGone:
         return {"state": "gone", "program": "", "detail": "its pane no longer exists"}
-    status = classify(st)
+    from agent_mesh.delivery.turns import combine  # the agent's own hooks, where installed
+
+    status = combine(st, classify(st))
     return {"state": status.kind, "program": status.program, "detail": status.detail}
 
 

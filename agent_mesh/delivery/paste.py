@@ -35,7 +35,7 @@ from agent_mesh.delivery.state import (
     detect_modal,
     unforceable,
 )
-from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, WireError
+from agent_mesh.errors import AwaitingAnswer, MidTurn, NotReady, PaneDead, PaneGone, WireError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.procs import foreground, tty_mode
@@ -206,7 +206,7 @@ class ClaimedPane:
         _paste_and_submit(tmux, pane, text, self._settle, enter=False)
         time.sleep(self._settle)
         try:
-            status = classify(pane_state(tmux, pane))
+            status = _classify(pane_state(tmux, pane))
         except WireError:
             status = PaneStatus("waiting", detail="the pane could not be read again")
         if status.kind in ("waiting", "dead"):
@@ -317,7 +317,7 @@ def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
     tmux.run("copy-mode", "-q", "-t", pane)
     notes.append(f"left tmux {state.mode or 'mode'} first")
     state = pane_state(tmux, pane)
-    status = classify(state)
+    status = _classify(state)
     _refuse_for_good(state, status, True)
     if state.in_mode:
         raise NotReady(f"its pane is still in {state.mode or 'a tmux mode'} after leaving it "
@@ -338,7 +338,9 @@ def _wait_until_ready(
     state = pane_state(tmux, pane)
     if entry is not None:
         _check_window(state, entry)
-    status = classify(state)
+    status = _classify(state)
+    if not force:
+        _mid_turn(state, status)  # mid-turn or asking by its hooks: queued (MidTurn)
     _refuse_for_good(state, status, force)
     if force and state.in_mode:  # the program under the mode would take the message
         state, status = _leave_mode(tmux, pane, state, notes)
@@ -360,7 +362,7 @@ def _wait_until_ready(
         time.sleep(0.5)
         notes.append(f"dismissed the {modal} dialog first")
         state = pane_state(tmux, pane)
-        status = classify(state)
+        status = _classify(state)
         _refuse_for_good(state, status, force)
         reason = None if force else decide(state, status, multiline)
         if reason:
@@ -368,6 +370,25 @@ def _wait_until_ready(
     if multiline and not force and not bracketed_paste(state, status):
         raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
     return state, status
+
+
+def _classify(state: PaneState) -> PaneStatus:
+    """classify() with the agent's own hook state laid over it (delivery/turns.py)."""
+    from agent_mesh.delivery.turns import combine
+
+    return combine(state, classify(state))
+
+
+def _mid_turn(state: PaneState, status: PaneStatus) -> None:
+    """Mid-turn or asking by its own hooks: never typed into (the message is queued for
+    its Stop hook by receive), whatever the screen shows."""
+    from agent_mesh.delivery.turns import mid_turn
+
+    hook = mid_turn(state, status)
+    if hook is None:
+        return None
+    raise MidTurn(f"{hook.state} by its hooks: {hook.detail} (since its {hook.event} hook); "
+                  "messages go over when its turn ends")
 
 
 def _dismissable(state: PaneState, status: PaneStatus) -> str:
@@ -407,7 +428,7 @@ def _poll_ready(
     deadline = time.monotonic() + _READY_POLL
     while True:
         state = pane_state(tmux, pane)
-        status = classify(state)
+        status = _classify(state)
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
             _refuse_for_good(state, status, False)

@@ -329,6 +329,16 @@ def _finish(record: dict[str, object], outcome: str, detail: str) -> None:
     _record(record, outcome, detail)
 
 
+def finish(record: dict[str, object], outcome: str, detail: str) -> None:
+    """Dequeue record and log what became of it (delivery/handover.py's end of it)."""
+    _finish(record, outcome, detail)
+
+
+def delivered_before(record: dict[str, object]) -> bool:
+    """Is record's id already in its agent's received log as delivered?"""
+    return _delivered_before(record)
+
+
 def _hold(record: dict[str, object], reason: str) -> None:
     """Keep record, never to be typed automatically: `.held`, with the reason."""
     path = str(record["file"])
@@ -470,7 +480,10 @@ def _deliver(record: dict[str, object], address: str) -> DeliveryResult:
     sending = os.path.splitext(path)[0] + SENDING
 
     def before_paste() -> None:
-        os.rename(path, sending)
+        try:
+            os.rename(path, sending)
+        except FileNotFoundError:  # its agent's Stop hook handed it over meanwhile
+            raise NotReady("handed over at the turn's end meanwhile") from None
         record["file"] = sending
         if os.environ.get("AGENT_MESH_FAULT") == "queue-kill-before-paste":  # tests
             os.kill(os.getpid(), 9)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import MeshError, NotReady, PaneDead, UsageError
+from agent_mesh.errors import MeshError, MidTurn, NotReady, PaneDead, UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming
 
@@ -63,6 +63,8 @@ def receive(
             return _result(agent, envelope, "queued", "queued behind earlier messages")
     try:
         result = deliver_envelope(envelope, agent, file)
+    except MidTurn as exc:  # mid-turn by its own hooks: for its Stop hook, --queue or not
+        return _queue_for_turn_end(envelope, agent, file, str(exc))
     except NotReady as exc:
         if not envelope.queue:
             raise
@@ -80,6 +82,33 @@ def receive(
                           pane_id=result.pane_id, bytes_sent=result.bytes_sent,
                           notes=[*result.notes, late] if late else result.notes,
                           outcome="delivered", msg_id=envelope.msg_id)
+
+
+def _queue_for_turn_end(envelope: Envelope, agent: Agent,
+                        file: SourceFile | Upload | bytes | None, reason: str) -> DeliveryResult:
+    """Queue a message for an agent that is mid-turn by its hooks (exit 5): its Stop hook
+    hands it over (delivery/handover.py). A file is dropped into the inbox now and its
+    announcement queued, so it is announced the same way."""
+    from agent_mesh.delivery import queue  # json: only for queued messages
+
+    envelope = envelope.replace(queue=True, force=False)
+    queue.check_request(envelope)
+    if file is not None:
+        from agent_mesh.delivery.inbox import place
+        from agent_mesh.delivery.paste import drop_notice
+
+        dropped = place(file, envelope.sender, envelope.file_name)
+        envelope = envelope.replace(body=drop_notice(dropped.shown, dropped.size,
+                                                     envelope.body))
+        try:
+            queue.enqueue(envelope, agent, reason)
+        except BaseException:
+            dropped.remove()
+            raise
+    else:
+        queue.enqueue(envelope, agent, reason)
+    queue.start_waiter(agent.address)  # the paste path's safety net: an idle agent later
+    return _result(agent, envelope, "queued", f"queued for the end of its turn: {reason}")
 
 
 def _stays(agent: Agent) -> bool:

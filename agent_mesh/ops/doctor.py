@@ -436,12 +436,13 @@ def check_timer() -> Check:
 
 
 def check_mcp_registration() -> list[Check]:
-    """`agent-mesh mcp` registered with each installed agent CLI (ops/mcp_clients.py);
-    a warning, not a failure, when it is not: the shell commands still work."""
+    """`agent-mesh mcp` registered with each installed agent CLI that check_agents does
+    not cover (ops/mcp_clients.py OTHERS: Gemini CLI); a warning, not a failure, when it
+    is not: the shell commands still work."""
     from agent_mesh.ops import mcp_clients
 
     checks = []
-    for client, state, detail in mcp_clients.status():
+    for client, state, detail in mcp_clients.status(mcp_clients.OTHERS):
         name = f"mcp:{client.name}"
         if state == "ok":
             checks.append(_ok(name, detail))
@@ -583,6 +584,16 @@ def check_slice(alias: str, now: float) -> Check:
 # --- the report ------------------------------------------------------------------
 
 
+def check_agents() -> list[Check]:
+    """Per agent CLI on this host (Claude Code, Codex): agent-mesh's hooks installed and
+    trusted, its version, when a hook last fired (ops/agents.py). Without them delivery
+    reads the screen only, as before: a warning, not a failure."""
+    from agent_mesh.ops import agents, mcp_clients  # noqa: F401 - mcp_clients adds its step
+
+    return [_ok(name, detail) if ok else _warn(name, detail, "agent-mesh setup --agents")
+            for name, ok, detail in agents.describe()]
+
+
 def _guard(name: str, func: Callable[[], Any]) -> list[Check]:
     """Run one check function; an unexpected exception becomes a failed check."""
     try:
@@ -624,6 +635,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     checks += _guard("hook-log", lambda: check_hook_log(now))
     checks += _guard("inbox-parts", check_inbox_parts)
     checks += _guard("timer", check_timer)
+    checks += _guard("agents", check_agents)
     checks += _guard("mcp", check_mcp_registration)
     for alias in peers:
         if include_peers:

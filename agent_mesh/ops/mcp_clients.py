@@ -5,11 +5,13 @@
     Gemini CLI   ~/.gemini/settings.json                          "mcpServers"."agent-mesh"
 
 One `McpClient` per CLI with the same four functions: `installed`, `status`, `register`,
-`unregister`; `install`/`uninstall` run them for every CLI found and report through
-ops.setup's `Report` (what `agent-mesh setup --agents` renders), `checks` is what doctor
-shows. Only our own entry is ever written or removed: the rest of each file stays as
-it was (the TOML with tomlkit, comments and order included; the JSON files keep every
-other key, in order). A file we cannot parse is reported, never overwritten.
+`unregister`. `agent-mesh setup --agents` runs them as one more step (`McpStep`, added
+with ops/agents.py's `add_step`) of each agent CLI it knows, and for the others itself
+(`OTHERS`: Gemini CLI); `agent-mesh mcp register|unregister|status` runs them alone;
+doctor shows them with the rest of each CLI's setup. Only our own entry is ever
+written or removed: the rest of each file stays as it was (the TOML with tomlkit,
+comments and order included; the JSON files keep every other key, in order). A file
+we cannot parse is reported, never overwritten.
 
 Codex starts an MCP server with a scrubbed environment: its entry passes $TMUX,
 $TMUX_PANE, $SSH_AUTH_SOCK and agent-mesh's settings through (`env_vars`), so the server
@@ -28,6 +30,7 @@ from typing import Any
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
 from agent_mesh.fsutil import atomic_write, make_dirs
+from agent_mesh.ops import agents
 
 NAME = "agent-mesh"  # our entry's key in every client's config
 # What Codex must pass through (it starts a server with HOME, PATH and a few more only):
@@ -36,7 +39,7 @@ NAME = "agent-mesh"  # our entry's key in every client's config
 PASS_ENV = ["TMUX", "TMUX_PANE", "SSH_AUTH_SOCK", "TMUX_SOCKET", "AGENT_MESH_HOME",
             "AGENT_MESH_RECEIVERS", "AGENT_MESH_SETTLE", "AGENT_MESH_TRANSPORT",
             "AGENT_MESH_CONTROL_PERSIST", "AGENT_MESH_MAX_FILE", "AGENT_MESH_SYNC_DEADLINE"]
-FIX = "agent-mesh mcp register"  # the command that registers it (doctor's fix line)
+FIX = "agent-mesh setup --agents"  # what registers it (doctor's fix line)
 TOOL_TIMEOUT = 120  # seconds Codex allows a call (wait_reply blocks up to 50)
 
 
@@ -276,17 +279,21 @@ class Codex(McpClient):
         servers = doc.get("mcp_servers")
         if servers is None or NAME not in servers:
             return False
+        last = list(doc)[-1] == "mcp_servers" and list(servers)[-1] == NAME
         del servers[NAME]
         if not servers:  # the table held only ours: it goes too
             del doc["mcp_servers"]
-        _write_text(self.config_path(), tomlkit.dumps(doc))
+        text = tomlkit.dumps(doc)
+        if last:  # the blank line tomlkit put before the table it appended goes too
+            text = text.rstrip("\n") + "\n" if text.strip() else ""
+        _write_text(self.config_path(), text)
         return True
 
 
 CLIENTS: dict[str, McpClient] = {c.name: c for c in (ClaudeCode(), Codex(), GeminiCli())}
 
 
-# --- what setup --agents and doctor call ---------------------------------------------
+# --- what `agent-mesh mcp register|unregister|status` and doctor call -------------------
 
 
 def _each(names: list[str] | None, installed_only: bool) -> list[McpClient]:
@@ -294,31 +301,42 @@ def _each(names: list[str] | None, installed_only: bool) -> list[McpClient]:
     if unknown:
         raise UsageError(f"unknown agent CLI {unknown[0]!r}: one of {', '.join(CLIENTS)}")
     chosen = [CLIENTS[n] for n in names] if names else list(CLIENTS.values())
-    return [c for c in chosen if not installed_only or names or c.installed()]
+    return [c for c in chosen if not installed_only or c.installed()]
 
 
-def install(report: Any, names: list[str] | None = None) -> None:
-    """Register the server with every installed agent CLI (or those named); report
-    is ops.setup.Report (say/warn/problem)."""
-    chosen = _each(names, installed_only=True)
+def install(report: Any, names: list[str] | None = None, *,
+            installed_only: bool | None = None) -> None:
+    """Register the server with every installed agent CLI (or those named, installed or
+    not); report is ops.setup.Report (say/warn/problem)."""
+    chosen = _each(names, names is None if installed_only is None else installed_only)
     if not chosen:
-        report.say("no agent CLI found (Claude Code, Codex, Gemini CLI): nothing to register")
+        if names is None:
+            report.say("no agent CLI found (Claude Code, Codex, Gemini CLI): nothing to "
+                       "register")
         return
     command = server_command()
-    _sdk_check(report)
     for client in chosen:
-        how = _step(report, client, lambda c=client: c.register(command))  # type: ignore[misc]
-        if how is not None:
-            report.say(f"{client.label}: MCP server {NAME} {how} in "
-                       f"{setup_tilde(client.config_path())}")
+        register_one(report, client, command)
+
+
+def register_one(report: Any, client: McpClient, command: list[str] | None = None) -> None:
+    _sdk_check(report)
+    how = _step(report, client, lambda: client.register(command or server_command()))
+    if how is not None:
+        report.say(f"{client.label}: MCP server {NAME} {how} in "
+                   f"{setup_tilde(client.config_path())}")
 
 
 def uninstall(report: Any, names: list[str] | None = None) -> None:
     """Remove our entry from every agent CLI's config (only ours)."""
     for client in _each(names, installed_only=False):
-        if _step(report, client, client.unregister):
-            report.say(f"{client.label}: removed MCP server {NAME} from "
-                       f"{setup_tilde(client.config_path())}")
+        unregister_one(report, client)
+
+
+def unregister_one(report: Any, client: McpClient) -> None:
+    if _step(report, client, client.unregister):
+        report.say(f"{client.label}: removed MCP server {NAME} from "
+                   f"{setup_tilde(client.config_path())}")
 
 
 def _step(report: Any, client: McpClient, func: Callable[[], Any]) -> Any:
@@ -333,18 +351,61 @@ def _step(report: Any, client: McpClient, func: Callable[[], Any]) -> Any:
     return None
 
 
+_warned: list[bool] = []
+
+
 def _sdk_check(report: Any) -> None:
+    """Once per process: the SDK must be importable for the registered server to start."""
     import importlib.util
 
-    if importlib.util.find_spec("mcp") is None:
+    if not _warned and importlib.util.find_spec("mcp") is None:
+        _warned.append(True)
         report.warn("the MCP SDK is not installed in this agent-mesh's environment: "
                     "`agent-mesh mcp` will not start (pip install 'mcp>=2.3,<3')")
 
 
-def status() -> list[tuple[McpClient, str, str]]:
-    """(client, state, detail) for every installed agent CLI: what doctor shows."""
+def _command() -> list[str]:
     try:
-        command = server_command()
+        return server_command()
     except UsageError:
-        command = ["agent-mesh", "mcp"]
-    return [(c, *c.status(command)) for c in CLIENTS.values() if c.installed()]
+        return ["agent-mesh", "mcp"]
+
+
+def status(names: list[str] | None = None) -> list[tuple[McpClient, str, str]]:
+    """(client, state, detail) for every installed agent CLI (or those named)."""
+    command = _command()
+    return [(c, *c.status(command)) for c in _each(names, installed_only=True)]
+
+
+# --- one step of `agent-mesh setup --agents` (ops/agents.py) -----------------------------
+
+
+class McpStep(agents.Step):
+    """The MCP server's entry in one agent CLI's config, as a setup --agents step."""
+
+    name = "mcp"
+
+    def __init__(self, cli: agents.AgentCLI, client: McpClient) -> None:
+        super().__init__(cli)
+        self.client = client
+
+    def install(self, report: Any) -> None:
+        register_one(report, self.client)
+
+    def uninstall(self, report: Any) -> None:
+        unregister_one(report, self.client)
+
+    def check(self) -> tuple[bool, str]:
+        state, detail = self.client.status(_command())
+        return state == "ok", detail
+
+
+def step_for(cli: agents.AgentCLI) -> agents.Step | None:
+    client = CLIENTS.get(cli.name)
+    return McpStep(cli, client) if client is not None else None
+
+
+agents.add_step(step_for)  # setup --agents and doctor run it for Claude Code and Codex
+# The agent CLIs ops/agents.py does not know (no hooks there): setup --agents and doctor
+# handle their MCP entry here.
+OTHERS = [name for name in CLIENTS if name not in {cls.name for cls in agents.CLIS}]
