@@ -68,16 +68,17 @@ def run(*, uninstall: bool = False, cron: bool = False, discover: bool = True) -
 def run_agents(*, uninstall: bool = False) -> int:
     """`setup --agents`: agent-mesh's hooks (and any other per-CLI step) into, or out of,
     each agent CLI's own config (ops/agents.py); 0 when every step worked."""
-    from agent_mesh.ops import agents, mcp_clients, setup  # mcp_clients: a step per CLI
+    from agent_mesh.ops import agents, mcp_clients, setup
 
+    mcp_clients.plug_in()  # the MCP server's entry: one more step per agent CLI
     report = setup.Report(_emit)
     try:
         if uninstall:
             agents.uninstall(report)
-            mcp_clients.uninstall(report, mcp_clients.OTHERS)
+            mcp_clients.uninstall(report, mcp_clients.others())
         else:
             agents.install(report)
-            mcp_clients.install(report, mcp_clients.OTHERS, installed_only=True)
+            mcp_clients.install(report, mcp_clients.others(), installed_only=True)
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         _emit("error", f"{exc.strerror or exc}:{where}; nothing else was changed")

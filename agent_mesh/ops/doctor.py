@@ -437,12 +437,12 @@ def check_timer() -> Check:
 
 def check_mcp_registration() -> list[Check]:
     """`agent-mesh mcp` registered with each installed agent CLI that check_agents does
-    not cover (ops/mcp_clients.py OTHERS: Gemini CLI); a warning, not a failure, when it
-    is not: the shell commands still work."""
+    not cover (ops/mcp_clients.py `others()`: Gemini CLI); a warning, not a failure, when
+    it is not: the shell commands still work."""
     from agent_mesh.ops import mcp_clients
 
     checks = []
-    for client, state, detail in mcp_clients.status(mcp_clients.OTHERS):
+    for client, state, detail in mcp_clients.status(mcp_clients.others()):
         name = f"mcp:{client.name}"
         if state == "ok":
             checks.append(_ok(name, detail))
@@ -588,7 +588,9 @@ def check_agents() -> list[Check]:
     """Per agent CLI on this host (Claude Code, Codex): agent-mesh's hooks installed and
     trusted, its version, when a hook last fired (ops/agents.py). Without them delivery
     reads the screen only, as before: a warning, not a failure."""
-    from agent_mesh.ops import agents, mcp_clients  # noqa: F401 - mcp_clients adds its step
+    from agent_mesh.ops import agents, mcp_clients
+
+    mcp_clients.plug_in()  # the MCP server's entry, shown with each CLI's hooks
 
     return [_ok(name, detail) if ok else _warn(name, detail, "agent-mesh setup --agents")
             for name, ok, detail in agents.describe()]

@@ -7,7 +7,7 @@
 One `McpClient` per CLI with the same four functions: `installed`, `status`, `register`,
 `unregister`. `agent-mesh setup --agents` runs them as one more step (`McpStep`, added
 with ops/agents.py's `add_step`) of each agent CLI it knows, and for the others itself
-(`OTHERS`: Gemini CLI); `agent-mesh mcp register|unregister|status` runs them alone;
+(`others()`: Gemini CLI); `agent-mesh mcp register|unregister|status` runs them alone;
 doctor shows them with the rest of each CLI's setup. Only our own entry is ever
 written or removed: the rest of each file stays as it was (the TOML with tomlkit,
 comments and order included; the JSON files keep every other key, in order). A file
@@ -30,7 +30,6 @@ from typing import Any
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
 from agent_mesh.fsutil import atomic_write, make_dirs
-from agent_mesh.ops import agents
 
 NAME = "agent-mesh"  # our entry's key in every client's config
 # What Codex must pass through (it starts a server with HOME, PATH and a few more only):
@@ -377,16 +376,17 @@ def status(names: list[str] | None = None) -> list[tuple[McpClient, str, str]]:
     return [(c, *c.status(command)) for c in _each(names, installed_only=True)]
 
 
-# --- one step of `agent-mesh setup --agents` (ops/agents.py) -----------------------------
+# --- one step of `agent-mesh setup --agents` (ops/agents.py, issue 15) ------------------
 
 
-class McpStep(agents.Step):
-    """The MCP server's entry in one agent CLI's config, as a setup --agents step."""
+class McpStep:
+    """The MCP server's entry in one agent CLI's config, as a setup --agents step: the
+    interface of ops/agents.py's `Step` (name, install, uninstall, check)."""
 
     name = "mcp"
 
-    def __init__(self, cli: agents.AgentCLI, client: McpClient) -> None:
-        super().__init__(cli)
+    def __init__(self, cli: Any, client: McpClient) -> None:
+        self.cli = cli
         self.client = client
 
     def install(self, report: Any) -> None:
@@ -400,12 +400,35 @@ class McpStep(agents.Step):
         return state == "ok", detail
 
 
-def step_for(cli: agents.AgentCLI) -> agents.Step | None:
-    client = CLIENTS.get(cli.name)
+def setup_step(cli: Any) -> McpStep | None:
+    """ops/agents.py's step factory: ours for a CLI we register with, else None."""
+    client = CLIENTS.get(getattr(cli, "name", ""))
     return McpStep(cli, client) if client is not None else None
 
 
-agents.add_step(step_for)  # setup --agents and doctor run it for Claude Code and Codex
-# The agent CLIs ops/agents.py does not know (no hooks there): setup --agents and doctor
-# handle their MCP entry here.
-OTHERS = [name for name in CLIENTS if name not in {cls.name for cls in agents.CLIS}]
+def _agents() -> Any:
+    """ops/agents.py (setup --agents), or None where this installation has none."""
+    import importlib
+
+    try:
+        return importlib.import_module("agent_mesh.ops.agents")
+    except ImportError:
+        return None
+
+
+def plug_in() -> bool:
+    """Add the MCP step to every agent CLI's `setup --agents` steps (idempotent); what
+    setup --agents and doctor call first. False without ops/agents.py."""
+    agents = _agents()
+    if agents is None:
+        return False
+    agents.add_step(setup_step)
+    return True
+
+
+def others() -> list[str]:
+    """The agent CLIs whose entry setup --agents and doctor handle here, not as a step of
+    ops/agents.py (which has no hooks for them): Gemini CLI."""
+    agents = _agents()
+    known = {cls.name for cls in agents.CLIS} if agents is not None else set()
+    return [name for name in CLIENTS if name not in known]
