@@ -112,6 +112,21 @@ def test_from_a_pane_the_sender_is_the_panes_address_never_agent_name(spawn: Spa
     assert line.startswith(f"[from {caller.address} @ ") and line.endswith("] from the pane")
 
 
+def test_from_an_unregistered_pane_whoami_says_so(spawn: Spawner) -> None:
+    spawn.agent_tui("peer")
+    spawn.server.run("new-session", "-d", "-s", "scratch", "bash", "--norc", "--noprofile")
+    pane = spawn.server.run("display-message", "-p", "-t", "scratch:", "#{pane_id}").stdout
+    env = pane_env(spawn, pane.strip())
+
+    async def body() -> None:
+        async with session(env) as s:
+            err, text = await call(s, "whoami")
+            assert not err and text.startswith(f"{SELF_HOST}[scratch]: tmux pane "), text
+            assert "not registered" in text
+
+    anyio.run(body)
+
+
 def test_unknown_agent_bad_arguments_and_bad_ids_are_tool_errors(spawn: Spawner) -> None:
     spawn.agent_tui("peer")
 

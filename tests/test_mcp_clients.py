@@ -134,7 +134,8 @@ def test_setup_agents_registers_it_with_each_cli_and_uninstall_takes_it_out(
     isolated_env: Path,
 ) -> None:
     """ops/agents.py runs the MCP step for Claude Code and Codex with their hooks; Gemini
-    CLI (no hooks there) gets its entry from mcp_clients.OTHERS; doctor shows each."""
+    CLI (no hooks there) gets its entry from mcp_clients.others(); doctor shows each."""
+    pytest.importorskip("agent_mesh.ops.agents", reason="setup --agents (issue 15) not here")
     (isolated_env / ".claude").mkdir()
     (isolated_env / ".codex").mkdir()
     (isolated_env / ".gemini").mkdir()
