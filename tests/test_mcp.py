@@ -297,11 +297,16 @@ def test_ask_returns_at_once_and_wait_reply_returns_the_answer_stripped(
             res = reply_from_pane(spawn, peer.pane.pane_id, caller.address, ask_id,
                                   f"42 {HOSTILE}\nsecond line")
             assert res.returncode == 0, res.stderr
+            note = f'note: the reply to ask {ask_id} has come: wait_reply(id="{ask_id}")'
+            err, text = await call(s, "whoami")  # any other call hears of it
+            assert not err and note in text, text
             err, text = await call(s, "wait_reply", id=ask_id, timeout=20)
             assert not err and text.startswith(f"reply from {peer.address} to {ask_id}:\n42 ")
             assert clean(text) and text.endswith("second line") and "okevil" in text, text
             err, text = await call(s, "wait_reply", id=ask_id, timeout=1)
             assert err and "has ended (answered" in text
+            err, text = await call(s, "whoami")
+            assert "note:" not in text
 
     anyio.run(body)
     assert caller.lines() == []  # kept for wait_reply, never typed into the asking pane

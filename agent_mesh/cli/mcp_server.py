@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from agent_mesh import __version__
-from agent_mesh.errors import MeshError, NotReady, UsageError, printable, report
+from agent_mesh.errors import AskTimeout, MeshError, NotReady, UsageError, printable, report
 
 MAX_WAIT = 50.0  # seconds one wait_reply may block: clients cut calls at 60 s by default
 DEFAULT_WAIT = 30.0
@@ -53,6 +53,7 @@ busy typing, shows a dialog, or is a shell) is an error with the reason: retry w
 queue=true, or later. Never paste secrets: a message is typed into a terminal."""
 
 _lock = threading.Lock()  # one core call at a time (the core's caches are per process)
+_open_asks: set[str] = set()  # this session's asks whose reply wait_reply has not returned
 
 
 def override_refusals() -> bool:
@@ -109,7 +110,22 @@ def _guarded(func: Callable[[], str], to: str = "", lock: bool = True) -> str:
         raise
     except (Exception, KeyboardInterrupt) as exc:
         raise ToolFailure(error_line(exc, to)) from None
+    if lock:  # not wait_reply's own answer
+        text += _replies_waiting()
     return printable(text, lines=True)
+
+
+def _replies_waiting() -> str:
+    """A note per ask of this session whose reply has come and waits for wait_reply: an
+    agent that went on with other work hears of it with its next call."""
+    from agent_mesh.delivery.mailbox import has_reply
+
+    try:
+        ready = [i for i in sorted(_open_asks) if has_reply(i)]
+    except Exception:
+        return ""
+    return "".join(f'\nnote: the reply to ask {i} has come: wait_reply(id="{i}") returns it'
+                   for i in ready)
 
 
 # --- identity ------------------------------------------------------------------------
@@ -223,6 +239,7 @@ def ask_text(to: str, text: str) -> str:
     if not text:
         raise UsageError("ask needs the question's text")
     asked = delegate.start_ask(to, text, ASK_LIFETIME)
+    _open_asks.add(asked["id"])
     how = ("delivered" if asked["outcome"] == "delivered"
            else "queued: typed in as soon as the agent is ready")
     return (f"{asked['id']}\nasked {asked['to']} (question {how}); call "
@@ -234,7 +251,13 @@ def wait_text(ask_id: str, timeout: float) -> str:
     from agent_mesh.mesh import delegate
 
     timeout = min(max(float(timeout), 0.0), MAX_WAIT)
-    got = delegate.wait_reply(ask_id, timeout)
+    try:
+        got = delegate.wait_reply(ask_id, timeout)
+    except AskTimeout:
+        _open_asks.discard(ask_id)
+        raise
+    if got is not None:
+        _open_asks.discard(ask_id)
     if got is None:
         return (f"no reply yet to {ask_id} after {timeout:g} s; the ask stays open: call "
                 f"wait_reply again")

@@ -261,6 +261,12 @@ def take_reply(ask_id: str) -> dict[str, object] | None:
     return None
 
 
+def has_reply(ask_id: str) -> bool:
+    """Is a reply to ask_id kept in the mailbox, not yet taken?"""
+    prefix = f"{check_id(ask_id)}."
+    return any(n.startswith(prefix) and n.endswith(".json") for n in _listdir(_dir("mailbox")))
+
+
 def keep_for_asker(envelope: Envelope, origin: Origin | None, host: str) -> None:
     """A reply sent to a host alias (its asker is a script there): kept while the ask
     waits; once it has ended, refused (typed nowhere, nothing would read it)."""
