@@ -75,7 +75,7 @@ def test_each_event_records_the_panes_state_and_status_prefers_it(tui: Receiver)
     assert hook(tui, "UserPromptSubmit", {"prompt": "go"}).returncode == 0
     row = status_of(tui)
     assert row["state"] == "working" and "by its hooks" in row["detail"], row
-    assert hook(tui, "PermissionRequest", {"tool_name": "Bash"}, cli="codex").returncode == 0
+    assert hook(tui, "PermissionRequest", {"tool_name": "Bash"}).returncode == 0
     row = status_of(tui)
     assert row["state"] == "waiting" and "Bash" in row["detail"], row
     assert hook(tui, "PostToolUse").returncode == 0
@@ -88,6 +88,21 @@ def test_each_event_records_the_panes_state_and_status_prefers_it(tui: Receiver)
     records = list((Path.home() / ".agents" / "turns").glob("*.json"))
     assert len(records) == 1 and json.loads(records[0].read_text())["state"] == "ended"
     assert (Path.home() / ".agents" / "turns" / ".last-claude").exists()
+
+
+def test_a_claude_code_turn_no_hook_ended_lapses_once_its_screen_is_idle(tui: Receiver) -> None:
+    """Escape fires no hook in Claude Code: `working` 30 s after the last event, with an
+    idle screen, counts as idle again; Codex's (it has an Interrupt hook) does not."""
+    hook(tui, "UserPromptSubmit")
+    record = next((Path.home() / ".agents" / "turns").glob("*.json"))
+    data = json.loads(record.read_text())
+    data["time"] -= 31
+    record.write_text(json.dumps(data))
+    assert status_of(tui)["state"] == "idle"
+    assert notify(tui.address, "after an interrupted turn").returncode == 0
+    data.update(agent="codex", state="working", event="UserPromptSubmit")
+    record.write_text(json.dumps(data))
+    assert status_of(tui)["state"] == "working"
 
 
 def test_a_record_of_an_agent_that_exited_is_ignored(tui: Receiver) -> None:
@@ -188,7 +203,7 @@ def test_an_id_already_delivered_is_not_handed_over_again(tui: Receiver) -> None
 
 
 def test_a_question_open_by_the_hooks_gets_no_keystroke(tui: Receiver) -> None:
-    hook(tui, "PermissionRequest", {"tool_name": "Bash"}, cli="codex")
+    hook(tui, "PermissionRequest", {"tool_name": "Bash"})
     queued(notify(tui.address, "not into the question"))
     forced = notify(tui.address, "forced", env={"FORCE_SEND": "1"})
     assert forced.returncode == 3 and b"permission" in forced.stderr, forced

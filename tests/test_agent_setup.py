@@ -100,7 +100,7 @@ def test_a_config_that_does_not_parse_is_left_alone(configs: tuple[Path, Path, P
 
 
 def test_an_extra_per_cli_step_plugs_in(configs: tuple[Path, Path, Path]) -> None:
-    from agent_mesh.ops import agents
+    from agent_mesh.ops import agentcli, agents
     from agent_mesh.ops import setup as ops_setup
 
     done: list[str] = []
@@ -127,7 +127,7 @@ def test_an_extra_per_cli_step_plugs_in(configs: tuple[Path, Path, Path]) -> Non
         agents.uninstall(report)
         rows = agents.describe()
     finally:
-        agents._EXTRA.remove(factory)
+        agentcli._EXTRA.remove(factory)
     assert done == ["+claude", "+codex", "-claude", "-codex"]
     assert ("agent:codex:mark", True, "Codex: marked") in rows
 
@@ -145,7 +145,10 @@ def test_doctor_shows_each_agent_cli(configs: tuple[Path, Path, Path]) -> None:
 
 
 def codex_binary() -> str | None:
-    found = os.environ.get("AGENT_MESH_TEST_CODEX") or shutil.which("codex")
+    from agent_clis import cli_path
+
+    found = (os.environ.get("AGENT_MESH_TEST_CODEX") or str(cli_path("codex") or "")
+             or shutil.which("codex"))
     return found if found and os.access(found, os.X_OK) else None
 
 

@@ -12,8 +12,11 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "agent_mesh"
 LAYERS = ["cli", "ops", "mesh", "delivery", "registry", "bottom"]
-# The lowest modules: they import nothing from the package (errors may read __version__).
-LEAVES = {"errors", "paths", "model", "clock"}
+# The lowest modules: they import nothing from the package (errors may read __version__), but
+# errors' printable reads escape sequences with screen, the leaf that holds the parser, and
+# model takes Outcome and printable from errors.
+LEAVES = {"errors", "paths", "model", "clock", "screen"}
+LEAF_EDGES = {("errors", "screen"), ("model", "errors")}
 
 
 def module_name(path: Path) -> str:
@@ -98,8 +101,10 @@ def test_no_upward_import() -> None:
 
 
 def test_leaves_import_nothing_from_the_package() -> None:
-    """errors, paths, model, clock sit under everything: only __version__ may come from above."""
-    bad = [f"{mod} -> {dep}" for mod in sorted(LEAVES) for dep in GRAPH[mod] if dep != "__init__"]
+    """errors, paths, model, clock, screen sit under everything: only __version__ may come from
+    above (and errors' printable from screen, errors' Outcome into model)."""
+    bad = [f"{mod} -> {dep}" for mod in sorted(LEAVES) for dep in GRAPH[mod]
+           if dep != "__init__" and (mod, dep) not in LEAF_EDGES]
     assert not bad, "\n".join(bad)
 
 
@@ -144,3 +149,34 @@ def test_no_import_cycle() -> None:
     detail = ["  " + ", ".join(c) + "\n    " + "; ".join(
         f"{a}->{b}" for a in c for b in GRAPH[a] if b in c) for c in found]
     assert not found, "import cycles:\n" + "\n".join(detail)
+
+
+# --- one home per concept ---------------------------------------------------------------
+
+MAX_LINES = 500
+# ops/setup.py is one straight procedure (issue 19 allows it). TEMPORARY, while issue 19's
+# other parts split them on their own branches: mesh/openssh.py (`host`) and ops/doctor.py
+# (`host`); the lead removes these two at merge.
+LONG_MODULES = {"ops.setup", "mesh.openssh", "ops.doctor"}
+
+
+def test_no_module_is_over_500_lines() -> None:
+    """A module past 500 lines holds more than one concept: split it."""
+    long = {mod: n for mod, path in MODULES.items()
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert set(long) <= LONG_MODULES, {m: n for m, n in long.items() if m not in LONG_MODULES}
+
+
+def test_agent_names_are_written_only_in_receivers() -> None:
+    """Every per-agent rule goes through receivers.TRAITS: a command name of a known agent
+    ("claude", "codex", ...) as a string literal anywhere else is a rule kept elsewhere."""
+    from agent_mesh.receivers import TRAITS
+
+    names = {name for row in TRAITS for name in row.names}
+    assert {"claude", "claude-code", "codex", "aider"} <= names
+    found = [f"{mod}:{node.lineno}: {node.value!r}"
+             for mod, path in MODULES.items() if mod != "receivers"
+             for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and node.value.strip().lower() in names]
+    assert not found, "agent names outside receivers.py:\n" + "\n".join(found)

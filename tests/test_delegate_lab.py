@@ -9,14 +9,13 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=3)
 
 RECEIVER = (
     "import json, readline, sys\n"
@@ -82,24 +81,16 @@ class Mesh:
 
 
 @pytest.fixture(scope="module")
-def mesh() -> Iterator[Mesh]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=3)
-    try:
-        lab.start()
-        m = Mesh(lab)
-        m.start_receiver("h1", "py")
-        m.start_receiver("h2", "py")
-        m.start_receiver("h2", "rev", role="reviewer")
-        m.start_receiver("h3", "rev", role="reviewer")
-        m.start_receiver("h3", "py")
-        m.sync_all()
-        m.sync_all()
-        yield m
-    finally:
-        lab.stop()
+def mesh(lab: Lab) -> Mesh:
+    m = Mesh(lab)
+    m.start_receiver("h1", "py")
+    m.start_receiver("h2", "py")
+    m.start_receiver("h2", "rev", role="reviewer")
+    m.start_receiver("h3", "rev", role="reviewer")
+    m.start_receiver("h3", "py")
+    m.sync_all()
+    m.sync_all()
+    return m
 
 
 def test_queued_remote_message_survives_a_killed_waiter(mesh: Mesh) -> None:

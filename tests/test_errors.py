@@ -52,10 +52,10 @@ def test_every_error_has_one_line_and_its_code(exc: BaseException, code: int) ->
 
 
 def test_every_error_type_lives_in_errors() -> None:
-    from agent_mesh.delivery import paste
+    from agent_mesh.delivery import pane
     from agent_mesh.mesh import sync
 
-    assert paste.PaneGone is PaneGone and paste.PaneDead is PaneDead
+    assert pane.PaneGone is PaneGone and pane.PaneDead is PaneDead
     assert sync.SliceRejected is SliceRejected
     assert all(issubclass(cls, MeshError) for cls in errors.KINDS.values())
 

@@ -207,8 +207,8 @@ def test_control_sockets_live_in_a_private_short_directory(
     ("Connection timed out during banner exchange\n", "unreachable (no SSH handshake"),
 ])
 def test_ssh_failures_are_named(stderr: str, expected: str) -> None:
-    from agent_mesh.mesh.openssh import describe_failure
+    from agent_mesh.mesh.openssh import ssh_failure
 
-    text = describe_failure(stderr, 255).replace("ALIAS", "peer")
+    text = ssh_failure(stderr, 255)[1].replace("ALIAS", "peer")
     assert text.startswith(expected), text
     assert "\n" not in text

@@ -87,6 +87,16 @@ def _where() -> tuple[str, str, str] | None:
     return parts[0], parts[1], pane
 
 
+def _app_server(pid: int) -> bool:
+    """Is the agent process Codex's shared app-server daemon? It runs the hooks of every
+    TUI with the environment of the TUI that started it, so TMUX_PANE names that pane."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return b"app-server" in fh.read()
+    except OSError:
+        return False
+
+
 class Outcome:
     """What the hook answers: an exit status and the text for stderr."""
 
@@ -125,6 +135,10 @@ def run(args: list[str], payload: dict[str, object]) -> Outcome:
         "session_id": str(payload.get("session_id") or ""),
         "proc": [proc[0], proc[1]], "comm": proc[2],
     }
+    if _app_server(proc[0]):
+        return Outcome(logged=f"{event}: run by Codex's app-server daemon, not from its pane "
+                              "(its TMUX_PANE may be another TUI's): ignored; agent-mesh setup "
+                              "--agents sets [features] daemon_auto_start = false")
     _touch_last(agent, event)
     if event == "Stop" and not payload.get("stop_hook_active"):
         handed = _hand_over(socket, server_pid, pane, record)

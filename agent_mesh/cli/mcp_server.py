@@ -33,7 +33,15 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from agent_mesh import __version__
-from agent_mesh.errors import AskTimeout, MeshError, NotReady, UsageError, printable, report
+from agent_mesh.errors import (
+    AskTimeout,
+    MeshError,
+    NotReady,
+    Outcome,
+    UsageError,
+    printable,
+    report,
+)
 
 MAX_WAIT = 50.0  # seconds one wait_reply may block: clients cut calls at 60 s by default
 DEFAULT_WAIT = 30.0
@@ -203,7 +211,7 @@ def send_text(to: str, text: str, file: str, queue: bool, ttl: str) -> str:
     result = send(to, text, file_path=path, force=force, queue=queue, ttl=seconds)
     where = f"{result.address} ({result.host}[{result.target}])"
     notes = "".join(f"\nnote: {n}" for n in result.notes)
-    if result.outcome == "queued":
+    if result.outcome == Outcome.QUEUED:
         return (f"queued for {where} as message {result.msg_id}: its host types it in as "
                 f"soon as the agent is ready (see the queue tool){notes}")
     what = f"file {os.path.basename(path)} and message" if path else "message"
@@ -290,7 +298,7 @@ def reply_text(ask_id: str, text: str) -> str:
         raise UsageError(f"no question with id {ask_id} was delivered {where} (check the id "
                          "in the question's tag: `--re ID`)")
     result = send(asker, text, re=ask_id, origin=reply_origin())
-    if result.outcome == "mailbox":
+    if result.outcome == Outcome.MAILBOX:
         return f"reply to {ask_id} kept for {asker}, who is waiting for it"
     return f"reply to {ask_id} delivered to {result.address} ({result.host}[{result.target}])"
 

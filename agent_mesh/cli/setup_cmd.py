@@ -45,6 +45,9 @@ def run(*, uninstall: bool = False, cron: bool = False, discover: bool = True) -
     try:
         if uninstall:
             setup.uninstall(report)
+            from agent_mesh.ops import agents  # hooks pointing at a removed launcher
+
+            agents.uninstall(report)
         else:
             new_shell = setup.install(report, cron=cron, discover=discover)
     except MeshError as exc:
@@ -79,6 +82,9 @@ def run_agents(*, uninstall: bool = False) -> int:
         else:
             agents.install(report)
             mcp_clients.install(report, mcp_clients.others(), installed_only=True)
+            from agent_mesh.cli.hook import remember_launch
+
+            remember_launch()  # hooks/agent-event then starts Python without `site`
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
         _emit("error", f"{exc.strerror or exc}:{where}; nothing else was changed")

@@ -29,6 +29,7 @@ import os
 import time
 
 from agent_mesh.delivery import log, queue
+from agent_mesh.errors import Outcome
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Envelope
 from agent_mesh.text import sanitize
@@ -82,15 +83,11 @@ def for_pane(socket: str, server_pid: str, pane_id: str) -> list[dict[str, objec
 
 
 def pane_lock(socket: str, pane_id: str) -> locked:
-    """The pane's delivery lock, as paste.claim_pane names it."""
-    from agent_mesh import paths
-    from agent_mesh.delivery.paste import hash_text, server_identity
+    """The pane's delivery lock (delivery/pane.Pane.lock, as paste.claim_pane takes it)."""
+    from agent_mesh.delivery.pane import Pane
     from agent_mesh.tmux import Tmux
 
-    identity = server_identity(Tmux(socket_path=socket or None))
-    return locked(os.path.join(paths.locks_dir(),
-                               f"pane-{hash_text(identity)}-{pane_id.lstrip('%')}.lock"),
-                  timeout=LOCK_TIMEOUT)
+    return Pane(Tmux(socket_path=socket or None), pane_id).lock(LOCK_TIMEOUT)
 
 
 def prepare(records: list[dict[str, object]]) -> Handover | None:
@@ -104,12 +101,12 @@ def prepare(records: list[dict[str, object]]) -> Handover | None:
             queue.finish(record, "expired", "its time to live ran out before the turn ended")
             continue
         if queue.delivered_before(record):
-            queue.finish(record, "delivered", "found in the agent's received log")
+            queue.finish(record, Outcome.DELIVERED, "found in the agent's received log")
             continue
         try:
             envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError) as exc:
-            queue.finish(record, "failed", f"not a valid queued message: {exc}")
+            queue.finish(record, Outcome.INVALID, f"not a valid queued message: {exc}")
             continue
         text, _removed = sanitize(f"{envelope.tag()} {envelope.body}")
         parts.append(text)
@@ -124,7 +121,8 @@ def commit(handover: Handover, detail: str) -> None:
     for record in handover.records:
         try:
             envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
-            log.received_event(envelope, str(record.get("address") or ""), "delivered", detail)
+            log.received_event(envelope, str(record.get("address") or ""), Outcome.DELIVERED,
+                               detail)
         except (KeyError, TypeError, ValueError):
             pass
-        queue.finish(record, "delivered", detail)
+        queue.finish(record, Outcome.DELIVERED, detail)

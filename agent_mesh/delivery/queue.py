@@ -33,7 +33,7 @@ import time
 
 from agent_mesh import paths
 from agent_mesh.delivery import log
-from agent_mesh.errors import MeshError, NotReady, UsageError, WireError
+from agent_mesh.errors import MeshError, NotReady, Outcome, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.limits import limit
 from agent_mesh.model import Agent, DeliveryResult, Envelope
@@ -178,7 +178,7 @@ def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
         # named by the queue, never by the sender's id (the id is in the record)
         name = f"{time.time_ns():020d}-{os.urandom(4).hex()}{WAITING}"
         atomic_write(os.path.join(folder, name), data, mode=0o600)
-    _record(record, "queued", reason)
+    _record(record, Outcome.QUEUED, reason)
     return record
 
 
@@ -302,19 +302,20 @@ def expire_held() -> None:
     now = time.time()
     for record in pending():
         if record.get("state") == "held" and float(str(record["expires_at"])) <= now:
-            _finish(record, "expired", "its time to live ran out while it was held")
+            finish(record, "expired", "its time to live ran out while it was held")
 
 
 # --- what became of a message: queue.log, the agent's received log -----------------
 
 
-def _record(record: dict[str, object], outcome: str, detail: str) -> None:
+def _record(record: dict[str, object], outcome: Outcome | str, detail: str) -> None:
     """One line in queue.log, and the same event in the agent's received log (not a
-    change while it waits, nor "delivered", which delivery writes there itself)."""
+    change while it waits, nor "delivered", which delivery writes there itself).
+    outcome: how the message's delivery ended, or a step of its life in the queue."""
     address = str(record.get("address", ""))
     log.append(queue_log(), {"time": time.time(), "id": record.get("id"), "address": address,
-                             "outcome": outcome, "detail": detail})
-    if outcome not in ("delivered", "waiting") and address:
+                             "outcome": str(outcome), "detail": detail})
+    if outcome != Outcome.DELIVERED and outcome != "waiting" and address:
         env = record.get("envelope")
         if isinstance(env, dict):
             try:
@@ -324,19 +325,9 @@ def _record(record: dict[str, object], outcome: str, detail: str) -> None:
             log.received_event(envelope, address, outcome, detail)
 
 
-def _finish(record: dict[str, object], outcome: str, detail: str) -> None:
+def finish(record: dict[str, object], outcome: Outcome | str, detail: str) -> None:
     _remove(str(record["file"]))
     _record(record, outcome, detail)
-
-
-def finish(record: dict[str, object], outcome: str, detail: str) -> None:
-    """Dequeue record and log what became of it (delivery/handover.py's end of it)."""
-    _finish(record, outcome, detail)
-
-
-def delivered_before(record: dict[str, object]) -> bool:
-    """Is record's id already in its agent's received log as delivered?"""
-    return _delivered_before(record)
 
 
 def _hold(record: dict[str, object], reason: str) -> None:
@@ -349,11 +340,11 @@ def _hold(record: dict[str, object], reason: str) -> None:
     _record(record, "held", reason)
 
 
-def _delivered_before(record: dict[str, object]) -> bool:
+def delivered_before(record: dict[str, object]) -> bool:
     """Is the id in the agent's received log as delivered (a waiter killed after the
     paste, before it could remove the record)?"""
     path = log.received_path(str(record.get("address", "")))
-    return any(line.get("id") == record.get("id") and line.get("outcome") == "delivered"
+    return any(line.get("id") == record.get("id") and line.get("outcome") == Outcome.DELIVERED.word
                for line in log.read(path))
 
 
@@ -394,11 +385,11 @@ def _drain(address: str, poll: float) -> int:
         if record is None:
             return delivered
         if float(str(record["expires_at"])) <= time.time():
-            _finish(record, "expired", "its time to live ran out before the pane was ready")
+            finish(record, "expired", "its time to live ran out before the pane was ready")
             continue
         if record["state"] == "sending":
-            if _delivered_before(record):
-                _finish(record, "delivered", "found in the agent's received log")
+            if delivered_before(record):
+                finish(record, Outcome.DELIVERED, "found in the agent's received log")
             else:
                 _hold(record, "its waiter was stopped during the paste: it may or may not "
                       "have reached the pane (see agent-mesh peek), so it is not typed again")
@@ -419,18 +410,19 @@ def _drain(address: str, poll: float) -> int:
             pause = min(pause * 2, MAX_PAUSE)
             continue
         except MeshError as exc:
-            if exc.exit_code == 2:  # the pane went away or moved meanwhile
+            outcome = Outcome.of_error(exc)
+            if outcome == Outcome.UNKNOWN:  # the pane went away or moved meanwhile
                 _hold(record, str(exc))
                 continue
-            if exc.exit_code == 4:  # tmux or the host failed: keep it for a resume
+            if outcome == Outcome.FAILED:  # tmux or the host failed: keep it for a resume
                 _record(record, "waiting", str(exc))
                 raise _Stop from None
-            _finish(record, "failed", str(exc))  # the message itself is bad
+            finish(record, outcome, str(exc))  # the message itself is bad (usage)
             continue
         except (KeyError, TypeError, ValueError) as exc:  # not a record this code wrote
-            _finish(record, "failed", f"not a valid queued message: {exc}")
+            finish(record, Outcome.INVALID, f"not a valid queued message: {exc}")
             continue
-        _finish(record, "delivered", f"{result.host}[{result.target}]")
+        finish(record, result.outcome, f"{result.host}[{result.target}]")
         delivered += 1
         pause, seen = poll, ""
 

@@ -16,9 +16,10 @@ pane since, all leave a stale record, which is ignored: the screen decides again
 Where hook and screen disagree, the safer reading wins (`combine`): a turn the hooks
 say is running, or a question they say is open, is never typed into, whatever the
 screen shows. One exception is bounded: Claude Code fires no hook when a turn is
-interrupted with Escape, so a Claude Code whose hooks still say `working` while its
-screen has shown an idle input box for STALE_WORKING seconds since the last event
-counts as idle (Codex has an Interrupt hook, and its screen is the weaker witness).
+interrupted with Escape (or ends on a refused permission), so a Claude Code whose hooks
+still say `working` or `waiting` while its screen shows an idle input box, STALE_WORKING
+seconds after the last event, counts as idle (Codex has an Interrupt hook, and its
+screen is the weaker witness).
 
 Stdlib only and cheap to import: the hook's fast path records with it, and every
 delivery reads it.
@@ -168,12 +169,16 @@ def write(path: str, record: dict[str, object]) -> None:
 
 
 def read(path: str) -> dict[str, object] | None:
-    import json  # only once a record exists: most deliveries never get here
-
     try:
         with open(path, encoding="utf-8") as fh:
-            record = json.load(fh)
+            text = fh.read()
     except (OSError, ValueError):
+        return None
+    import json  # only once a record exists: a pane without hooks never gets here
+
+    try:
+        record = json.loads(text)
+    except ValueError:
         return None
     return record if isinstance(record, dict) else None
 
@@ -210,6 +215,8 @@ def turn(socket: str, pane_id: str) -> Turn | None:
     if not (isinstance(proc, list) and len(proc) == 2 and alive(int(proc[0]), int(proc[1]))):
         return None
     found = Turn(record)
+    if found.event == PASTED and time.time() - found.time > PASTE_GRACE:
+        return None  # no hook confirmed a turn: the screen decides
     return found if found.state and found.state != ENDED else None
 
 
@@ -237,6 +244,8 @@ def combine(state: PaneState, status: PaneStatus, hook: Turn | None = None) -> P
     agent = status.agent or hook.agent
     program = status.program or hook.agent
     if hook.state == WAITING and status.kind != "waiting":
+        if status.kind == "idle" and stale_working(hook):
+            return status
         return PaneStatus("waiting", program, f"{hook.detail} (its {hook.event} hook)", agent)
     if hook.state == WORKING and status.kind in ("idle", "drafting", "working"):
         if status.kind == "idle" and stale_working(hook):
@@ -247,9 +256,12 @@ def combine(state: PaneState, status: PaneStatus, hook: Turn | None = None) -> P
 
 
 def stale_working(hook: Turn) -> bool:
-    """A Claude Code `working` that no event has confirmed for STALE_WORKING seconds
-    while its screen shows it idle: an interrupted turn (Escape fires no hook)."""
-    return hook.agent == "claude" and time.time() - hook.time >= STALE_WORKING
+    """A Claude Code `working` or `waiting` that no event has confirmed for STALE_WORKING
+    seconds while its screen shows it idle: an interrupted turn (Escape, or a permission
+    refused, fires no hook)."""
+    from agent_mesh.receivers import traits
+
+    return not traits(hook.agent).interrupt_hook and time.time() - hook.time >= STALE_WORKING
 
 
 def mid_turn(state: PaneState, status: PaneStatus) -> Turn | None:
@@ -260,9 +272,31 @@ def mid_turn(state: PaneState, status: PaneStatus) -> Turn | None:
     hook = turn(state.socket, state.pane_id)
     if hook is None or not hook.busy:
         return None
-    if hook.state == WORKING and status.kind == "idle" and stale_working(hook):
+    if status.kind == "idle" and stale_working(hook):
         return None
     return hook
+
+
+PASTED = "paste"  # the event name of a submission agent-mesh typed itself
+PASTE_GRACE = 10.0  # seconds a paste counts as a turn before the agent's hook confirms it
+
+
+def mark_submitted(socket: str, pane_id: str) -> None:
+    """agent-mesh just submitted a message into the pane: where its agent reports through
+    hooks, the pane is mid-turn from now on (the agent's UserPromptSubmit comes a moment
+    later), so the next message waits for the turn's end rather than being typed into
+    the turn just started. Unconfirmed, it lapses after PASTE_GRACE seconds."""
+    path = record_path(socket or default_socket(), pane_id)
+    record = read(path) if path else None
+    if record is None or turn(socket, pane_id) is None:
+        return
+    now = time.time()
+    record.update(state=WORKING, event=PASTED, time=now, since=now,
+                  detail="agent-mesh submitted a message: its turn starts")
+    try:  # noqa: SIM105 - contextlib costs the delivery path an import
+        write(path, record)
+    except OSError:
+        pass
 
 
 def _ago(when: float) -> str:

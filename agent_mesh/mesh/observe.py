@@ -11,7 +11,7 @@ import time
 
 from agent_mesh.delivery import log
 from agent_mesh.delivery import observe as local
-from agent_mesh.errors import MeshError
+from agent_mesh.errors import MeshError, Outcome
 from agent_mesh.mesh.handlers import inbox_records, own_agents
 from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
 from agent_mesh.model import Agent
@@ -149,7 +149,7 @@ def sent_records(limit: int = 200) -> list[dict[str, Any]]:
     records = log.read(log.sent_path(), limit)
     waiting: dict[str, set[str]] = {}
     for record in records:
-        if record.get("outcome") == "queued" and record.get("to") and record.get("host"):
+        if record.get("outcome") == Outcome.QUEUED.word and record.get("to") and record.get("host"):
             waiting.setdefault(str(record["host"]), set()).add(str(record["to"]))
     if not waiting:
         return records
@@ -176,7 +176,7 @@ def sent_records(limit: int = 200) -> list[dict[str, Any]]:
             ends.update(((host, key), line) for key, line in answer.items())
     for record in records:
         key = (str(record.get("host")), f"{record.get('to')}\n{record.get('id')}")
-        end = ends.get(key) if record.get("outcome") == "queued" else None
+        end = ends.get(key) if record.get("outcome") == Outcome.QUEUED.word else None
         if end is not None:
             record["outcome"] = f"queued → {end['outcome']}"
             record["reason"] = str(end.get("reason", "") or "")

@@ -43,7 +43,7 @@ import os
 import sys
 
 from agent_mesh import paths
-from agent_mesh.errors import UsageError, WireError
+from agent_mesh.errors import Cause, UsageError, WireError
 from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Transport, config_value
 from agent_mesh.mesh.wire import (
     GREETING,
@@ -52,6 +52,7 @@ from agent_mesh.mesh.wire import (
     encode_header,
     serve_command,
 )
+from agent_mesh.registry.naming import ADDRESS_PUNCT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -136,7 +137,8 @@ def socket_name(alias: str) -> str:
     (no `ssh -G` needed to know whether a master is there)."""
     import zlib
 
-    readable = "".join(ch if ch.isalnum() or ch in "._-@" else "_" for ch in alias)[:NAME_MAX]
+    keep = ADDRESS_PUNCT + "@"
+    readable = "".join(ch if ch.isalnum() or ch in keep else "_" for ch in alias)[:NAME_MAX]
     return f"{readable}-{zlib.crc32(alias.encode()):08x}"
 
 
@@ -322,8 +324,9 @@ _UNREACHABLE = ("timed out", "not responding", "no route to host", "network is u
                 "connection refused", "could not resolve")
 
 
-def describe_failure(err: str, status: int | None) -> str:
-    """One line for why ssh failed, from its stderr (the phrases doctor maps to fixes)."""
+def ssh_failure(err: str, status: int | None) -> tuple[str, str]:
+    """Why ssh failed, from its stderr: its errors.Cause (what doctor maps to a fix)
+    and one line for people."""
     low = err.lower()
     lines = [ln.strip() for ln in err.splitlines() if ln.strip() and not ln.startswith("@")]
     last = lines[-1] if lines else f"ssh exited with status {status}"
@@ -336,31 +339,32 @@ def describe_failure(err: str, status: int | None) -> str:
                     host = host[1:].split("]", 1)[0]
     where = f"for {host} " if host else ""
     if "revoked" in low:
-        return (f"host key {where}is REVOKED (marked @revoked in known_hosts); nothing was "
-                "sent. Do not trust this host until its key is replaced")
+        return Cause.HOST_KEY_REVOKED, (
+            f"host key {where}is REVOKED (marked @revoked in known_hosts); nothing was "
+            "sent. Do not trust this host until its key is replaced")
     if "remote host identification has changed" in low or "has changed and you have" in low:
-        return (f"host key {where}CHANGED (possible man-in-the-middle); nothing was sent. "
-                "Verify it, then fix ~/.ssh/known_hosts")
+        return Cause.HOST_KEY_CHANGED, (
+            f"host key {where}CHANGED (possible man-in-the-middle); nothing was sent. "
+            "Verify it, then fix ~/.ssh/known_hosts")
     if "host key verification failed" in low or ("no " in low and "host key is known" in low):
-        return (f"host key {where}is unknown; nothing was sent. Check and add it once: "
-                "ssh ALIAS true")
+        return Cause.HOST_KEY_UNKNOWN, (
+            f"host key {where}is unknown; nothing was sent. Check and add it once: "
+            "ssh ALIAS true")
     if "permission denied" in low:
-        return f"authentication failed ({last})"
+        return Cause.AUTH_FAILED, f"authentication failed ({last})"
     if "could not resolve hostname" in low or "name or service not known" in low:
-        return f"unknown host name ({last})"
+        return Cause.UNKNOWN_HOST, f"unknown host name ({last})"
     if "banner exchange" in low:
-        return f"unreachable (no SSH handshake: {last})"
-    if "not responding" in low:
-        return f"unreachable ({last})"
-    if "timed out" in low or "timeout" in low:
-        return f"unreachable ({last})"
+        return Cause.NO_HANDSHAKE, f"unreachable (no SSH handshake: {last})"
+    if "not responding" in low or "timed out" in low or "timeout" in low:
+        return Cause.UNREACHABLE, f"unreachable ({last})"
     if "connection refused" in low:
-        return f"unreachable (connection refused: {last})"
+        return Cause.UNREACHABLE, f"unreachable (connection refused: {last})"
     if "no route to host" in low or "network is unreachable" in low:
-        return f"unreachable ({last})"
+        return Cause.UNREACHABLE, f"unreachable ({last})"
     if "connection closed" in low or "connection reset" in low or "broken pipe" in low:
-        return f"connection lost ({last})"
-    return f"ssh failed ({last})"
+        return Cause.CONNECTION_LOST, f"connection lost ({last})"
+    return Cause.SSH_FAILED, f"ssh failed ({last})"
 
 
 class OpenSshTransport(Transport):
@@ -383,8 +387,8 @@ class OpenSshTransport(Transport):
         # The local end of the forward to the peer's rpc server (hidden: not a master).
         self.forward = os.path.join(folder, f".{socket_name(alias)}.rpc") if folder else None
 
-    def _fail(self, cause: str) -> WireError:
-        return WireError(f"{self.host}: {cause.replace('ALIAS', self.host)}")
+    def _fail(self, text: str, cause: str = "") -> WireError:
+        return WireError(f"{self.host}: {text.replace('ALIAS', self.host)}", cause=cause)
 
     def argv(self, *flags: str, command: str | None = None, master: str = "auto") -> list[str]:
         """ssh argv for this peer; master: auto (start one if none), no (use one only)."""
@@ -443,7 +447,8 @@ class OpenSshTransport(Transport):
         if not run.out.strip() and run.status == 255:
             if not err.strip():
                 err = "connection to the peer lost (its control master closed)"
-            raise self._fail(describe_failure(err, run.status))
+            cause, text = ssh_failure(err, run.status)
+            raise self._fail(text, cause)
         if run.out.strip() and reuse:  # a peer in use again, not a one-off: worth a server
             self._start_server()
         return decode_reply(self.host, bytes(run.out), run.status or 0)

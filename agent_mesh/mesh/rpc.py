@@ -14,7 +14,7 @@ import os
 import sys
 
 from agent_mesh import __version__, paths
-from agent_mesh.errors import UsageError
+from agent_mesh.errors import Cause, UsageError
 from agent_mesh.mesh.wire import (
     GREETING,
     MAX_HEADER,
@@ -22,6 +22,7 @@ from agent_mesh.mesh.wire import (
     dumps,
     error_to_reply,
     loads,
+    request_envelope,
 )
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
@@ -41,7 +42,7 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None,
     if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
         raise UsageError(
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
-            "install the same version on both"
+            "install the same version on both", cause=Cause.VERSION_MISMATCH,
         )
     op = request.get("op")
     if op == "hello":
@@ -88,12 +89,8 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
              origin: Origin | None) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive
-    from agent_mesh.model import Envelope
 
-    try:
-        envelope = Envelope.from_json(request["envelope"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"bad envelope: {exc}") from None
+    envelope = request_envelope(request)
     upload = request.get("file")
     file = None
     if upload:
@@ -107,11 +104,7 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)
-    return {
-        "address": result.address, "target": result.target, "pane_id": result.pane_id,
-        "bytes_sent": result.bytes_sent, "notes": result.notes, "outcome": result.outcome,
-        "msg_id": result.msg_id,
-    }
+    return result.to_json()
 
 
 def _exchange(request: dict[str, Any]) -> dict[str, Any]:

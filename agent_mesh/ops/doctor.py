@@ -11,7 +11,6 @@ hosts still answers in under five seconds (an abandoned probe never delays exit)
 
 from __future__ import annotations
 
-import calendar
 import contextlib
 import functools
 import json
@@ -27,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from agent_mesh import __version__, paths
-from agent_mesh.clock import duration
-from agent_mesh.errors import MeshError, UsageError, WireError, printable, report
+from agent_mesh.clock import duration, parse_stamp
+from agent_mesh.errors import Cause, MeshError, UsageError, WireError, printable, report
 from agent_mesh.ops.setup import FIX as INSTALL
 from agent_mesh.ops.setup import HOOK_EVENTS, HOOK_MARK, TIMER_UNIT, run_helper
 from agent_mesh.registry.view import agents_from, read_slice_file
@@ -87,16 +86,8 @@ def _ago(seconds: float) -> str:
     return f"{duration(seconds)} ago"
 
 
-def _parse_stamp(stamp: str) -> float | None:
-    """Epoch seconds of a `2026-01-01T00:00:00Z` stamp (UTC), or None if it is not one."""
-    try:
-        return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return None
-
-
 def _stamp_age(stamp: str, now: float) -> float | None:
-    then = _parse_stamp(stamp)
+    then = parse_stamp(stamp)
     return None if then is None else now - then
 
 
@@ -332,7 +323,7 @@ def _hook_log_errors(text: str, mtime: float) -> list[tuple[float, str]]:
     for line in text.splitlines():
         match = _STAMP.match(line)
         if match:
-            when = _parse_stamp(match.group(1)) or when
+            when = parse_stamp(match.group(1)) or when
             message = match.group(2)
             if message.startswith(("error ", "cannot ")) or " not found at " in line:
                 errors.append((when, line))
@@ -454,28 +445,29 @@ def check_mcp_registration() -> list[Check]:
     return checks
 
 
-def _peer_failure(alias: str, message: str) -> Check:
-    """A WireError from SshTransport, with the fix for its cause."""
-    detail = message.removeprefix(f"{alias}: ")
+def _peer_failure(alias: str, exc: MeshError) -> Check:
+    """A transport's failure, with the fix for its machine cause (errors.Cause)."""
+    detail = report(exc)[0].removeprefix(f"{alias}: ")
     name = f"peer:{alias}"
-    if "is unknown" in detail and "host key" in detail:
+    cause = exc.cause
+    if cause == Cause.HOST_KEY_UNKNOWN:
         detail = detail.split(". Check and add it", 1)[0]  # the fix says it
         fix = f"check the key's fingerprint, then accept it once: ssh {alias} true"
-    elif "no SSH handshake" in detail:
+    elif cause == Cause.NO_HANDSHAKE:
         fix = f"check HostName and Port of `Host {alias}` in ~/.ssh/config, and that sshd runs"
-    elif "CHANGED" in detail:
+    elif cause == Cause.HOST_KEY_CHANGED:
         fix = (f"if {alias} was reinstalled, verify its new key, then ssh-keygen -R HOST "
                f"and ssh {alias} true")
-    elif "authentication failed" in detail:
+    elif cause == Cause.AUTH_FAILED:
         fix = f"ssh-copy-id {alias} (then check: ssh {alias} true)"
-    elif "unknown host name" in detail:
+    elif cause == Cause.UNKNOWN_HOST:
         fix = f"add a `Host {alias}` block with its HostName to ~/.ssh/config"
-    elif "not installed" in detail:
+    elif cause == Cause.NOT_INSTALLED:
         detail = detail.split(" (run install.sh", 1)[0]
         fix = f"run ./install.sh on {alias}"
-    elif "same version" in detail:
+    elif cause == Cause.VERSION_MISMATCH:
         fix = "git pull && ./install.sh on both hosts"
-    elif "did not answer" in detail:
+    elif cause == Cause.NO_ANSWER:
         fix = f"run agent-mesh doctor on {alias}"
     else:
         fix = f"check that {alias} is up and `ssh {alias} true` works"
@@ -496,7 +488,7 @@ def _check_peer_openssh(alias: str, budget: float) -> Check:
         answered = time.monotonic()
         now_up = was_up or transport.master_up()
     except MeshError as exc:
-        return _peer_failure(alias, report(exc)[0])
+        return _peer_failure(alias, exc)
     theirs = str(reply.get("host", ""))
     if theirs != alias:
         return _fail(name, f"reachable, but it calls itself {theirs!r} in its "
@@ -534,7 +526,7 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
                                timeout=max(0.5, budget - (connected - started)))
         answered = time.monotonic()
     except MeshError as exc:
-        return _peer_failure(alias, report(exc)[0])
+        return _peer_failure(alias, exc)
     finally:
         transport.close()
     latency = (connected - started) * 1000

@@ -30,6 +30,7 @@ from typing import Any
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
 from agent_mesh.fsutil import atomic_write, make_dirs
+from agent_mesh.receivers import PACKAGES, traits
 
 NAME = "agent-mesh"  # our entry's key in every client's config
 # What Codex must pass through (it starts a server with HOME, PATH and a few more only):
@@ -189,7 +190,8 @@ class ClaudeCode(_JsonClient):
     (what `claude mcp add --scope user` writes); Claude Code passes its whole
     environment to a stdio server, so $TMUX_PANE arrives."""
 
-    name, label, program = "claude", "Claude Code", "claude"
+    name = program = PACKAGES["@anthropic-ai/claude-code"]
+    label = traits(name).shown
 
     def config_path(self) -> str:
         base = os.environ.get("CLAUDE_CONFIG_DIR")
@@ -205,7 +207,8 @@ class ClaudeCode(_JsonClient):
 class GeminiCli(_JsonClient):
     """Gemini CLI: "mcpServers" of ~/.gemini/settings.json."""
 
-    name, label, program = "gemini", "Gemini CLI", "gemini"
+    name = program = PACKAGES["@google/gemini-cli"]
+    label = traits(name).shown
 
     def config_path(self) -> str:
         return _home(".gemini", "settings.json")
@@ -218,7 +221,8 @@ class Codex(McpClient):
     """Codex: [mcp_servers.agent-mesh] in $CODEX_HOME/config.toml (~/.codex), edited with
     tomlkit so the user's comments, order and formatting stay."""
 
-    name, label, program = "codex", "Codex", "codex"
+    name = program = PACKAGES["@openai/codex"]
+    label = traits(name).shown
 
     def config_path(self) -> str:
         return os.path.join(os.environ.get("CODEX_HOME") or _home(".codex"), "config.toml")
@@ -430,5 +434,5 @@ def others() -> list[str]:
     """The agent CLIs whose entry setup --agents and doctor handle here, not as a step of
     ops/agents.py (which has no hooks for them): Gemini CLI."""
     agents = _agents()
-    known = {cls.name for cls in agents.CLIS} if agents is not None else set()
+    known = {cli.name for cli in agents.clis()} if agents is not None else set()
     return [name for name in CLIENTS if name not in known]

@@ -34,7 +34,7 @@ import sys
 from collections.abc import Callable, Iterable
 
 from agent_mesh import paths
-from agent_mesh.errors import UsageError
+from agent_mesh.errors import SetupError
 from agent_mesh.fsutil import atomic_write, make_dirs
 
 BLOCK_BEGIN = "# >>> agent-mesh >>>"
@@ -55,10 +55,6 @@ COMMANDS = ("notify-pane", "agent-mesh", "agent-register-hook", "agent-discover"
             "agent-self-identify")
 FIX = "agent-mesh setup (safe to re-run; from a checkout: ./install.sh)"
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
-
-
-class SetupError(UsageError):
-    """Setup cannot start or go on without the user fixing something first."""
 
 
 class Report:
