@@ -15,8 +15,10 @@ not installed. See tests/AGENT_CLIS.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from fake_model import FakeModel, Request
+from fake_model import FakeModel, Request, Turn
 
 if TYPE_CHECKING:  # conftest imports this module's fixtures: no import cycle at run time
     from conftest import Pane, Spawner
@@ -79,6 +81,11 @@ CLAUDE_ENV = {
     "DISABLE_BUG_COMMAND": "1",
     "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
     "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
+}
+# The footers of an open question (permission prompt, option list), per CLI.
+QUESTION_MARKERS = {
+    "claude": ("Esc to cancel",),
+    "codex": ("Press enter to confirm", "esc to cancel"),
 }
 # Tools Claude Code may run without asking (permission rules in settings.json);
 # `mcp__agent-mesh` allows every tool of that MCP server.
@@ -173,6 +180,9 @@ trust_level = "trusted"
 
 [analytics]
 enabled = false
+
+[features]
+daemon_auto_start = false
 """
 
 
@@ -283,6 +293,18 @@ class AgentCli:
     cwd: Path
     home: Path
     spawner: Spawner = field(repr=False)
+    argv: list[str] = field(default_factory=list, repr=False)  # what the pane runs
+
+    def respawn(self, wait: bool = True) -> None:
+        """Kill the CLI and start it afresh in the same pane (same pane and window ids,
+        same config, a new session): "the agent died, a new one took its window"."""
+        self.pane.server.run("respawn-pane", "-k", "-t", self.pane.pane_id, *self.argv)
+        if wait:
+            self.wait_idle(timeout=60)
+
+    def kill(self) -> None:
+        """Kill the CLI; with tmux defaults its pane (and window) goes away."""
+        self.pane.server.run("kill-pane", "-t", self.pane.pane_id)
 
     @property
     def address(self) -> str:
@@ -292,7 +314,25 @@ class AgentCli:
         return f"{SELF_HOST}-{self.spawner.session}-{self.name}"
 
     def screen(self) -> str:
-        return self.pane.capture()
+        """The pane's text; AssertionError if the pane is gone (the CLI exited: run it by
+        hand with the same config to see why, e.g. a config key this version refuses)."""
+        out = self.pane.server.run("capture-pane", "-p", "-t", self.pane.pane_id, check=False)
+        if out.returncode != 0:
+            raise AssertionError(f"the {self.kind} pane {self.pane.pane_id} is gone: the CLI "
+                                 f"exited ({out.stderr.strip()})")
+        return out.stdout
+
+    def wait_screen(self, text: str, timeout: float = 15.0) -> str:
+        """Wait until `text` is on screen; the screen. The error shows the last screen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{text!r} not on the {self.kind} screen within "
+                                     f"{timeout}s; screen:\n{screen}")
+            time.sleep(0.05)
 
     def busy(self, screen: str | None = None) -> bool:
         """The TUI says a turn is running (both show `esc to interrupt` then)."""
@@ -300,14 +340,30 @@ class AgentCli:
         return "esc to interrupt" in text
 
     def at_prompt(self, screen: str | None = None) -> bool:
-        """The input box is drawn (Claude: `❯` row; Codex: `›` row)."""
+        """The input box is drawn. Claude Code: a `❯` row right under a `─` rule (its
+        history and its option lists also start rows with `❯`); Codex: a `›` row that is
+        not a numbered option."""
         text = self.screen() if screen is None else screen
-        glyph = "❯" if self.kind == "claude" else "›"
-        return any(line.lstrip().startswith(glyph) for line in text.splitlines())
+        lines = text.splitlines()
+        for i, line in enumerate(lines):
+            row = line.lstrip()
+            if self.kind == "claude":
+                above = lines[i - 1].strip() if i else ""
+                if row.startswith("❯") and above and set(above) == {"─"}:
+                    return True
+            elif row.startswith("›") and not re.match(r"›\s*\d+\.\s", row):
+                return True
+        return False
+
+    def question(self, screen: str | None = None) -> bool:
+        """A question waits for a person (permission, choice): its footer is on screen."""
+        text = self.screen() if screen is None else screen
+        return any(marker in text for marker in QUESTION_MARKERS[self.kind])
 
     def idle(self) -> bool:
+        """At the prompt, no turn running, no question open."""
         screen = self.screen()
-        return self.at_prompt(screen) and not self.busy(screen)
+        return self.at_prompt(screen) and not self.busy(screen) and not self.question(screen)
 
     def wait_idle(self, timeout: float = 30.0, stable: float = 0.5) -> str:
         """Wait until the prompt is drawn, no turn runs and the model server streams
@@ -316,7 +372,7 @@ class AgentCli:
         since: float | None = None
         while True:
             now = time.monotonic()
-            if self.idle() and self.model.idle():
+            if self.idle() and self.model.idle(self.name):
                 since = since or now
                 if now - since >= stable:
                     return self.screen()
@@ -325,7 +381,8 @@ class AgentCli:
             if now >= deadline:
                 raise AssertionError(
                     f"{self.kind} not idle within {timeout}s "
-                    f"(model idle: {self.model.idle()}, turns left: {self.model.pending()})"
+                    f"(model idle: {self.model.idle(self.name)}, "
+                    f"turns left: {self.model.pending()})"
                     f"; screen:\n{self.screen()}")
             time.sleep(0.1)
 
@@ -343,21 +400,43 @@ class AgentCli:
             from conftest import retry_until
 
             try:
-                retry_until(lambda: probe in self.screen(), timeout=10)
+                # A long or multi-line paste is drawn collapsed: Claude Code shows
+                # `[Pasted text #1 +N lines]`, Codex `[Pasted Content N chars]`.
+                retry_until(lambda: probe in (screen := self.screen())
+                            or "[Pasted" in screen, timeout=10)
             except AssertionError:
                 raise AssertionError(f"{probe!r} not drawn in {self.kind}'s input box; "
                                      f"screen:\n{self.screen()}") from None
         time.sleep(0.3)
         self.pane.send_keys("Enter")
 
+    def answer(self, *keys: str, settle: float = 0.5) -> None:
+        """Answer an open question with tmux keys (e.g. "Enter" for the first option).
+        Waits `settle` first: Claude Code 2.1.332 drops an Enter that comes within
+        ~100 ms of a permission dialog being drawn (200 ms and more were taken)."""
+        time.sleep(settle)
+        self.pane.send_keys(*keys)
+
     def run_turn(self, text: str, requests: int = 1, timeout: float = 60.0) -> Request:
         """Submit a prompt and wait for the turn to end: `requests` main requests (2 for a
         turn with one tool call) and the CLI idle again; the first request it caused."""
-        before = len(self.model.main_requests())
+        before = len(self.requests())
         self.submit(text)
-        seen = self.model.wait_main(before + requests, timeout=timeout)
+        seen = self.model.wait_main(before + requests, timeout=timeout, agent=self.name)
         self.wait_idle(timeout=timeout)
         return seen[before]
+
+    def script(self, *turns: Turn) -> None:
+        """Queue answers for this agent alone (other agents on the server don't take them)."""
+        self.model.script(*turns, agent=self.name)
+
+    def requests(self) -> list[Request]:
+        """This agent's main requests so far."""
+        return self.model.main_requests(agent=self.name)
+
+    def wait_requests(self, count: int, timeout: float = 30.0) -> list[Request]:
+        """Block until this agent made `count` main requests; all of them."""
+        return self.model.wait_main(count, timeout=timeout, agent=self.name)
 
 
 class AgentClis:
@@ -376,9 +455,14 @@ class AgentClis:
 
     def _start(self, kind: str, name: str, argv: list[str], env: dict[str, str],
                cwd: Path, wait: bool) -> AgentCli:
+        # Temp files (Claude Code's per-uid dir, Codex's daemon sockets) go under the test's
+        # own temp dir, removed with it, not into /tmp (kept short: socket paths).
+        tmp = self.home.parent / "t"
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        env = {"TMPDIR": str(tmp), "CLAUDE_CODE_TMPDIR": str(tmp), **env}
         full = ["env", "-C", str(cwd), *(f"{k}={v}" for k, v in env.items()), *argv]
         pane = self.spawner.window(name, full)
-        agent = AgentCli(kind, pane, self.model, name, cwd, self.home, self.spawner)
+        agent = AgentCli(kind, pane, self.model, name, cwd, self.home, self.spawner, full)
         if wait:
             agent.wait_idle(timeout=60)
         return agent
@@ -392,7 +476,7 @@ class AgentClis:
         binary = require("claude")
         path = self._cwd(name, cwd)
         write_claude_config(self.home, path, settings, state)
-        full_env = {"HOME": str(self.home), "ANTHROPIC_BASE_URL": self.model.url,
+        full_env = {"HOME": str(self.home), "ANTHROPIC_BASE_URL": self.model.url_for(name),
                     "ANTHROPIC_API_KEY": CLAUDE_KEY, **CLAUDE_ENV, **(env or {})}
         return self._start("claude", name, [str(binary), *args], full_env, path, wait)
 
@@ -406,7 +490,11 @@ class AgentClis:
         write_codex_config(self.home, path, self.model, config)
         full_env = {"HOME": str(self.home), "CODEX_HOME": str(self.home / ".codex"),
                     CODEX_KEY_ENV: "sk-fake", **(env or {})}
-        return self._start("codex", name, [str(binary), *args], full_env, path, wait)
+        # config.toml is shared by every Codex of the test; the route to this agent's own
+        # queue on the fake model goes on its command line.
+        route = f'model_providers.fake.base_url="{self.model.url_for(name)}/v1"'
+        argv = [str(binary), "-c", route, *args]
+        return self._start("codex", name, argv, full_env, path, wait)
 
 
 def cli_version(name: str) -> str:
@@ -427,10 +515,42 @@ def fake_model() -> Iterator[FakeModel]:
         yield model
 
 
+def stop_codex_daemons(home: Path, timeout: float = 3.0) -> list[int]:
+    """End the app-server daemons a Codex under `home` started: the TUI launches one from
+    `$CODEX_HOME/packages/app-server-daemon/` in a session of its own, so it outlives the
+    pane and the tmux server. Only processes whose executable lies under `home` are touched.
+    The pids found."""
+    import signal
+
+    prefix = str(home / ".codex" / "packages") + "/"
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            exe = os.readlink(f"/proc/{name}/exe")
+        except OSError:
+            continue
+        if exe.startswith(prefix):
+            found.append(int(name))
+    for pid in found:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in found):
+        time.sleep(0.05)
+    for pid in found:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    return found
+
+
 @pytest.fixture
 def agent_clis(spawn: Spawner, fake_model: FakeModel, isolated_env: Path,
-               tmp_path: Path) -> AgentClis:
-    return AgentClis(spawn, fake_model, isolated_env, tmp_path)
+               tmp_path: Path) -> Iterator[AgentClis]:
+    yield AgentClis(spawn, fake_model, isolated_env, tmp_path)
+    spawn.server.run("kill-server", check=False)
+    stop_codex_daemons(isolated_env)
 
 
 @pytest.fixture

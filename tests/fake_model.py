@@ -68,6 +68,7 @@ class Request:
     at: float = field(default_factory=time.monotonic)
     turn: Turn | None = None  # what the server answered a main request with
     done: bool = False  # the answer has been sent in full (or the client went away)
+    agent: str = ""  # NAME when the client's base URL was `url_for(NAME)`
 
     @property
     def tool_names(self) -> list[str]:
@@ -81,6 +82,19 @@ class Request:
             elif name:
                 names.append(str(name))
         return names
+
+    @property
+    def session_id(self) -> str:
+        """The CLI's session id (Claude Code: metadata.user_id's JSON; Codex:
+        client_metadata.session_id), '' if absent: what its hooks see as `session_id`."""
+        meta = self.body.get("client_metadata") or {}
+        if meta.get("session_id"):
+            return str(meta["session_id"])
+        user = (self.body.get("metadata") or {}).get("user_id") or ""
+        try:
+            return str(json.loads(user).get("session_id") or "")
+        except (ValueError, AttributeError):
+            return ""
 
     def user_texts(self) -> list[str]:
         """Every text the user role carries, in order (system reminders included)."""
@@ -147,10 +161,15 @@ class Request:
 
 
 class FakeModel:
-    """The server. Start with `start()` (or use as a context manager), stop with `stop()`."""
+    """The server. Start with `start()` (or use as a context manager), stop with `stop()`.
+
+    Several agents may share one server, each with a queue of its own: an agent whose base
+    URL is `url_for(NAME)` (`…/agent/NAME`) takes its turns from `script(..., agent=NAME)`
+    first and from the shared queue after; its requests carry `agent == NAME`.
+    """
 
     def __init__(self) -> None:
-        self.turns: deque[Turn] = deque()
+        self.queues: dict[str, deque[Turn]] = {"": deque()}
         self.requests: list[Request] = []
         self.cond = threading.Condition()
         self._ids = itertools.count(1)
@@ -181,22 +200,36 @@ class FakeModel:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def url_for(self, agent: str) -> str:
+        """The base URL that routes an agent's requests to its own queue."""
+        return f"{self.url}/agent/{agent}" if agent else self.url
+
     # --- scripting --------------------------------------------------------------
-    def script(self, *turns: Turn) -> None:
-        """Queue the answers to the next main requests, in order."""
-        with self.cond:
-            self.turns.extend(turns)
+    @property
+    def turns(self) -> deque[Turn]:
+        """The shared queue."""
+        return self.queues[""]
 
-    def main_requests(self) -> list[Request]:
+    def script(self, *turns: Turn, agent: str = "") -> None:
+        """Queue the answers to the next main requests (of `agent` only, if given)."""
         with self.cond:
-            return [r for r in self.requests if r.main]
+            self.queues.setdefault(agent, deque()).extend(turns)
 
-    def wait_main(self, count: int, timeout: float = 30.0) -> list[Request]:
-        """Block until `count` main requests have arrived; all main requests so far."""
+    def _mine(self, req: Request, agent: str | None) -> bool:
+        return req.main and (agent is None or req.agent == agent)
+
+    def main_requests(self, agent: str | None = None) -> list[Request]:
+        """Main requests so far (of `agent` only, if given), in arrival order."""
+        with self.cond:
+            return [r for r in self.requests if self._mine(r, agent)]
+
+    def wait_main(self, count: int, timeout: float = 30.0,
+                  agent: str | None = None) -> list[Request]:
+        """Block until `count` main requests (of `agent`) have arrived; all of them so far."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                found = [r for r in self.requests if r.main]
+                found = [r for r in self.requests if self._mine(r, agent)]
                 if len(found) >= count:
                     return found
                 left = deadline - time.monotonic()
@@ -206,15 +239,17 @@ class FakeModel:
                         f"paths seen: {[r.path for r in self.requests]}")
                 self.cond.wait(left)
 
-    def idle(self) -> bool:
-        """No answer is being streamed (scripted turns may still wait to be asked for)."""
+    def idle(self, agent: str | None = None) -> bool:
+        """No answer (to `agent`) is being streamed; scripted turns may still wait."""
         with self.cond:
-            return all(r.done for r in self.requests)
+            return all(r.done for r in self.requests if agent is None or r.agent == agent)
 
-    def pending(self) -> int:
-        """Scripted turns not yet taken."""
+    def pending(self, agent: str | None = None) -> int:
+        """Scripted turns not yet taken (from `agent`'s own queue, if given)."""
         with self.cond:
-            return len(self.turns)
+            if agent is None:
+                return sum(len(q) for q in self.queues.values())
+            return len(self.queues.get(agent, ()))
 
     def _finish(self, req: Request) -> None:
         with self.cond:
@@ -227,7 +262,13 @@ class FakeModel:
     def _record(self, req: Request) -> Request:
         with self.cond:
             if req.main:
-                req.turn = self.turns.popleft() if self.turns else Text(DEFAULT_ANSWER)
+                own = self.queues.get(req.agent)
+                if own:
+                    req.turn = own.popleft()
+                elif self.turns:
+                    req.turn = self.turns.popleft()
+                else:
+                    req.turn = Text(DEFAULT_ANSWER)
             self.requests.append(req)
             self.cond.notify_all()
         return req
@@ -411,9 +452,17 @@ def _handler_for(model: FakeModel) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
 
         # -- routes --
+        def _new(self, api: str, body: dict[str, Any], main: bool) -> Request:
+            """Record a request; `/agent/NAME/…` routes it to NAME's queue."""
+            agent = ""
+            if self.path.startswith("/agent/"):
+                agent = self.path.split("/", 3)[2]
+            return model._record(Request(api, self.command, self.path, body, main=main,
+                                         agent=agent))
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            model._finish(model._record(Request("other", "GET", self.path, {}, main=False)))
+            model._finish(self._new("other", {}, main=False))
             if path.endswith("/models"):
                 # Codex's model list (and an OpenAI-style list for anything else).
                 self._json({"models": [], "data": [{"id": "fake-model", "object": "model"}]})
@@ -429,12 +478,10 @@ def _handler_for(model: FakeModel) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             body = self._body()
             if path.endswith("/messages/count_tokens"):
-                model._finish(model._record(Request("anthropic", "POST", self.path, body,
-                                                    main=False)))
+                model._finish(self._new("anthropic", body, main=False))
                 self._json({"input_tokens": 10 + len(json.dumps(body)) // 4})
             elif path.endswith("/messages"):
-                main = bool(body.get("tools"))
-                req = model._record(Request("anthropic", "POST", self.path, body, main=main))
+                req = self._new("anthropic", body, main=bool(body.get("tools")))
                 turn = req.turn or Text(SIDE_ANSWER)
                 name = str(body.get("model") or "claude-fake")
                 try:
@@ -445,16 +492,14 @@ def _handler_for(model: FakeModel) -> type[BaseHTTPRequestHandler]:
                 finally:
                     model._finish(req)
             elif path.endswith("/responses"):
-                main = bool(body.get("tools"))
-                req = model._record(Request("responses", "POST", self.path, body, main=main))
+                req = self._new("responses", body, main=bool(body.get("tools")))
                 turn = req.turn or Text(SIDE_ANSWER)
                 try:
                     self._sse(responses_events(model, turn, str(body.get("model") or "fake")))
                 finally:
                     model._finish(req)
             else:
-                model._finish(model._record(Request("other", "POST", self.path, body,
-                                                    main=False)))
+                model._finish(self._new("other", body, main=False))
                 self._json({})
 
     return Handler

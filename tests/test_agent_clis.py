@@ -9,12 +9,22 @@ command, the CLI runs it without asking, the next request carries its output).
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from agent_clis import AgentCli, AgentClis, codex_hooks, trust_codex_hooks, write_codex_config
+from agent_clis import (
+    AgentCli,
+    AgentClis,
+    cli_path,
+    codex_hooks,
+    trust_codex_hooks,
+    write_codex_config,
+)
 from conftest import PROGRAMS, SENDER, notify, retry_until
 from fake_model import Text, ToolCall
 
@@ -91,15 +101,18 @@ pending = os.path.join(base, "pending.txt")
 if event.get("hook_event_name") == "Stop" and os.path.exists(pending):
     text = open(pending).read()
     os.unlink(pending)
+    if sys.argv[2:] == ["json"]:  # the other form: a block decision on stdout, exit 0
+        print(json.dumps({"decision": "block", "reason": text}))
+        sys.exit(0)
     sys.stderr.write(text)
     sys.exit(2)
 '''
 
 
-def _hook_script(tmp_path: Path) -> tuple[Path, str]:
+def _hook_script(tmp_path: Path, mode: str = "exit2") -> tuple[Path, str]:
     script = tmp_path / "stop_hook.py"
     script.write_text(STOP_HOOK)
-    return tmp_path, f"{sys.executable} {script} {tmp_path}"
+    return tmp_path, f"{sys.executable} {script} {tmp_path} {mode}"
 
 
 def _continued_by_stop_hook(agent: AgentCli, base: Path) -> list[dict[str, object]]:
@@ -122,8 +135,11 @@ def _continued_by_stop_hook(agent: AgentCli, base: Path) -> list[dict[str, objec
     return [json.loads(line) for line in lines]
 
 
-def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path) -> None:
-    base, command = _hook_script(tmp_path)
+@pytest.mark.parametrize("mode", ["exit2", "json"])
+def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path,
+                                                mode: str) -> None:
+    """Exit 2 with the text on stderr, or `{"decision": "block", "reason": TEXT}` on stdout."""
+    base, command = _hook_script(tmp_path, mode)
     hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
              for event in ("Stop", "UserPromptSubmit", "SessionStart")}
     claude = agent_clis.claude(settings={"hooks": hooks})
@@ -134,10 +150,14 @@ def test_claude_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path:
     stops = [e for e in events if e["hook_event_name"] == "Stop"]
     assert stops[0]["stop_hook_active"] is False and stops[1]["stop_hook_active"] is True
     assert all(e["session_id"] == events[0]["session_id"] for e in events)
+    assert events[0]["session_id"] == claude.requests()[0].session_id
 
 
-def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path) -> None:
-    base, command = _hook_script(tmp_path)
+@pytest.mark.parametrize("mode", ["exit2", "json"])
+def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: Path,
+                                               mode: str) -> None:
+    """Exit 2 with the text on stderr, or `{"decision": "block", "reason": TEXT}` on stdout."""
+    base, command = _hook_script(tmp_path, mode)
     hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
              for event in ("Stop", "UserPromptSubmit", "SessionStart")}
     (agent_clis.home / ".codex").mkdir(exist_ok=True)
@@ -147,6 +167,7 @@ def test_codex_stop_hook_exit_2_continues_turn(agent_clis: AgentClis, tmp_path: 
     events = _continued_by_stop_hook(codex, base)
     names = [e["hook_event_name"] for e in events]
     assert "UserPromptSubmit" in names and names.count("Stop") == 2, names
+    assert {e["session_id"] for e in events} == {codex.requests()[0].session_id}
 
 
 def test_codex_hooks_trusted_through_its_app_server(agent_clis: AgentClis,
@@ -261,3 +282,151 @@ def test_claude_async_rewake_hook_wakes_an_idle_agent(agent_clis: AgentClis,
     # It comes as a system reminder framed "NOT USER INPUT", summed up on screen as
     # "Stop hook feedback" (rewakeSummary / rewakeMessage change the wording).
     assert "NOT USER INPUT" in woken.user_texts()[-1]
+
+
+# --- `codex queue`: an official channel into a running Codex, no keystrokes ---------
+
+def test_codex_queue_hands_messages_over_after_the_turn(codex: AgentCli) -> None:
+    """`codex queue --thread SESSION --message TEXT` (~0.2 s) during a slow turn: the
+    answer streams to its end, then each message becomes a turn of its own, in order,
+    whole. To an idle Codex it starts a turn at once."""
+    codex.model.script(Text("First."), Text(ANSWER, seconds=2.0, chunks=10),
+                       Text("a"), Text("b"), Text("c"))
+    session = codex.run_turn("harness: one turn").session_id
+    assert session
+    codex.submit("harness: a slow turn")
+    codex.model.wait_main(2)
+    env = {**os.environ, "HOME": str(codex.home), "CODEX_HOME": str(codex.home / ".codex")}
+    messages = [f"[from tester @ now] queued {i}: 'q' $X ; done" for i in range(3)]
+    for message in messages:
+        out = subprocess.run([str(cli_path("codex")), "queue", "--thread", session,
+                              "--message", message], capture_output=True, text=True,
+                             env=env, cwd=codex.cwd, timeout=60, check=False)
+        assert out.returncode == 0, out.stderr
+    assert not codex.model.main_requests()[1].done  # all queued while the answer streamed
+    later = codex.model.wait_main(5, timeout=30)[2:]
+    assert [r.user_texts()[-1] for r in later] == messages
+    assert all("zebra-quartz" in r.text() for r in later)  # the slow answer was not cut
+    assert all(r.session_id == session for r in later)
+    codex.wait_idle()
+
+
+# --- two real agents on one fake model, each with its own script ----------------------
+
+def test_claude_messages_codex_through_notify_pane(agent_clis: AgentClis) -> None:
+    """Claude Code's model runs `notify-pane` with its Bash tool; the message lands in the
+    Codex pane and reaches Codex's model whole, tagged with Claude's address. Each agent
+    takes its turns from its own queue (`AgentCli.script`)."""
+    claude = agent_clis.claude()
+    codex = agent_clis.codex()
+    agent_clis.spawner.register()
+    body = "hello from claude: 'quoted' $HOME ; and a second clause 4d5e"
+    command = f"notify-pane {codex.address} {shlex.quote(body)}"
+    claude.script(ToolCall("Bash", {"command": command, "description": "Message codex"}),
+                  Text("Sent."))
+    codex.script(Text("Thanks, Claude."))
+    claude.run_turn("harness: message the codex agent", requests=2)
+    assert claude.requests()[1].tool_results() == [f"→ {codex.address} (testhost[dev:1]): {body}"]
+    got = codex.wait_requests(1)[0].user_texts()[-1]
+    assert body in got and f"[from {claude.address}" in got, got
+    assert "Thanks, Claude." in codex.wait_idle()
+    assert [r.agent for r in agent_clis.model.main_requests()] == ["claude", "claude", "codex"]
+
+
+# --- permission questions: the PermissionRequest hook fires before one is answered ----
+
+def _question_answered(agent: AgentCli, base: Path, question: str) -> list[str]:
+    """The model asks for a tool call that needs a person's Yes: the question is drawn,
+    the hooks have seen PermissionRequest, Enter (Yes) lets the turn finish."""
+    agent.submit("harness: run the risky command")
+    agent.wait_requests(1)
+    agent.wait_screen(question)
+    assert not agent.idle()
+    names = [json.loads(line)["hook_event_name"]
+             for line in (base / "events.jsonl").read_text().splitlines()]
+    assert names[-2:] == ["PreToolUse", "PermissionRequest"], names
+    agent.answer("Enter")
+    agent.wait_requests(2)
+    agent.wait_idle()
+    return names
+
+
+def test_claude_permission_question_fires_permission_request(agent_clis: AgentClis,
+                                                             tmp_path: Path) -> None:
+    """Bash outside `permissions.allow` (the list is replaced, not merged): it asks first."""
+    base, command = _hook_script(tmp_path)
+    hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
+             for event in ("PreToolUse", "PermissionRequest")}
+    claude = agent_clis.claude(settings={"hooks": hooks, "permissions": {"allow": []}})
+    target = claude.cwd / "made-after-yes"
+    claude.script(ToolCall("Bash", {"command": f"touch {target}", "description": "Create"}),
+                  Text("Created."))
+    _question_answered(claude, base, "Do you want to proceed?")
+    assert target.exists()
+    assert "Created." in claude.screen()
+
+
+def test_codex_permission_question_fires_permission_request(agent_clis: AgentClis,
+                                                            tmp_path: Path) -> None:
+    """`-a on-request -s workspace-write`: an escalated command asks first."""
+    base, command = _hook_script(tmp_path)
+    hooks = {event: [{"hooks": [{"type": "command", "command": command}]}]
+             for event in ("PreToolUse", "PermissionRequest")}
+    (agent_clis.home / ".codex").mkdir(exist_ok=True)
+    (agent_clis.home / ".codex" / "hooks.json").write_text(json.dumps({"hooks": hooks}))
+    codex = agent_clis.codex("codex", "--dangerously-bypass-hook-trust", "-a", "on-request",
+                             "-s", "workspace-write")
+    target = tmp_path / "made-after-yes"
+    codex.script(ToolCall("exec_command", {"cmd": f"touch {target}",
+                                           "sandbox_permissions": "require_escalated",
+                                           "justification": "Create a file?"}),
+                 Text("Created."))
+    _question_answered(codex, base, "Would you like to run the following command?")
+    assert target.exists()
+    assert "Created." in codex.screen()
+
+
+def test_respawn_starts_a_new_session_in_the_same_pane(agent_clis: AgentClis) -> None:
+    """`AgentCli.respawn()`: the CLI dies and a fresh one takes the same pane."""
+    claude = agent_clis.claude()
+    pane = claude.pane.pane_id
+    first = claude.run_turn("harness: before").session_id
+    claude.respawn()
+    assert claude.pane.display("#{pane_id}") == pane
+    second = claude.run_turn("harness: after").session_id
+    assert first and second and first != second
+
+
+@pytest.mark.parametrize("kind", ["claude", "codex"])
+def test_long_multiline_prompt_reaches_the_model_whole(agent_clis: AgentClis,
+                                                       kind: str) -> None:
+    """`submit()` of a 20-line, ~4 KB prompt (drawn collapsed as a paste)."""
+    agent = agent_clis.claude() if kind == "claude" else agent_clis.codex()
+    prompt = "\n".join(f"line {i}: " + "x" * 200 + f" 'q' $V{i}" for i in range(20))
+    request = agent.run_turn(prompt)
+    assert prompt in request.user_texts()[-1]
+
+
+NOTIFY = r'''
+import sys
+with open(sys.argv[1], "a") as fh:
+    fh.write(sys.argv[-1].replace("\n", " ") + "\n")
+'''
+
+
+def test_codex_notify_program_gets_agent_turn_complete(agent_clis: AgentClis,
+                                                       tmp_path: Path) -> None:
+    """`notify = [argv…]` in config.toml: run at each turn end with a JSON argument."""
+    script = tmp_path / "notify.py"
+    script.write_text(NOTIFY)
+    log = tmp_path / "notify.jsonl"
+    config = f"notify = {json.dumps([sys.executable, str(script), str(log)])}\n"
+    codex = agent_clis.codex(config=config)
+    codex.script(Text("Answer one."))
+    first = codex.run_turn("harness: one turn")
+    events = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=10)
+    event = json.loads(events[0])
+    assert event["type"] == "agent-turn-complete"
+    assert event["last-assistant-message"] == "Answer one."
+    assert event["thread-id"] == first.session_id
+    assert event["input-messages"] == ["harness: one turn"]

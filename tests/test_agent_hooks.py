@@ -249,3 +249,19 @@ def test_messages_queued_for_an_agent_that_exits_reach_the_next_agent_in_the_pan
                 timeout=20)
     assert [r["outcome"] for r in received(agent.address) if r.get("id") == msg] == \
         ["queued", "delivered"]
+
+
+def test_the_hook_imports_nothing_heavy(tui: Receiver) -> None:
+    """agent-event starts like the tmux hook: no click, tomlkit, paramiko, nor the
+    delivery rule when nothing is queued."""
+    tmux_env = tui.pane.display("#{socket_path},#{pid},#{session_id}").replace("$", "")
+    res = subprocess.run(
+        [str(BIN / "python"), "-X", "importtime", "-c",
+         "import sys; from agent_mesh.cli.agent_event import main; "
+         "sys.exit(main(['--agent', 'claude', 'Stop']))"],
+        input=b'{"hook_event_name": "Stop"}', capture_output=True, check=False,
+        env={**os.environ, "TMUX": tmux_env, "TMUX_PANE": tui.pane.pane_id})
+    assert res.returncode == 0, res.stderr[-500:]
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in
+                res.stderr.decode().splitlines() if line.startswith("import time:")}
+    assert not {"click", "tomlkit", "paramiko", "subprocess"} & imported

@@ -154,10 +154,8 @@ def test_no_import_cycle() -> None:
 # --- one home per concept ---------------------------------------------------------------
 
 MAX_LINES = 500
-# ops/setup.py is one straight procedure (issue 19 allows it). TEMPORARY, while issue 19's
-# other parts split them on their own branches: mesh/openssh.py (`host`) and ops/doctor.py
-# (`host`); the lead removes these two at merge.
-LONG_MODULES = {"ops.setup", "mesh.openssh", "ops.doctor"}
+# None may be: issue 19 allowed ops/setup.py if it stayed one straight procedure; it was split.
+LONG_MODULES: set[str] = set()
 
 
 def test_no_module_is_over_500_lines() -> None:
@@ -180,3 +178,49 @@ def test_agent_names_are_written_only_in_receivers() -> None:
              if isinstance(node, ast.Constant) and isinstance(node.value, str)
              and node.value.strip().lower() in names]
     assert not found, "agent names outside receivers.py:\n" + "\n".join(found)
+# --- thread fan-outs live in Group ---------------------------------------------------------
+# mesh/group.py is where work over several hosts runs in parallel (deadline, late hosts
+# closed, one answer per host). A module that starts threads itself is a fan-out of its
+# own, unless listed here with why it is none.
+FANOUT_HOME = "mesh.group"
+THREADS_ALLOWED = {
+    "delivery.pane": "batches of tmux commands to this host's own tmux server, not hosts",
+}
+
+
+def thread_starts(mod: str) -> list[int]:
+    """Lines where mod makes a thread: threading.Thread, ThreadPoolExecutor (or
+    anything from concurrent.futures), _thread.start_new_thread, however imported."""
+    tree = ast.parse(MODULES[mod].read_text())
+    pools = ("concurrent", "multiprocessing.pool")
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            names = []
+        if any(n.startswith(pools) for n in names):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Attribute | ast.Name):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id
+            if name in ("Thread", "ThreadPoolExecutor", "start_new_thread", "ThreadPool"):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_the_fanout_check_sees_group() -> None:
+    """A sanity check on the detector: Group's own threads are found."""
+    assert thread_starts(FANOUT_HOME)
+
+
+def test_no_thread_fanout_outside_group() -> None:
+    """Work over several hosts runs through mesh.group.Group, never threads of its own."""
+    bad = [f"{mod} (lines {thread_starts(mod)})" for mod in sorted(MODULES)
+           if mod != FANOUT_HOME and mod not in THREADS_ALLOWED and thread_starts(mod)]
+    assert not bad, ("threads outside mesh/group.py (use Group.each or Group.start, or "
+                     "list the module in THREADS_ALLOWED with why it is no fan-out):\n"
+                     + "\n".join(bad))
+    stale = [mod for mod in THREADS_ALLOWED if mod not in MODULES or not thread_starts(mod)]
+    assert not stale, f"allowed but starts no thread (drop it from THREADS_ALLOWED): {stale}"

@@ -336,7 +336,7 @@ def silent_listener() -> Iterator[int]:
 @pytest.fixture
 def unknown_key_server() -> Iterator[int]:
     """A loopback SSH server whose host key is in no known_hosts file."""
-    from agent_mesh.mesh.ssh import import_paramiko
+    from agent_mesh.mesh.paramiko import import_paramiko
 
     paramiko = import_paramiko()
     key = paramiko.RSAKey.generate(2048)

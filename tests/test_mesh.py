@@ -520,7 +520,7 @@ def test_refused_remote_file_drop_leaves_nothing_behind(mesh: Mesh) -> None:
 
 def test_revoked_host_key_is_refused(mesh: Mesh) -> None:
     """A `@revoked` line in known_hosts: OpenSSH refuses, and so does our paramiko
-    transport (paramiko itself skips those lines; ssh.py reads them)."""
+    transport (paramiko itself skips those lines; paramiko.py reads them)."""
     known = mesh.host("h1").home / ".ssh" / "known_hosts"
     saved = known.read_bytes()
     key = mesh.lab.host_key_line("h2").split(" ", 1)[1]

@@ -163,7 +163,7 @@ def test_an_ssh_failure_has_its_cause(stderr: str, cause: str) -> None:
     ("", "check that peer is up"),
 ])
 def test_doctor_reads_the_cause_not_the_words(cause: str, fix: str) -> None:
-    from agent_mesh.ops.doctor import _peer_failure
+    from agent_mesh.ops.peer_checks import _peer_failure
 
     check = _peer_failure("peer", WireError("peer: words that match no phrase", cause=cause))
     assert not check.ok and fix in check.fix, check

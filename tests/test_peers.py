@@ -195,8 +195,8 @@ def test_a_push_is_a_hint_the_receiver_verifies_by_pulling(peers: Peers) -> None
               'role = "SPOOFED"\n')
     log = peers.host("h3").home / ".agents" / "push.log"
     log_before = log.read_text() if log.exists() else ""
-    code = ("import sys; from agent_mesh.mesh.ssh import SshTransport\n"
-            "t = SshTransport('peer-2')\n"
+    code = ("import sys; from agent_mesh.mesh.paramiko import ParamikoTransport\n"
+            "t = ParamikoTransport('peer-2')\n"
             "req = {'op': 'exchange', 'from': 'peer', 'slice': sys.stdin.read()}\n"
             "print(t.call(req)['host'])\n")
     out = peers.host("h1").run([peers.python, "-c", code], input=forged.encode())

@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from agent_mesh import paths
 from agent_mesh.delivery import log
+from agent_mesh.detach import start_helper
 from agent_mesh.errors import MeshError, NotReady, Outcome, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.limits import limit
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.procs import spawn_detached
 from agent_mesh.registry.naming import is_valid_address
 from agent_mesh.tmux import Tmux
 
@@ -274,21 +273,14 @@ def _lock_path(address: str) -> str:
 
 
 def start_waiter(address: str) -> bool:
-    """Start `agent-mesh queue-run ADDRESS` detached, unless one already holds the queue."""
+    """Start a waiter for address (run_waiter, detached), unless one already holds the queue."""
     _queue_dir(address)  # validates the name before it reaches an argv
     try:
         with locked(_lock_path(address), timeout=0):
             pass
     except TimeoutError:
         return False  # a waiter is running
-    exe = os.path.join(os.path.dirname(sys.executable), "agent-mesh")
-    if not os.access(exe, os.X_OK):
-        from shutil import which
-
-        exe = which("agent-mesh") or ""
-        if not exe:
-            return False
-    spawn_detached([exe, "queue-run", address])
+    start_helper(f"{__name__}:run_waiter", address)
     return True
 
 

@@ -1,6 +1,6 @@
 """Delegation across the mesh: broadcast, ask and reply, the queue view, and spawn.
 
-Everything here is built from one primitive, mesh/hosts.py's `call_host(host, request)`:
+Everything here is built from one primitive, a mesh/host.py `Host`'s `request`:
 the same rpc request answered in-process for this host and by `agent-mesh rpc` over SSH
 for a peer (mesh/handlers.py answers), so a local and a remote agent behave alike.
 Requests to several hosts go out in parallel, one per host. Nothing here keeps running
@@ -31,8 +31,9 @@ from agent_mesh.errors import (
     WireError,
 )
 from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
-from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
+from agent_mesh.mesh.host import READ_TIMEOUT, connect, hosts
 from agent_mesh.mesh.origin import LocalOrigin
+from agent_mesh.mesh.transport import Host
 from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
 from agent_mesh.receivers import DEFAULT_COMMAND
@@ -108,11 +109,11 @@ def broadcast(patterns: list[str], envelope: Envelope) -> list[Recipient]:
     for agent in targets:
         by_host.setdefault(agent.host, []).append(agent)
 
-    def send_host(host: str) -> dict[str, Any]:
-        envelopes = [envelope.replace(address=a.address).to_json() for a in by_host[host]]
-        return call_host(host, {"op": "deliver_many", "envelopes": envelopes})
+    def send_host(host: Host) -> dict[str, Any]:
+        envelopes = [envelope.replace(address=a.address).to_json() for a in by_host[host.host]]
+        return host.request({"op": "deliver_many", "envelopes": envelopes})
 
-    answers = each_host(by_host, send_host)
+    answers = hosts(by_host).each(send_host)
     outcomes: list[Recipient] = []
     for host, agents_there in by_host.items():
         answer = answers[host]
@@ -240,8 +241,8 @@ def wait_reply(ask_id: str, timeout: float) -> dict[str, Any] | None:
 
 def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
     """Pending messages on every host; and the hosts that did not answer."""
-    answers = each_host(naming.mesh_aliases(),
-                        lambda h: call_host(h, {"op": "queue"}, timeout=READ_TIMEOUT))
+    answers = hosts(naming.mesh_aliases()).each(
+        lambda h: h.request({"op": "queue"}, timeout=READ_TIMEOUT))
     rows: list[dict[str, Any]] = []
     failed: dict[str, MeshError] = {}
     for host, answer in answers.items():
@@ -269,7 +270,7 @@ def _seconds(value: object) -> float:
 def queue_cancel(msg_id: str) -> str:
     """Cancel a queued message wherever it waits; returns the host, or raises."""
     request = {"op": "cancel", "id": msg_id}
-    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, request))
+    answers = hosts(naming.mesh_aliases()).each(lambda h: h.request(request))
     for host, answer in answers.items():
         if isinstance(answer, dict) and answer.get("cancelled"):
             return host
@@ -297,7 +298,8 @@ def spawn(host: str, argv: list[str], session: str, name: str, role: str, accept
     request = {"op": "spawn", "argv": argv, "session": session, "name": name, "role": role,
                "accept": accept, "wait": wait, "hold": True}
     try:
-        return call_host(host, request, timeout=wait + 30)
+        with connect(host) as there:
+            return there.request(request, timeout=wait + 30)
     except WireError as exc:
         if exc.answered or host == naming.self_alias():
             raise

@@ -2,7 +2,7 @@
 here through OPS): delivering to several agents, keeping a reply, the queue, spawning a
 window, and the read-only status, peek and inbox. Each answers from this host alone and
 calls no other host, so the clients (mesh/delegate.py, mesh/observe.py) reach it through
-mesh/hosts.py without an import loop.
+mesh/host.py without an import loop.
 """
 
 from __future__ import annotations

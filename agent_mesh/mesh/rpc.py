@@ -1,4 +1,4 @@
-"""`agent-mesh rpc`: the fixed entrypoint a peer's SshTransport runs over SSH.
+"""`agent-mesh rpc`: the fixed entrypoint a peer's transport runs over SSH.
 
 Reads one request on stdin (a JSON header line, then a file's bytes when the
 header announces one: see wire.py), answers one JSON reply on stdout, always exit 0
@@ -44,6 +44,12 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None,
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
             "install the same version on both", cause=Cause.VERSION_MISMATCH,
         )
+    return dispatch(request, stream, origin)
+
+
+def dispatch(request: dict[str, Any], stream: BinaryIO | None = None,
+             origin: Origin | None = None) -> dict[str, Any]:
+    """Answer one request of this very installation (LocalHost calls this directly)."""
     op = request.get("op")
     if op == "hello":
         return {"host": self_alias()}
@@ -197,7 +203,7 @@ def serve(idle: int) -> None:
     import select
     import time
 
-    from agent_mesh.mesh.openssh import control_dir
+    from agent_mesh.mesh.sshclient import control_dir
 
     folder = control_dir()
     if folder is None or not 0 < idle <= 86400:

@@ -1,4 +1,4 @@
-"""notify-pane's core: resolve the address, build the envelope, pick the transport."""
+"""notify-pane's core: resolve the address, build the envelope, connect to its host."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from agent_mesh.clock import now_iso
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import Outcome, UsageError
-from agent_mesh.mesh.hosts import call_host, transport_for
+from agent_mesh.mesh.host import connect
 from agent_mesh.mesh.wire import result_from_reply
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view, whoami
@@ -96,14 +96,13 @@ def send(
         reply_to=reply_to,
     )
     if re and address not in agents and _is_host_alias(address):
-        reply = call_host(address, {"op": "reply", "envelope": envelope.to_json()},
-                          origin=origin)
+        with connect(address, origin) as host:
+            reply = host.request({"op": "reply", "envelope": envelope.to_json()})
         return result_from_reply(address, reply).replace(address=address,
                                                          msg_id=envelope.msg_id)
     agent = view.resolve(address, agents)
-    transport = transport_for(agent.host, naming.self_alias(), origin)
-    with log.sending(envelope, agent) as sent:  # sent.jsonl: what went where, how it ended
-        result = transport.deliver(envelope, agent, file_data)
+    with connect(agent.host, origin) as host, log.sending(envelope, agent) as sent:
+        result = host.deliver(envelope, agent, file_data)  # sent.jsonl: what went where
         if result.outcome != Outcome.DELIVERED:  # queued on its host (agent-mesh log follows it)
             sent.result(result.outcome, f"on {result.host}")
         return result

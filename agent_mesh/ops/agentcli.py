@@ -23,14 +23,14 @@ import shutil
 from collections.abc import Callable
 
 from agent_mesh import paths
-from agent_mesh.ops.setup import (
+from agent_mesh.ops.setup_base import (
     Report,
-    _install_copy,
-    _read,
-    _write_keeping,
     data_file,
+    install_copy,
+    read_or_none,
     run_helper,
     tilde,
+    write_keeping,
 )
 from agent_mesh.receivers import PACKAGES, traits
 
@@ -129,7 +129,7 @@ class AgentCLI:
 
 def _load_json(path: str) -> dict[str, object] | None:
     """The file's object ({} when missing); None when it is not a JSON object."""
-    text = _read(path)
+    text = read_or_none(path)
     if text is None or not text.strip():
         return {}
     try:
@@ -258,7 +258,7 @@ class JsonHooks(Step):
             return
         if changed:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            _write_keeping(path, _dump_json(data))
+            write_keeping(path, _dump_json(data))
             report.say(f"{self.cli.label}: hooks for {len(self.cli.events)} events in "
                        f"{tilde(path)}")
         else:
@@ -279,7 +279,7 @@ class JsonHooks(Step):
         self.before_removal(report, data)
         if remove_hooks(data):
             if data or os.path.basename(path) != "hooks.json":
-                _write_keeping(path, _dump_json(data))
+                write_keeping(path, _dump_json(data))
             else:
                 os.unlink(path)  # a hooks.json with nothing but ours: setup made it
             report.say(f"{self.cli.label}: removed agent-mesh's hooks from {tilde(path)}")
@@ -307,7 +307,7 @@ def install_launcher(report: Report) -> None:
     `site`: cli/setup_cmd.run_agents)."""
     target = launcher()
     os.makedirs(os.path.dirname(target), exist_ok=True)
-    if _install_copy(data_file("agent-event"), target, 0o755):
+    if install_copy(data_file("agent-event"), target, 0o755):
         report.say(f"installed {tilde(target)}")
 
 

@@ -30,7 +30,7 @@ import time
 
 from agent_mesh.ops.agentcli import AgentCLI, ClaudeCode, Step, StepFactory, add_step, launcher
 from agent_mesh.ops.codex import Codex
-from agent_mesh.ops.setup import Report, tilde
+from agent_mesh.ops.setup_base import Report, tilde
 
 __all__ = ["AgentCLI", "Step", "StepFactory", "add_step", "clis", "describe", "install",
            "uninstall"]

@@ -17,7 +17,7 @@ import os
 
 from agent_mesh import paths
 from agent_mesh.ops.agentcli import AgentCLI, JsonHooks, Step, _load_json, ours
-from agent_mesh.ops.setup import Report, _read, _write_keeping, tilde
+from agent_mesh.ops.setup_base import Report, read_or_none, tilde, write_keeping
 from agent_mesh.receivers import PACKAGES, traits
 
 FEATURE_NOTE = "added by agent-mesh setup --agents"
@@ -89,25 +89,35 @@ class CodexHooks(JsonHooks):
     def config_toml(self) -> str:
         return os.path.join(self.cli.config_dir(), "config.toml")
 
-    def _load_toml(self, report: Report | None) -> object | None:
-        import tomlkit
-
-        text = _read(self.config_toml()) or ""
+    def _load_toml(self, report: Report | None, removing: bool = False) -> object | None:
+        """config.toml as a tomlkit document, or None (said in report): it does not parse
+        (a problem when installing), or tomlkit is missing (install.sh's --uninstall
+        after its venv is gone)."""
         try:
-            return tomlkit.parse(text)
-        except Exception as exc:  # tomlkit's errors have no common base worth naming
+            import tomlkit
+        except ImportError:
             if report is not None:
+                report.warn(f"Codex: tomlkit is not installed: {tilde(self.config_toml())} "
+                            "not changed")
+            return None
+        try:
+            return tomlkit.parse(read_or_none(self.config_toml()) or "")
+        except Exception as exc:  # tomlkit's errors have no common base worth naming
+            if report is not None and removing:
+                report.warn(f"Codex: {tilde(self.config_toml())} does not parse ({exc}); "
+                            "its trust entries for agent-mesh's hooks stay")
+            elif report is not None:
                 report.problem(f"Codex: {tilde(self.config_toml())} does not parse ({exc}); "
                                "hooks written but not trusted: fix it, then re-run")
             return None
 
     def after(self, report: Report, data: dict[str, object],
               previous: dict[str, object]) -> None:
-        import tomlkit
-
         doc = self._load_toml(report)
         if doc is None:
             return
+        import tomlkit
+
         before = tomlkit.dumps(doc)  # type: ignore[arg-type]
         trust = codex_trust(os.path.abspath(self.path()), data)
         hooks = doc.get("hooks")  # type: ignore[attr-defined]
@@ -152,17 +162,15 @@ class CodexHooks(JsonHooks):
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
             os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
-            _write_keeping(self.config_toml(), after)
+            write_keeping(self.config_toml(), after)
             report.say(f"Codex: trusted agent-mesh's hooks in {tilde(self.config_toml())}")
 
     def before_removal(self, report: Report, data: dict[str, object]) -> None:
+        doc = self._load_toml(report, removing=True)
+        if doc is None:
+            return
         import tomlkit
 
-        doc = self._load_toml(None)
-        if doc is None:
-            report.warn(f"Codex: {tilde(self.config_toml())} does not parse; its trust "
-                        "entries for agent-mesh's hooks stay")
-            return
         before = tomlkit.dumps(doc)  # type: ignore[arg-type]
         trust = codex_trust(os.path.abspath(self.path()), data)
         hooks = doc.get("hooks")  # type: ignore[attr-defined]
@@ -185,7 +193,7 @@ class CodexHooks(JsonHooks):
                 del doc["features"]  # type: ignore[attr-defined]
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
-            _write_keeping(self.config_toml(), after)
+            write_keeping(self.config_toml(), after)
 
     def check(self) -> tuple[bool, str]:
         ok, line = super().check()

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent_mesh.errors import DemoFailed
-from agent_mesh.ops.doctor import MIN_TMUX, parse_tmux_version
+from agent_mesh.ops.host_checks import MIN_TMUX, parse_tmux_version
 from agent_mesh.procs import alive
 
 SESSION = "demo"

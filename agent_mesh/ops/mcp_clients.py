@@ -380,6 +380,24 @@ def status(names: list[str] | None = None) -> list[tuple[McpClient, str, str]]:
     return [(c, *c.status(command)) for c in _each(names, installed_only=True)]
 
 
+def checks() -> list[Any]:
+    """doctor's lines for the installed agent CLIs that ops/agents.py does not cover
+    (`others()`): a warning, not a failure, when the server is not registered there (the
+    shell commands still work); a failure for a config that does not parse."""
+    from agent_mesh.ops.checks import fail, ok, warn
+
+    out = []
+    for client, state, detail in status(others()):
+        name = f"mcp:{client.name}"
+        if state == "ok":
+            out.append(ok(name, detail))
+        elif state == "unreadable":
+            out.append(fail(name, detail, f"fix {client.config_path()}, then run {FIX}"))
+        else:
+            out.append(warn(name, detail, FIX))
+    return out
+
+
 # --- one step of `agent-mesh setup --agents` (ops/agents.py, issue 15) ------------------
 
 

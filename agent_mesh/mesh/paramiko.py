@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent_mesh.errors import Cause, UsageError, WireError
-from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Transport
+from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Host
 from agent_mesh.mesh.wire import REMOTE_COMMAND, decode_reply, encode_header
 
 DEFAULT_CONNECT_TIMEOUT = 4.0
@@ -178,7 +178,7 @@ class _QuickAckSocket:
         return getattr(self._sock, name)
 
 
-class SshTransport(Transport):
+class ParamikoTransport(Host):
     """A lazily opened connection to one peer, reused for every request to it."""
 
     name = "paramiko"
@@ -189,7 +189,7 @@ class SshTransport(Transport):
         self.host = alias
         self._via = via
         self._client: Any = None
-        self._jump: SshTransport | None = None
+        self._jump: ParamikoTransport | None = None
 
     # --- connection ---------------------------------------------------------
 
@@ -266,7 +266,7 @@ class SshTransport(Transport):
         if target.proxy_jump:
             # ProxyJump a,b,c: reach the last hop through the ones before it
             *before, jump_alias = target.proxy_jump.split(",")
-            self._jump = SshTransport(jump_alias, via=",".join(before) if before else None)
+            self._jump = ParamikoTransport(jump_alias, via=",".join(before) if before else None)
             jump_client = self._jump.connect()
             try:
                 return jump_client.get_transport().open_channel(
