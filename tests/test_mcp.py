@@ -324,7 +324,7 @@ def test_wait_reply_is_bounded(spawn: Spawner) -> None:
             assert not err and 0.9 < time.monotonic() - started < 5, text
 
     anyio.run(body)
-    from agent_mesh.cli.mcp_server import MAX_WAIT
+    from agent_mesh.cli.mcp_tools import MAX_WAIT
 
     assert MAX_WAIT <= 55  # under the 60 s clients commonly allow a call
 
