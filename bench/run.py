@@ -695,6 +695,121 @@ def bench_status_remote(rounds: int) -> list[Result]:
         lab.stop()
 
 
+# --- agents as MCP clients: agent-mesh mcp -------------------------------------------------
+
+
+class _McpServer:
+    """`agent-mesh mcp` over raw JSON-RPC pipes (no client library in the timing)."""
+
+    def __init__(self, box: Sandbox) -> None:
+        self.proc = subprocess.Popen([str(BIN / "agent-mesh"), "mcp"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env=box.env)
+        self.next_id = 0
+
+    def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.next_id += 1
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": self.next_id,
+                                          "method": method, "params": params}).encode() + b"\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        if "result" not in answer:
+            raise RuntimeError(f"mcp {method}: {answer}")
+        return dict(answer["result"])
+
+    def start(self) -> int:
+        """initialize + tools/list, as a client does on start; the number of tools."""
+        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "bench", "version": "1"}})
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        self.proc.stdin.flush()
+        return len(self.request("tools/list", {})["tools"])
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+def bench_mcp(rounds: int) -> list[Result]:
+    """`agent-mesh mcp`: start and list the tools (warm: the handshake cache filled by
+    an earlier start), against 300 ms; a cold start (cache removed, the SDK answers) is
+    shown beside. And a `send` tool call to an idle local agent, on a running server,
+    against notify-pane to the same pane, alternately, each waiting for the landing."""
+    box = Sandbox("m")
+    log = box.base / "got.jsonl"
+    cache = box.home / ".agents" / "cache" / "mcp-handshake.json"
+    try:
+        box.tmux("-f", "/dev/null", "new-session", "-d", "-s", "dev", "-n", "py",
+                 sys.executable, "-q", "-c", RECEIVER, str(log), ";",
+                 "set-option", "-w", "-t", "dev:py", "@agent-accept", "python3")
+        box.run([str(BIN / "agent-discover")])
+        address = f"{HOST}-dev-py"
+        deadline = time.monotonic() + 10
+        while ">>>" not in box.tmux("capture-pane", "-p", "-t", "dev:py"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("receiver did not start")
+            time.sleep(0.05)
+        start = Result("mcp server: start + list tools (warm)", target=1.0, limit_ms=300.0)
+        cold: list[float] = []
+        for i in range(rounds + 1):
+            for warm in ([True, False] if i % 2 == 0 else [False, True]):
+                if not warm:
+                    cache.unlink(missing_ok=True)
+                began = time.perf_counter()
+                server = _McpServer(box)
+                if server.start() != 9:
+                    raise RuntimeError("agent-mesh mcp did not list its 9 tools")
+                elapsed = (time.perf_counter() - began) * 1000
+                server.close()
+                if i:
+                    (start.ours if warm else cold).append(elapsed)
+        start.extra = {"cold_start_ms": statistics.median(cold)}
+
+        send = Result("mcp send tool, local idle pane (vs notify-pane)", target=1.2)
+        server = _McpServer(box)
+        server.start()
+        runners: dict[str, Callable[[str], None]] = {
+            "ours": lambda body: _mcp_send(server, address, body),
+            "baseline": lambda body: _notify(box, address, body),
+        }
+        try:
+            for i in range(rounds + 1):
+                for who in (["ours", "baseline"] if i % 2 == 0 else ["baseline", "ours"]):
+                    body = f"{who} mcp round {i} tests green"
+                    began = time.perf_counter()
+                    runners[who](body)
+                    elapsed = (time.perf_counter() - began) * 1000
+                    while body not in (log.read_text() if log.exists() else ""):
+                        if (time.perf_counter() - began) > 10:
+                            raise RuntimeError(f"{who} message never submitted")
+                        time.sleep(0.002)
+                    if i:
+                        (send.ours if who == "ours" else send.baseline).append(elapsed)
+                    time.sleep(0.35)  # the settle: every send meets an idle pane
+        finally:
+            server.close()
+        return [start, send]
+    finally:
+        box.close()
+
+
+def _mcp_send(server: _McpServer, address: str, body: str) -> None:
+    result = server.request("tools/call", {"name": "send",
+                                           "arguments": {"to": address, "text": body}})
+    if result.get("isError"):
+        raise RuntimeError(f"mcp send: {result}")
+
+
+def _notify(box: Sandbox, address: str, body: str) -> None:
+    out = box.run([str(BIN / "notify-pane"), address, body])
+    if out.returncode != 0:
+        raise RuntimeError(f"notify-pane: {out.stderr.decode().strip()}")
+
+
+BENCHMARKS["mcp"] = bench_mcp
 BENCHMARKS["status-local"] = bench_status_local
 BENCHMARKS["status-remote"] = bench_status_remote
 

@@ -187,6 +187,7 @@ def test_agent_names_are_written_only_in_receivers() -> None:
 FANOUT_HOME = "mesh.group"
 THREADS_ALLOWED = {
     "delivery.pane": "batches of tmux commands to this host's own tmux server, not hosts",
+    "cli.mcp_stdio": "one MCP session's stdin reader and stdout filter (pipes), not hosts",
 }
 
 

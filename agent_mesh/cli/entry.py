@@ -74,6 +74,10 @@ def main() -> None:
         from agent_mesh.cli.agent_event import main as agent_event
 
         sys.exit(agent_event(sys.argv[2:]))
+    if command == ["mcp"]:  # an agent CLI starts it: click's import is not needed
+        from agent_mesh.cli.mcp_server import main as mcp_main
+
+        sys.exit(mcp_main(sys.argv[2:]))
     if command == ["sync"] and len(sys.argv) == 2:  # plain sync: cli/main.py sync_cmd
         from agent_mesh.cli.observe_cmds import run_sync
 

@@ -159,6 +159,17 @@ def setup_cmd(uninstall: bool, cron: bool, no_discover: bool, agents: bool) -> N
     sys.exit(command.run(uninstall=uninstall, cron=cron, discover=not no_discover))
 
 
+@mesh.command("mcp", context_settings={"ignore_unknown_options": True, **CONTEXT},
+              add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def mcp_cmd(args: tuple[str, ...]) -> None:
+    """Serve the mesh as MCP tools over stdio, for an agent CLI that starts it in its
+    pane; `agent-mesh mcp register` adds it to every installed agent CLI (see README)."""
+    from agent_mesh.cli.mcp_server import main
+
+    sys.exit(main(list(args)))  # cli/entry.py runs `agent-mesh mcp …` without click
+
+
 @mesh.command("disconnect")
 @click.argument("aliases", nargs=-1)
 def disconnect_cmd(aliases: tuple[str, ...]) -> None:

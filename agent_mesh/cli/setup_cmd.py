@@ -85,14 +85,17 @@ def _uninstall_agents(report: Report) -> None:
 def run_agents(*, uninstall: bool = False) -> int:
     """`setup --agents`: agent-mesh's hooks (and any other per-CLI step) into, or out of,
     each agent CLI's own config (ops/agents.py); 0 when every step worked."""
-    from agent_mesh.ops import agents, setup
+    from agent_mesh.ops import agents, mcp_clients, setup
 
+    mcp_clients.plug_in()  # the MCP server's entry: one more step per agent CLI
     report = setup.Report(_emit)
     try:
         if uninstall:
             agents.uninstall(report)
+            mcp_clients.uninstall(report, mcp_clients.others())
         else:
             agents.install(report)
+            mcp_clients.install(report, mcp_clients.others(), installed_only=True)
             from agent_mesh.cli.hook import remember_launch
 
             remember_launch()  # hooks/agent-event then starts Python without `site`

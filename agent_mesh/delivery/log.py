@@ -197,6 +197,9 @@ def _received(envelope: Envelope, address: str) -> dict[str, object]:
         "id": envelope.msg_id, "time": now_iso(), "from": envelope.sender, "to": address,
         "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
     }
+    if envelope.ask:  # a question: where its reply goes (the MCP `reply` tool reads it)
+        record["ask"] = envelope.ask
+        record["reply_to"] = envelope.reply_to
     if envelope.file_name:  # the path it lands at is filled in once it is placed
         record["file"] = envelope.file_name
         record["size"] = envelope.file_size

@@ -45,10 +45,18 @@ def check_agents() -> list[Check]:
     """Per agent CLI on this host (Claude Code, Codex): agent-mesh's hooks installed and
     trusted, its version, when a hook last fired (ops/agents.py). Without them delivery
     reads the screen only, as before: a warning, not a failure."""
-    from agent_mesh.ops import agents
+    from agent_mesh.ops import agents, mcp_clients
 
+    mcp_clients.plug_in()  # the MCP server's entry, shown with each CLI's hooks
     return [ok(name, detail) if good else warn(name, detail, "agent-mesh setup --agents")
             for name, good, detail in agents.describe()]
+
+
+def check_mcp_registration() -> list[Check]:
+    """`agent-mesh mcp` in the agent CLIs check_agents does not cover (Gemini CLI)."""
+    from agent_mesh.ops import mcp_clients
+
+    return mcp_clients.checks()
 
 
 def _guard(name: str, func: Callable[[], Any]) -> list[Check]:
@@ -83,6 +91,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     checks += _guard("inbox-parts", check_inbox_parts)
     checks += _guard("timer", check_timer)
     checks += _guard("agents", check_agents)
+    checks += _guard("mcp", check_mcp_registration)
     probed = probes.results() if probes is not None else {}
     for alias in peers:
         if alias in probed:
