@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import SELF_HOST, Spawner
+from conftest import SELF_HOST, Spawner, TmuxServer
 from test_doctor import closed_port, ssh_config, tools  # noqa: F401 (fixtures)
 from test_mcp import HOSTILE, clean, pane_env, raw_start, session
 from test_mcp import call as sdk_call
@@ -53,6 +53,39 @@ def test_the_coordination_tools_are_listed_with_descriptions() -> None:
         assert required["post"] == ["text"] and required["lock"] == ["path"]
         assert required["decide"] == ["because", "title"] and required["task_done"] == ["id"]
         assert required["task_claim"] == [] and required["tasks"] == []
+        wait = tools["lock"].input_schema["properties"]["wait"]
+        assert "at most 50" in wait["description"], wait  # as wait_reply: under 60 s
+
+    anyio.run(body)
+    from agent_mesh.cli.mcp_coord import MAX_WAIT
+
+    assert MAX_WAIT <= 50
+
+
+def test_a_claim_whose_window_closed_shows_gone_and_stale_releases_it(
+    spawn: Spawner, tmux_server: TmuxServer
+) -> None:
+    alice, bob = spawn.agent_tui("alice"), spawn.agent_tui("bob")
+
+    async def body() -> None:
+        async with session(pane_env(spawn, alice.pane.pane_id)) as a:
+            assert not (await call(a, "task_add", title="long job"))[0]
+            err, text = await call(a, "task_claim", id=1)
+            assert not err, text
+        tmux_server.run("kill-window", "-t", alice.pane.window_id)
+        spawn.register()  # what the hook does
+        async with session(pane_env(spawn, bob.pane.pane_id)) as b:
+            err, text = await call(b, "tasks")
+            assert not err and f"{alice.address} (" in text and " gone" in text, text
+            assert text.endswith("claims marked gone: their window closed; "
+                                 f'task_drop(stale=true, board="main@{SELF_HOST}") opens them '
+                                 "again"), text
+            err, text = await call(b, "task_claim", id=1)
+            assert err and f"claimed by {alice.address}" in text, text
+            err, text = await call(b, "task_drop", stale=True)
+            assert not err and text == f"released stale claims on main@{SELF_HOST}: 1", text
+            err, text = await call(b, "task_claim", id=1)
+            assert not err, text
 
     anyio.run(body)
 
