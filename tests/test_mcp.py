@@ -31,6 +31,13 @@ TOOLS = {
     "whoami": [], "list_agents": ["pattern"], "send": ["to", "text", "file", "queue", "ttl"],
     "ask": ["to", "text"], "wait_reply": ["id", "timeout"], "reply": ["id", "text"],
     "peek": ["address", "lines"], "inbox": ["address"], "queue": [],
+    # the coordination tools: test_mcp_coord.py
+    "post": ["text", "tag"], "bulletin": ["since", "tag", "host", "limit"],
+    "decide": ["title", "because", "supersedes"], "decisions": ["all"],
+    "lock": ["path", "host", "intent", "ttl", "wait"], "unlock": ["path", "host", "force"],
+    "locks": ["host"], "task_add": ["title", "board", "role", "notify"],
+    "task_claim": ["id", "next", "role", "board"], "task_done": ["id", "note", "board"],
+    "task_drop": ["id", "stale", "board"], "tasks": ["board"],
 }
 HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b]0;title\x07ok\u202eevil\x9b31m"
 

@@ -278,9 +278,10 @@ def _held_line(lock: dict[str, Any], host: str) -> str:
 
 
 def lock(target: str, host: str | None = None, intent: str = "", ttl: float = 7200.0,
-         wait: float = 0.0) -> dict[str, Any]:
+         wait: float = 0.0, sleep: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Take the lock on HOST:PATH. Held (exit 3) names the holder; with `wait`, retries
-    until then and WaitTimeout (exit 6). Renews it when it is already ours."""
+    until then and WaitTimeout (exit 6). Renews it when it is already ours. `sleep`: the
+    pause between tries (an MCP tool lets its other calls run meanwhile)."""
     host, path = where(target, host)
     request = {"action": "lock", "who": me(), "path": path, "intent": intent, "ttl": ttl}
     deadline = time.monotonic() + wait
@@ -294,7 +295,7 @@ def lock(target: str, host: str | None = None, intent: str = "", ttl: float = 72
         left = deadline - time.monotonic()
         if left <= 0:
             raise WaitTimeout(f"still held after {wait:g}s: {line}") if wait else Held(line)
-        time.sleep(min(pause, left))
+        (sleep or time.sleep)(min(pause, left))
         pause = min(pause * 1.5, WAIT_POLL[1])
 
 
