@@ -265,3 +265,23 @@ def test_the_hook_imports_nothing_heavy(tui: Receiver) -> None:
     imported = {line.split("|")[-1].strip().split(".")[0] for line in
                 res.stderr.decode().splitlines() if line.startswith("import time:")}
     assert not {"click", "tomlkit", "paramiko", "subprocess"} & imported
+
+
+def test_a_stop_while_the_pane_lock_is_busy_still_ends_the_turn(tui: Receiver) -> None:
+    """The Stop hook cannot take the pane's lock in time (a delivery holds it): the
+    messages stay queued, but the turn's end is still recorded, or a Codex pane (whose
+    `working` never lapses) would count as mid-turn until its next prompt."""
+    from agent_mesh.delivery import handover
+
+    hook(tui, "UserPromptSubmit", cli="codex")
+    msg = queued(notify(tui.address, "after the busy stop"))
+    socket = tui.pane.display("#{socket_path}")
+    with handover.pane_lock(socket, tui.pane.pane_id):
+        out = hook(tui, "Stop", cli="codex")
+        assert (out.returncode, out.stderr) == (0, b"")
+        record = json.loads(next((Path.home() / ".agents" / "turns").glob("*.json")).read_text())
+        assert record["state"] == "idle", record
+    retry_until(lambda: [r["id"] for r in received(tui.address)
+                         if r.get("outcome") == "delivered"] == [msg], timeout=20)
+    (line,) = tui.wait_lines(1)
+    assert line.endswith("] after the busy stop")
