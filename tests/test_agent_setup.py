@@ -179,3 +179,27 @@ def test_codex_itself_trusts_the_hooks(configs: tuple[Path, Path, Path]) -> None
     assert {h["trustStatus"] for h in ours} == {"trusted"}, ours
     mine = [h for h in hooks if h["command"] == "mine"]
     assert mine and mine[0]["trustStatus"] == "untrusted"  # theirs: not ours to trust
+
+
+@pytest.mark.parametrize("features", ['features = { web_search = true }\n',
+                                      'features.web_search = true\n'])
+def test_codex_features_setup_cannot_mark_are_left_alone_and_uninstall_restores(
+        configs: tuple[Path, Path, Path], features: str) -> None:
+    """An inline `features = {…}` cannot carry the marker comment that lets --uninstall
+    take agent-mesh's flags out again: setup must not add them there (it says what to
+    add by hand). Either way --uninstall gives the file back as it was."""
+    import tomllib
+
+    _claude, toml, _hooks = configs
+    before = 'model = "o3"\n' + features
+    toml.write_text(before)
+    out = setup()
+    data = tomllib.loads(toml.read_text())
+    if features.startswith("features = {"):
+        assert b"daemon_auto_start = false" in out.stderr, out  # what to add by hand
+        assert data["features"] == {"web_search": True}, data
+    else:
+        assert data["features"] == {"web_search": True, "hooks": True,
+                                    "daemon_auto_start": False}, data
+    setup("--uninstall")
+    assert toml.read_text() == before
