@@ -203,3 +203,16 @@ def test_codex_features_setup_cannot_mark_are_left_alone_and_uninstall_restores(
                                     "daemon_auto_start": False}, data
     setup("--uninstall")
     assert toml.read_text() == before
+
+
+def test_a_config_that_is_not_utf8_is_reported_and_the_other_steps_run(
+        configs: tuple[Path, Path, Path], isolated_env: Path) -> None:
+    claude_json = isolated_env / ".claude.json"
+    claude_json.write_bytes(b'{"name": "caf\xe9"}\n')
+    out = run_cli("agent-mesh", "setup", "--agents")
+    assert out.returncode == 1, out
+    assert claude_json.read_bytes() == b'{"name": "caf\xe9"}\n'
+    lines = [line for line in out.stderr.decode().splitlines() if "error" in line]
+    assert len(lines) == 1 and "~/.claude.json" in lines[0] and "stopped" not in lines[0], lines
+    _claude, _toml, hooks_json = configs
+    assert "agent-event --agent codex" in hooks_json.read_text()  # the later steps ran
