@@ -285,3 +285,19 @@ def test_a_stop_while_the_pane_lock_is_busy_still_ends_the_turn(tui: Receiver) -
                          if r.get("outcome") == "delivered"] == [msg], timeout=20)
     (line,) = tui.wait_lines(1)
     assert line.endswith("] after the busy stop")
+
+
+def test_a_turn_its_hooks_start_while_delivery_waits_for_the_pane_is_not_typed_into(
+        tui: Receiver) -> None:
+    """Delivery re-reads the pane while the previous message lands (paste._poll_ready):
+    a turn that started meanwhile by the agent's hooks must stop it there (queued), as
+    at the first look, never go on to type into the turn."""
+    from agent_mesh.delivery import paste
+    from agent_mesh.delivery.pane import Pane
+    from agent_mesh.errors import MidTurn
+    from agent_mesh.tmux import Tmux
+
+    hook(tui, "UserPromptSubmit")
+    pane = Pane(Tmux(socket_path=tui.pane.display("#{socket_path}")), tui.pane.pane_id)
+    with pytest.raises(MidTurn):
+        paste._poll_ready(pane, False)
