@@ -216,3 +216,18 @@ def test_a_config_that_is_not_utf8_is_reported_and_the_other_steps_run(
     assert len(lines) == 1 and "~/.claude.json" in lines[0] and "stopped" not in lines[0], lines
     _claude, _toml, hooks_json = configs
     assert "agent-event --agent codex" in hooks_json.read_text()  # the later steps ran
+
+
+def test_the_plain_uninstall_takes_the_mcp_entries_out_too(
+        configs: tuple[Path, Path, Path], isolated_env: Path) -> None:
+    """`agent-mesh setup --uninstall` (and install.sh --uninstall, which runs it) removes
+    the agent CLIs' hooks, so it must remove the MCP server entries setup --agents wrote
+    beside them: left, every Claude Code and Codex start tries a command that is gone."""
+    _claude, toml, _hooks = configs
+    setup()
+    claude_json = isolated_env / ".claude.json"
+    assert "agent-mesh" in json.loads(claude_json.read_text())["mcpServers"]
+    out = run_cli("agent-mesh", "setup", "--uninstall")
+    assert out.returncode == 0, out
+    assert "agent-mesh" not in json.loads(claude_json.read_text()).get("mcpServers", {})
+    assert "mcp_servers" not in toml.read_text()
