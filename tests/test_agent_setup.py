@@ -231,3 +231,13 @@ def test_the_plain_uninstall_takes_the_mcp_entries_out_too(
     assert out.returncode == 0, out
     assert "agent-mesh" not in json.loads(claude_json.read_text()).get("mcpServers", {})
     assert "mcp_servers" not in toml.read_text()
+
+
+def test_an_event_entry_that_is_not_a_list_is_refused_not_replaced(
+        configs: tuple[Path, Path, Path]) -> None:
+    claude, _toml, _hooks = configs
+    odd = {"hooks": {"Stop": {"hooks": [{"type": "command", "command": "mine"}]}}}
+    claude.write_text(json.dumps(odd))
+    out = run_cli("agent-mesh", "setup", "--agents")
+    assert out.returncode == 1 and b"Stop" in out.stderr, out
+    assert json.loads(claude.read_text()) == odd
