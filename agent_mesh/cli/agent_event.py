@@ -207,13 +207,13 @@ def _hand_over(socket: str, server_pid: str, pane: str,
     from agent_mesh.delivery import handover, turns
 
     path = turns.record_path(socket, pane)
-    lock = handover.pane_lock(socket, pane)
     try:
+        lock = handover.pane_lock(socket, pane)
         lock.__enter__()
-    except TimeoutError:  # a delivery holds the pane: its turn still ended (recorded idle),
-        log(f"Stop: {pane}'s delivery lock is busy: its queued messages stay queued and go "
-            "by paste")
-        return None  # and the waiters paste them under the normal checks
+    except Exception as exc:  # busy (a delivery holds it) or unusable: its turn still
+        log(f"Stop: {pane}'s delivery lock: {exc}; its queued messages stay queued and go "
+            "by paste")  # ended (recorded idle), and the waiters paste under the checks
+        return None
     try:
         prepared = handover.prepare(handover.for_pane(socket, server_pid, pane))
         if prepared is None:
