@@ -265,7 +265,7 @@ class Codex(McpClient):
         for key, value in wanted.items():
             table.add(key, value)
         table.add(tomlkit.nl())  # a blank line before whatever table follows
-        if NAME in servers:
+        if NAME in servers or not hasattr(servers, "add"):  # or split around other tables
             servers[NAME] = table
         else:
             servers.add(NAME, table)
