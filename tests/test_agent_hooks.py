@@ -301,3 +301,20 @@ def test_a_turn_its_hooks_start_while_delivery_waits_for_the_pane_is_not_typed_i
     pane = Pane(Tmux(socket_path=tui.pane.display("#{socket_path}")), tui.pane.pane_id)
     with pytest.raises(MidTurn):
         paste._poll_ready(pane, False)
+
+
+def test_the_launcher_exits_0_silently_when_the_package_is_gone(tmp_path: Path) -> None:
+    """hook.launch naming an interpreter whose agent-mesh was uninstalled (pip uninstall
+    without setup --uninstall): the hook must still exit 0 with nothing on stderr, not a
+    traceback at every event of the agent."""
+    import sys
+
+    from agent_mesh.ops.setup_base import data_file
+
+    home = tmp_path / "agents"
+    home.mkdir()
+    (home / "hook.launch").write_text(f"{sys.executable}\n{tmp_path / 'gone'}\n")
+    env = {**os.environ, "AGENT_MESH_HOME": str(home), "AGENT_MESH_BIN": str(tmp_path / "bin")}
+    out = subprocess.run(["sh", data_file("agent-event"), "--agent", "claude", "Stop"],
+                         input=b"{}", capture_output=True, env=env, timeout=30, check=False)
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"", b""), out
