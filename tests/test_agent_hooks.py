@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -318,3 +319,24 @@ def test_the_launcher_exits_0_silently_when_the_package_is_gone(tmp_path: Path) 
     out = subprocess.run(["sh", data_file("agent-event"), "--agent", "claude", "Stop"],
                          input=b"{}", capture_output=True, env=env, timeout=30, check=False)
     assert (out.returncode, out.stdout, out.stderr) == (0, b"", b""), out
+
+
+def test_a_bookkeeping_failure_after_the_handover_still_hands_it_over(tui: Receiver) -> None:
+    """Once the whole text is on stderr, only exit 2 gets it to the agent: a record that
+    cannot be removed afterwards (here: immutable) must not turn the handover into an
+    exit 0, which would drop the text while the received log says `delivered`."""
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        pytest.skip("needs root and chattr to make a queue record immutable")
+    hook(tui, "UserPromptSubmit")
+    ids = [queued(notify(tui.address, f"kept {n}")) for n in range(2)]
+    stuck = queue_files()[-1]
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        out = hook(tui, "Stop")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert out.returncode == 2 and out.stderr.decode().count("] kept ") == 2, out
+    again = hook(tui, "Stop")  # the record left behind is known delivered: not twice
+    assert (again.returncode, again.stderr) == (0, b""), again
+    delivered = [r["id"] for r in received(tui.address) if r.get("outcome") == "delivered"]
+    assert delivered == ids and queue_files() == []

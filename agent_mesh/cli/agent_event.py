@@ -229,9 +229,12 @@ def _hand_over(socket: str, server_pid: str, pane: str,
         if os.environ.get("AGENT_MESH_FAULT") == "handover-kill-after-write":  # tests
             os.kill(os.getpid(), 9)
         detail = f"handed over at its turn's end by its Stop hook ({pane})"
-        handover.commit(prepared, detail)
-        _write_state(path, record, turns.WORKING,
-                     f"it goes on with {len(prepared.records)} handed-over message(s)")
+        try:  # the text is out: only exit 2 gets it to the agent, whatever fails now
+            handover.commit(prepared, detail)
+            _write_state(path, record, turns.WORKING,
+                         f"it goes on with {len(prepared.records)} handed-over message(s)")
+        except Exception as exc:
+            log(f"Stop: handed over, but its bookkeeping failed: {type(exc).__name__}: {exc}")
     finally:
         lock.__exit__(None, None, None)
     return Outcome(code=2, logged=f"Stop: handed over {', '.join(prepared.ids)} "
