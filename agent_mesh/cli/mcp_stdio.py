@@ -89,13 +89,23 @@ def _load_cache() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _entry(found: Any) -> dict[str, Any]:
+    """A cache entry fit to answer from (both answers, each a JSON object), else {}: a
+    hand-edited or half-foreign entry is a miss, never a reply lost or made up."""
+    if isinstance(found, dict) and all(isinstance(found.get(kind), dict)
+                                       for kind in ("initialize", "tools")):
+        return found
+    return {}
+
+
 def _store(key: str, kind: str, result: Any) -> None:
     """Keep the SDK's answer; never fails the session (a full disk only costs speed)."""
     try:
         from agent_mesh.fsutil import atomic_write, make_dirs
 
         data = _load_cache()
-        entry = data.pop(key, {})
+        entry = data.pop(key, None)
+        entry = entry if isinstance(entry, dict) else {}
         entry[kind] = result
         data[key] = entry  # most recent last
         while len(data) > KEEP:
@@ -198,8 +208,8 @@ class Front:
         method, msg_id = msg.get("method"), msg["id"]
         if method == "initialize":
             self.key = handshake_key(msg.get("params"), self.signature)
-            self.cached = _load_cache().get(self.key) or {}
-            if "initialize" in self.cached and "tools" in self.cached:
+            self.cached = _entry(_load_cache().get(self.key))
+            if self.cached:
                 with self.lock:
                     self.drop.add(_id_key(msg_id))
                 self._answer(msg_id, self.cached["initialize"])

@@ -132,9 +132,21 @@ def _valid(entry: Any, host: str, kind: str, aliases: set[str]) -> bool:
         return False
     if not isinstance(when, (int, float)) or not isinstance(entry.get("id"), str):
         return False
+    if not _tags_ok(entry.get("tags")):
+        return False
     if kind == "decisions":
         return isinstance(entry.get("title"), str) and isinstance(entry.get("because"), str)
     return isinstance(entry.get("text"), str)
+
+
+def _tags_ok(tags: Any) -> bool:
+    """Absent, or tags as `post` keeps them (clean_tags): what is shown is what was sent."""
+    if tags is None:
+        return True
+    try:
+        return type(tags) is list and clean_tags(tags) == tags
+    except UsageError:
+        return False
 
 
 def _remember(host: str, kind: str, entries: list[dict[str, Any]]) -> None:
