@@ -106,6 +106,21 @@ def test_a_claude_code_turn_no_hook_ended_lapses_once_its_screen_is_idle(tui: Re
     assert status_of(tui)["state"] == "working"
 
 
+def test_a_question_its_hooks_saw_open_never_lapses_on_the_screen(tui: Receiver) -> None:
+    """A Claude Code `waiting` (PermissionRequest) 31 s old, with an idle-looking screen,
+    still queues: the screen may misread a question, and a message must never answer one."""
+    hook(tui, "PermissionRequest")
+    record = next((Path.home() / ".agents" / "turns").glob("*.json"))
+    data = json.loads(record.read_text())
+    assert data["state"] == "waiting"
+    data["time"] -= 31
+    record.write_text(json.dumps(data))
+    assert status_of(tui)["state"] == "waiting"
+    out = notify(tui.address, "must not answer a question")
+    assert out.returncode == 5, out.stderr
+    assert "must not answer a question" not in tui.pane.capture()
+
+
 def test_a_record_of_an_agent_that_exited_is_ignored(tui: Receiver) -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
