@@ -263,6 +263,12 @@ class WireError(MeshError):
     exit_code = WIRE
 
 
+class TornRecord(WireError):
+    """tmux printed a record whose length prefixes do not add up: a field tmux reads from
+    the OS at each use (`pane_current_command`) changed between its length and its value
+    (a foreground program starting or ending). Reading again gives a whole record."""
+
+
 class SliceRejected(MeshError):
     """A peer's slice that must not replace the last good one."""
 

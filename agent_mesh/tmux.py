@@ -21,7 +21,7 @@ import time
 # `signal` imports enum (~2 ms on a slow host); the builtin `_signal` has the numbers.
 from _signal import SIGKILL, SIGPIPE, SIGXFSZ
 
-from agent_mesh.errors import WireError
+from agent_mesh.errors import TornRecord, WireError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def _parse_record(out: bytes, fields: Sequence[str], pos: int) -> tuple[dict[str
         if out[pos : pos + 1] != b"\n":
             raise ValueError("record does not end in a newline")
     except ValueError as exc:
-        raise WireError(
+        raise TornRecord(
             f"tmux returned a malformed record at byte {max(pos, start_of_record)}: {exc}"
         ) from None
     return record, pos + 1

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, TmuxServer, unique
+from conftest import REPO, Spawner, TmuxServer, unique
 
 from agent_mesh.errors import WireError
 from agent_mesh.tmux import Tmux, TmuxResult, fields_format, parse_records
@@ -169,3 +169,26 @@ def test_wrapper_imports_stay_lean() -> None:
                          text=True, check=True, cwd="/").stdout
     loaded = set(out.split())
     assert not loaded & {"subprocess", "dataclasses", "enum", "re", "typing", "signal"}, loaded
+
+
+def test_a_foreground_program_changing_mid_read_never_looks_like_a_gone_pane(
+    spawn: Spawner,
+) -> None:
+    """tmux reads pane_current_command from the OS at each use, so `#{n:…}` and the value
+    can disagree while programs start and end (bash 4 bytes, sleep 5): such a torn record
+    is read again, never taken for a pane that is gone (exit 2) or a broken registry."""
+    from agent_mesh.delivery.pane import pane_state
+    from agent_mesh.registry.scan import scan_windows
+
+    sh = spawn.bash()
+    sh.pane.send_keys("while :; do sleep 0; done", literal=True)
+    sh.pane.send_keys("Enter")
+    seen = set()
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline and not {"bash", "sleep"} <= seen:
+        seen.add(pane_state(Tmux(), sh.pane.pane_id).current_command)
+    assert {"bash", "sleep"} <= seen, seen  # the race is really there
+    for _ in range(300):
+        assert pane_state(Tmux(), sh.pane.pane_id).pane_id == sh.pane.pane_id
+        assert scan_windows(Tmux())
+    sh.pane.send_keys("C-c")

@@ -16,7 +16,7 @@ import os
 
 from agent_mesh import paths
 from agent_mesh.delivery.state import DEAD_REASON, PaneState
-from agent_mesh.errors import MeshError, PaneDead, PaneGone, WireError
+from agent_mesh.errors import MeshError, PaneDead, PaneGone, TornRecord, WireError
 from agent_mesh.fsutil import locked
 from agent_mesh.procs import foreground, tty_mode
 from agent_mesh.tmux import Tmux, TmuxResult, fields_format, parse_head
@@ -63,15 +63,23 @@ class Pane:
     def state(self) -> PaneState:
         """Flags, cursor, foreground program and visible screen in one tmux call;
         PaneGone for a pane that no longer exists, WireError when tmux fails."""
-        return self._parse_state(self.tmux.run(*self._state_args(), check=False))
+        for _attempt in range(3):
+            state = self._parse_state(self.tmux.run(*self._state_args(), check=False))
+            if state is not None:
+                return state
+        raise WireError(f"tmux kept returning a malformed record for pane {self.target}")
 
     def _state_args(self) -> tuple[str, ...]:
         target = self.target
         return ("display-message", "-p", "-t", target, fields_format(_STATE_FIELDS), ";",
                 "capture-pane", "-p", "-e", "-t", target)
 
-    def _parse_state(self, result: TmuxResult) -> PaneState:
-        record, screen = _split_state(result.stdout)
+    def _parse_state(self, result: TmuxResult) -> PaneState | None:
+        """The state tmux printed; None for a torn record (read again)."""
+        split = _split_state(result.stdout)
+        if split is None:
+            return None
+        record, screen = split
         target = self.target
         if not record.get("pane_id", "").startswith("%"):
             # tmux says "can't find pane" (or prints empty fields) for a pane that is
@@ -170,12 +178,15 @@ def pane_state(tmux: Tmux, target: str) -> PaneState:
     return Pane(tmux, target).state()
 
 
-def _split_state(out: bytes) -> tuple[dict[str, str], str]:
-    """The display-message record, then the screen; ({}, "") when tmux printed none."""
+def _split_state(out: bytes) -> tuple[dict[str, str], str] | None:
+    """The display-message record, then the screen; ({}, "") when tmux printed none, None
+    when its record is torn (pane_current_command changed between its length and value)."""
+    if not out.strip():
+        return {}, ""
     try:
         record, rest = parse_head(out, _STATE_FIELDS)
-    except WireError:
-        return {}, ""
+    except TornRecord:
+        return None
     return record, rest.decode("utf-8", "replace")
 
 
@@ -224,10 +235,9 @@ def _read_group(tmux: Tmux, group: list[Pane], found: dict[str, PaneState | Mesh
         chunks = []
     for n, pane in enumerate(group):
         try:
-            if n < len(chunks) - 1:  # its output is complete
-                found[pane.target] = pane._parse_state(TmuxResult(0, chunks[n], b""))
-            else:
-                found[pane.target] = pane.state()
+            state = (pane._parse_state(TmuxResult(0, chunks[n], b""))
+                     if n < len(chunks) - 1 else None)  # its output is complete
+            found[pane.target] = state if state is not None else pane.state()
         except MeshError as exc:
             found[pane.target] = exc
 

@@ -68,15 +68,21 @@ def scan_windows(tmux: Tmux) -> list[dict[str, str]]:
     exits: the hooks of that last close often reach it then, so that too means
     no windows (not a failure that would leave the closed windows registered).
     """
-    from agent_mesh.errors import WireError
+    from agent_mesh.errors import TornRecord, WireError
     from agent_mesh.tmux import fields_format, parse_records
 
-    result = tmux.run("list-windows", "-a", "-F", fields_format(SCAN_FIELDS), check=False)
-    if result.returncode != 0:
-        if server_is_gone(result.stderr) or b"no current target" in result.stderr:
-            return []
-        raise WireError(f"tmux list-windows failed: {result.error_line}")
-    return parse_records(result.stdout, SCAN_FIELDS)
+    for attempt in range(3):  # a torn record (a foreground program changing): read again
+        result = tmux.run("list-windows", "-a", "-F", fields_format(SCAN_FIELDS), check=False)
+        if result.returncode != 0:
+            if server_is_gone(result.stderr) or b"no current target" in result.stderr:
+                return []
+            raise WireError(f"tmux list-windows failed: {result.error_line}")
+        try:
+            return parse_records(result.stdout, SCAN_FIELDS)
+        except TornRecord:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def server_is_gone(stderr: bytes) -> bool:
