@@ -139,3 +139,38 @@ class locked:  # lowercase: used like a function, `with locked(path):`
         if self.fd >= 0:
             os.close(self.fd)  # closing the only descriptor releases the flock
             self.fd = -1
+
+
+def append_rotating(path: str, data: bytes, max_bytes: int | None) -> None:
+    """Append data in one write (whole lines, with any number of concurrent writers); past
+    max_bytes, path becomes path.1 (the one old file kept) unless another writer rotated it
+    already. Raises OSError: whether a lost line matters is the caller's to say."""
+    fd = append_private(path)
+    try:
+        os.write(fd, data)
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if max_bytes is not None and st.st_size > max_bytes:
+        try:
+            if os.stat(path).st_ino == st.st_ino:
+                os.replace(path, path + ".1")
+        except OSError:
+            pass
+
+
+LOG_LINE_MAX = 1_000_000  # bytes of a plain-text log (hook.log, agent-event.log) before rotation
+
+
+def log_line(path: str, line: str) -> None:
+    """`<ISO stamp> [pid] <line>` appended to a plain-text log, control characters made
+    printable, rotated at LOG_LINE_MAX; never raises (a hook's log must not break its hook)."""
+    try:
+        from agent_mesh.clock import now_iso
+        from agent_mesh.errors import printable
+
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        text = f"{now_iso()} [{os.getpid()}] {printable(line)}\n"
+        append_rotating(path, text.encode("utf-8", "replace"), LOG_LINE_MAX)
+    except Exception:
+        pass

@@ -2,9 +2,9 @@
 
 Every tmux call goes through `Tmux.run`, which passes arguments as an argv list
 (never a shell string) and message text only on stdin. It spawns with
-`os.posix_spawnp` instead of `subprocess`: importing subprocess costs ~10 ms, a
-third of the hook's whole budget. For the same reason this module imports
-nothing beyond os, select and the builtin `_signal` (the tmux hook imports it).
+`os.posix_spawnp` (agent_mesh/pipes.py) instead of `subprocess`: importing subprocess
+costs ~10 ms, a third of the hook's whole budget. For the same reason this module imports
+nothing beyond os, select, pipes and the builtin `_signal` (the tmux hook imports it).
 
 tmux window and session names may hold any byte, tabs and newlines included, so
 no separator is safe in `-F` output. Every field is emitted length-prefixed
@@ -19,9 +19,10 @@ import select
 import time
 
 # `signal` imports enum (~2 ms on a slow host); the builtin `_signal` has the numbers.
-from _signal import SIGKILL, SIGPIPE, SIGXFSZ
+from _signal import SIGKILL
 
 from agent_mesh.errors import TornRecord, WireError
+from agent_mesh.pipes import spawn_piped
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -171,25 +172,7 @@ def _parse_record(out: bytes, fields: Sequence[str], pos: int) -> tuple[dict[str
 
 def _spawn(argv: list[str], input: bytes | None, timeout: float) -> TmuxResult:
     """posix_spawn argv, feed input, collect stdout/stderr, bounded by timeout."""
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    actions = [
-        (os.POSIX_SPAWN_DUP2, in_r, 0),
-        (os.POSIX_SPAWN_DUP2, out_w, 1),
-        (os.POSIX_SPAWN_DUP2, err_w, 2),
-    ]
-    try:
-        # Python ignores SIGPIPE; give tmux the default dispositions, as subprocess does.
-        pid = os.posix_spawnp(
-            argv[0], argv, os.environ, file_actions=actions, setsigdef=(SIGPIPE, SIGXFSZ)
-        )
-    except BaseException:
-        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
-            os.close(fd)
-        raise
-    for fd in (in_r, out_w, err_w):
-        os.close(fd)
+    pid, in_w, out_r, err_r = spawn_piped(argv, search_path=True)
 
     pending = memoryview(input or b"")
     if not pending:

@@ -30,7 +30,6 @@ are written to stderr and the exit status is 2. Anything else exits 0, silently;
 errors go to ~/.agents/agent-event.log."""
 
 _MAX_INPUT = 4 * 1024 * 1024
-_LOG_MAX = 1_000_000
 
 
 def log_path() -> str:
@@ -41,24 +40,9 @@ def log_path() -> str:
 
 def log(line: str) -> None:
     """One line in agent-event.log (rotated at ~1 MB); never raises."""
-    try:
-        from agent_mesh.errors import printable
-        from agent_mesh.fsutil import append_private
+    from agent_mesh.fsutil import log_line
 
-        path = log_path()
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        try:
-            if os.stat(path).st_size > _LOG_MAX:
-                os.replace(path, path + ".1")
-        except FileNotFoundError:
-            pass
-        from agent_mesh.clock import now_iso
-
-        stamp = now_iso()
-        with os.fdopen(append_private(path), "a", encoding="utf-8", errors="replace") as fh:
-            fh.write(f"{stamp} [{os.getpid()}] {printable(line)}\n")
-    except Exception:
-        pass
+    log_line(log_path(), line)
 
 
 def _payload() -> dict[str, object]:

@@ -25,7 +25,6 @@ import time
 
 from agent_mesh.errors import printable, report
 
-_LOG_MAX = 1_000_000
 USAGE = "usage: agent-register-hook on|off <session> | rescan [event]"
 HELP = f"""{USAGE}
 
@@ -41,20 +40,10 @@ and always exits 0.
 def log(message: str) -> None:
     """Append one line to hook.log, rotating it at ~1 MB; never raises."""
     try:
-        from agent_mesh.fsutil import append_private
+        from agent_mesh.fsutil import log_line
         from agent_mesh.registry.toml import ensure_agents_dir
 
-        path = os.path.join(ensure_agents_dir(), "hook.log")
-        try:
-            if os.stat(path).st_size > _LOG_MAX:
-                os.replace(path, path + ".1")
-        except FileNotFoundError:
-            pass
-        from agent_mesh.clock import now_iso
-
-        stamp = now_iso()
-        with os.fdopen(append_private(path), "a", encoding="utf-8", errors="replace") as fh:
-            fh.write(f"{stamp} [{os.getpid()}] {printable(message)}\n")
+        log_line(os.path.join(ensure_agents_dir(), "hook.log"), message)
     except Exception:
         pass
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError, printable
-from agent_mesh.fsutil import append_private, atomic_write, locked
+from agent_mesh.fsutil import append_rotating, atomic_write, locked
 from agent_mesh.limits import config_path, limit
 from agent_mesh.text import sanitize
 
@@ -109,18 +109,7 @@ def append(path: str, record: dict[str, Any], rotate: bool = True) -> None:
     force until superseded). Unlike the delivery log this raises: a post that was not
     kept must say so."""
     data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-    fd = append_private(path)
-    try:
-        os.write(fd, data)
-        st = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if rotate and st.st_size > limit("coord_log_bytes"):
-        try:
-            if os.stat(path).st_ino == st.st_ino:
-                os.replace(path, path + ".1")
-        except OSError:
-            pass
+    append_rotating(path, data, limit("coord_log_bytes") if rotate else None)
 
 
 def read_log(path: str) -> list[dict[str, Any]]:

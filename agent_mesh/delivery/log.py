@@ -23,7 +23,7 @@ import os
 from agent_mesh import paths
 from agent_mesh.clock import now_iso
 from agent_mesh.errors import Outcome
-from agent_mesh.fsutil import append_private
+from agent_mesh.fsutil import append_rotating
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on the hot path
@@ -88,27 +88,10 @@ def encode_record(record: dict[str, object]) -> bytes:
 
 def append(path: str, record: dict[str, object]) -> None:
     """Append one line to path; rotate past MAX_BYTES. Never raises OSError."""
-    try:
-        data = encode_record(record)
-        fd = append_private(path)
-        try:
-            os.write(fd, data)
-            st = os.fstat(fd)
-        finally:
-            os.close(fd)
-        if st.st_size > MAX_BYTES:
-            _rotate(path, st.st_ino)
+    try:  # noqa: SIM105 - contextlib would cost the hot path an import
+        append_rotating(path, encode_record(record), MAX_BYTES)
     except OSError:
         pass  # a full disk must not cost a delivery
-
-
-def _rotate(path: str, inode: int) -> None:
-    """path -> path.1 (the one old file kept), unless another writer rotated it already."""
-    try:
-        if os.stat(path).st_ino == inode:
-            os.replace(path, path + ".1")
-    except OSError:
-        pass
 
 
 def _body(body: str) -> dict[str, object]:

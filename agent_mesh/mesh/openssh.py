@@ -54,7 +54,6 @@ from agent_mesh.mesh.sshclient import (
     reap,
     run_ssh,
     socket_name,
-    spawn_piped,
     ssh_client,
     ssh_failure,
     ssh_options,
@@ -67,6 +66,7 @@ from agent_mesh.mesh.wire import (
     encode_header,
     serve_command,
 )
+from agent_mesh.pipes import spawn_piped
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path

@@ -16,6 +16,7 @@ import sys
 from agent_mesh import paths
 from agent_mesh.errors import Cause, UsageError, WireError
 from agent_mesh.mesh.transport import config_value
+from agent_mesh.pipes import spawn_piped
 from agent_mesh.registry.naming import ADDRESS_PUNCT
 
 TYPE_CHECKING = False
@@ -27,7 +28,6 @@ ALIVE_INTERVAL = 1  # seconds of silence before a keepalive ...
 ALIVE_COUNT = 2  # ... and how many may go unanswered: a dead link is noticed in ~3 s
 MAX_REPLY = 16 * 1024 * 1024
 MAX_STDERR = 64 * 1024
-SIGPIPE = 13  # the same on Linux, macOS and the BSDs; `signal` would import enum
 _UNREAPED: list[int] = []
 DEFAULT_PERSIST = "600"
 # A Unix socket path holds at most 104 bytes with its NUL (macOS; Linux 108). ssh binds
@@ -166,27 +166,6 @@ class SshRun:
         self.out = bytearray()
         self.err = bytearray()
         self.status: int | None = None
-
-
-def spawn_piped(argv: list[str]) -> tuple[int, int, int, int]:
-    """Start argv with three pipes; returns (pid, stdin, stdout, stderr) of ours."""
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    try:
-        pid = os.posix_spawn(
-            argv[0], argv, os.environ,
-            file_actions=[(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-                          (os.POSIX_SPAWN_DUP2, err_w, 2)],
-            setsigdef=(SIGPIPE,),
-        )
-    except OSError:
-        for fd in (in_r, in_w, out_r, out_w, err_r, err_w):
-            os.close(fd)
-        raise
-    for fd in (in_r, out_w, err_w):
-        os.close(fd)
-    return pid, in_w, out_r, err_r
 
 
 def run_ssh(argv: list[str], pieces: Iterator[bytes], deadline: float,
