@@ -108,6 +108,14 @@ class WireError(MeshError):
     exit_code = WIRE
 
 
+class Refused(MeshError):
+    """A rule of the recipient's host refuses this sender or operation: a window's
+    @agent-allow, or a peer's rights in ~/.agents/config.toml (issue 18). The message
+    names the rule; FORCE_SEND does not override it."""
+
+    exit_code = NOT_READY
+
+
 class SliceRejected(MeshError):
     """A peer's slice that must not replace the last good one."""
 
@@ -131,7 +139,7 @@ class AskTimeout(MeshError):
 KINDS: dict[str, type[MeshError]] = {
     cls.__name__: cls
     for cls in (UsageError, UnknownAgent, PaneGone, NotReady, PaneDead, AwaitingAnswer, WireError,
-                SliceRejected, NoMatch, AskTimeout)
+                Refused, SliceRejected, NoMatch, AskTimeout)
 }
 BY_CODE: dict[int, type[MeshError]] = {
     USAGE: UsageError, UNKNOWN_AGENT: UnknownAgent, NOT_READY: NotReady, WIRE: WireError,

@@ -199,6 +199,8 @@ def _received(envelope: Envelope, address: str) -> dict[str, object]:
     record: dict[str, object] = {
         "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": address,
         "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
+        # the sending host as this host verified it (a mesh key, or this host), or not
+        "verified": bool(envelope.verified), "host": envelope.verified,
     }
     if envelope.file_name:  # the path it lands at is filled in once it is placed
         record["file"] = envelope.file_name

@@ -30,8 +30,11 @@ def receive(
     agent: Agent,
     file: SourceFile | Upload | bytes | None = None,
     origin: Origin | None = None,
+    verified: str | None = None,
 ) -> DeliveryResult:
     """Deliver envelope to agent's pane on this host, honouring `re` and `queue`.
+    `verified`: the sending host as this host knows it ('' : only claimed); None: from
+    origin (None: a process of this host).
 
     A reply is checked first against its ask and `origin` (who really sent it, as
     this host can tell): a refused one is neither stored, queued nor typed. While
@@ -43,6 +46,8 @@ def receive(
     that takes no messages), where it would only wait for its time to live.
     """
     _check_reply_fields(envelope)
+    # Who really sends (issue 18): a peer's mesh key, this host, or nobody knows.
+    envelope = envelope.replace(verified=_verified(origin) if verified is None else verified)
     if envelope.force:
         envelope = envelope.replace(queue=False)
     late = ""
@@ -53,6 +58,8 @@ def receive(
         if mailbox.store_reply(envelope, ask):
             return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
         late = f"its ask ended ({mailbox.ended(ask)}): typed into the asker's pane"
+    else:
+        _check_allowed(envelope, agent)
     if envelope.queue:
         from agent_mesh.delivery import queue  # json: only for queued messages
 
@@ -80,6 +87,26 @@ def receive(
                           pane_id=result.pane_id, bytes_sent=result.bytes_sent,
                           notes=[*result.notes, late] if late else result.notes,
                           outcome="delivered", msg_id=envelope.msg_id)
+
+
+def _verified(origin: Origin | None) -> str:
+    """The sending host where this host knows it ('' where it is only claimed); no
+    origin: a process of this host (a local notify-pane)."""
+    if origin is None:
+        return naming.self_alias()
+    return origin.verified_host()
+
+
+def _check_allowed(envelope: Envelope, agent: Agent) -> None:
+    """The window's @agent-allow (delivery/allow.py); a refusal is logged as such."""
+    from agent_mesh.delivery import allow
+    from agent_mesh.errors import Refused
+
+    try:
+        allow.check(envelope, agent)
+    except Refused as exc:
+        log.received_event(envelope, agent.address, "refused", str(exc))
+        raise
 
 
 def _stays(agent: Agent) -> bool:

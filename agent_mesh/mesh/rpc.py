@@ -19,6 +19,7 @@ from agent_mesh.mesh.wire import (
     GREETING,
     MAX_HEADER,
     PROTOCOL,
+    REMOTE_COMMAND,
     dumps,
     error_to_reply,
     loads,
@@ -44,10 +45,18 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None,
             "install the same version on both"
         )
     op = request.get("op")
-    if op == "hello":
-        return {"host": self_alias()}
+    verified, remote = _caller(origin)
+    if op == "hello":  # who answers, and whom it takes the caller for (doctor)
+        return {"host": self_alias(), "caller": verified if remote else "",
+                "mesh_key": bool(remote and verified)}
+    if remote:  # a peer: what it claims must be what its key says, and it needs the right
+        from agent_mesh.mesh import rights
+
+        if verified:
+            _check_claims(request, verified)
+        rights.check(str(op), request, verified)
     if op == "deliver":
-        return {"result": _deliver(request, stream, origin)}
+        return {"result": _deliver(request, stream, origin, verified)}
     if op == "exchange":
         return _exchange(request)
     from agent_mesh.mesh.handlers import OPS, REPLY_OPS, handle_spawn
@@ -76,16 +85,71 @@ def _closed(stream: BinaryIO) -> Callable[[], bool]:
     return closed
 
 
+# Set by launch(): the host whose mesh key sshd matched (`rpc --peer HOST`, the forced
+# command of `trust add`), or '' for a login key or a process of this host.
+PEER = ""
+
+
 def _origin(origin: Origin | None) -> Origin:
     if origin is not None:
         return origin
     from agent_mesh.mesh.origin import connection_origin
 
-    return connection_origin()
+    return connection_origin(PEER)
+
+
+def _caller(origin: Origin | None) -> tuple[str, bool]:
+    """(the calling host as verified here or '', whether it is another host), without
+    mesh/origin.py's imports for a plain request."""
+    if origin is not None:
+        return origin.verified_host(), origin.remote()
+    if PEER:
+        return PEER, True
+    if "SSH_CONNECTION" in os.environ:
+        return "", True  # a login key: any host holding it could be calling
+    return self_alias(), False
+
+
+def _check_claims(request: dict[str, Any], peer: str) -> None:
+    """A request that came with peer's mesh key must not speak for another host: its
+    sending host, an exchange's `from`, or a sender that names another host's agent
+    (or that host) are refused (exit 4, a forgery is no delivery problem)."""
+    from agent_mesh.errors import WireError
+
+    claims = [("sending host", request.get("sender_host")), ("exchange from",
+                                                          request.get("from"))]
+    envelopes = request.get("envelopes") if request.get("op") == "deliver_many" else [
+        request.get("envelope")]
+    senders = [env.get("sender") for env in envelopes or [] if isinstance(env, dict)]
+    if senders:
+        hosts = _known_hosts()
+        agents = view.load_agents()
+        for sender in senders:
+            claims.append(("sender", _claimed_host(str(sender), hosts, agents)))
+    for what, claimed in claims:
+        if claimed and claimed != peer:
+            raise WireError(f"refused: the request's {what} claims host {claimed}, but it came "
+                            f"with {peer}'s mesh key (a peer speaks only for itself)")
+
+
+def _known_hosts() -> set[str]:
+    hosts = {self_alias(), *naming.mesh_aliases(strict=False)}
+    hosts.update(agent.host for agent in view.load_agents().values())
+    return hosts
+
+
+def _claimed_host(sender: str, hosts: set[str], agents: dict[str, Any]) -> str:
+    """The host a sender's name speaks for: its registered agent's, `HOST` or
+    `HOST[session]`; '' for a free name (AGENT_NAME) that names no host."""
+    agent = agents.get(sender)
+    if agent is not None:
+        return str(agent.host)
+    name = sender.split("[", 1)[0] if sender.endswith("]") else sender
+    return name if name in hosts else ""
 
 
 def _deliver(request: dict[str, Any], stream: BinaryIO | None,
-             origin: Origin | None) -> dict[str, Any]:
+             origin: Origin | None, verified: str) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive
     from agent_mesh.model import Envelope
@@ -103,7 +167,8 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
         file = receive_upload(stream, size)  # the body follows the header: read it first
     try:
         agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
-        result = receive(envelope, agent, file, _origin(origin) if envelope.re else None)
+        result = receive(envelope, agent, file, _origin(origin) if envelope.re else None,
+                         verified=verified)
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)
@@ -135,6 +200,7 @@ def _exchange(request: dict[str, Any]) -> dict[str, Any]:
 def answer(stream: BinaryIO) -> bytes:
     """Read one request from stream (header line, then any file's bytes); the reply."""
     reply: dict[str, Any]
+    request: Any = {}
     try:
         raw = stream.readline(MAX_HEADER + 1)
         if len(raw) > MAX_HEADER:
@@ -149,7 +215,31 @@ def answer(stream: BinaryIO) -> bytes:
     except Exception as exc:  # answer, never a traceback on the wire
         reply = error_to_reply(exc)
     reply.update(protocol=PROTOCOL, version=__version__, host=naming.self_alias())
+    _log_peer(request if isinstance(request, dict) else {}, reply)
     return dumps(reply).encode()
+
+
+def _log_peer(request: dict[str, Any], reply: dict[str, Any]) -> None:
+    """Every operation of another host, with the host as verified here (issue 18):
+    ~/.agents/log/peers.jsonl (delivery/log.py's writer: never fails the request)."""
+    verified, remote = _caller(None)
+    if not remote:
+        return
+    import time
+
+    from agent_mesh.delivery import log
+
+    record: dict[str, object] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "op": str(request.get("op")),
+        "host": verified, "verified": bool(verified),
+        "claimed": str(request.get("sender_host") or ""),
+        "outcome": "ok" if reply.get("ok") else f"exit {reply.get('code')}",
+    }
+    if not verified:
+        record["from"] = os.environ.get("SSH_CONNECTION", "").split(" ", 1)[0]
+    if not reply.get("ok"):
+        record["reason"] = str(reply.get("error", ""))[:300]
+    log.append(os.path.join(log.log_dir(), "peers.jsonl"), record)
 
 
 def main() -> int:
@@ -168,11 +258,23 @@ def main() -> int:
 
 
 def launch(argv: list[str]) -> None:
-    """What ~/.local/share/agent-mesh/rpc runs: one request, or `--serve SECONDS`."""
+    """What ~/.local/share/agent-mesh/rpc runs: one request, or `--serve SECONDS`;
+    `--peer HOST` is a mesh key's forced command (mesh/trust.py): what the client asked
+    for is in SSH_ORIGINAL_COMMAND, and only a request is answered."""
+    global PEER
+    if argv[:1] == ["--peer"] and len(argv) == 2 and naming.valid_alias(argv[1]):
+        PEER = argv[1]
+        asked = os.environ.get("SSH_ORIGINAL_COMMAND")
+        if asked != REMOTE_COMMAND:
+            what = "a login shell" if asked is None else "this command"
+            sys.stderr.write(f"agent-mesh: refused {what}: this key ({PEER}'s mesh key) runs "
+                             "agent-mesh requests only\n")
+            sys.exit(1)
+        argv = []
     if argv[:1] == ["--serve"] and len(argv) == 2 and argv[1].isdigit():
         serve(int(argv[1]))
     elif argv:
-        sys.stderr.write("usage: rpc [--serve SECONDS] < REQUEST\n")
+        sys.stderr.write("usage: rpc [--serve SECONDS | --peer HOST] < REQUEST\n")
         sys.exit(1)
     else:
         main()

@@ -212,12 +212,17 @@ class SshTransport(Transport):
                 except Exception:  # a malformed line must not disable the rest
                     continue
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        keys = [p for p in target.identity_files if os.path.exists(p)]
+        from agent_mesh.mesh.meshkey import mesh_key_for
+
+        mesh_key = mesh_key_for(self.host) if self._via is None else None
+        # A peer reached with the mesh key (issue 18): that key alone, no agent's keys.
+        keys = [mesh_key] if mesh_key else [
+            p for p in target.identity_files if os.path.exists(p)]
         t = target.connect_timeout
         try:
             client.connect(
                 target.hostname, port=target.port, username=target.user or None, sock=sock,
-                key_filename=keys or None, allow_agent=True, look_for_keys=False,
+                key_filename=keys or None, allow_agent=mesh_key is None, look_for_keys=False,
                 timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t,
             )
         except paramiko.BadHostKeyException:

@@ -478,6 +478,7 @@ def _check_peer_openssh(alias: str, budget: float) -> Check:
         now_up = was_up or transport.master_up()
     except MeshError as exc:
         return _peer_failure(alias, report(exc)[0])
+    _HELLO[alias] = reply
     theirs = str(reply.get("host", ""))
     if theirs != alias:
         return _fail(name, f"reachable, but it calls itself {theirs!r} in its "
@@ -520,6 +521,7 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
         transport.close()
     latency = (connected - started) * 1000
     rpc_ms = (answered - connected) * 1000
+    _HELLO[alias] = reply
     theirs = str(reply.get("host", ""))
     if theirs != alias:
         return _fail(name, f"reachable, but it calls itself {theirs!r} in its "
@@ -528,6 +530,36 @@ def check_peer(alias: str, budget: float = PEER_BUDGET) -> Check:
     return _ok(name, f"reachable via paramiko, host key known, connect {latency:.0f} ms, "
                "agent-mesh "
                f"{reply.get('version', '?')} (same as here) answered in {rpc_ms:.0f} ms")
+
+
+_HELLO: dict[str, dict[str, Any]] = {}  # each peer's answer to `hello`, for check_trust
+
+
+def check_trust(alias: str) -> Check:
+    """Does this host reach alias with a restricted mesh key (issue 18)? The peer's own
+    answer says so: its rpc ran as the key's forced command, and took us for whom."""
+    from agent_mesh.mesh.meshkey import key_path, mesh_key_for
+    from agent_mesh.registry.naming import self_alias
+
+    name = f"trust:{alias}"
+    reply = _HELLO.get(alias)
+    me = self_alias()
+    if reply is not None and reply.get("mesh_key"):
+        caller = str(reply.get("caller", ""))
+        if caller != me:
+            return _fail(name, f"the mesh key reaches {alias}, but it takes this host for "
+                         f"{caller!r}", f"agent-mesh trust remove {alias}; "
+                         f"agent-mesh trust add {alias}")
+        return _ok(name, f"reached with a restricted mesh key (verified there as {me})")
+    fix = (f"agent-mesh trust add {alias}" if Path(key_path()).exists() else
+           f"agent-mesh trust init && agent-mesh trust add {alias}")
+    if reply is None:
+        return _warn(name, "not checked (the peer did not answer)", fix)
+    if mesh_key_for(alias):
+        return _warn(name, f"{alias} was reached with a login key although this host has "
+                     f"a mesh key for it: the key's line is missing there", fix)
+    return _warn(name, "reached with an unrestricted login key: a compromised host here "
+                 f"is a shell on {alias}, and {alias} cannot verify who sends", fix)
 
 
 def _probe(alias: str, results: dict[str, Check]) -> None:
@@ -612,6 +644,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
             checks.append(results.get(alias) or _fail(
                 f"peer:{alias}", f"no answer within {PEER_BUDGET:g} s",
                 f"check that {alias} is up and `ssh {alias} true` answers quickly"))
+            checks += _guard(f"trust:{alias}", functools.partial(check_trust, alias))
         checks += _guard(f"slice:{alias}", functools.partial(check_slice, alias, now))
     return checks
 
