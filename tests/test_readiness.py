@@ -15,7 +15,7 @@ from agent_mesh.errors import PaneDead
 from agent_mesh.procs import foreground
 from agent_mesh.tmux import Tmux
 
-TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+\] ")
+TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+ \u2713testhost\] ")
 FORCE = {"FORCE_SEND": "1"}
 
 
