@@ -360,8 +360,10 @@ def serve(idle: int) -> None:
 def _preload() -> None:
     """Import, once, what requests use (modules only, no data): every forked child then
     starts with them loaded instead of importing them for each message."""
-    from agent_mesh.delivery import inbox, receive  # noqa: F401
-    from agent_mesh.mesh import handlers, sync  # noqa: F401
+    import tomllib  # noqa: F401 - the peer rights in config.toml
+
+    from agent_mesh.delivery import allow, inbox, receive  # noqa: F401
+    from agent_mesh.mesh import handlers, rights, sync  # noqa: F401
     from agent_mesh.model import Envelope  # noqa: F401
 
 
