@@ -134,10 +134,18 @@ def authorized_keys() -> str:
     return os.path.realpath(os.path.join(paths.home(), ".ssh", "authorized_keys"))
 
 
+NEWLINE_MARK = b" +nl"  # on our line when we added the newline the file lacked before it
+
+
 def _ours(line: bytes, caller: str) -> bool:
-    text = line.rstrip(b"\r\n")
-    return text.startswith(b"restrict,command=") and text.endswith(
-        f" {COMMENT_PREFIX}{caller}".encode())
+    """Is this line caller's mesh key line (with or without our newline mark)? caller '':
+    any host's."""
+    text = line.rstrip(b"\r\n").removesuffix(NEWLINE_MARK)
+    if not text.startswith(b"restrict,command="):
+        return False
+    if not caller:
+        return f" {COMMENT_PREFIX}".encode() in text
+    return text.endswith(f" {COMMENT_PREFIX}{caller}".encode())
 
 
 def _edit(change: Callable[[bytes], bytes | None]) -> bool:
@@ -169,12 +177,17 @@ def authorize(caller: str, key: str) -> tuple[str, bool]:
 
     def change(old: bytes) -> bytes | None:
         lines = old.splitlines(keepends=True)
-        if any(existing.rstrip(b"\r\n") == line for existing in lines):
-            return None
-        kept = b"".join(ln for ln in lines if not _ours(ln, caller))
+        for i, existing in enumerate(lines):
+            if _ours(existing, caller):  # once: the same line stays, an older one is replaced
+                bare = existing.rstrip(b"\r\n")
+                mark = NEWLINE_MARK if bare.endswith(NEWLINE_MARK) else b""
+                if bare == line + mark:
+                    return None
+                lines[i] = line + mark + existing[len(bare):]
+                return b"".join(lines)
         # A file without a final newline gets one of ours, marked so revoke takes it too.
-        joiner = b"\n" if kept and not kept.endswith(b"\n") else b""
-        return kept + joiner + line + (b" +nl" if joiner else b"") + b"\n"
+        joiner = b"\n" if old and not old.endswith(b"\n") else b""
+        return old + joiner + line + (NEWLINE_MARK if joiner else b"") + b"\n"
 
     return line.decode(), _edit(change)
 
@@ -185,17 +198,19 @@ def revoke(caller: str) -> bool:
 
     def change(old: bytes) -> bytes | None:
         lines = old.splitlines(keepends=True)
-        kept: list[bytes] = []
-        found = False
-        for ln in lines:
-            bare = ln.rstrip(b"\r\n")
-            if _ours(ln, caller) or (bare.endswith(b" +nl") and _ours(bare[:-4], caller)):
-                found = True
-                if bare.endswith(b" +nl") and kept and kept[-1].endswith(b"\n"):
-                    kept[-1] = kept[-1][:-1]
+        for i, ln in enumerate(lines):
+            if not _ours(ln, caller):
                 continue
-            kept.append(ln)
-        return b"".join(kept) if found else None
+            rest = lines[i + 1:]
+            if ln.rstrip(b"\r\n").endswith(NEWLINE_MARK):  # we added the newline before it
+                if not rest and i and lines[i - 1].endswith(b"\n"):
+                    lines[i - 1] = lines[i - 1][:-1]
+                elif rest and _ours(rest[0], "") and not rest[0].rstrip(b"\r\n").endswith(
+                        NEWLINE_MARK):  # the next line, another host's, carries it on
+                    bare = rest[0].rstrip(b"\r\n")
+                    rest[0] = bare + NEWLINE_MARK + rest[0][len(bare):]
+            return b"".join(lines[:i] + rest)
+        return None
 
     return _edit(change)
 
@@ -203,8 +218,7 @@ def revoke(caller: str) -> bool:
 def installed_for(caller: str) -> bool:
     try:
         with open(authorized_keys(), "rb") as fh:
-            return any(_ours(ln, caller) or _ours(ln.rstrip(b"\r\n")[:-4], caller)
-                       for ln in fh)
+            return any(_ours(ln, caller) for ln in fh)
     except FileNotFoundError:
         return False
 
