@@ -120,32 +120,29 @@ def _check_claims(request: dict[str, Any], peer: str) -> None:
                                                           request.get("from"))]
     envelopes = request.get("envelopes") if request.get("op") == "deliver_many" else [
         request.get("envelope")]
-    senders = [env.get("sender") for env in envelopes or [] if isinstance(env, dict)]
+    senders = [str(env.get("sender")) for env in envelopes or [] if isinstance(env, dict)]
     if senders:
-        hosts = _known_hosts()
-        agents = view.load_agents()
+        hosts = {self_alias(), *naming.mesh_aliases(strict=False)}
         for sender in senders:
-            claims.append(("sender", _claimed_host(str(sender), hosts, agents)))
+            claims.append(("sender", _claimed_host(sender, peer, hosts)))
     for what, claimed in claims:
         if claimed and claimed != peer:
             raise WireError(f"refused: the request's {what} claims host {claimed}, but it came "
                             f"with {peer}'s mesh key (a peer speaks only for itself)")
 
 
-def _known_hosts() -> set[str]:
-    hosts = {self_alias(), *naming.mesh_aliases(strict=False)}
-    hosts.update(agent.host for agent in view.load_agents().values())
-    return hosts
-
-
-def _claimed_host(sender: str, hosts: set[str], agents: dict[str, Any]) -> str:
-    """The host a sender's name speaks for: its registered agent's, `HOST` or
-    `HOST[session]`; '' for a free name (AGENT_NAME) that names no host."""
-    agent = agents.get(sender)
-    if agent is not None:
-        return str(agent.host)
+def _claimed_host(sender: str, peer: str, hosts: set[str]) -> str:
+    """The host a sender's name speaks for: `HOST`, `HOST[session]`, or an address under
+    HOST (the longest alias it starts with: `peer-2-main` is peer-2's) or another host's
+    registered agent; '' for a free name (AGENT_NAME) that names no host."""
     name = sender.split("[", 1)[0] if sender.endswith("]") else sender
-    return name if name in hosts else ""
+    if name in hosts or name == peer:
+        return name
+    owners = [h for h in hosts | {peer} if sender.startswith(h + "-")]
+    if owners:
+        return max(owners, key=len)
+    agent = view.load_agents().get(sender)  # a registered address without a host prefix
+    return str(agent.host) if agent is not None else ""
 
 
 def _deliver(request: dict[str, Any], stream: BinaryIO | None,
