@@ -10,7 +10,7 @@ from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
 from agent_mesh.errors import UsageError, printable
 
 
-@mesh.group("trust", context_settings=CONTEXT)
+@mesh.group("trust", cls=type(mesh), context_settings=CONTEXT)
 def trust_group() -> None:
     """Mesh keys: peers reach this host only through agent-mesh, and are verified.
 

@@ -215,9 +215,11 @@ class SshTransport(Transport):
         from agent_mesh.mesh.meshkey import mesh_key_for
 
         mesh_key = mesh_key_for(self.host) if self._via is None else None
-        # A peer reached with the mesh key (issue 18): that key alone, no agent's keys.
-        keys = [mesh_key] if mesh_key else [
-            p for p in target.identity_files if os.path.exists(p)]
+        # A peer reached with the mesh key (issue 18): that key first, then the config's
+        # own IdentityFile (a peer not yet given the key: doctor tells), no agent's keys,
+        # as OpenSSH does with -i and IdentitiesOnly.
+        keys = [mesh_key] if mesh_key else []
+        keys += [p for p in target.identity_files if os.path.exists(p) and p not in keys]
         t = target.connect_timeout
         try:
             client.connect(
