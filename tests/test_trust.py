@@ -196,3 +196,23 @@ def test_wire_error_type_is_rebuilt(isolated_env: Path) -> None:
     err = error_from_reply("h", error_to_reply(Refused("no")))
     assert isinstance(err, Refused) and err.exit_code == 3
     assert isinstance(error_from_reply("h", error_to_reply(WireError("x"))), WireError)
+
+
+def test_a_login_key_peer_gets_the_all_peers_rights(isolated_env: Path) -> None:
+    """No forced command: the caller is a peer (SSH_CONNECTION) of no verified host, so
+    only [peers] applies, and spawn is off by default; the peers log says so."""
+    code = "from agent_mesh.cli.entry import main; main()"
+    request = {"op": "spawn", "argv": ["sleep", "9"], "protocol": PROTOCOL,
+               "version": __version__}
+    env = {k: v for k, v in os.environ.items() if k != "SSH_ORIGINAL_COMMAND"}
+    env["SSH_CONNECTION"] = "10.0.0.9 5555 10.0.0.1 22"
+    out = subprocess.run([sys.executable, "-c", code, "rpc"],
+                         input=json.dumps(request).encode() + b"\n", capture_output=True,
+                         env=env, check=False, timeout=30)
+    reply = json.loads(out.stdout)
+    assert reply["code"] == 3 and reply["error"] == (
+        "a peer without a mesh key (host not verified) may not spawn here: spawn is off for "
+        "peers by default"), reply
+    log = isolated_env / ".agents" / "log" / "peers.jsonl"
+    record = json.loads(log.read_text().splitlines()[-1])
+    assert (record["op"], record["verified"], record["from"]) == ("spawn", False, "10.0.0.9")
