@@ -190,6 +190,7 @@ class SshTransport(Transport):
         self._via = via
         self._client: Any = None
         self._jump: SshTransport | None = None
+        self._hop = False  # a jump host on the way to another peer
 
     # --- connection ---------------------------------------------------------
 
@@ -214,7 +215,8 @@ class SshTransport(Transport):
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         from agent_mesh.mesh.meshkey import mesh_key_for
 
-        mesh_key = mesh_key_for(self.host) if self._via is None else None
+        # never for a jump hop: a mesh key may not forward (its `restrict`)
+        mesh_key = None if self._hop else mesh_key_for(self.host)
         # A peer reached with the mesh key (issue 18): that key first, then the config's
         # own IdentityFile (a peer not yet given the key: doctor tells), no agent's keys,
         # as OpenSSH does with -i and IdentitiesOnly.
@@ -273,6 +275,7 @@ class SshTransport(Transport):
             # ProxyJump a,b,c: reach the last hop through the ones before it
             *before, jump_alias = target.proxy_jump.split(",")
             self._jump = SshTransport(jump_alias, via=",".join(before) if before else None)
+            self._jump._hop = True
             jump_client = self._jump.connect()
             try:
                 return jump_client.get_transport().open_channel(
