@@ -16,6 +16,21 @@ def now_iso() -> str:
     return time.strftime(STAMP_FORMAT, time.gmtime())
 
 
+def iso(seconds: float) -> str:
+    """Epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC)."""
+    return time.strftime(STAMP_FORMAT, time.gmtime(seconds))
+
+
+def parse_stamp(stamp: str) -> float | None:
+    """Epoch seconds of a `YYYY-MM-DDTHH:MM:SSZ` stamp (UTC), or None if it is not one."""
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(stamp, STAMP_FORMAT)))
+    except ValueError:
+        return None
+
+
 def is_stamp(value: str) -> bool:
     """Exactly `YYYY-MM-DDTHH:MM:SSZ`, as now_iso writes it."""
     return len(value) == 20 and all(
@@ -26,13 +41,8 @@ def is_stamp(value: str) -> bool:
 
 def age(stamp: str) -> str:
     """How long ago an ISO-8601 UTC stamp was, as `42s`, `5m`, `3h`, `2d` ('' if unparsable)."""
-    import calendar
-
-    try:
-        then = calendar.timegm(time.strptime(stamp, STAMP_FORMAT))
-    except ValueError:
-        return ""
-    return duration(time.time() - then)
+    then = parse_stamp(stamp)
+    return "" if then is None else duration(time.time() - then)
 
 
 def duration(seconds: float) -> str:

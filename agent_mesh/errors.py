@@ -1,4 +1,5 @@
-"""Every error type, the exit-code table, and the one renderer.
+"""Every error type, the exit-code table, the Outcome of a delivery, the machine causes
+an error may carry, and the one renderer.
 
 The core raises; only the CLI layer prints or exits, and every entry point
 (notify-pane, the agent-mesh commands, the tmux hook's log, `agent-mesh rpc`'s
@@ -20,20 +21,156 @@ Exit codes (those of the bash tool):
     6  `agent-mesh ask`: no reply within the timeout
     130 interrupted
 
-Stdlib only and nothing imported at module level: this is on every hot path.
+Stdlib only: this is on every hot path. `printable` reads escape sequences with the one
+parser, agent_mesh/screen.py (a leaf like this one).
 """
 
 from __future__ import annotations
+
+from agent_mesh.screen import SGR, TEXT, tokens
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs every hot path an import
+    from typing import ClassVar
 
 DELIVERED, USAGE, UNKNOWN_AGENT, NOT_READY, WIRE, QUEUED, ASK_TIMEOUT = 0, 1, 2, 3, 4, 5, 6
 INTERRUPTED = 130
 
 
+class Outcome:
+    """What became of one message for one recipient: a word, its form in JSON, logs and
+    on screen (the words peers have always sent: a previous version interoperates), and
+    the exit code it stands for. The members below are the whole set; `parse` turns a
+    peer's or a log's (word, code) back into one, `of_error` names a failure's.
+
+    Not an enum.Enum: `enum` costs the hook and every peer's rpc milliseconds of import.
+    """
+
+    __slots__ = ("code", "word")
+    DELIVERED: ClassVar[Outcome]  # typed into the pane (exit 0)
+    MAILBOX: ClassVar[Outcome]  # a reply kept for its waiting asker, typed nowhere (exit 0)
+    QUEUED: ClassVar[Outcome]  # held on the recipient's host until the pane is ready (exit 5)
+    REFUSED: ClassVar[Outcome]  # the pane is not ready: NotReady (exit 3)
+    UNKNOWN: ClassVar[Outcome]  # no such agent, or its pane is gone (exit 2)
+    FAILED: ClassVar[Outcome]  # tmux or the network failed (exit 4)
+    INVALID: ClassVar[Outcome]  # usage: a bad request, file or configuration (exit 1)
+    MEMBERS: ClassVar[tuple[Outcome, ...]]
+
+    word: str
+    code: int
+
+    def __init__(self, word: str, code: int) -> None:
+        object.__setattr__(self, "word", word)
+        object.__setattr__(self, "code", code)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Outcome is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Outcome) and (self.word, self.code) == (other.word, other.code)
+
+    def __hash__(self) -> int:
+        return hash((self.word, self.code))
+
+    def __str__(self) -> str:
+        return self.word
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.word!r}, {self.code})"
+
+    @property
+    def ok(self) -> bool:
+        """Delivered, kept or queued: the message is on its way (no error)."""
+        return self.code in (DELIVERED, QUEUED)
+
+    @property
+    def done(self) -> bool:
+        """Delivered, or kept for its asker: nothing more happens to it (exit 0)."""
+        return self.code == DELIVERED
+
+    @classmethod
+    def parse(cls, word: object, code: object = None) -> Outcome:
+        """A (word, code) as JSON carries it: the member with that word (and that code,
+        when one is given: "failed" is 4, or 1 in a log); a word this version does not
+        know (a newer peer) is kept with its code, or counts as a wire failure."""
+        known = [m for m in cls.MEMBERS if m.word == word]
+        if isinstance(code, int) and not isinstance(code, bool):
+            for member in known:
+                if member.code == code:
+                    return member
+            return cls(str(word), code)
+        return known[0] if known else cls(str(word), WIRE)
+
+    @classmethod
+    def of_error(cls, exc: BaseException) -> Outcome:
+        """The outcome a failure stands for: its exit code's (one that is no MeshError
+        failed on the way: a wire failure, as a peer's rpc answers it)."""
+        return cls.of_code(exc.exit_code) if isinstance(exc, MeshError) else cls.FAILED
+
+    @classmethod
+    def of_code(cls, code: int) -> Outcome:
+        """The member for an exit code (0 is DELIVERED); a code no member has (6, an
+        ask's timeout) "failed" with that code."""
+        for member in cls.MEMBERS:
+            if member.code == code:
+                return member
+        return cls("failed", code)
+
+    @classmethod
+    def from_json(cls, data: dict[str, object], default: Outcome | None = None) -> Outcome:
+        """From a record's or a row's `outcome` and `code` fields (default: no `outcome`)."""
+        if "outcome" not in data and default is not None:
+            return default
+        return cls.parse(data.get("outcome"), data.get("code"))
+
+    def to_json(self) -> dict[str, object]:
+        """The fields a record or a row carries: `outcome`, and `code` for a failure
+        (a success's code is implied by its word, as it always was on the wire)."""
+        return {"outcome": self.word} if self.ok else {"outcome": self.word, "code": self.code}
+
+
+Outcome.DELIVERED = Outcome("delivered", DELIVERED)
+Outcome.MAILBOX = Outcome("mailbox", DELIVERED)
+Outcome.QUEUED = Outcome("queued", QUEUED)
+Outcome.REFUSED = Outcome("refused", NOT_READY)
+Outcome.UNKNOWN = Outcome("unknown", UNKNOWN_AGENT)
+Outcome.FAILED = Outcome("failed", WIRE)
+Outcome.INVALID = Outcome("failed", USAGE)  # the word logs and peers have always used
+Outcome.MEMBERS = (Outcome.DELIVERED, Outcome.MAILBOX, Outcome.QUEUED, Outcome.REFUSED,
+                   Outcome.UNKNOWN, Outcome.FAILED, Outcome.INVALID)
+
+
+class Cause:
+    """Machine causes an error carries (`MeshError.cause`), read by doctor and scripts
+    instead of the English message: short stable strings, also sent over the wire."""
+
+    HOST_KEY_UNKNOWN = "host-key-unknown"
+    HOST_KEY_CHANGED = "host-key-changed"
+    HOST_KEY_REVOKED = "host-key-revoked"
+    AUTH_FAILED = "auth-failed"
+    UNKNOWN_HOST = "unknown-host"
+    NO_HANDSHAKE = "no-handshake"
+    UNREACHABLE = "unreachable"
+    CONNECTION_LOST = "connection-lost"
+    SSH_FAILED = "ssh-failed"
+    NOT_INSTALLED = "not-installed"
+    VERSION_MISMATCH = "version-mismatch"
+    NO_ANSWER = "no-answer"
+
+
 class MeshError(Exception):
-    """Base of every error the CLI turns into a one-line message and an exit code."""
+    """Base of every error the CLI turns into a one-line message and an exit code.
+
+    `cause`: a Cause string, or "" where the exit code says all there is."""
 
     exit_code = USAGE
     answered = False  # rebuilt from a peer's reply: the request reached it (wire.py)
+    cause = ""
+
+    def __init__(self, *args: object, cause: str = "") -> None:
+        super().__init__(*args)
+        if cause:
+            self.cause = cause
 
 
 class UsageError(MeshError):
@@ -53,6 +190,16 @@ class UnknownAgent(MeshError):
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
         # a command every caller has (peek, status, ask have no --list of their own)
         super().__init__(f"unknown agent '{address}'{hint} (every address: notify-pane --list)")
+
+
+class UnknownAddress(UnknownAgent):
+    """Exit 2 with a reason of its own (out of date, scratch session) instead of
+    the did-you-mean hint (registry/view.py)."""
+
+    def __init__(self, address: str, message: str) -> None:
+        self.address = address
+        self.suggestions = []
+        MeshError.__init__(self, message)
 
 
 class PaneGone(MeshError):
@@ -134,6 +281,15 @@ class AskTimeout(MeshError):
     exit_code = ASK_TIMEOUT
 
 
+class SetupError(UsageError):
+    """Setup cannot start or go on without the user fixing something first (ops/setup.py)."""
+
+
+class DemoFailed(Exception):
+    """A step of `agent-mesh demo` failed; the message is the one-line reason shown to
+    the user (ops/demo.py: not a MeshError, the demo reports its own steps)."""
+
+
 # Rebuilding a peer's error by name keeps its type and flags; unknown names fall
 # back to the exit code (a newer peer may have more types).
 KINDS: dict[str, type[MeshError]] = {
@@ -165,11 +321,6 @@ def report(exc: BaseException) -> tuple[str, int]:
 
 # --- one printable line -----------------------------------------------------------
 
-_ESC = "\x1b"
-_STRING_INTRO = "]PX^_"  # OSC, DCS, SOS, PM, APC: run until BEL or ST
-_C1_CSI, _C1_STRING = "\x9b", "\x9d\x90\x98\x9e\x9f"
-_INTRO = _ESC + _C1_CSI + _C1_STRING
-_STRING_END, _ST = "\x07\x9c", "\x1b\\"  # BEL or C1 ST; ESC \\
 # Bidirectional controls reorder what follows them on screen (U+202E shows `txt.exe` as
 # `exe.txt`): dropped from anything shown, as escape sequences are.
 BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
@@ -179,62 +330,39 @@ def printable(text: str, *, lines: bool = False, sgr: bool = False) -> str:
     """Text safe to show on a terminal: the one place that makes it so, for every
     name, error, status cell and peeked screen that came from a pane or a peer.
 
-    CSI (`ESC [ … final`) and string sequences (OSC, DCS, …, up to BEL or `ESC \\`)
-    are dropped whole, so nothing clears a screen or writes a clipboard; bidi
-    controls are dropped; line breaks, tabs and other spaces become spaces; any other
-    C0/C1 control or DEL becomes `?`; other non-printables are shown escaped, not
-    obeyed. lines: keep `\n` (a screen); sgr: keep colour sequences (`ESC [ … m`,
-    `peek --ansi`).
+    Escape sequences (screen.tokens) are dropped whole, so nothing clears a screen or
+    writes a clipboard; bidi controls are dropped; line breaks, tabs and other spaces
+    become spaces; any other C0/C1 control or DEL becomes `?`; other non-printables are
+    shown escaped, not obeyed. lines: keep `\n` (a screen); sgr: keep colour sequences
+    (`ESC [ … m`, `peek --ansi`).
     """
     if lines:  # line by line: most rows of a screen take the fast path
         return "\n".join(printable(row, sgr=sgr) for row in text.split("\n"))
     if text.isprintable():
         return text
-    if sgr:  # colour sequences kept as they are, the text between them made printable
-        import re  # only here: errors is on every hot path
-
-        parts = re.split("(\x1b\\[[0-9;:]*m)", text)
-        return "".join(part if n % 2 else printable(part) for n, part in enumerate(parts))
     out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        i += 1
-        if ch in _INTRO:
-            if ch == _ESC:
-                if i >= n:
-                    break
-                kind = text[i]
-                i += 1
-            else:
-                kind = "[" if ch == _C1_CSI else "]"
-            if kind == "[":  # parameters and intermediates up to one final byte
-                while i < n and not "\x40" <= text[i] <= "\x7e":
-                    i += 1
-                i += 1
-            elif kind in _STRING_INTRO:
-                while i < n and text[i] not in _STRING_END and text[i:i + 2] != _ST:
-                    i += 1
-                i += 2 if text[i:i + 2] == _ST else 1
-            elif "\x20" <= kind <= "\x2f":  # ESC ( B and kin: intermediates, then a final
-                while i < n and "\x20" <= text[i] <= "\x2f":
-                    i += 1
-                i += 1
-            # any other ESC x: a two-byte sequence, x already consumed
+    for run, kind in tokens(text):
+        if kind != TEXT:
+            if sgr and kind == SGR:
+                out.append(run)
             continue
-        if ch.isprintable() or ch == " ":
-            out.append(ch)
-        elif ch in "\n\r\t\v\f":
-            out.append(" ")
-        elif ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
-            out.append("?")
-        elif ch in BIDI:
-            continue
-        elif ch.isspace():  # NBSP, U+2028 and other spaces
-            out.append(" ")
-        else:  # other non-printables (format chars, unassigned): visible, not obeyed
-            out.append(ch.encode("unicode_escape").decode("ascii"))
+        out.append(run if run.isprintable() else "".join(map(_shown, run)))
     return "".join(out)
+
+
+def _shown(ch: str) -> str:
+    """One character of text as printable shows it."""
+    if ch.isprintable() or ch == " ":
+        return ch
+    if ch in "\n\r\t\v\f":
+        return " "
+    if ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F:
+        return "?"
+    if ch in BIDI:
+        return ""
+    if ch.isspace():  # NBSP, U+2028 and other spaces
+        return " "
+    return ch.encode("unicode_escape").decode("ascii")  # format chars, unassigned: not obeyed
 
 
 def printable_json(dumped: str) -> str:

@@ -7,6 +7,8 @@ dis: ~13 ms, a third of a local delivery, measured on this machine kind.
 
 from __future__ import annotations
 
+from agent_mesh.errors import Outcome, printable
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the hot path an import
     from typing import Self
@@ -204,11 +206,17 @@ _HEX = frozenset("0123456789abcdef")
 VERIFIED_MARK = "\u2713"  # ✓: written into a tag only by the receiving host
 
 
+def is_hex_id(value: str, shortest: int = 1) -> bool:
+    """The one form of every id (message, ask, reply): `shortest` to 32 lowercase hex
+    digits, nothing a shell or a path would read as more than a word."""
+    return shortest <= len(value) <= 32 and set(value) <= _HEX
+
+
 def _msg_id(value: object) -> str:
     """A peer's msg_id: 1-32 lowercase hex digits (log.new_id makes 6), or none. It is
     shown, logged and quoted to `queue --cancel`; anything else is refused, not cleaned."""
     msg_id = "" if value is None else str(value)
-    if msg_id and not (len(msg_id) <= 32 and set(msg_id) <= _HEX):
+    if msg_id and not is_hex_id(msg_id):
         raise ValueError(f"bad message id {msg_id[:40]!r}: 1 to 32 lowercase hex digits")
     return msg_id
 
@@ -223,7 +231,11 @@ def _ttl(value: object) -> float:
 
 
 class DeliveryResult(Frozen):
-    """Where a message went and what the sender should be told about it."""
+    """Where a message went and what the sender should be told about it.
+
+    One form end to end: the paste makes it, receive sets its outcome, a peer's rpc
+    sends `to_json()`, the sender reads it back with `from_json` (the JSON field names
+    of every earlier version, so a peer one version apart still interoperates)."""
 
     FIELDS = (
         "address", "host", "target", "pane_id", "bytes_sent", "notes", "outcome", "msg_id"
@@ -235,14 +247,38 @@ class DeliveryResult(Frozen):
     pane_id: str
     bytes_sent: int
     notes: list[str]
-    outcome: str
+    outcome: Outcome
     msg_id: str
 
     def __init__(self, address: str, host: str, target: str, pane_id: str, bytes_sent: int,
-                 notes: list[str] | None = None, outcome: str = "delivered",
+                 notes: list[str] | None = None, outcome: Outcome = Outcome.DELIVERED,
                  msg_id: str = "") -> None:
-        """outcome: "delivered", "queued" (held on the recipient's host until the pane is
-        ready) or "mailbox" (a reply kept for a waiting asker, typed nowhere)."""
+        """outcome: DELIVERED, QUEUED (held on the recipient's host until the pane is
+        ready) or MAILBOX (a reply kept for a waiting asker, typed nowhere)."""
         self._set(address=address, host=host, target=target, pane_id=pane_id,
                   bytes_sent=bytes_sent, notes=list(notes or []), outcome=outcome,
                   msg_id=msg_id)
+
+    def to_json(self) -> dict[str, object]:
+        """The `result` of a deliver reply (and of a reply kept for its asker)."""
+        return {"address": self.address, "host": self.host, "target": self.target,
+                "pane_id": self.pane_id, "bytes_sent": self.bytes_sent,
+                "notes": list(self.notes), "outcome": self.outcome.word, "msg_id": self.msg_id}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object], host: str | None = None) -> DeliveryResult:
+        """From a peer's JSON, its text made printable (it is shown); host: the alias the
+        sender reached it by (a peer's own name for itself is not trusted). Raises
+        KeyError, TypeError, ValueError or AttributeError when malformed."""
+        notes = data.get("notes", [])
+        if not isinstance(notes, list):
+            raise TypeError("notes is not a list")
+        return cls(
+            address=printable(str(data["address"])),
+            host=printable(str(data["host"] if host is None else host)),
+            target=printable(str(data["target"])), pane_id=printable(str(data["pane_id"])),
+            bytes_sent=int(data["bytes_sent"]),  # type: ignore[call-overload]
+            notes=[printable(str(note)) for note in notes],
+            outcome=Outcome.from_json(data, default=Outcome.DELIVERED),
+            msg_id=str(data.get("msg_id", "")),
+        )

@@ -3,8 +3,9 @@
 A program is recognised by what the kernel says it runs, not by one name a copy
 or a wrapper escapes: its comm, its argv[0], and, for interpreters and package
 launchers (`node …/bin/codex.js`, `python -m aider`, `npx @openai/codex`), the
-script, module or package they run. To add an agent, add its command name to
-AGENTS (and its npm/PyPI package to PACKAGES if it is usually run through one).
+script, module or package they run. To add an agent, add its row to TRAITS: its
+names, packages, busy and dialog signs, and how it takes a message mid-turn; no other
+module names an agent (tests/test_architecture.py checks).
 AGENT_MESH_RECEIVERS (names separated by spaces or commas) adds more at run time.
 
 Every known agent here enables bracketed paste, so a multi-line message arrives
@@ -17,45 +18,81 @@ import os
 
 from agent_mesh.procs import Proc, exe_name
 
+
+class Traits:
+    """What delivery knows of one agent TUI: one row of TRAITS.
+
+    names: its command names (the first is the one spawned); shown: its name for people;
+    packages: the npm/PyPI packages a launcher runs it from (`npx @openai/codex`);
+    subcommand: the word its command needs to start a chat (`llm chat`); busy: the sign
+    it shows mid-turn besides the common phrases (`esc to interrupt`...): "spinner"
+    (`✻ Creating… (3s · …)`) or "turn-end" (no `Worked for` line after the last turn);
+    input_box: it always shows an input box when it takes input, so a screen without one
+    is a dialog, a splash or a menu; line_prompt: a line-mode prompt (asks on the cursor
+    row, shows no prompt while it streams, has no input box); keeps_mid_turn: a message
+    submitted mid-turn is kept until the turn ends; hooks: it runs agent-mesh's hooks.
+    """
+
+    __slots__ = ("busy", "hooks", "input_box", "keeps_mid_turn", "line_prompt", "names",
+                 "packages", "shown", "subcommand")
+
+    def __init__(self, names: tuple[str, ...], shown: str, *, packages: tuple[str, ...] = (),
+                 subcommand: str = "", busy: str = "", input_box: bool = False,
+                 line_prompt: bool = False, keeps_mid_turn: bool = False,
+                 hooks: bool = False) -> None:
+        self.names, self.shown, self.packages, self.subcommand = names, shown, packages, subcommand
+        self.busy, self.input_box, self.line_prompt = busy, input_box, line_prompt
+        self.keeps_mid_turn, self.hooks = keeps_mid_turn, hooks
+
+
+# Every known agent, one row each. Claude Code keeps a message submitted mid-turn and
+# sends it when the turn ends (observed on 2.1.197); Codex submits at once and drops its
+# streamed answer, aider would glue it to type-ahead: those are refused while working.
+# (Codex's Tab queues a message mid-turn, but Tab is not used: it could not be checked
+# against the real program here, and Tab when the turn has just ended, or with a file
+# popup open, does something else.)
+TRAITS: tuple[Traits, ...] = (
+    Traits(("claude", "claude-code"), "Claude Code", packages=("@anthropic-ai/claude-code",),
+           busy="spinner", input_box=True, keeps_mid_turn=True, hooks=True),
+    Traits(("codex",), "Codex", packages=("@openai/codex",), busy="turn-end", input_box=True,
+           hooks=True),
+    Traits(("aider",), "aider", packages=("aider-chat",), line_prompt=True),
+    Traits(("gemini",), "Gemini CLI", packages=("@google/gemini-cli",)),
+    Traits(("opencode",), "opencode", packages=("opencode-ai",)),
+    Traits(("goose",), "goose"),
+    Traits(("cursor-agent",), "Cursor Agent"),
+    Traits(("amp",), "Amp", packages=("@sourcegraph/amp",)),
+    Traits(("crush",), "Crush", packages=("@charmland/crush",)),
+    Traits(("qwen",), "Qwen Code", packages=("@qwen-code/qwen-code",)),
+    Traits(("copilot",), "GitHub Copilot CLI", packages=("@github/copilot",)),
+    Traits(("auggie",), "Auggie", packages=("@augmentcode/auggie",)),
+    Traits(("droid",), "Factory Droid"),
+    Traits(("kimi",), "Kimi CLI"),
+    Traits(("plandex",), "Plandex"),
+    Traits(("openhands",), "OpenHands"),
+    Traits(("cline",), "Cline"),
+    Traits(("kilocode",), "Kilo Code"),
+    Traits(("forge",), "Forge"),
+    Traits(("llm",), "llm chat", subcommand="chat"),
+)
+# What `agent-mesh spawn` starts when no command is given.
+DEFAULT_COMMAND = TRAITS[0].names[0]
+
+_BY_NAME: dict[str, Traits] = {name: row for row in TRAITS for name in row.names}
 # command name -> name shown to people
-AGENTS: dict[str, str] = {
-    "claude": "Claude Code",
-    "claude-code": "Claude Code",
-    "codex": "Codex",
-    "aider": "aider",
-    "gemini": "Gemini CLI",
-    "opencode": "opencode",
-    "goose": "goose",
-    "cursor-agent": "Cursor Agent",
-    "amp": "Amp",
-    "crush": "Crush",
-    "qwen": "Qwen Code",
-    "copilot": "GitHub Copilot CLI",
-    "auggie": "Auggie",
-    "droid": "Factory Droid",
-    "kimi": "Kimi CLI",
-    "plandex": "Plandex",
-    "openhands": "OpenHands",
-    "cline": "Cline",
-    "kilocode": "Kilo Code",
-    "forge": "Forge",
-    "llm": "llm chat",
-}
+AGENTS: dict[str, str] = {name: row.shown for name, row in _BY_NAME.items()}
 # Agents whose command only starts a chat with this subcommand (`llm chat`).
-_SUBCOMMAND = {"llm": "chat"}
+_SUBCOMMAND = {name: row.subcommand for name, row in _BY_NAME.items() if row.subcommand}
 # npm / PyPI package -> command name
-PACKAGES: dict[str, str] = {
-    "@anthropic-ai/claude-code": "claude",
-    "@openai/codex": "codex",
-    "aider-chat": "aider",
-    "@google/gemini-cli": "gemini",
-    "opencode-ai": "opencode",
-    "@qwen-code/qwen-code": "qwen",
-    "@sourcegraph/amp": "amp",
-    "@charmland/crush": "crush",
-    "@github/copilot": "copilot",
-    "@augmentcode/auggie": "auggie",
-}
+PACKAGES: dict[str, str] = {pkg: row.names[0] for row in TRAITS for pkg in row.packages}
+
+
+def traits(agent: str) -> Traits:
+    """The row of a known agent's command name; a plain row for one added at run time
+    (AGENT_MESH_RECEIVERS) or unknown."""
+    return _BY_NAME.get(agent) or Traits((agent,), agent)
+
+
 # Programs that run another program named by their first non-option argument.
 LAUNCHERS = frozenset({
     "node", "nodejs", "bun", "deno", "env", "npx", "npm", "pnpm", "pnpx", "yarn", "uv", "uvx",

@@ -11,13 +11,11 @@ U+2066-2069, U+200E/F, U+061C: a right-to-left override makes `txt.exe` show as
 
 from __future__ import annotations
 
-from agent_mesh.errors import UsageError
+from agent_mesh.errors import BIDI, UsageError
 
-BIDI_CONTROLS = "\u061c\u200e\u200f" + "".join(map(chr, range(0x202A, 0x202F))) + "".join(
-    map(chr, range(0x2066, 0x206A)))
 _REMOVED = dict.fromkeys(
     [*(i for i in range(0x20) if chr(i) not in "\t\n"), *range(0x7F, 0xA0),
-     *map(ord, BIDI_CONTROLS)])
+     *map(ord, sorted(BIDI))])
 
 
 def require_unicode(body: str) -> None:
@@ -34,3 +32,16 @@ def sanitize(body: str) -> tuple[str, int]:
     text = body.replace("\r\n", "\n").replace("\r", "\n")
     kept = text.translate(_REMOVED)
     return kept, len(text) - len(kept)
+
+
+_SHELL_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.:%@/+,=")
+
+
+def shell_quote(word: str) -> str:
+    """One word as a POSIX shell reads it back, for a command shown to be copied (an
+    opt-in, a corrected command line): quoted unless it is plainly safe, and with
+    non-printables dropped so the shown command is what a paste runs. (shlex imports re.)"""
+    word = "".join(ch for ch in word if ch.isprintable())
+    if word and all(ch in _SHELL_SAFE for ch in word):
+        return word
+    return "'" + word.replace("'", "'\\''") + "'"

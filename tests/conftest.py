@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from lab.netlab import Lab, lab_available
 
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -71,6 +72,53 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield home
     subprocess.run(["tmux", "kill-server"], capture_output=True, check=False)
     remove_when_unused(base)
+
+
+@pytest.fixture(params=["proc", "psutil"])
+def procs_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test over /proc and again over psutil (the process tree off Linux), against
+    the same panes: AGENT_MESH_PROCS picks the source, here and in every CLI the test runs.
+    Use it module-wide with `pytestmark = pytest.mark.usefixtures("procs_backend")`."""
+    if request.param == "psutil":
+        pytest.importorskip("psutil", reason="psutil not installed (pip install -e '.[test]')")
+    elif not os.path.isdir("/proc/self/task"):
+        pytest.skip("no /proc here")
+    monkeypatch.setenv("AGENT_MESH_PROCS", request.param)
+    return str(request.param)
+
+
+# --- the network-namespace lab (tests/lab/netlab.py) --------------------------
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that builds the lab must say so with the `lab` marker (so `-m "not lab"`
+    leaves out every slow, root-only test): fail it loudly otherwise."""
+    if "lab" in getattr(item, "fixturenames", ()) and item.get_closest_marker("lab") is None:
+        pytest.fail(f"{item.nodeid} uses the lab fixture without the `lab` marker "
+                    "(add `pytestmark = pytest.mark.lab(...)`)", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The module's network-namespace lab, started once, stopped after its last test, or
+    a skip saying why it cannot run here (not root, a tool missing). Its shape comes from
+    the module's marker, `pytestmark = pytest.mark.lab(hosts=3, missing={"h3"})`, or the
+    tests' own (hosts default 2; `missing` hosts get no agent-mesh install)."""
+    # the module's marker, or (a module mixing lab and other tests) the first lab test's
+    item = getattr(request, "_pyfuncitem", None)
+    marker = (item or request.node).get_closest_marker("lab")
+    if marker is None:
+        pytest.fail(f"{request.node.nodeid}: the lab fixture needs a `lab` marker", pytrace=False)
+    reason = lab_available()
+    if reason is not None:
+        pytest.skip(reason)
+    built = Lab(n_hosts=int(marker.kwargs.get("hosts", 2)),
+                missing_agent_mesh=set(marker.kwargs.get("missing", ())))
+    try:
+        built.start()
+        yield built
+    finally:
+        built.stop()
 
 
 def processes_using(path: Path) -> list[int]:
@@ -285,3 +333,7 @@ def notify(*args: str, env: dict[str, str] | None = None, input: bytes | None = 
     """Run notify-pane as the sender `tester` (AGENT_NAME), as an agent would."""
     return run_cli("notify-pane", *args, input=input, env={"AGENT_NAME": SENDER, **(env or {})},
                    timeout=timeout)
+
+
+# --- real agent CLIs (Claude Code, Codex) against a fake model: tests/agent_clis.py ---
+from agent_clis import agent_clis, claude, codex, fake_model  # noqa: E402, F401

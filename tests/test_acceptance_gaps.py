@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, Spawner, TmuxServer, notify, retry_until, run_cli
 
-from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import classify
+from agent_mesh.delivery.classify import classify
+from agent_mesh.delivery.pane import pane_state
 from agent_mesh.tmux import Tmux
 
 BAD_USAGE = [

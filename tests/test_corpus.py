@@ -347,6 +347,7 @@ def test_without_proc_a_shell_job_is_refused_with_and_without_force(
     says a shell waits under it. A `sleep` copied to `forge` under bash must not count as
     an agent, and no opt-in or FORCE_SEND may type into bash's typeahead (the terminal is
     in line mode: nothing reads keys)."""
+    from agent_mesh.delivery import pane as pane_mod
     from agent_mesh.delivery import paste
     from agent_mesh.errors import NotReady
     from agent_mesh.model import Envelope
@@ -370,7 +371,7 @@ def test_without_proc_a_shell_job_is_refused_with_and_without_force(
         retry_until(lambda s=slot: s.command() == job, timeout=20)
     spawn.register()
     agents = load_agents()
-    mocker.patch.object(paste, "foreground", return_value=None)
+    mocker.patch.object(pane_mod, "foreground", return_value=None)
     for slot in slots:
         for body in _messages(slot.marker):
             envelope = Envelope(sender="tester", address=slot.address, body=body,

@@ -39,7 +39,8 @@ def queue_log() -> list[dict[str, object]]:
 
 
 def waiters() -> list[int]:
-    """pids of running `agent-mesh queue-run` processes of this test's HOME."""
+    """pids of running queue waiters (detach.start_helper of queue.run_waiter) of this
+    test's HOME."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -49,7 +50,8 @@ def waiters() -> list[int]:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"queue-run" in argv and f"HOME={Path.home()}".encode() in env:
+        waiter = any(a.endswith(b".queue:run_waiter") for a in argv)
+        if waiter and f"HOME={Path.home()}".encode() in env:
             found.append(int(pid))
     return found
 

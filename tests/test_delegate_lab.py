@@ -9,14 +9,13 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=3)
 
 RECEIVER = (
     "import json, readline, sys\n"
@@ -82,24 +81,16 @@ class Mesh:
 
 
 @pytest.fixture(scope="module")
-def mesh() -> Iterator[Mesh]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=3)
-    try:
-        lab.start()
-        m = Mesh(lab)
-        m.start_receiver("h1", "py")
-        m.start_receiver("h2", "py")
-        m.start_receiver("h2", "rev", role="reviewer")
-        m.start_receiver("h3", "rev", role="reviewer")
-        m.start_receiver("h3", "py")
-        m.sync_all()
-        m.sync_all()
-        yield m
-    finally:
-        lab.stop()
+def mesh(lab: Lab) -> Mesh:
+    m = Mesh(lab)
+    m.start_receiver("h1", "py")
+    m.start_receiver("h2", "py")
+    m.start_receiver("h2", "rev", role="reviewer")
+    m.start_receiver("h3", "rev", role="reviewer")
+    m.start_receiver("h3", "py")
+    m.sync_all()
+    m.sync_all()
+    return m
 
 
 def test_queued_remote_message_survives_a_killed_waiter(mesh: Mesh) -> None:
@@ -110,7 +101,7 @@ def test_queued_remote_message_survives_a_killed_waiter(mesh: Mesh) -> None:
     listed = json.loads(mesh.run("h1", "agent-mesh", "queue", "--json").stdout)
     assert [(r["host"], r["address"]) for r in listed["pending"]] == [("h2", "h2-main-py")]
     # kill h2's waiter: the message is a file there, and the next hook/timer run resumes it
-    assert mesh.run("h2", "pkill", "-KILL", "-f", "queue-run").returncode == 0
+    assert mesh.run("h2", "pkill", "-KILL", "-f", "queue:run_waiter").returncode == 0
     assert mesh.run("h2", "agent-discover").returncode == 0
     mesh.keys("h2", "py", "C-u")
     cleared = time.monotonic()
@@ -257,12 +248,12 @@ def test_spawn_on_a_remote_host_delivers_the_task_and_returns_the_reply(mesh: Me
 FLOOD = """
 import json, sys
 from agent_mesh.errors import MeshError
-from agent_mesh.mesh.hosts import transport_for
+from agent_mesh.mesh.host import connect
 from agent_mesh.model import Envelope
 from agent_mesh.registry import view
 
 agent = view.resolve("h2-main-py", view.load_agents())
-transport = transport_for("h2", "h1")
+transport = connect("h2")
 codes = []
 for n, (size, ttl) in enumerate([(8 << 20, 1e12)] * 10 + [(10, 1e12), (8 << 20, 60.0)]):
     envelope = Envelope(sender="h1-main-py", address="h2-main-py", body="x" * size,

@@ -16,8 +16,8 @@ from pathlib import Path
 from conftest import BIN, SENDER, Receiver, Spawner, notify, retry_until
 
 from agent_mesh.delivery.inbox import place_local
-from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import refusal
+from agent_mesh.delivery.pane import pane_state
+from agent_mesh.delivery.rule import refusal
 from agent_mesh.tmux import Tmux
 
 TAG = re.compile(r"\[from " + SENDER + r" @ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \u2713testhost\] ")

@@ -15,8 +15,8 @@ from pathlib import Path
 from conftest import BIN, PROGRAMS, SELF_HOST, SENDER, Spawner, notify, retry_until
 from pytest_mock import MockerFixture
 
-from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import refusal
+from agent_mesh.delivery.pane import pane_state
+from agent_mesh.delivery.rule import refusal
 from agent_mesh.tmux import Tmux
 
 
@@ -162,6 +162,7 @@ def test_file_is_taken_back_when_the_paste_fails(spawn: Spawner, tmp_path: Path,
 
     from agent_mesh.delivery import paste
     from agent_mesh.delivery.inbox import SourceFile
+    from agent_mesh.delivery.pane import Pane
     from agent_mesh.errors import WireError
     from agent_mesh.model import Envelope
     from agent_mesh.registry.view import load_agents
@@ -169,7 +170,7 @@ def test_file_is_taken_back_when_the_paste_fails(spawn: Spawner, tmp_path: Path,
     tui = spawn.agent_tui()
     src = tmp_path / "report.md"
     src.write_text("content")
-    mocker.patch.object(paste, "_paste_and_submit", side_effect=WireError("tmux went away"))
+    mocker.patch.object(Pane, "paste", side_effect=WireError("tmux went away"))
     envelope = Envelope(sender=SENDER, address=tui.address, body="see", timestamp="t",
                         file_name="report.md", file_size=7)
     source = SourceFile(str(src))

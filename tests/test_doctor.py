@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SELF_HOST, TmuxServer
+from lab.netlab import Lab
 
 from agent_mesh import __version__
 from agent_mesh.clock import now_iso
@@ -335,7 +336,7 @@ def silent_listener() -> Iterator[int]:
 @pytest.fixture
 def unknown_key_server() -> Iterator[int]:
     """A loopback SSH server whose host key is in no known_hosts file."""
-    from agent_mesh.mesh.ssh import import_paramiko
+    from agent_mesh.mesh.paramiko import import_paramiko
 
     paramiko = import_paramiko()
     key = paramiko.RSAKey.generate(2048)
@@ -445,36 +446,30 @@ DOCTOR_JSON = ("from agent_mesh.ops.doctor import run_checks, to_json; "
                "print(to_json(run_checks()))")
 
 
-@pytest.mark.lab
-def test_lab_peers_report_latency_version_and_missing_install() -> None:
-    from lab.netlab import Lab, lab_available
-
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    with Lab(n_hosts=3, missing_agent_mesh={"h3"}) as lab:
-        h1 = lab.hosts["h1"]
-        started = time.monotonic()
-        out = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60)
-        elapsed = time.monotonic() - started
-        assert out.returncode == 0, out.stderr
-        named = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
-        h2 = named["peer:h2"]
-        assert h2["ok"], h2
-        assert re.fullmatch(r"reachable via openssh \(master started\), host key known, "
-                            r"agent-mesh " + re.escape(__version__)
-                            + r" \(same as here\) answered in \d+ ms", h2["detail"]), h2
-        again = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60)
-        named_again = {c["name"]: c for c in json.loads(again.stdout)["checks"]}
-        assert "(master was up)" in named_again["peer:h2"]["detail"], named_again["peer:h2"]
-        fallback = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60,
-                          env={"AGENT_MESH_TRANSPORT": "paramiko"})
-        h2 = {c["name"]: c for c in json.loads(fallback.stdout)["checks"]}["peer:h2"]
-        assert re.fullmatch(r"reachable via paramiko, host key known, connect \d+ ms, agent-mesh "
-                            + re.escape(__version__) + r" \(same as here\) answered in \d+ ms",
-                            h2["detail"]), h2
-        h3 = named["peer:h3"]
-        assert not h3["ok"] and h3["detail"] == "agent-mesh is not installed there", h3
-        assert h3["fix"] == "run ./install.sh on h3"
-        assert "peer:h1" not in named  # this host is not its own peer
-        assert elapsed < 15, elapsed
+@pytest.mark.lab(hosts=3, missing={"h3"})
+def test_lab_peers_report_latency_version_and_missing_install(lab: Lab) -> None:
+    h1 = lab.hosts["h1"]
+    started = time.monotonic()
+    out = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60)
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    named = {c["name"]: c for c in json.loads(out.stdout)["checks"]}
+    h2 = named["peer:h2"]
+    assert h2["ok"], h2
+    assert re.fullmatch(r"reachable via openssh \(master started\), host key known, "
+                        r"agent-mesh " + re.escape(__version__)
+                        + r" \(same as here\) answered in \d+ ms", h2["detail"]), h2
+    again = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60)
+    named_again = {c["name"]: c for c in json.loads(again.stdout)["checks"]}
+    assert "(master was up)" in named_again["peer:h2"]["detail"], named_again["peer:h2"]
+    fallback = h1.run([str(lab.venv / "bin" / "python"), "-c", DOCTOR_JSON], timeout=60,
+                      env={"AGENT_MESH_TRANSPORT": "paramiko"})
+    h2 = {c["name"]: c for c in json.loads(fallback.stdout)["checks"]}["peer:h2"]
+    assert re.fullmatch(r"reachable via paramiko, host key known, connect \d+ ms, agent-mesh "
+                        + re.escape(__version__) + r" \(same as here\) answered in \d+ ms",
+                        h2["detail"]), h2
+    h3 = named["peer:h3"]
+    assert not h3["ok"] and h3["detail"] == "agent-mesh is not installed there", h3
+    assert h3["fix"] == "run ./install.sh on h3"
+    assert "peer:h1" not in named  # this host is not its own peer
+    assert elapsed < 15, elapsed

@@ -24,7 +24,7 @@ from agent_mesh.errors import (
     printable,
     report,
 )
-from agent_mesh.mesh.ssh import SshTransport
+from agent_mesh.mesh.paramiko import ParamikoTransport
 from agent_mesh.mesh.wire import PROTOCOL, error_from_reply, error_to_reply
 from agent_mesh.model import Agent, Envelope
 
@@ -52,10 +52,10 @@ def test_every_error_has_one_line_and_its_code(exc: BaseException, code: int) ->
 
 
 def test_every_error_type_lives_in_errors() -> None:
-    from agent_mesh.delivery import paste
+    from agent_mesh.delivery import pane
     from agent_mesh.mesh import sync
 
-    assert paste.PaneGone is PaneGone and paste.PaneDead is PaneDead
+    assert pane.PaneGone is PaneGone and pane.PaneDead is PaneDead
     assert sync.SliceRejected is SliceRejected
     assert all(issubclass(cls, MeshError) for cls in errors.KINDS.values())
 
@@ -129,7 +129,7 @@ def remote_line(address: str, force: bool = False) -> tuple[str, int]:
     """What notify-pane prints for the same delivery made from another host."""
     raw = json.dumps(rpc(deliver_request(address, force))).encode()
     with pytest.raises(MeshError) as caught:
-        SshTransport("peer")._decode_reply(raw, 0)
+        ParamikoTransport("peer")._decode_reply(raw, 0)
     exc = caught.value
     if isinstance(exc, NotReady):
         exc.address = address  # as notify-pane's main does
@@ -200,12 +200,13 @@ def test_a_malformed_deliver_reply_is_exit_4_not_a_key_error(
     reply: dict[str, object], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Fault injection at the edge: the peer's answer itself."""
-    monkeypatch.setattr(SshTransport, "request", lambda self, header, stream=None, timeout=0: reply)
+    monkeypatch.setattr(ParamikoTransport, "request",
+                        lambda self, header, stream=None, timeout=0: reply)
     envelope = Envelope(sender="s", address="a", body="hi", timestamp="now", force=False,
                         skip_dismiss=False, file_name=None, file_size=None)
     agent = Agent(address="a", host="peer", target="dev:0", pane_id="%1")
     with pytest.raises(WireError) as caught:
-        SshTransport("peer").deliver(envelope, agent)
+        ParamikoTransport("peer").deliver(envelope, agent)
     assert report(caught.value)[1] == 4
     assert "malformed reply" in str(caught.value)
 

@@ -4,27 +4,15 @@ the same failure on that host itself, with the same exit code and flags."""
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import retry_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lab.netlab import Lab, lab_available
+from lab.netlab import Lab
 
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=2)
-    try:
-        lab.start()
-        yield lab
-    finally:
-        lab.stop()
+pytestmark = pytest.mark.lab(hosts=2)
 
 
 def notify(lab: Lab, host: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=2)
 
 RECEIVER = (
     "import json, readline, sys\n"
@@ -53,37 +52,29 @@ sys.stdout.write(json.dumps(reply))
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=2)
-    try:
-        lab.start()
-        for name in ("h1", "h2"):
-            host = lab.hosts[name]
-            python = str(lab.venv / "bin" / "python")
-            out = host.tmux("new-window", "-d", "-t", "main:", "-n", "py", python, "-q", "-c",
-                            RECEIVER)
-            assert out.returncode == 0, out.stderr
-            host.tmux("set-option", "-w", "-t", "main:py", "@agent-accept", "python")
-            retry_until(lambda h=host: h.tmux("capture-pane", "-p", "-t", "main:py")
-                        .stdout.decode().rstrip().endswith(">>>"))
-            assert host.run(["agent-discover"]).returncode == 0
-        h2 = lab.hosts["h2"]
-        wrapper = h2.home / ".local" / "bin" / "agent-mesh"
-        wrapper.unlink()
-        wrapper.write_text(BAD_PEER.format(python=lab.venv / "bin" / "python",
-                                           real=str(lab.venv / "bin" / "agent-mesh")))
-        wrapper.chmod(0o755)
-        os.chown(wrapper, h2.uid, h2.gid)
-        # a request runs the wrapper only once the launcher setup writes (issue 20) is gone
-        (h2.home / ".local" / "share" / "agent-mesh" / "rpc").unlink()
-        for name in ("h1", "h2"):
-            lab.hosts[name].run(["agent-mesh", "sync"])
-        yield lab
-    finally:
-        lab.stop()
+def lab(lab: Lab) -> Lab:
+    for name in ("h1", "h2"):
+        host = lab.hosts[name]
+        python = str(lab.venv / "bin" / "python")
+        out = host.tmux("new-window", "-d", "-t", "main:", "-n", "py", python, "-q", "-c",
+                        RECEIVER)
+        assert out.returncode == 0, out.stderr
+        host.tmux("set-option", "-w", "-t", "main:py", "@agent-accept", "python")
+        retry_until(lambda h=host: h.tmux("capture-pane", "-p", "-t", "main:py")
+                    .stdout.decode().rstrip().endswith(">>>"))
+        assert host.run(["agent-discover"]).returncode == 0
+    h2 = lab.hosts["h2"]
+    wrapper = h2.home / ".local" / "bin" / "agent-mesh"
+    wrapper.unlink()
+    wrapper.write_text(BAD_PEER.format(python=lab.venv / "bin" / "python",
+                                       real=str(lab.venv / "bin" / "agent-mesh")))
+    wrapper.chmod(0o755)
+    os.chown(wrapper, h2.uid, h2.gid)
+    # a request runs the wrapper only once the launcher setup writes (issue 20) is gone
+    (h2.home / ".local" / "share" / "agent-mesh" / "rpc").unlink()
+    for name in ("h1", "h2"):
+        lab.hosts[name].run(["agent-mesh", "sync"])
+    return lab
 
 
 def h1(lab: Lab) -> LabHost:

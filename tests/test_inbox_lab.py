@@ -10,14 +10,13 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=2)
 
 RECEIVER = (
     "import json, readline, sys\n"
@@ -29,28 +28,21 @@ RECEIVER = (
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=2)
-    try:
-        lab.start()
-        h1 = lab.hosts["h1"]
-        out = h1.tmux("new-window", "-d", "-t", "main:", "-n", "py",
-                      str(lab.venv / "bin" / "python"), "-q", "-c", RECEIVER,
-                      str(h1.home / "py.jsonl"))
-        assert out.returncode == 0, out.stderr
-        # a python prompt is not a known agent: the window opts in, as a user would
-        h1.tmux("set-option", "-w", "-t", "main:py", "@agent-accept", "python")
-        retry_until(lambda: ">>>" in _screen(h1))
-        for name in ("h1", "h2"):
-            assert lab.hosts[name].run(["agent-discover"]).returncode == 0
-        for name in ("h1", "h2"):
-            lab.hosts[name].run(["agent-mesh", "sync"])
-        yield lab
-    finally:
-        lab.stop()
+def lab(lab: Lab) -> Lab:
+    """The shared lab (conftest), with a python receiver on h1 that both hosts know."""
+    h1 = lab.hosts["h1"]
+    out = h1.tmux("new-window", "-d", "-t", "main:", "-n", "py",
+                  str(lab.venv / "bin" / "python"), "-q", "-c", RECEIVER,
+                  str(h1.home / "py.jsonl"))
+    assert out.returncode == 0, out.stderr
+    # a python prompt is not a known agent: the window opts in, as a user would
+    h1.tmux("set-option", "-w", "-t", "main:py", "@agent-accept", "python")
+    retry_until(lambda: ">>>" in _screen(h1))
+    for name in ("h1", "h2"):
+        assert lab.hosts[name].run(["agent-discover"]).returncode == 0
+    for name in ("h1", "h2"):
+        lab.hosts[name].run(["agent-mesh", "sync"])
+    return lab
 
 
 def _screen(h: LabHost) -> str:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=4, missing={"h4"})
 REPO = Path(__file__).resolve().parent.parent
 
 RECEIVER = (
@@ -92,21 +92,13 @@ class Mesh:
 
 
 @pytest.fixture(scope="module")
-def lab_mesh() -> Iterator[Mesh]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=4, missing_agent_mesh={"h4"})
-    try:
-        lab.start()
-        m = Mesh(lab)
-        for name in ("h1", "h2", "h3"):
-            m.start_receiver(name)
-            assert m.run(name, "agent-discover").returncode == 0
-        m.sync_all()
-        yield m
-    finally:
-        lab.stop()
+def lab_mesh(lab: Lab) -> Mesh:
+    m = Mesh(lab)
+    for name in ("h1", "h2", "h3"):
+        m.start_receiver(name)
+        assert m.run(name, "agent-discover").returncode == 0
+    m.sync_all()
+    return m
 
 
 @pytest.fixture(params=["openssh", "paramiko"])
@@ -528,7 +520,7 @@ def test_refused_remote_file_drop_leaves_nothing_behind(mesh: Mesh) -> None:
 
 def test_revoked_host_key_is_refused(mesh: Mesh) -> None:
     """A `@revoked` line in known_hosts: OpenSSH refuses, and so does our paramiko
-    transport (paramiko itself skips those lines; ssh.py reads them)."""
+    transport (paramiko itself skips those lines; paramiko.py reads them)."""
     known = mesh.host("h1").home / ".ssh" / "known_hosts"
     saved = known.read_bytes()
     key = mesh.lab.host_key_line("h2").split(" ", 1)[1]

@@ -366,9 +366,10 @@ def test_a_peer_speaks_only_for_its_own_queued_messages(mocker: MockerFixture) -
     """Review of the merge (issue 21.12, 21.26): `agent-mesh log` follows a queued message
     to its recipient's host; an answer from another host claiming the same id (or an id
     of an agent it does not hold) must not change what the log says. The peers' inbox
-    replies are injected at the wire edge (call_host)."""
+    replies are injected at the wire edge (host.connect: a Host that answers them)."""
     from agent_mesh.delivery import log
-    from agent_mesh.mesh import observe
+    from agent_mesh.mesh import host, observe
+    from agent_mesh.mesh.transport import Host
 
     log.append(log.sent_path(), {"id": "aa11", "to": "h2-dev-a", "host": "h2",
                                  "outcome": "queued", "time": "2026-12-02T10:00:00Z"})
@@ -381,6 +382,14 @@ def test_a_peer_speaks_only_for_its_own_queued_messages(mocker: MockerFixture) -
                                 {"id": "bb22", "outcome": "delivered"}]}
         return {"records": []}
 
-    mocker.patch.object(observe, "call_host", side_effect=inbox)
+    class Peer(Host):
+        def __init__(self, alias: str) -> None:
+            self.host = alias
+
+        def request(self, header: dict[str, object], stream: object = None,
+                    timeout: float = 0.0) -> dict[str, object]:
+            return inbox(self.host, header, timeout)
+
+    mocker.patch.object(host, "connect", side_effect=lambda alias, *args: Peer(alias))
     outcomes = {r["id"]: r["outcome"] for r in observe.sent_records()}
     assert outcomes == {"aa11": "queued → delivered", "bb22": "queued"}

@@ -9,18 +9,17 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
 REPLAY = Path(__file__).resolve().parent / "programs" / "screen_replay.py"
 SCREENS = Path(__file__).resolve().parent / "fixtures" / "screens"
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=3)
 
 RECEIVER = (
     "import json, readline, sys\n"
@@ -70,52 +69,44 @@ class Observed:
 
 
 @pytest.fixture(scope="module")
-def obs() -> Iterator[Observed]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=3)
-    try:
-        lab.start()
-        o = Observed(lab)
-        h1 = o.host("h1")
-        bash = ["bash", "--norc", "--noprofile"]
-        o.receiver("h1", "agent")
-        o.receiver("h1", "draft")
-        h1.tmux("send-keys", "-t", "main:draft", "-l", "half a thought")
-        retry_until(lambda: "half a thought" in o.screen("h1", "draft"))
-        # a real Claude Code permission question, replayed under the name `claude`
-        replay = h1.home / "claude"
-        shutil.copy(REPLAY, replay)
-        for suffix in (".ansi", ".json"):
-            shutil.copy(SCREENS / f"claude-code-permission-dialog{suffix}",
-                        h1.home / f"dialog{suffix}")
-        for path in (replay, h1.home / "dialog.ansi", h1.home / "dialog.json"):
-            os.chown(path, h1.uid, h1.gid)
-        o.window("h1", "dialog", "python3", str(replay), str(h1.home / "dialog.log"),
-                 str(h1.home / "dialog"))
-        o.window("h1", "shell", *bash)
-        o.window("h1", "busy", *bash)
-        h1.tmux("send-keys", "-t", "main:busy", "sleep 600", "Enter")
-        h1.tmux("set-option", "-g", "remain-on-exit", "on")
-        o.window("h1", "dead", "sh", "-c", "exit 0")
-        o.window("h1", "closed", *bash)
-        o.window("h1", "log", *bash)
-        h1.tmux("send-keys", "-t", "main:log", "for i in $(seq 1 80); do echo row-$i; done",
-                "Enter")
-        retry_until(lambda: "row-80" in o.screen("h1", "log"))
-        for name in ("h2", "h3"):
-            o.receiver(name, "py")
-        for name in ("h1", "h2", "h3"):
-            assert o.run(name, "agent-discover").returncode == 0
-        assert h1.tmux("kill-window", "-t", "main:closed").returncode == 0  # registry stale
-        for name in ("h1", "h2", "h3"):
-            o.run(name, "agent-mesh", "sync")
-        retry_until(lambda: "sleep" in h1.tmux(
-            "display-message", "-p", "-t", "main:busy", "#{pane_current_command}").stdout.decode())
-        yield o
-    finally:
-        lab.stop()
+def obs(lab: Lab) -> Observed:
+    o = Observed(lab)
+    h1 = o.host("h1")
+    bash = ["bash", "--norc", "--noprofile"]
+    o.receiver("h1", "agent")
+    o.receiver("h1", "draft")
+    h1.tmux("send-keys", "-t", "main:draft", "-l", "half a thought")
+    retry_until(lambda: "half a thought" in o.screen("h1", "draft"))
+    # a real Claude Code permission question, replayed under the name `claude`
+    replay = h1.home / "claude"
+    shutil.copy(REPLAY, replay)
+    for suffix in (".ansi", ".json"):
+        shutil.copy(SCREENS / f"claude-code-permission-dialog{suffix}",
+                    h1.home / f"dialog{suffix}")
+    for path in (replay, h1.home / "dialog.ansi", h1.home / "dialog.json"):
+        os.chown(path, h1.uid, h1.gid)
+    o.window("h1", "dialog", "python3", str(replay), str(h1.home / "dialog.log"),
+             str(h1.home / "dialog"))
+    o.window("h1", "shell", *bash)
+    o.window("h1", "busy", *bash)
+    h1.tmux("send-keys", "-t", "main:busy", "sleep 600", "Enter")
+    h1.tmux("set-option", "-g", "remain-on-exit", "on")
+    o.window("h1", "dead", "sh", "-c", "exit 0")
+    o.window("h1", "closed", *bash)
+    o.window("h1", "log", *bash)
+    h1.tmux("send-keys", "-t", "main:log", "for i in $(seq 1 80); do echo row-$i; done",
+            "Enter")
+    retry_until(lambda: "row-80" in o.screen("h1", "log"))
+    for name in ("h2", "h3"):
+        o.receiver(name, "py")
+    for name in ("h1", "h2", "h3"):
+        assert o.run(name, "agent-discover").returncode == 0
+    assert h1.tmux("kill-window", "-t", "main:closed").returncode == 0  # registry stale
+    for name in ("h1", "h2", "h3"):
+        o.run(name, "agent-mesh", "sync")
+    retry_until(lambda: "sleep" in h1.tmux(
+        "display-message", "-p", "-t", "main:busy", "#{pane_current_command}").stdout.decode())
+    return o
 
 
 def test_status_across_hosts_with_a_partitioned_one(obs: Observed) -> None:

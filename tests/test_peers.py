@@ -14,12 +14,11 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
 ALIASES = {"h1": "h1", "h2": "peer", "h3": "peer-2"}
 RECEIVER = (
@@ -106,37 +105,29 @@ class Peers:
 
 
 @pytest.fixture(scope="module")
-def peers() -> Iterator[Peers]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=3)
-    try:
-        lab.start()
-        p = Peers(lab)
-        config = "".join(
-            f"\nHost {alias}\n    HostName {h.ip}\n    User {h.user}\n"
-            "    IdentityFile ~/.ssh/id_ed25519\n    IdentitiesOnly yes\n"
-            "    UserKnownHostsFile ~/.ssh/known_hosts\n    StrictHostKeyChecking yes\n"
-            "    BatchMode yes\n    ConnectTimeout 3\n"
-            for name, alias in ALIASES.items() if alias != name
-            for h in [lab.hosts[name]]
-        )
-        for name, alias in ALIASES.items():
-            ssh_config = p.host(name).home / ".ssh" / "config"
-            p.write(name, ".ssh/config", ssh_config.read_text() + config, 0o600)
-            p.write(name, ".agents/self.conf", f"{alias}\n")
-            p.write(name, ".agents/peers.conf", "".join(f"{a}\n" for a in ALIASES.values()))
-            p.start_receiver(name, "main:", "py")
-            assert p.run(name, "agent-discover").returncode == 0
-        for name in ALIASES:
-            assert p.run(name, "agent-mesh", "sync").returncode == 0
-        yield p
-    finally:
-        lab.stop()
+def peers(lab: Lab) -> Peers:
+    p = Peers(lab)
+    config = "".join(
+        f"\nHost {alias}\n    HostName {h.ip}\n    User {h.user}\n"
+        "    IdentityFile ~/.ssh/id_ed25519\n    IdentitiesOnly yes\n"
+        "    UserKnownHostsFile ~/.ssh/known_hosts\n    StrictHostKeyChecking yes\n"
+        "    BatchMode yes\n    ConnectTimeout 3\n"
+        for name, alias in ALIASES.items() if alias != name
+        for h in [lab.hosts[name]]
+    )
+    for name, alias in ALIASES.items():
+        ssh_config = p.host(name).home / ".ssh" / "config"
+        p.write(name, ".ssh/config", ssh_config.read_text() + config, 0o600)
+        p.write(name, ".agents/self.conf", f"{alias}\n")
+        p.write(name, ".agents/peers.conf", "".join(f"{a}\n" for a in ALIASES.values()))
+        p.start_receiver(name, "main:", "py")
+        assert p.run(name, "agent-discover").returncode == 0
+    for name in ALIASES:
+        assert p.run(name, "agent-mesh", "sync").returncode == 0
+    return p
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_an_address_belongs_to_the_longest_alias(peers: Peers) -> None:
     """`peer` serving `peer-2-prod-deploy` while `peer-2` is down: never delivered to peer."""
     h2 = peers.host("h2")
@@ -175,7 +166,7 @@ def test_an_address_belongs_to_the_longest_alias(peers: Peers) -> None:
     assert peers.run("h1", "agent-mesh", "sync").returncode == 0
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_foreign_entries_are_dropped_with_a_note_and_the_rest_kept(peers: Peers) -> None:
     h3 = peers.host("h3")
     slice_path = h3.home / ".agents" / "local.toml"
@@ -197,15 +188,15 @@ def test_foreign_entries_are_dropped_with_a_note_and_the_rest_kept(peers: Peers)
     assert "peer-2: ok" in peers.run("h2", "agent-mesh", "sync").stdout.decode()
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_a_push_is_a_hint_the_receiver_verifies_by_pulling(peers: Peers) -> None:
     """Any member can send {"op":"exchange","from":"peer",...}: nothing it says is stored."""
     forged = ('[agents.peer-main-py]\nhost = "peer"\ntarget = "main:9"\npane_id = "%99"\n'
               'role = "SPOOFED"\n')
     log = peers.host("h3").home / ".agents" / "push.log"
     log_before = log.read_text() if log.exists() else ""
-    code = ("import sys; from agent_mesh.mesh.ssh import SshTransport\n"
-            "t = SshTransport('peer-2')\n"
+    code = ("import sys; from agent_mesh.mesh.paramiko import ParamikoTransport\n"
+            "t = ParamikoTransport('peer-2')\n"
             "req = {'op': 'exchange', 'from': 'peer', 'slice': sys.stdin.read()}\n"
             "print(t.call(req)['host'])\n")
     out = peers.host("h1").run([peers.python, "-c", code], input=forged.encode())
@@ -218,7 +209,7 @@ def test_a_push_is_a_hint_the_receiver_verifies_by_pulling(peers: Peers) -> None
     assert "SPOOFED" not in stored
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_a_push_of_what_was_verified_needs_no_pull(peers: Peers) -> None:
     """The timer's syncs push unchanged slices: only a change costs the receiver a pull."""
     assert peers.run("h1", "agent-mesh", "sync").returncode == 0  # h1 verified peer just now
@@ -232,7 +223,7 @@ def test_a_push_of_what_was_verified_needs_no_pull(peers: Peers) -> None:
     assert other.stdout.split() == [b"True"], other
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_a_real_push_still_reaches_the_peers_within_seconds(peers: Peers) -> None:
     h2 = peers.host("h2")
     assert h2.tmux("new-window", "-d", "-t", "main:", "-n", "pushed").returncode == 0
@@ -251,7 +242,7 @@ def test_a_real_push_still_reaches_the_peers_within_seconds(peers: Peers) -> Non
 TRICKLE = "#!/bin/sh\nwhile :; do printf ' ' || exit 0; sleep 2; done\n"
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_a_trickling_peer_is_cut_at_the_deadline(peers: Peers) -> None:
     """One byte every 2 s: sync ends at the deadline, the healthy peer's change lands."""
     h2 = peers.host("h2")
@@ -310,7 +301,7 @@ def test_a_trickling_peer_is_cut_at_the_deadline(peers: Peers) -> None:
     assert peers.run("h1", "agent-mesh", "sync").returncode == 0
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_nothing_from_a_peer_reaches_the_terminal_raw(peers: Peers) -> None:
     """ESC[2J and OSC 52 (clipboard write) in a slice and in a delivery reply."""
     h2 = peers.host("h2")
@@ -378,7 +369,7 @@ def test_printable_strips_sequences_whole(raw: str, shown: str) -> None:
     assert printable("two\nlines\x1b[2J") == "two lines"
 
 
-@pytest.mark.lab
+@pytest.mark.lab(hosts=3)
 def test_rpc_delivers_to_the_entrys_own_tmux_server(peers: Peers) -> None:
     """A window on peer's second server (`tmux -L other`) is reached over rpc in that
     server's pane, never in the pane of that id on peer's default server (issue 7.3)."""

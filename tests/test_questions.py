@@ -22,8 +22,10 @@ from pathlib import Path
 import pytest
 from conftest import PROGRAMS, SELF_HOST, Receiver, Spawner, notify, retry_until, run_cli
 
-from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import PaneState, PaneStatus, classify, refusal
+from agent_mesh.delivery.classify import classify
+from agent_mesh.delivery.pane import pane_state
+from agent_mesh.delivery.rule import refusal
+from agent_mesh.delivery.state import PaneState, PaneStatus
 from agent_mesh.tmux import Tmux
 
 FORCE = {"FORCE_SEND": "1"}

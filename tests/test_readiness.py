@@ -9,11 +9,14 @@ import sys
 import pytest
 from conftest import SENDER, Receiver, Spawner, notify, retry_until
 
-from agent_mesh.delivery.paste import _paste_and_submit, pane_state
-from agent_mesh.delivery.state import refusal
+from agent_mesh.delivery.pane import Pane, pane_state
+from agent_mesh.delivery.rule import refusal
 from agent_mesh.errors import PaneDead
 from agent_mesh.procs import foreground
 from agent_mesh.tmux import Tmux
+
+# each test runs over /proc and over psutil (the process tree off Linux)
+pytestmark = pytest.mark.usefixtures("procs_backend")
 
 TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+ \u2713testhost\] ")
 FORCE = {"FORCE_SEND": "1"}
@@ -160,7 +163,7 @@ def test_paste_checks_for_death_inside_tmux(spawn: Spawner) -> None:
     pane = spawn.window("gone", ["sh", "-c", "exit 0"])
     retry_until(lambda: pane.display("#{pane_dead}") == "1")
     with pytest.raises(PaneDead):
-        _paste_and_submit(Tmux(), pane.pane_id, "hello", 0.05)
+        Pane(Tmux(), pane.pane_id).paste("hello", 0.05)
     assert spawn.server.run("list-sessions", check=False).returncode == 0
     assert spawn.server.run("list-buffers").stdout == ""
 
@@ -272,7 +275,8 @@ def foreground_program(pane_pid: int) -> str:
 def test_foreground_program_is_the_foreground_job(
     spawn: Spawner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The kernel's view of the foreground job on Linux; elsewhere tmux's view is used."""
+    """The kernel's view of the foreground job (/proc, or psutil without it); with
+    neither, tmux's view is used."""
     sh = spawn.bash()
     pid = int(sh.pane.display("#{pane_pid}"))
     assert foreground_program(pid) == "bash"
@@ -281,7 +285,12 @@ def test_foreground_program_is_the_foreground_job(
     retry_until(lambda: foreground_program(pid) == "sleep")
     assert pane_state(Tmux(), sh.pane.pane_id).current_command == "sleep"
     assert foreground_program(999_999_999) == ""
-    monkeypatch.setattr(sys, "platform", "darwin")
+    from agent_mesh import procs
+
+    monkeypatch.setenv("AGENT_MESH_PROCS", "psutil")  # as off Linux, with psutil missing
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    monkeypatch.setitem(sys.modules, "agent_mesh.procs_psutil", None)
+    monkeypatch.setattr(procs, "_sources", {})
     assert foreground_program(pid) == ""
     type_keys(sh, "C-c")
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent_mesh.delivery.state import PaneState, parse_screen, refusal
+from agent_mesh.delivery.rule import refusal
+from agent_mesh.delivery.state import PaneState
+from agent_mesh.screen import parse_screen
 
 DIM, GREY, OFF = "\x1b[2m", "\x1b[38;5;244m", "\x1b[0m"
 RULE = "─" * 60
@@ -174,7 +176,7 @@ def test_quoted_output_above_an_idle_prompt_is_not_an_input_box() -> None:
 
 def test_modal_detection_needs_the_dialog_not_just_its_words() -> None:
     """Escape interrupts a working agent: only a real dialog (no input box) counts."""
-    from agent_mesh.delivery.paste import detect_modal
+    from agent_mesh.delivery.prompts import detect_modal
 
     dialog = "\n".join(["", " Status   Config   Usage   Stats", "", "  Theme  dark", "",
                         "  Esc to exit"])

@@ -198,11 +198,41 @@ def test_exit_codes_agree_everywhere() -> None:
     assert "AGENT_MESH_MAX_FILE" in USAGE and "5 queued" in USAGE
 
 
+def read_settings(root: Path = REPO) -> set[str]:
+    """AGENT_MESH_* names the code uses as values: string literals in the package (a
+    comment or a docstring naming one does not count) and `$NAME` or `${NAME` in
+    install.sh's shell code."""
+    import ast
+
+    names: set[str] = set()
+    for path in (root / "agent_mesh").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names.update(re.findall(r"^AGENT_MESH_[A-Z_]+$", node.value))
+    code = "\n".join(line.split("#", 1)[0] for line in
+                     (root / "install.sh").read_text().splitlines())
+    names.update(re.findall(r"\$\{?(AGENT_MESH_[A-Z_]+)", code))
+    return names
+
+
 def test_documented_settings_exist() -> None:
-    """Every AGENT_MESH_* variable the README names is read somewhere in the package."""
-    source = "\n".join(p.read_text() for p in (REPO / "agent_mesh").rglob("*.py"))
+    """Every AGENT_MESH_* variable the README names is read somewhere: by the package, or
+    (AGENT_MESH_PYTHON) by install.sh."""
     named = set(re.findall(r"AGENT_MESH_[A-Z_]+", README.read_text()))
     assert {"AGENT_MESH_MAX_FILE", "AGENT_MESH_SETTLE", "AGENT_MESH_RECEIVERS",
             "AGENT_MESH_SYNC_DEADLINE"} <= named
-    missing = {name for name in named if name not in source and name != "AGENT_MESH_PYTHON"}
+    missing = named - read_settings()
     assert not missing, f"README names settings the code does not read: {missing}"
+
+
+def test_a_setting_named_only_in_a_comment_is_not_read(tmp_path: Path) -> None:
+    """The check above can fail: a name in a comment or a docstring is not a read."""
+    (tmp_path / "agent_mesh").mkdir()
+    (tmp_path / "agent_mesh" / "m.py").write_text(
+        '"""Docs name AGENT_MESH_DOC."""\nimport os\n\n'
+        '# AGENT_MESH_COMMENT is read below (it is not)\n'
+        'LIMIT = os.environ.get("AGENT_MESH_READ", "")\n')
+    (tmp_path / "install.sh").write_text(
+        '#!/bin/sh\n# AGENT_MESH_SHCOMMENT picks nothing\n'
+        'echo "AGENT_MESH_ECHOED"\np=${AGENT_MESH_SHREAD:-python3}  # AGENT_MESH_TRAILING\n')
+    assert read_settings(tmp_path) == {"AGENT_MESH_READ", "AGENT_MESH_SHREAD"}

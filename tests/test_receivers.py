@@ -19,9 +19,13 @@ import pytest
 from conftest import AGENT_TUI, Pane, Receiver, Spawner, notify, retry_until
 from pytest_mock import MockerFixture
 
-from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import classify, refusal
+from agent_mesh.delivery.classify import classify
+from agent_mesh.delivery.pane import pane_state
+from agent_mesh.delivery.rule import refusal
 from agent_mesh.tmux import Tmux
+
+# each test runs over /proc and over psutil (the process tree off Linux)
+pytestmark = pytest.mark.usefixtures("procs_backend")
 
 FORCE = {"FORCE_SEND": "1"}
 
@@ -476,14 +480,19 @@ def test_hidden_input_at_a_bash_prompt_is_a_question(spawn: Spawner, tmp_path: P
     retry_until(lambda: "got:0:" in sh.pane.capture(), timeout=10)
 
 
-def test_vi_mode_bash_is_refused_in_command_mode_only(spawn: Spawner, tmp_path: Path) -> None:
+def test_vi_mode_bash_is_refused_in_command_mode_only(spawn: Spawner, procs_backend: str) -> None:
     """issue 21.18: with `@agent-accept shell`, a bash in vi insert mode takes the
-    message; in vi command (normal) mode it is refused, even with FORCE_SEND."""
+    message; in vi command (normal) mode it is refused, even with FORCE_SEND. Without
+    /proc (psutil) bash's keymap cannot be read: readline's mode string is the sign."""
     sh = spawn.bash()
     sh.pane.server.run("set-option", "-w", "-t", sh.pane.pane_id, "@agent-accept", "shell")
     sh.pane.send_keys("set -o vi", literal=True)
     sh.pane.send_keys("Enter")
     retry_until(lambda: "set -o vi" in sh.lines(), timeout=10)
+    if procs_backend == "psutil":
+        sh.pane.send_keys("bind 'set show-mode-in-prompt on'", literal=True)
+        sh.pane.send_keys("Enter")
+        retry_until(lambda: "(ins)$" in sh.pane.capture(), timeout=10)
     res = notify(sh.address, ": insert mode takes it")
     assert res.returncode == 0, res.stderr
     retry_until(lambda: any("insert mode takes it" in line for line in sh.lines()), timeout=10)
@@ -510,12 +519,12 @@ def test_vi_mode_is_probed_only_where_the_text_could_reach_the_prompt(
     is for a send that could reach the prompt, a forced one or to a window that accepts
     `shell`; an unforced send to a shell that is refused anyway does not pay it (spied
     at the procs edge)."""
-    from agent_mesh.delivery import state
+    from agent_mesh.delivery import rule
     from agent_mesh.delivery.paste import claim_pane
     from agent_mesh.errors import NotReady
 
     sh = spawn.bash()
-    probe = mocker.spy(state, "readline_vi_command")
+    probe = mocker.spy(rule, "readline_vi_command")
     with pytest.raises(NotReady, match="interactive shell"), claim_pane(Tmux(), sh.pane.pane_id):
         pass
     assert probe.call_count == 0

@@ -180,7 +180,7 @@ def test_the_last_close_hook_runs_before_tmux_exits(tmux_server: TmuxServer) -> 
     text = (REPO / "agent_mesh/ops/data/tmux.conf.snippet").read_text()
     line = next(x for x in text.splitlines() if x.startswith("set-hook -g 'session-closed"))
     assert "run-shell -b" not in line  # a -b job may never start once the server exits
-    for round_ in range(5):
+    for _ in range(5):
         tmux_server.start("main")
         tmux_server.install_hooks()
         tmux("new-window", "-d", "-t", "=main:", "-n", "w")
@@ -189,7 +189,7 @@ def test_the_last_close_hook_runs_before_tmux_exits(tmux_server: TmuxServer) -> 
         retry_until(lambda: read_agents() == {}, timeout=SLOW)
         retry_until(lambda: "no server running" in tmux_server.run(  # that server has exited
             "list-sessions", check=False).stderr, timeout=SLOW)
-        assert round_ >= 0
+    assert "error" not in hook_log(), hook_log()  # no close hook failed on an exiting server
 
 
 # --- private files, swept temporaries (8.7, 8.9) ---------------------------------

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=2)
 SERVER = b"/rpc\x00--serve\x00"  # the server's argv (the session holding it says "rpc --serve")
 HOLDER = b"ProxyCommand=false"  # the `ssh` session that holds a server, on the sender
 
@@ -33,25 +32,17 @@ RECEIVER = (
 
 
 @pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=2)
-    try:
-        lab.start()
-        h1 = lab.hosts["h1"]
-        out = h1.tmux("new-window", "-d", "-t", "main:", "-n", "py", str(lab.venv / "bin" /
-                      "python"), "-q", "-c", RECEIVER, str(h1.home / "got.jsonl"), ";",
-                      "set-option", "-w", "-t", "main:py", "@agent-accept", "python3")
-        assert out.returncode == 0, out.stderr
-        retry_until(lambda: ">>>" in h1.tmux("capture-pane", "-p", "-t", "main:py")
-                    .stdout.decode(), timeout=15)
-        for host in lab.hosts.values():
-            host.run(["agent-discover"], check=True)
-        yield lab
-    finally:
-        lab.stop()
+def lab(lab: Lab) -> Lab:
+    h1 = lab.hosts["h1"]
+    out = h1.tmux("new-window", "-d", "-t", "main:", "-n", "py", str(lab.venv / "bin" /
+                  "python"), "-q", "-c", RECEIVER, str(h1.home / "got.jsonl"), ";",
+                  "set-option", "-w", "-t", "main:py", "@agent-accept", "python3")
+    assert out.returncode == 0, out.stderr
+    retry_until(lambda: ">>>" in h1.tmux("capture-pane", "-p", "-t", "main:py")
+                .stdout.decode(), timeout=15)
+    for host in lab.hosts.values():
+        host.run(["agent-discover"], check=True)
+    return lab
 
 
 def _received(lab: Lab) -> list[str]:

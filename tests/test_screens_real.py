@@ -9,7 +9,10 @@ import os
 import pytest
 from screen_fixtures import load, names
 
-from agent_mesh.delivery.state import PaneState, classify, detect_modal, refusal
+from agent_mesh.delivery.classify import classify
+from agent_mesh.delivery.prompts import detect_modal
+from agent_mesh.delivery.rule import refusal
+from agent_mesh.delivery.state import PaneState
 from agent_mesh.procs import Proc, foreground, read_proc
 from agent_mesh.receivers import agent_of, is_shell, shell_of
 
@@ -143,11 +146,73 @@ def test_store_role_inference_uses_the_one_shell_list() -> None:
     assert infer_role("rbash", "s", "w").startswith("Shell agent")
 
 
+@pytest.mark.usefixtures("procs_backend")
 def test_procs_reads_this_process() -> None:
+    import subprocess
+    import sys
+
+    from conftest import retry_until
+
+    from agent_mesh.procs import exe_name, parent, running
+
     me = read_proc(os.getpid())
     assert me is not None and me.pid == os.getpid() and me.argv
+    assert me.ppid == os.getppid() == parent(os.getpid()) and me.pgrp == os.getpgrp()
+    assert exe_name(os.getpid()).startswith("python")
     assert foreground(-1) is None
     assert foreground(999_999_999) is None
+    assert parent(999_999_999) == 0
+    mark = f"procs-mark-{os.getpid()}"
+    kid = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", mark],
+                           env={**os.environ, "PROCS_TEST": mark})
+    try:
+        # Popen returns once the exec began, a moment before the kernel shows the new argv
+        retry_until(lambda: running((mark.encode(),), f"PROCS_TEST={mark}".encode())
+                    == [kid.pid], timeout=5)
+        assert running((mark.encode(),), b"PROCS_TEST=other") == []
+    finally:
+        kid.kill()
+        kid.wait()
+
+
+@pytest.mark.usefixtures("procs_backend")
+def test_a_group_whose_leader_has_gone_is_found_by_a_scan() -> None:
+    """The slow path of procs.foreground: the group's leader exited, its child lives on."""
+    import subprocess
+    import sys
+
+    from conftest import retry_until
+
+    from agent_mesh import procs
+
+    code = ("import os, sys, time\nos.setpgid(0, 0)\nif os.fork() == 0:\n"
+            "    time.sleep(30)\nelse:\n    print(os.getpid(), flush=True)\n")
+    leader = subprocess.Popen([sys.executable, "-c", code, "orphan-mark"],
+                              stdout=subprocess.PIPE, text=True)
+    assert leader.stdout is not None
+    pgrp = int(leader.stdout.readline())
+    leader.wait()
+    try:
+        found = retry_until(lambda: procs._scan_group(procs._source(), pgrp), timeout=5)
+        assert [p.pgrp for p in found] == [pgrp] and found[0].pid != pgrp
+        assert found[0].argv[-1] == "orphan-mark" and found[0].ppid != pgrp
+    finally:
+        os.killpg(pgrp, 9)
+        leader.stdout.close()
+
+
+def test_linux_reads_no_psutil() -> None:
+    """psutil is for where /proc is absent: the Linux path never imports it."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from agent_mesh import procs; procs.foreground(os.getpid()); "
+            "procs.read_proc(os.getpid()); procs.running((b'x',), b'HOME=/'); "
+            "print('psutil' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={k: v for k, v in os.environ.items()
+                                          if k != "AGENT_MESH_PROCS"})
+    assert out.stdout.strip() == "False"
 
 
 def _state(screen: str, x: int, y: int, *group: Proc, accept: str = "") -> PaneState:

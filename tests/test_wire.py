@@ -11,7 +11,7 @@ import pytest
 
 from agent_mesh import __version__
 from agent_mesh.errors import NotReady, UnknownAgent, WireError
-from agent_mesh.mesh.ssh import SshTransport
+from agent_mesh.mesh.paramiko import ParamikoTransport
 from agent_mesh.mesh.wire import PROTOCOL, REMOTE_COMMAND
 
 
@@ -21,23 +21,24 @@ def reply(**fields: object) -> bytes:
 
 def test_a_peer_with_another_version_is_a_wire_failure_naming_both() -> None:
     with pytest.raises(WireError, match=r"peer: agent-mesh 9\.9\.9 there, .* here"):
-        SshTransport("peer")._decode_reply(reply(ok=True, version="9.9.9"), 0)
+        ParamikoTransport("peer")._decode_reply(reply(ok=True, version="9.9.9"), 0)
 
 
 def test_exit_127_means_agent_mesh_is_not_installed() -> None:
     with pytest.raises(WireError, match="peer: agent-mesh is not installed there"):
-        SshTransport("peer")._decode_reply(b"", 127)
+        ParamikoTransport("peer")._decode_reply(b"", 127)
 
 
 def test_garbage_from_the_peer_is_named_not_parsed() -> None:
     with pytest.raises(WireError, match=r"did not answer .*Traceback"):
-        SshTransport("peer")._decode_reply(b"oops\nTraceback (most recent call last)", 1)
+        ParamikoTransport("peer")._decode_reply(b"oops\nTraceback (most recent call last)", 1)
 
 
 @pytest.mark.parametrize(("code", "kind"), [(2, UnknownAgent), (3, NotReady), (4, WireError)])
 def test_peer_errors_keep_their_exit_codes(code: int, kind: type[Exception]) -> None:
     with pytest.raises(kind) as caught:
-        SshTransport("peer")._decode_reply(reply(ok=False, code=code, error="why", address="a"), 0)
+        ParamikoTransport("peer")._decode_reply(
+            reply(ok=False, code=code, error="why", address="a"), 0)
     assert caught.value.exit_code == code  # type: ignore[attr-defined]
 
 
@@ -207,8 +208,8 @@ def test_control_sockets_live_in_a_private_short_directory(
     ("Connection timed out during banner exchange\n", "unreachable (no SSH handshake"),
 ])
 def test_ssh_failures_are_named(stderr: str, expected: str) -> None:
-    from agent_mesh.mesh.openssh import describe_failure
+    from agent_mesh.mesh.openssh import ssh_failure
 
-    text = describe_failure(stderr, 255).replace("ALIAS", "peer")
+    text = ssh_failure(stderr, 255)[1].replace("ALIAS", "peer")
     assert text.startswith(expected), text
     assert "\n" not in text

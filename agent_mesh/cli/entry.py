@@ -52,17 +52,15 @@ def main() -> None:
         if wants_help:
             print(PUSH_HELP, end="")
             sys.exit(0)
-        from agent_mesh import errors
+        from agent_mesh.cli.guard import guarded
+        from agent_mesh.errors import printable
         from agent_mesh.mesh import sync
 
-        try:
+        def push() -> None:
             for report in sync.push_pending():
-                print(errors.printable(report.line()))
-        except (Exception, KeyboardInterrupt) as exc:
-            line, code = errors.report(exc)
-            print(f"agent-mesh push: {line}", file=sys.stderr)
-            sys.exit(code)
-        sys.exit(0)
+                print(printable(report.line()))
+
+        sys.exit(guarded("agent-mesh push", push))
     if command == ["queue-run"]:
         if wants_help:
             print(QUEUE_RUN_HELP, end="")

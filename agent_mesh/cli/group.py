@@ -13,18 +13,19 @@ from typing import Any
 import click
 
 from agent_mesh import __version__, errors
+from agent_mesh.cli.guard import guarded
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 
 def run_guarded(prog: str, func: Callable[[], Any]) -> None:
-    """Run a click command's body; any failure becomes `prog: <one line>` and the
-    exit code from errors.report, the same table notify-pane uses."""
-    try:
+    """Run a click command's body in the one guard (cli/guard.py); a failure exits
+    with its code, what the body returns is ignored."""
+    def body() -> None:
         func()
-    except (Exception, KeyboardInterrupt) as exc:
-        line, code = errors.report(exc)
-        click.echo(f"{prog}: {line}", err=True)
+
+    code = guarded(prog, body, say=lambda line: click.echo(line, err=True))
+    if code:
         sys.exit(code)
 
 

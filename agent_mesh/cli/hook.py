@@ -71,19 +71,16 @@ def _slice_identity() -> tuple[int, int] | None:
 
 
 def push_to_peers() -> str:
-    """Start `agent-mesh push` detached when there are peers: a new window is
+    """Start a push (sync.push_main, detached) when there are peers: a new window is
     addressable mesh-wide within seconds, and the hook does not wait for SSH."""
     from agent_mesh import paths
     from agent_mesh.registry.naming import read_peers
 
     if not read_peers(strict=False):
         return ""
-    exe = os.path.join(os.path.dirname(sys.executable), "agent-mesh")
-    if not os.access(exe, os.X_OK):
-        return f"; cannot push: {exe} missing"
-    from agent_mesh.procs import spawn_detached
+    from agent_mesh.detach import start_helper
 
-    spawn_detached([exe, "push"], os.path.join(paths.agents_dir(), "push.log"))
+    start_helper("agent_mesh.mesh.sync:push_main", log=os.path.join(paths.agents_dir(), "push.log"))
     return "; pushing to peers"
 
 

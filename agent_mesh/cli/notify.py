@@ -12,7 +12,8 @@ import stat
 import sys
 
 from agent_mesh import __version__
-from agent_mesh.errors import NotReady, UsageError, printable, printable_json, report
+from agent_mesh.cli.guard import guarded
+from agent_mesh.errors import NotReady, Outcome, UsageError, printable, printable_json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the hot path an import
@@ -168,15 +169,19 @@ def run(argv: list[str]) -> int:
     for note in result.notes:
         _say(f"notify-pane: note: {printable(note)}", err=True)
     where = f"{address} ({result.host}[{result.target}])"
-    if result.outcome == "queued":
-        _say(printable(f"⏸ {where}: queued as {result.msg_id}, delivered when it is ready: "
-                       f"{shown}"))
-        return 5
-    if result.outcome == "mailbox":
-        _say(printable(f"→ {address}: reply {re} kept for the waiting ask: {shown}"))
-        return 0
-    _say(printable(f"→ {where}: {shown}"))
-    return 0
+    mark = _MARKS.get(result.outcome, "✗")
+    if result.outcome == Outcome.QUEUED:
+        _say(printable(f"{mark} {where}: queued as {result.msg_id}, delivered when it is "
+                       f"ready: {shown}"))
+    elif result.outcome == Outcome.MAILBOX:
+        _say(printable(f"{mark} {address}: reply {re} kept for the waiting ask: {shown}"))
+    else:
+        _say(printable(f"{mark} {where}: {shown}"))
+    return result.outcome.code
+
+
+# How each outcome is marked on its line; a failure is "✗".
+_MARKS = {Outcome.DELIVERED: "→", Outcome.MAILBOX: "→", Outcome.QUEUED: "⏸"}
 
 
 # Options that belong before the agent (or stand alone): right after it they are a
@@ -191,10 +196,10 @@ def _refuse_misplaced_option(address: str, rest: list[str]) -> None:
     word = rest[0] if rest else ""
     if word not in _LEADING and not (word == "--stdin" and len(rest) > 1):
         return
-    import shlex
+    from agent_mesh.text import shell_quote
 
     def cmd(*words: str) -> str:
-        return " ".join(["notify-pane", *(shlex.quote(w) for w in words)])
+        return " ".join(["notify-pane", *(shell_quote(w) for w in words)])
 
     lead = f"{word} goes before the agent"
     if word == "--queue":
@@ -228,10 +233,9 @@ def _broadcast(pattern: str, body: str, shown: str, file_path: str | None, queue
                         queue=queue, ttl=ttl, re=re, fanout=pattern)
     outcomes = delegate.broadcast([pattern], envelope)
     for row in outcomes:
-        mark = {0: "→", 5: "⏸"}.get(row.code, "✗")
-        detail = f": {row.line}" if row.code != 0 else ""
-        _say(printable(f"{mark} {row.address}: {row.outcome}{detail}"))
-    _say(printable(f"{pattern}: {sum(r.code == 0 for r in outcomes)} of {len(outcomes)} "
+        detail = f": {row.line}" if not row.outcome.done else ""
+        _say(printable(f"{_MARKS.get(row.outcome, '✗')} {row.address}: {row.outcome}{detail}"))
+    _say(printable(f"{pattern}: {sum(r.outcome.done for r in outcomes)} of {len(outcomes)} "
                    f"delivered: {shown}"))
     return delegate.worst(r.code for r in outcomes)
 
@@ -308,9 +312,9 @@ def _say(line: str, err: bool = False) -> None:
 
 def _log_and_display(lines: list[str]) -> None:
     """Under run-shell: one log line per outcome, and the first on the status line."""
-    import time
+    from agent_mesh.clock import now_iso
 
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = now_iso()
     try:
         from agent_mesh.fsutil import append_private
         from agent_mesh.registry.toml import ensure_agents_dir
@@ -343,15 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     informational = ("-h", "--help", "--version", "--list", "--whoami")
     quiet = bool(args) and args[0] not in informational and under_run_shell()
     _QUIET = [] if quiet else None
-    try:
-        code = run(args)
-    except BaseException as exc:
-        if isinstance(exc, NotReady) and not exc.address and args:
-            exc.address = _address_in(args)
-        if not isinstance(exc, Exception | KeyboardInterrupt):
-            raise  # SystemExit and the like
-        line, code = report(exc)
-        _say(f"notify-pane: {line}", err=True)
+
+    def body() -> int:
+        try:
+            return run(args)
+        except NotReady as exc:  # the refusal names the address it was for
+            if not exc.address and args:
+                exc.address = _address_in(args)
+            raise
+
+    code = guarded("notify-pane", body, say=lambda line: _say(line, err=True))
     if _QUIET is not None:
         # tmux shows a job's non-zero exit status in view mode too: nobody waits
         # for a `run-shell -b` job's status, so it goes to the log line instead.

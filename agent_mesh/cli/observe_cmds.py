@@ -45,32 +45,28 @@ def quick_status(argv: list[str]) -> int | None:
     --watch, a mistake)."""
     if any(a.startswith("-") and a != "--json" for a in argv):
         return None
-    try:
-        _print_status([a for a in argv if a != "--json"], "--json" in argv)
-    except (Exception, KeyboardInterrupt) as exc:  # the one renderer, as run_guarded
-        line, code = errors.report(exc)
-        print(f"agent-mesh status: {line}", file=sys.stderr)
-        return code
-    return 0
+    from agent_mesh.cli.guard import guarded
+
+    return guarded("agent-mesh status",
+                   lambda: _print_status([a for a in argv if a != "--json"], "--json" in argv))
 
 
 def run_sync() -> int:
     """`agent-mesh sync`, without click (cli/entry.py): one line per peer, exit 4 if
     any peer failed."""
     from agent_mesh import errors
+    from agent_mesh.cli.guard import guarded
     from agent_mesh.mesh import sync
 
-    try:
+    def body() -> int:
         reports = sync.sync()
-    except (Exception, KeyboardInterrupt) as exc:  # the one renderer, as run_guarded
-        line, code = errors.report(exc)
-        print(f"agent-mesh sync: {line}", file=sys.stderr)
-        return code
-    if not reports:
-        print("agent-mesh sync: no peers in ~/.agents/peers.conf; registry is this host")
-    for report in reports:
-        print(errors.printable(report.line()))
-    return errors.WIRE if any(r.status != "ok" for r in reports) else 0
+        if not reports:
+            print("agent-mesh sync: no peers in ~/.agents/peers.conf; registry is this host")
+        for report in reports:
+            print(errors.printable(report.line()))
+        return errors.WIRE if any(r.status != "ok" for r in reports) else 0
+
+    return guarded("agent-mesh sync", body)
 
 
 def _print_status(patterns: list[str], as_json: bool) -> None:
@@ -176,7 +172,7 @@ def status_cmd(patterns: tuple[str, ...], as_json: bool, watch: float | None) ->
     try:
         _run_guarded("agent-mesh status", lambda: loop(watch))
     except SystemExit as exc:
-        if exc.code != 130:  # Ctrl-C ends a watch: not an error
+        if exc.code != errors.INTERRUPTED:  # Ctrl-C ends a watch: not an error
             raise
 
 

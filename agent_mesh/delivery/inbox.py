@@ -19,6 +19,7 @@ import time
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError, WireError
+from agent_mesh.registry.naming import address_char
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ INCOMING = ".incoming"
 CHUNK = 1 << 20
 DEFAULT_MAX_FILE = 1 << 30
 STALE_PART_SECONDS = 3600.0
-_PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -58,7 +58,7 @@ def sender_dir_name(sender: str) -> str:
     out = []
     for index, byte in enumerate(sender.encode("utf-8", "surrogateescape")):
         ch = chr(byte)
-        if byte < 0x80 and ch in _PLAIN and not (index == 0 and ch == "."):
+        if byte < 0x80 and address_char(ch) and not (index == 0 and ch == "."):
             out.append(ch)
         else:
             out.append(f"%{byte:02X}")

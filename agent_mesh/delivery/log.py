@@ -19,9 +19,10 @@ log must never block or fail a delivery.
 from __future__ import annotations
 
 import os
-import time
 
 from agent_mesh import paths
+from agent_mesh.clock import now_iso
+from agent_mesh.errors import Outcome
 from agent_mesh.fsutil import append_private
 
 TYPE_CHECKING = False
@@ -33,7 +34,8 @@ if TYPE_CHECKING:  # typing costs an import on the hot path
 
 MAX_BYTES = 1024 * 1024
 # What can become of a queued message, as its recipient's received log records it.
-QUEUE_ENDS = frozenset({"delivered", "expired", "cancelled", "held", "failed"})
+QUEUE_ENDS = frozenset({Outcome.DELIVERED.word, "expired", "cancelled", "held",
+                        Outcome.FAILED.word})
 BODY_LIMIT = 2000  # characters of a body kept in a record; `bytes` has the full size
 
 
@@ -117,12 +119,10 @@ def _body(body: str) -> dict[str, object]:
 
 
 def _outcome(exc: BaseException | None) -> dict[str, object]:
-    """delivered / refused (exit 3) / unknown (exit 2) / failed (anything else)."""
+    """delivered, or the failure's Outcome (refused, unknown, failed) with its code."""
     if exc is None:
-        return {"outcome": "delivered"}
-    code = getattr(exc, "exit_code", 0)
-    outcome = {3: "refused", 2: "unknown"}.get(code, "failed")
-    return {"outcome": outcome, "code": code or 4, "reason": str(exc).split("\n", 1)[0][:300]}
+        return Outcome.DELIVERED.to_json()
+    return {**Outcome.of_error(exc).to_json(), "reason": str(exc).split("\n", 1)[0][:300]}
 
 
 SENDING = "sending"
@@ -141,9 +141,9 @@ class _Recorder:
         self.early = early and bool(record.get("id"))  # the update finds its line by id
         self.queued = queued  # a refusal is the queue's to log (queued, waiting, refused)
 
-    def result(self, outcome: str, reason: str = "") -> None:
+    def result(self, outcome: Outcome, reason: str = "") -> None:
         """The block ended with this outcome (queued, mailbox) rather than "delivered"."""
-        self.record["outcome"] = outcome
+        self.record["outcome"] = outcome.word
         if reason:
             self.record["reason"] = reason[:300]
 
@@ -163,7 +163,7 @@ class _Recorder:
                 append(self.path, {"id": self.record["id"], "update": True,
                                    "outcome": "interrupted", "reason": INTERRUPTED})
             return  # KeyboardInterrupt etc.: not an outcome
-        if self.queued and getattr(exc, "exit_code", 0) == 3:
+        if self.queued and exc is not None and Outcome.of_error(exc) == Outcome.REFUSED:
             return
         outcome: dict[str, object]
         if exc is None and "outcome" in self.record:  # set by result()
@@ -177,14 +177,10 @@ class _Recorder:
             append(self.path, self.record)
 
 
-def _stamp() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 def sending(envelope: Envelope, agent: Agent) -> _Recorder:
     """Around the sender's delivery: logs to sent.jsonl what went where and how it ended."""
     record: dict[str, object] = {
-        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": envelope.address,
+        "id": envelope.msg_id, "time": now_iso(), "from": envelope.sender, "to": envelope.address,
         "host": agent.host, "kind": "file" if envelope.file_name else "message",
     }
     if envelope.file_name:
@@ -197,7 +193,7 @@ def sending(envelope: Envelope, agent: Agent) -> _Recorder:
 
 def _received(envelope: Envelope, address: str) -> dict[str, object]:
     record: dict[str, object] = {
-        "id": envelope.msg_id, "time": _stamp(), "from": envelope.sender, "to": address,
+        "id": envelope.msg_id, "time": now_iso(), "from": envelope.sender, "to": address,
         "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
         # the sending host as this host verified it (a mesh key, or this host), or not
         "verified": bool(envelope.verified), "host": envelope.verified,
@@ -217,10 +213,12 @@ def receiving(envelope: Envelope, agent: Agent) -> _Recorder:
                      queued=envelope.queue)
 
 
-def received_event(envelope: Envelope, address: str, outcome: str, reason: str) -> None:
-    """One line in address's received log for what became of a queued message."""
+def received_event(envelope: Envelope, address: str, outcome: Outcome | str,
+                   reason: str) -> None:
+    """One line in address's received log for what became of a queued message: an
+    Outcome, or a step of its life in the queue (QUEUE_ENDS, "queued", "waiting")."""
     record = _received(envelope, address)
-    record.update({"outcome": outcome, "reason": reason[:300]})
+    record.update({"outcome": str(outcome), "reason": reason[:300]})
     append(received_path(address), record)
 
 

@@ -24,10 +24,9 @@ from agent_mesh import paths
 from agent_mesh.errors import NoMatch, NotReady, UsageError
 from agent_mesh.fsutil import atomic_write, locked, make_dirs
 from agent_mesh.limits import config_path, limit
-from agent_mesh.model import Envelope
+from agent_mesh.model import Envelope, is_hex_id
 from agent_mesh.procs import alive
 
-_ID_CHARS = frozenset("0123456789abcdef")
 ID_BYTES = 8  # 64 bits: not guessed in a mesh, even by a peer that tries
 KEEP_ENDED = 7 * 86400.0  # an ended ask is remembered this long (seconds)
 MAX_ASKS = 1000  # ask records kept at most
@@ -70,7 +69,7 @@ def _dir(name: str) -> str:
 def check_id(ask_id: str) -> str:
     """A reply id as the question's tag shows it: hex (new ids are 16 digits; shorter
     ones are still read, and match no ask)."""
-    if not (4 <= len(ask_id) <= 32 and set(ask_id) <= _ID_CHARS):
+    if not is_hex_id(ask_id, shortest=4):
         raise UsageError(f"bad reply id {ask_id!r}: expected the hex id from the question's tag")
     return ask_id
 

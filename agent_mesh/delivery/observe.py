@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import marshal
 import os
-import threading
 import time
 
 from agent_mesh import paths
-from agent_mesh.delivery.paste import pane_state
-from agent_mesh.delivery.state import classify
-from agent_mesh.errors import MeshError, PaneGone, WireError, printable
+from agent_mesh.clock import iso
+from agent_mesh.delivery.classify import classify
+from agent_mesh.delivery.pane import read_states
+from agent_mesh.delivery.state import PaneState
+from agent_mesh.errors import MeshError, Outcome, PaneGone, WireError, printable
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
-from agent_mesh.tmux import Tmux, TmuxResult, fields_format, parse_records
+from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs a peer's rpc an import
@@ -40,17 +41,6 @@ KINDS = ("idle", "working", "drafting", "waiting", "shell", "running", "dead", "
 MAX_PEEK_LINES = 10000
 MAX_PEEK_BYTES = 4 * 1024 * 1024  # 10000 lines of 400 columns; anything more is cut
 _PANE_FIELDS = ("pane_id", "window_activity", "pane_dead")
-
-
-def pane_status(tmux: Tmux, agent: Agent) -> dict[str, str]:
-    """{"state", "program", "detail"} of the agent's pane, from the one classifier that
-    delivery uses (delivery/state.classify), plus `gone` for a pane that no longer exists."""
-    try:
-        st = pane_state(tmux, agent.pane_id or agent.target)
-    except PaneGone:
-        return {"state": "gone", "program": "", "detail": "its pane no longer exists"}
-    status = classify(st)
-    return {"state": status.kind, "program": status.program, "detail": status.detail}
 
 
 def live_panes(tmux: Tmux) -> dict[str, dict[str, str]]:
@@ -97,105 +87,29 @@ def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
         })
     _date_states(rows, now)
     for row in rows:
-        row["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["since"]))
+        row["since"] = iso(row["since"])
         del row["activity"]
     return rows
 
 
-# --- many panes in one tmux call ------------------------------------------------------
-# A tmux client call costs ~2-3 ms (spawn, connect), most of a pane's status. The state
-# read does one tmux call per pane; here each agent's first call is recorded, all are run
-# as ONE tmux command list (a random marker line between them), and each status is then
-# computed again from its share of the output. Generic on purpose: whatever
-# pane_status reads with its first call is batched; any further call runs as usual.
-
-
-class _Recorded(BaseException):  # BaseException: passes any `except Exception` in between
-    def __init__(self, args: tuple[str, ...]) -> None:
-        super().__init__()
-        self.tmux_args = args
-
-
-class _Recorder(Tmux):
-    def __init__(self, real: Tmux) -> None:
-        super().__init__(real.socket_path, real.binary)
-
-    def run(self, *args: str, input: bytes | None = None, timeout: float = 10.0,
-            check: bool = True) -> TmuxResult:
-        raise _Recorded(args)
-
-
-class _Replay(Tmux):
-    """Answers the first call with the batched output; later calls go to tmux."""
-
-    def __init__(self, real: Tmux, stdout: bytes) -> None:
-        super().__init__(real.socket_path, real.binary)
-        self.first: bytes | None = stdout
-
-    def run(self, *args: str, input: bytes | None = None, timeout: float = 10.0,
-            check: bool = True) -> TmuxResult:
-        if self.first is None:
-            return super().run(*args, input=input, timeout=timeout, check=check)
-        out, self.first = self.first, None
-        return TmuxResult(0, out, b"")
-
-
-_BATCH_BYTES = 12000  # tmux refuses a client command over ~16 KB
-
-
 def statuses(tmux: Tmux, agents: list[Agent]) -> dict[str, dict[str, str]]:
-    """pane_status for each agent (address -> status), in as few tmux calls as fit."""
-    found: dict[str, dict[str, str]] = {}
-    calls: list[tuple[Agent, tuple[str, ...]]] = []
-    for agent in agents:
-        try:
-            found[agent.address] = _guarded_status(_Recorder(tmux), agent)  # made no call
-        except _Recorded as rec:
-            calls.append((agent, rec.tmux_args))
-    groups: list[list[tuple[Agent, tuple[str, ...]]]] = [[]]
-    size = 0
-    for call in calls:
-        cost = sum(len(a.encode()) + 1 for a in call[1]) + 64
-        if groups[-1] and size + cost > _BATCH_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append(call)
-        size += cost
-    threads = [threading.Thread(target=_run_group, args=(tmux, g, found)) for g in groups[1:]]
-    for thread in threads:
-        thread.start()
-    _run_group(tmux, groups[0], found)
-    for thread in threads:
-        thread.join()
-    return found
+    """{"state", "program", "detail"} of each agent's pane (address -> status), from the
+    one classifier that delivery uses, plus `gone` for a pane that no longer exists; the
+    panes read in as few tmux calls as fit (delivery/pane.read_states)."""
+    states = read_states(tmux, [agent.pane_id or agent.target for agent in agents])
+    return {agent.address: _status_of(states[agent.pane_id or agent.target])
+            for agent in agents}
 
 
-def _run_group(tmux: Tmux, group: list[tuple[Agent, tuple[str, ...]]],
-               found: dict[str, dict[str, str]]) -> None:
-    if not group:
-        return
-    marker = f"agent-mesh-{os.urandom(12).hex()}"
-    argv: list[str] = []
-    for _agent, args in group:
-        argv += [*args, ";", "display-message", "-p", marker, ";"]
-    try:
-        result = tmux.run(*argv[:-1], check=False)
-        chunks = result.stdout.split(marker.encode() + b"\n")
-    except MeshError:
-        chunks = []
-    for n, (agent, _args) in enumerate(group):
-        if n < len(chunks) - 1:  # its output is complete: replay it
-            found[agent.address] = _guarded_status(_Replay(tmux, chunks[n]), agent)
-        else:  # a command failed (a pane closed meanwhile): ask on its own
-            found[agent.address] = _guarded_status(tmux, agent)
-
-
-def _guarded_status(tmux: Tmux, agent: Agent) -> dict[str, str]:
-    try:
-        return pane_status(tmux, agent)
-    except MeshError as exc:
-        return {"state": "gone" if exc.exit_code == 2 else "unknown", "program": "",
-                "detail": str(exc)}
+def _status_of(state: PaneState | MeshError) -> dict[str, str]:
+    if isinstance(state, PaneGone):
+        return {"state": "gone", "program": "", "detail": "its pane no longer exists"}
+    if isinstance(state, MeshError):
+        return {"state": "gone" if Outcome.of_error(state) == Outcome.UNKNOWN
+                else "unknown", "program": "",
+                "detail": str(state)}
+    status = classify(state)
+    return {"state": status.kind, "program": status.program, "detail": status.detail}
 
 
 # --- since: the per-host state cache ---------------------------------------------------

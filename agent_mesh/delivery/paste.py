@@ -20,28 +20,18 @@ from __future__ import annotations
 import os
 import time
 
-from agent_mesh import paths
 from agent_mesh.delivery import log
+from agent_mesh.delivery.classify import classify
 from agent_mesh.delivery.inbox import SourceFile, Upload, place, sweep_stale_parts
-from agent_mesh.delivery.state import (
-    DEAD_REASON,
-    NO_BRACKETED_PASTE,
-    PaneState,
-    PaneStatus,
-    beneath_refusal,
-    bracketed_paste,
-    classify,
-    decide,
-    detect_modal,
-    unforceable,
-)
-from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, PaneGone, WireError
+from agent_mesh.delivery.pane import DEAD, Pane, is_pane_id, read_deadline, write_deadline
+from agent_mesh.delivery.prompts import detect_modal
+from agent_mesh.delivery.rule import beneath_refusal, bracketed_paste, decide, unforceable
+from agent_mesh.delivery.state import NO_BRACKETED_PASTE, PaneState, PaneStatus
+from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, UnknownAddress, WireError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.procs import foreground, tty_mode
-from agent_mesh.registry.view import UnknownAddress
 from agent_mesh.text import require_unicode, sanitize
-from agent_mesh.tmux import Tmux, fields_format, parse_head
+from agent_mesh.tmux import Tmux
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the hot path an import
@@ -51,28 +41,6 @@ SETTLE_SECONDS = 0.25
 # After the previous sender's Enter, how long a not-ready pane may take to clear.
 _RECENT_WINDOW = 2.0
 _READY_POLL = 1.5
-
-_STATE_FIELDS = (
-    "pane_id",
-    "pane_dead",
-    "pane_in_mode",
-    "pane_mode",
-    "cursor_x",
-    "cursor_y",
-    "cursor_flag",
-    "pane_width",
-    "alternate_on",
-    "pane_current_command",
-    "pane_pid",
-    "@agent-accept",
-    "socket_path",
-    "session_name",
-    "window_index",
-    "bracketed_paste",
-    "window_id",
-    "pane_tty",
-)
-
 
 def settle_seconds() -> float:
     """AGENT_MESH_SETTLE overrides the pause between paste and Enter (seconds)."""
@@ -84,87 +52,18 @@ def settle_seconds() -> float:
     return min(max(value, 0.0), 5.0)
 
 
-# --- pane state -------------------------------------------------------------
-
-
-def pane_state(tmux: Tmux, target: str) -> PaneState:
-    """Flags, cursor, foreground program and visible screen in one tmux call."""
-    result = tmux.run(
-        "display-message", "-p", "-t", target, fields_format(_STATE_FIELDS), ";",
-        "capture-pane", "-p", "-e", "-t", target,
-        check=False,
-    )
-    record, screen = _split_state(result.stdout)
-    if not record.get("pane_id", "").startswith("%"):
-        # tmux says "can't find pane" (or prints empty fields) for a pane that is
-        # gone; anything else (no server, a broken tmux) is a tmux failure.
-        if result.returncode == 0 or b"can't find" in result.stderr:
-            raise PaneGone(
-                f"its pane {target} no longer exists; the registry is out of date "
-                "(run agent-discover on that host)"
-            )
-        raise WireError(f"tmux failed reading pane {target}: {result.error_line}")
-    pane_pid = int(record["pane_pid"] or 0)
-    procs = foreground(pane_pid)
-    return PaneState(
-        pane_id=record["pane_id"],
-        dead=record["pane_dead"] == "1",
-        in_mode=record["pane_in_mode"] == "1",
-        mode=record["pane_mode"],
-        cursor_x=int(record["cursor_x"] or 0),
-        cursor_y=int(record["cursor_y"] or 0),
-        cursor_visible=record["cursor_flag"] != "0",
-        width=int(record["pane_width"] or 0),
-        alternate_on=record["alternate_on"] == "1",
-        current_command=record["pane_current_command"],
-        pane_pid=pane_pid,
-        accept=record["@agent-accept"],
-        screen=screen,
-        foreground=procs.group[0].comm if procs is not None and procs.group else "",
-        procs=procs,
-        target=f"{record['session_name']}:{record['window_index']}",
-        socket=record["socket_path"],
-        bracketed=record["bracketed_paste"],
-        window_id=record["window_id"],
-        tty_mode=tty_mode(record["pane_tty"]),
-    )
-
-
-def _split_state(out: bytes) -> tuple[dict[str, str], str]:
-    """The display-message record, then the screen; ({}, "") when tmux printed none."""
-    try:
-        record, rest = parse_head(out, _STATE_FIELDS)
-    except WireError:
-        return {}, ""
-    return record, rest.decode("utf-8", "replace")
-
-
-_DEAD = f"{DEAD_REASON}; FORCE_SEND cannot deliver to it"
-
-
-_DEAD_SENTINEL = b"agent-mesh:pane-dead"
-
-
 # --- delivery ---------------------------------------------------------------
-
-
-def hash_text(text: str) -> int:
-    """A stable small hash (Python's hash() is salted per process)."""
-    value = 0
-    for byte in text.encode("utf-8"):
-        value = (value * 131 + byte) % 1_000_000_007
-    return value
 
 
 class ClaimedPane:
     """A pane held under its lock and found ready: paste one message into it."""
 
-    __slots__ = ("_fd", "_force", "_settle", "_state", "_status", "notes", "pane_id", "tmux")
+    __slots__ = ("_fd", "_force", "_settle", "_state", "_status", "notes", "pane", "pane_id")
 
-    def __init__(self, tmux: Tmux, pane_id: str, fd: int, state: PaneState, status: PaneStatus,
+    def __init__(self, pane: Pane, fd: int, state: PaneState, status: PaneStatus,
                  settle: float, force: bool, notes: list[str]) -> None:
-        self.tmux = tmux
-        self.pane_id = pane_id
+        self.pane = pane
+        self.pane_id = pane.target
         self.notes = notes
         self._fd = fd
         self._state = state
@@ -181,8 +80,7 @@ class ClaimedPane:
         we wait for our own Enter instead), so a delivered message is never
         reported as failed and never duplicated by a retry.
         """
-        tmux, pane, state = self.tmux, self.pane_id, self._state
-        if "\n" in text and not bracketed_paste(state, self._status):
+        if "\n" in text and not bracketed_paste(self._state, self._status):
             if not self._force:
                 program = self._status.program or "the program"
                 raise NotReady(NO_BRACKETED_PASTE.format(program=program))
@@ -191,9 +89,9 @@ class ClaimedPane:
         if self._status.kind == "working" and not self._force:
             self._paste_then_look(text)
             return
-        _paste_and_submit(tmux, pane, text, self._settle)
+        self.pane.paste(text, self._settle)
         try:
-            _write_deadline(self._fd, time.time() + self._settle)
+            write_deadline(self._fd, time.time() + self._settle)
         except OSError:
             time.sleep(self._settle + 0.05)
 
@@ -202,20 +100,19 @@ class ClaimedPane:
         wait the settle under the lock, and press Enter only if no question has
         appeared meanwhile (a permission dialog opened mid-turn would take the Enter
         as its answer). Without the Enter the text stays in the input box, unsent."""
-        tmux, pane = self.tmux, self.pane_id
-        _paste_and_submit(tmux, pane, text, self._settle, enter=False)
+        self.pane.paste(text, self._settle, enter=False)
         time.sleep(self._settle)
         try:
-            status = classify(pane_state(tmux, pane))
+            status = classify(self.pane.state())
         except WireError:
             status = PaneStatus("waiting", detail="the pane could not be read again")
         if status.kind in ("waiting", "dead"):
             self.notes.append(f"pasted but not submitted: {status.detail or status.kind} "
                               "appeared meanwhile; the text waits in its input box")
             return
-        tmux.run("send-keys", "-t", pane, "Enter", check=False)
+        self.pane.press("Enter", check=False)
         try:  # noqa: SIM105 - bookkeeping, never fails a delivery (contextlib: an import)
-            _write_deadline(self._fd, time.time())
+            write_deadline(self._fd, time.time())
         except OSError:
             pass
 
@@ -246,30 +143,23 @@ class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as p
     def __enter__(self) -> ClaimedPane:
         tmux, target = self.tmux, self.target
         settle = settle_seconds()
-        pane = target if _is_pane_id(target) else pane_state(tmux, target).pane_id
-        lock = locked(
-            os.path.join(
-                paths.locks_dir(),
-                f"pane-{hash_text(server_identity(tmux))}-{pane.lstrip('%')}.lock",
-            ),
-            timeout=_LOCK_TIMEOUT,
-        )
+        pane = Pane(tmux, target if is_pane_id(target) else Pane(tmux, target).state().pane_id)
+        lock = pane.lock(_LOCK_TIMEOUT)
         try:
             fd = lock.__enter__()
         except TimeoutError:
-            raise NotReady(
-                f"another sender has held the pane {pane} for {_LOCK_TIMEOUT:g} s; try again"
-            ) from None
+            raise NotReady(f"another sender has held the pane {pane.target} for "
+                           f"{_LOCK_TIMEOUT:g} s; try again") from None
         notes: list[str] = []
         try:
             state, status = _wait_until_ready(
-                tmux, fd, pane, self.force, self.skip_dismiss, self.multiline, notes, self.entry
+                pane, fd, self.force, self.skip_dismiss, self.multiline, notes, self.entry
             )
         except BaseException:
             lock.__exit__(None, None, None)
             raise
         self._lock = lock
-        return ClaimedPane(tmux, pane, fd, state, status, settle, self.force, notes)
+        return ClaimedPane(pane, fd, state, status, settle, self.force, notes)
 
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
@@ -296,11 +186,11 @@ def _check_window(state: PaneState, entry: Agent) -> None:
 
 def _refuse_for_good(state: PaneState, status: PaneStatus, force: bool) -> None:
     """Dead panes, questions on screen, a tmux mode over a program that must not get the
-    message, and text that only a shell would read (state.unforceable): refused even with
+    message, and text that only a shell would read (rule.unforceable): refused even with
     FORCE_SEND. force: the send is forced (only then, or with `shell` accepted, is bash's
     vi mode read)."""
     if status.kind == "dead":
-        raise PaneDead(_DEAD)
+        raise PaneDead(DEAD)
     if status.kind == "waiting" and status.under is None:
         raise AwaitingAnswer(status.detail)
     if status.kind == "waiting" and beneath_refusal(state, status) is not None:
@@ -310,13 +200,12 @@ def _refuse_for_good(state: PaneState, status: PaneStatus, force: bool) -> None:
         raise NotReady(f"{reason}; FORCE_SEND cannot deliver there", overridable=False)
 
 
-def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
-                notes: list[str]) -> tuple[PaneState, PaneStatus]:
+def _leave_mode(pane: Pane, state: PaneState, notes: list[str]) -> tuple[PaneState, PaneStatus]:
     """FORCE_SEND leaves a tmux mode (any mode: `copy-mode -q`) before the pane is read
     again, so every rule applies to the program as it is once the mode is gone."""
-    tmux.run("copy-mode", "-q", "-t", pane)
+    pane.leave_mode()
     notes.append(f"left tmux {state.mode or 'mode'} first")
-    state = pane_state(tmux, pane)
+    state = pane.state()
     status = classify(state)
     _refuse_for_good(state, status, True)
     if state.in_mode:
@@ -326,27 +215,27 @@ def _leave_mode(tmux: Tmux, pane: str, state: PaneState,
 
 
 def _wait_until_ready(
-    tmux: Tmux, fd: int, pane: str, force: bool, skip_dismiss: bool, multiline: bool,
+    pane: Pane, fd: int, force: bool, skip_dismiss: bool, multiline: bool,
     notes: list[str], entry: Agent | None = None,
 ) -> tuple[PaneState, PaneStatus]:
     """Under the pane lock: wait out the previous message, then check the pane; close a
     known harmless dialog with Escape (never Enter) and check again."""
-    previous_deadline = _read_deadline(fd)
+    previous_deadline = read_deadline(fd)
     wait = previous_deadline - time.time()
     if wait > 0:
         time.sleep(wait + 0.05)
-    state = pane_state(tmux, pane)
+    state = pane.state()
     if entry is not None:
         _check_window(state, entry)
     status = classify(state)
     _refuse_for_good(state, status, force)
     if force and state.in_mode:  # the program under the mode would take the message
-        state, status = _leave_mode(tmux, pane, state, notes)
+        state, status = _leave_mode(pane, state, notes)
     if not force:
         reason = decide(state, status, multiline)
         recently_used = time.time() - previous_deadline < _RECENT_WINDOW
         if reason and recently_used:
-            state, status, reason = _poll_ready(tmux, pane, multiline)
+            state, status, reason = _poll_ready(pane, multiline)
         if reason:
             raise NotReady(reason)
         if skip_dismiss and _dismissable(state, status):
@@ -356,10 +245,10 @@ def _wait_until_ready(
             )
     modal = "" if skip_dismiss else _dismissable(state, status)
     if modal:  # Escape only, and only on a dialog known to be harmless to close
-        tmux.run("send-keys", "-t", pane, "Escape")
+        pane.press("Escape")
         time.sleep(0.5)
         notes.append(f"dismissed the {modal} dialog first")
-        state = pane_state(tmux, pane)
+        state = pane.state()
         status = classify(state)
         _refuse_for_good(state, status, force)
         reason = None if force else decide(state, status, multiline)
@@ -378,105 +267,17 @@ def _dismissable(state: PaneState, status: PaneStatus) -> str:
     return detect_modal(state.screen)
 
 
-def server_identity(tmux: Tmux) -> str:
-    """The tmux server's canonical identity: its socket's device and inode.
-
-    The socket is found the way the tmux client finds it (-S, else $TMUX's first
-    field, else $TMUX_TMPDIR or /tmp + /tmux-<uid>/default with the directory
-    resolved), so a sender inside tmux, one outside and `agent-mesh rpc` all name
-    the same server alike and share one lock per pane. Costs one stat, no tmux call.
-    """
-    path = tmux.socket_path
-    if not path:
-        inside = os.environ.get("TMUX", "")
-        path = inside.split(",")[0] if not inside.startswith(",") else ""
-    if not path:
-        base = os.path.join(os.environ.get("TMUX_TMPDIR") or "/tmp", f"tmux-{os.getuid()}")
-        path = os.path.join(os.path.realpath(base), "default")
-    try:
-        st = os.stat(path)
-    except OSError:  # no server (yet): the resolved path is the best name there is
-        return os.path.realpath(path)
-    return f"{st.st_dev}:{st.st_ino}"
-
-
-def _poll_ready(
-    tmux: Tmux, pane: str, multiline: bool
-) -> tuple[PaneState, PaneStatus, str | None]:
+def _poll_ready(pane: Pane, multiline: bool) -> tuple[PaneState, PaneStatus, str | None]:
     """The previous message may still be landing: give the pane a moment to clear."""
     deadline = time.monotonic() + _READY_POLL
     while True:
-        state = pane_state(tmux, pane)
+        state = pane.state()
         status = classify(state)
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
             _refuse_for_good(state, status, False)
             return state, status, reason
         time.sleep(0.05)
-
-
-def _is_pane_id(target: str) -> bool:
-    return target.startswith("%") and target[1:].isdigit()
-
-
-def _paste_and_submit(tmux: Tmux, pane: str, text: str, settle: float,
-                      enter: bool = True) -> None:
-    """Load the text from stdin, then paste it and schedule Enter only if tmux holds
-    all of it and the pane is alive, checked inside tmux's queue in the same call.
-
-    A sender killed mid-load closes the tmux client's stdin early: the client still
-    runs the rest of the command list, and without the size check it would paste
-    the truncated buffer and submit it. Only the pane id, our buffer name and the
-    byte count, never message text, appear in the command strings. The size check
-    reads tmux's newest buffer; another client's load landing in between reads as
-    a mismatch, and the whole call is retried with a fresh buffer.
-    """
-    if not _is_pane_id(pane):
-        raise WireError(f"refusing to address pane {pane!r}: not a tmux pane id")
-    data = text.encode("utf-8")
-    for _attempt in range(_LOAD_ATTEMPTS):
-        buffer = f"agent-mesh-{os.getpid()}-{os.urandom(4).hex()}"
-        loaded = (
-            f"#{{&&:#{{==:#{{buffer_name}},{buffer}}},#{{==:#{{buffer_size}},{len(data)}}}}}"
-        )
-        result = tmux.run(
-            "load-buffer", "-b", buffer, "-", ";",
-            "if-shell", "-F", f"#{{?{loaded},,1}}",
-            f"delete-buffer -b {buffer} ; display-message -p {_SHORT_SENTINEL.decode()}", ";",
-            "if-shell", "-F", "-t", pane, "#{pane_dead}",
-            f"delete-buffer -b {buffer} ; display-message -p {_DEAD_SENTINEL.decode()}", ";",
-            # Fails (ending the list before the Enter) if a check above deleted the buffer.
-            "paste-buffer", "-p", "-r", "-d", "-b", buffer, "-t", pane,
-            *((";", "run-shell", "-b", "-d", f"{settle:.3f}", "-C", f"send-keys -t {pane} Enter")
-              if enter else ()),
-            input=data,
-            check=False,
-        )
-        if _DEAD_SENTINEL in result.stdout:
-            raise PaneDead(_DEAD)
-        if _SHORT_SENTINEL not in result.stdout:
-            if result.returncode != 0:
-                # the list stopped part-way: the message must not stay in a tmux buffer
-                tmux.run("delete-buffer", "-b", buffer, check=False)
-                raise WireError(f"tmux paste-buffer failed: {result.error_line}")
-            return
-    raise WireError(f"tmux did not load the whole message ({len(data)} bytes); try again")
-
-
-_LOAD_ATTEMPTS = 5
-_SHORT_SENTINEL = b"agent-mesh:buffer-short"
-
-
-def _read_deadline(fd: int) -> float:
-    try:
-        return float(os.pread(fd, 64, 0).decode() or 0)
-    except (OSError, ValueError):
-        return 0.0
-
-
-def _write_deadline(fd: int, deadline: float) -> None:
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{deadline:.3f}".encode(), 0)
 
 
 # --- files ------------------------------------------------------------------

@@ -28,16 +28,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from agent_mesh import paths
 from agent_mesh.delivery import log
-from agent_mesh.errors import MeshError, NotReady, UsageError, WireError
+from agent_mesh.detach import start_helper
+from agent_mesh.errors import MeshError, NotReady, Outcome, UsageError, WireError
 from agent_mesh.fsutil import atomic_write, locked
 from agent_mesh.limits import limit
 from agent_mesh.model import Agent, DeliveryResult, Envelope
-from agent_mesh.procs import spawn_detached
 from agent_mesh.registry.naming import is_valid_address
 from agent_mesh.tmux import Tmux
 
@@ -178,7 +177,7 @@ def enqueue(envelope: Envelope, agent: Agent, reason: str) -> dict[str, object]:
         # named by the queue, never by the sender's id (the id is in the record)
         name = f"{time.time_ns():020d}-{os.urandom(4).hex()}{WAITING}"
         atomic_write(os.path.join(folder, name), data, mode=0o600)
-    _record(record, "queued", reason)
+    _record(record, Outcome.QUEUED, reason)
     return record
 
 
@@ -274,21 +273,14 @@ def _lock_path(address: str) -> str:
 
 
 def start_waiter(address: str) -> bool:
-    """Start `agent-mesh queue-run ADDRESS` detached, unless one already holds the queue."""
+    """Start a waiter for address (run_waiter, detached), unless one already holds the queue."""
     _queue_dir(address)  # validates the name before it reaches an argv
     try:
         with locked(_lock_path(address), timeout=0):
             pass
     except TimeoutError:
         return False  # a waiter is running
-    exe = os.path.join(os.path.dirname(sys.executable), "agent-mesh")
-    if not os.access(exe, os.X_OK):
-        from shutil import which
-
-        exe = which("agent-mesh") or ""
-        if not exe:
-            return False
-    spawn_detached([exe, "queue-run", address])
+    start_helper(f"{__name__}:run_waiter", address)
     return True
 
 
@@ -308,13 +300,14 @@ def expire_held() -> None:
 # --- what became of a message: queue.log, the agent's received log -----------------
 
 
-def _record(record: dict[str, object], outcome: str, detail: str) -> None:
+def _record(record: dict[str, object], outcome: Outcome | str, detail: str) -> None:
     """One line in queue.log, and the same event in the agent's received log (not a
-    change while it waits, nor "delivered", which delivery writes there itself)."""
+    change while it waits, nor "delivered", which delivery writes there itself).
+    outcome: how the message's delivery ended, or a step of its life in the queue."""
     address = str(record.get("address", ""))
     log.append(queue_log(), {"time": time.time(), "id": record.get("id"), "address": address,
-                             "outcome": outcome, "detail": detail})
-    if outcome not in ("delivered", "waiting") and address:
+                             "outcome": str(outcome), "detail": detail})
+    if outcome != Outcome.DELIVERED and outcome != "waiting" and address:
         env = record.get("envelope")
         if isinstance(env, dict):
             try:
@@ -324,7 +317,7 @@ def _record(record: dict[str, object], outcome: str, detail: str) -> None:
             log.received_event(envelope, address, outcome, detail)
 
 
-def _finish(record: dict[str, object], outcome: str, detail: str) -> None:
+def _finish(record: dict[str, object], outcome: Outcome | str, detail: str) -> None:
     _remove(str(record["file"]))
     _record(record, outcome, detail)
 
@@ -343,7 +336,7 @@ def _delivered_before(record: dict[str, object]) -> bool:
     """Is the id in the agent's received log as delivered (a waiter killed after the
     paste, before it could remove the record)?"""
     path = log.received_path(str(record.get("address", "")))
-    return any(line.get("id") == record.get("id") and line.get("outcome") == "delivered"
+    return any(line.get("id") == record.get("id") and line.get("outcome") == Outcome.DELIVERED.word
                for line in log.read(path))
 
 
@@ -388,7 +381,7 @@ def _drain(address: str, poll: float) -> int:
             continue
         if record["state"] == "sending":
             if _delivered_before(record):
-                _finish(record, "delivered", "found in the agent's received log")
+                _finish(record, Outcome.DELIVERED, "found in the agent's received log")
             else:
                 _hold(record, "its waiter was stopped during the paste: it may or may not "
                       "have reached the pane (see agent-mesh peek), so it is not typed again")
@@ -409,18 +402,19 @@ def _drain(address: str, poll: float) -> int:
             pause = min(pause * 2, MAX_PAUSE)
             continue
         except MeshError as exc:
-            if exc.exit_code == 2:  # the pane went away or moved meanwhile
+            outcome = Outcome.of_error(exc)
+            if outcome == Outcome.UNKNOWN:  # the pane went away or moved meanwhile
                 _hold(record, str(exc))
                 continue
-            if exc.exit_code == 4:  # tmux or the host failed: keep it for a resume
+            if outcome == Outcome.FAILED:  # tmux or the host failed: keep it for a resume
                 _record(record, "waiting", str(exc))
                 raise _Stop from None
-            _finish(record, "failed", str(exc))  # the message itself is bad
+            _finish(record, outcome, str(exc))  # the message itself is bad (usage)
             continue
         except (KeyError, TypeError, ValueError) as exc:  # not a record this code wrote
-            _finish(record, "failed", f"not a valid queued message: {exc}")
+            _finish(record, Outcome.INVALID, f"not a valid queued message: {exc}")
             continue
-        _finish(record, "delivered", f"{result.host}[{result.target}]")
+        _finish(record, result.outcome, f"{result.host}[{result.target}]")
         delivered += 1
         pause, seen = poll, ""
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import MeshError, NotReady, PaneDead, UsageError
-from agent_mesh.model import Agent, DeliveryResult, Envelope
+from agent_mesh.errors import MeshError, NotReady, Outcome, PaneDead, UsageError
+from agent_mesh.model import Agent, DeliveryResult, Envelope, is_hex_id
 from agent_mesh.registry import naming
 
 TYPE_CHECKING = False
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # typing costs the hot path an import
     from agent_mesh.delivery.mailbox import Origin
 
 
-def _result(agent: Agent, envelope: Envelope, outcome: str, note: str) -> DeliveryResult:
+def _result(agent: Agent, envelope: Envelope, outcome: Outcome, note: str) -> DeliveryResult:
     return DeliveryResult(address=agent.address, host=agent.host, target=agent.target,
                           pane_id=agent.pane_id, bytes_sent=0, notes=[note] if note else [],
                           outcome=outcome, msg_id=envelope.msg_id)
@@ -41,7 +41,7 @@ def receive(
     the `ask` waits, keeping it in the mailbox is the whole delivery (nothing is
     typed); once the ask has ended, it is typed into the asker's pane. A message
     sent with `queue` that finds the pane busy is stored and handed to a waiter
-    (outcome "queued"). Never queued: a forced send (it goes now or is refused), a
+    (Outcome.QUEUED). Never queued: a forced send (it goes now or is refused), a
     dead pane, and a pane that will not become ready by itself (a shell, a program
     that takes no messages), where it would only wait for its time to live.
     """
@@ -56,7 +56,7 @@ def receive(
 
         ask = mailbox.check_reply(envelope, origin)
         if mailbox.store_reply(envelope, ask):
-            return _result(agent, envelope, "mailbox", "the asker was waiting: kept for it")
+            return _result(agent, envelope, Outcome.MAILBOX, "the asker was waiting: kept for it")
         late = f"its ask ended ({mailbox.ended(ask)}): typed into the asker's pane"
     else:
         _check_allowed(envelope, agent)
@@ -67,7 +67,7 @@ def receive(
         if queue.has_pending(agent.address):  # behind the ones already waiting, in order
             queue.enqueue(envelope, agent, "earlier messages are still queued")
             queue.start_waiter(agent.address)
-            return _result(agent, envelope, "queued", "queued behind earlier messages")
+            return _result(agent, envelope, Outcome.QUEUED, "queued behind earlier messages")
     try:
         result = deliver_envelope(envelope, agent, file)
     except NotReady as exc:
@@ -76,17 +76,15 @@ def receive(
         if isinstance(exc, PaneDead) or _stays(agent):
             refused = NotReady(f"{exc}; not queued: it will not become ready by itself",
                                overridable=exc.overridable)
-            log.received_event(envelope, agent.address, "refused", str(refused))
+            log.received_event(envelope, agent.address, Outcome.REFUSED, str(refused))
             raise refused from None
         from agent_mesh.delivery import queue  # json: only for queued messages
 
         queue.enqueue(envelope, agent, str(exc))
         queue.start_waiter(agent.address)
-        return _result(agent, envelope, "queued", f"queued: {exc}")
-    return DeliveryResult(address=result.address, host=result.host, target=result.target,
-                          pane_id=result.pane_id, bytes_sent=result.bytes_sent,
-                          notes=[*result.notes, late] if late else result.notes,
-                          outcome="delivered", msg_id=envelope.msg_id)
+        return _result(agent, envelope, Outcome.QUEUED, f"queued: {exc}")
+    return result.replace(notes=[*result.notes, late] if late else result.notes,
+                          msg_id=envelope.msg_id)
 
 
 def _verified(origin: Origin | None) -> str:
@@ -110,9 +108,10 @@ def _check_allowed(envelope: Envelope, agent: Agent) -> None:
 
 
 def _stays(agent: Agent) -> bool:
-    """Would this pane's refusal stand until someone changes it (state.lasting)?"""
-    from agent_mesh.delivery.paste import pane_state
-    from agent_mesh.delivery.state import classify, lasting
+    """Would this pane's refusal stand until someone changes it (rule.lasting)?"""
+    from agent_mesh.delivery.classify import classify
+    from agent_mesh.delivery.pane import pane_state
+    from agent_mesh.delivery.rule import lasting
     from agent_mesh.tmux import Tmux
 
     try:
@@ -127,7 +126,7 @@ def _check_reply_fields(envelope: Envelope) -> None:
     both come from the sender, so they must be an address and a hex id, nothing a
     shell would read as more than words."""
     for value, what in ((envelope.ask, "ask id"), (envelope.re, "reply id")):
-        if value and not (len(value) <= 32 and set(value) <= set("0123456789abcdef")):
+        if value and not is_hex_id(value):
             raise UsageError(f"bad {what} {value[:40]!r} in the message: refused")
     route = envelope.reply_to
     if route and not naming.is_valid_address(route):  # an address or a host alias

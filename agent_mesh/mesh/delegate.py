@@ -1,6 +1,6 @@
 """Delegation across the mesh: broadcast, ask and reply, the queue view, and spawn.
 
-Everything here is built from one primitive, mesh/hosts.py's `call_host(host, request)`:
+Everything here is built from one primitive, a mesh/host.py `Host`'s `request`:
 the same rpc request answered in-process for this host and by `agent-mesh rpc` over SSH
 for a peer (mesh/handlers.py answers), so a local and a remote agent behave alike.
 Requests to several hosts go out in parallel, one per host. Nothing here keeps running
@@ -16,17 +16,32 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from agent_mesh.delivery import mailbox
-from agent_mesh.errors import AskTimeout, MeshError, NoMatch, UsageError, WireError
+from agent_mesh.errors import (
+    DELIVERED,
+    NOT_READY,
+    QUEUED,
+    UNKNOWN_AGENT,
+    USAGE,
+    WIRE,
+    AskTimeout,
+    MeshError,
+    NoMatch,
+    Outcome,
+    UsageError,
+    WireError,
+)
 from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
-from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
+from agent_mesh.mesh.host import READ_TIMEOUT, connect, hosts
 from agent_mesh.mesh.origin import LocalOrigin
+from agent_mesh.mesh.transport import Host
 from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
+from agent_mesh.receivers import DEFAULT_COMMAND
 from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.select import select
 
 DEFAULT_ASK_TIMEOUT = 600.0
-DEFAULT_AGENT_COMMAND = ("claude",)
+DEFAULT_AGENT_COMMAND = (DEFAULT_COMMAND,)
 POLL_SECONDS = 0.1
 
 
@@ -54,32 +69,35 @@ def reply_origin() -> LocalOrigin:
 # --- broadcast ---------------------------------------------------------------------
 
 
-class Outcome:
-    """What happened for one recipient of a broadcast."""
+class Recipient:
+    """What happened for one recipient of a broadcast: its Outcome and a detail line."""
 
-    __slots__ = ("address", "code", "host", "line", "outcome")
+    __slots__ = ("address", "host", "line", "outcome")
 
-    def __init__(self, address: str, host: str, code: int, outcome: str, line: str) -> None:
-        self.address, self.host, self.code = address, host, code
-        self.outcome, self.line = outcome, line
+    def __init__(self, address: str, host: str, outcome: Outcome, line: str) -> None:
+        self.address, self.host, self.outcome, self.line = address, host, outcome, line
+
+    @property
+    def code(self) -> int:
+        return self.outcome.code
 
     def as_dict(self) -> dict[str, object]:
         return {"address": self.address, "host": self.host, "code": self.code,
-                "outcome": self.outcome, "detail": self.line}
+                "outcome": self.outcome.word, "detail": self.line}
 
 
-# Which exit code wins when recipients differ: a wire failure is worst, then an
-# unknown/gone agent, then a refusal, then queued; all delivered is 0.
-_SEVERITY = {0: 0, 5: 1, 3: 2, 2: 3, 1: 4, 4: 5}
+# Which exit code wins when recipients differ: a wire failure is worst, then a usage
+# error, an unknown/gone agent, a refusal, then queued; all delivered is 0.
+_SEVERITY = {DELIVERED: 0, QUEUED: 1, NOT_READY: 2, UNKNOWN_AGENT: 3, USAGE: 4, WIRE: 5}
 
 
 def worst(codes: Iterable[int]) -> int:
     return max(codes, key=lambda c: _SEVERITY.get(c, 6), default=0)
 
 
-def broadcast(patterns: list[str], envelope: Envelope) -> list[Outcome]:
+def broadcast(patterns: list[str], envelope: Envelope) -> list[Recipient]:
     """Deliver envelope to every agent matching patterns (never the sender), one request
-    per host in parallel; one Outcome per recipient."""
+    per host in parallel; one Recipient per recipient."""
     if envelope.re:
         raise UsageError("a reply goes to its one asker: it cannot fan out to a pattern")
     agents = view.load_agents()
@@ -91,22 +109,23 @@ def broadcast(patterns: list[str], envelope: Envelope) -> list[Outcome]:
     for agent in targets:
         by_host.setdefault(agent.host, []).append(agent)
 
-    def send_host(host: str) -> dict[str, Any]:
-        envelopes = [envelope.replace(address=a.address).to_json() for a in by_host[host]]
-        return call_host(host, {"op": "deliver_many", "envelopes": envelopes})
+    def send_host(host: Host) -> dict[str, Any]:
+        envelopes = [envelope.replace(address=a.address).to_json() for a in by_host[host.host]]
+        return host.request({"op": "deliver_many", "envelopes": envelopes})
 
-    answers = each_host(by_host, send_host)
-    outcomes: list[Outcome] = []
+    answers = hosts(by_host).each(send_host)
+    outcomes: list[Recipient] = []
     for host, agents_there in by_host.items():
         answer = answers[host]
         if isinstance(answer, MeshError):
-            for agent in agents_there:
-                outcomes.append(Outcome(agent.address, host, answer.exit_code, "failed",
-                                        str(answer)))
+            failed = Outcome.of_error(answer)
+            outcomes.extend(Recipient(agent.address, host, failed, str(answer))
+                            for agent in agents_there)
             continue
         for row in answer.get("results", []):
-            outcomes.append(Outcome(str(row.get("address", "?")), host, int(row.get("code", 4)),
-                                    str(row.get("outcome", "")), str(row.get("detail", ""))))
+            outcome = Outcome.parse(row.get("outcome", ""), int(row.get("code", WIRE)))
+            outcomes.append(Recipient(str(row.get("address", "?")), host, outcome,
+                                      str(row.get("detail", ""))))
     return outcomes
 
 
@@ -154,7 +173,7 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
                  else "refused: nothing would read it")
         raise AskTimeout(f"no reply from {address} within {timeout:g} s (id {ask_id}); "
                          f"a later reply is {later}")
-    return {"id": ask_id, "to": address, "question": question, "outcome": result.outcome,
+    return {"id": ask_id, "to": address, "question": question, "outcome": result.outcome.word,
             "reply": reply.get("body", ""), "from": reply.get("from", ""),
             "at": reply.get("at", ""), "waited": round(time.monotonic() - started, 3)}
 
@@ -164,8 +183,8 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
 
 def queue_list() -> tuple[list[dict[str, Any]], dict[str, MeshError]]:
     """Pending messages on every host; and the hosts that did not answer."""
-    answers = each_host(naming.mesh_aliases(),
-                        lambda h: call_host(h, {"op": "queue"}, timeout=READ_TIMEOUT))
+    answers = hosts(naming.mesh_aliases()).each(
+        lambda h: h.request({"op": "queue"}, timeout=READ_TIMEOUT))
     rows: list[dict[str, Any]] = []
     failed: dict[str, MeshError] = {}
     for host, answer in answers.items():
@@ -193,7 +212,7 @@ def _seconds(value: object) -> float:
 def queue_cancel(msg_id: str) -> str:
     """Cancel a queued message wherever it waits; returns the host, or raises."""
     request = {"op": "cancel", "id": msg_id}
-    answers = each_host(naming.mesh_aliases(), lambda h: call_host(h, request))
+    answers = hosts(naming.mesh_aliases()).each(lambda h: h.request(request))
     for host, answer in answers.items():
         if isinstance(answer, dict) and answer.get("cancelled"):
             return host
@@ -221,7 +240,8 @@ def spawn(host: str, argv: list[str], session: str, name: str, role: str, accept
     request = {"op": "spawn", "argv": argv, "session": session, "name": name, "role": role,
                "accept": accept, "wait": wait, "hold": True}
     try:
-        return call_host(host, request, timeout=wait + 30)
+        with connect(host) as there:
+            return there.request(request, timeout=wait + 30)
     except WireError as exc:
         if exc.answered or host == naming.self_alias():
             raise

@@ -2,7 +2,7 @@
 here through OPS): delivering to several agents, keeping a reply, the queue, spawning a
 window, and the read-only status, peek and inbox. Each answers from this host alone and
 calls no other host, so the clients (mesh/delegate.py, mesh/observe.py) reach it through
-mesh/hosts.py without an import loop.
+mesh/host.py without an import loop.
 """
 
 from __future__ import annotations
@@ -12,9 +12,17 @@ import time
 
 from agent_mesh import paths
 from agent_mesh.delivery import log
-from agent_mesh.errors import MeshError, NotReady, PaneGone, UsageError, WireError, printable
-from agent_mesh.mesh.wire import bounded
-from agent_mesh.model import Agent, Envelope
+from agent_mesh.errors import (
+    MeshError,
+    NotReady,
+    Outcome,
+    PaneGone,
+    UsageError,
+    WireError,
+    printable,
+)
+from agent_mesh.mesh.wire import bounded, request_envelope
+from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.tmux import literal
 
@@ -43,16 +51,14 @@ def handle_deliver_many(request: dict[str, Any], origin: Origin) -> dict[str, An
         try:
             envelope = Envelope.from_json(raw)
             result = receive(envelope, view.resolve(envelope.address, local), origin=origin)
-            code = 5 if result.outcome == "queued" else 0
-            row = {"address": address, "code": code, "outcome": result.outcome,
-                   "detail": f"{result.host}[{result.target}]"}
+            outcome, detail = result.outcome, f"{result.host}[{result.target}]"
         except MeshError as exc:
-            row = {"address": address, "code": exc.exit_code, "outcome": "refused"
-                   if exc.exit_code == 3 else "failed", "detail": str(exc)}
+            outcome, detail = Outcome.of_error(exc), str(exc)
         except (KeyError, TypeError, ValueError) as exc:
-            row = {"address": address, "code": 1, "outcome": "failed",
-                   "detail": f"bad envelope: {exc}"}
-        results.append(row)
+            outcome, detail = Outcome.INVALID, f"bad envelope: {exc}"
+        # `code` always: a previous version reads it, and not the word, for the exit code
+        results.append({"address": address, "code": outcome.code, "outcome": outcome.word,
+                        "detail": detail})
     return {"results": results}
 
 
@@ -61,14 +67,12 @@ def handle_reply(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
     waiting ask if `origin` is the asked agent's host (mailbox.check_reply)."""
     from agent_mesh.delivery import mailbox
 
-    try:
-        envelope = Envelope.from_json(request["envelope"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"bad envelope: {exc}") from None
-    mailbox.keep_for_asker(envelope, origin, naming.self_alias())
-    return {"result": {"address": envelope.address, "target": "mailbox", "pane_id": "",
-                       "bytes_sent": 0, "notes": [], "outcome": "mailbox",
-                       "msg_id": envelope.msg_id}}
+    envelope = request_envelope(request)
+    here = naming.self_alias()
+    mailbox.keep_for_asker(envelope, origin, here)
+    kept = DeliveryResult(address=envelope.address, host=here, target="mailbox", pane_id="",
+                          bytes_sent=0, outcome=Outcome.MAILBOX, msg_id=envelope.msg_id)
+    return {"result": kept.to_json()}
 
 
 def handle_queue(request: dict[str, Any]) -> dict[str, Any]:
@@ -196,8 +200,8 @@ def _wait_ready(tmux: Any, session: str, program: str, pane_id: str, window_id: 
                 requester_gone: Callable[[], bool] | None) -> dict[str, Any]:
     """Label and register the new window, and wait until it has been ready for a
     moment; the reply."""
-    from agent_mesh.delivery.paste import pane_state
-    from agent_mesh.delivery.state import refusal
+    from agent_mesh.delivery.pane import pane_state
+    from agent_mesh.delivery.rule import refusal
     from agent_mesh.registry import local
 
     gone = WireError(f"{printable(program)} exited at once (is it installed on this host?)")

@@ -1,7 +1,7 @@
 """Seeing the mesh: status, peek and inbox across hosts, one request per host.
 
 The client side of the rpc ops status, peek and inbox (answered by mesh/handlers.py):
-every host is asked in parallel through mesh/hosts.py, this one in-process. Patterns
+every host is asked in parallel through a mesh/host.py Group, this one in-process. Patterns
 are registry/select.py's grammar. Nothing here types into a pane.
 """
 
@@ -11,9 +11,11 @@ import time
 
 from agent_mesh.delivery import log
 from agent_mesh.delivery import observe as local
-from agent_mesh.errors import MeshError
+from agent_mesh.errors import MeshError, Outcome
 from agent_mesh.mesh.handlers import inbox_records, own_agents
-from agent_mesh.mesh.hosts import READ_TIMEOUT, call_host, each_host
+from agent_mesh.mesh.host import READ_TIMEOUT, connect
+from agent_mesh.mesh.host import hosts as group
+from agent_mesh.mesh.transport import Host
 from agent_mesh.model import Agent
 from agent_mesh.registry import naming, select, view
 
@@ -50,14 +52,14 @@ def mesh_status(patterns: list[str] | None = None) -> tuple[list[dict[str, Any]]
                                          for g in wanted)]
     elapsed: dict[str, float] = {}
 
-    def ask(host: str) -> dict[str, Any]:
+    def ask(host: Host) -> dict[str, Any]:
         started = time.monotonic()
         try:
-            return call_host(host, {"op": "status"}, timeout=READ_TIMEOUT)
+            return host.request({"op": "status"}, timeout=READ_TIMEOUT)
         finally:
-            elapsed[host] = (time.monotonic() - started) * 1000
+            elapsed[host.host] = (time.monotonic() - started) * 1000
 
-    answers = each_host(hosts, ask)
+    answers = group(hosts).each(ask)
     aliases = {*naming.mesh_aliases(strict=False), *hosts}
     rows: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
@@ -116,8 +118,8 @@ def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
     agent, here = _where(address)
     if here:
         return local.peek(view.resolve(address, own_agents()), lines, ansi)
-    reply = call_host(agent.host, {"op": "peek", "address": address, "lines": lines,
-                                   "ansi": ansi}, timeout=READ_TIMEOUT)
+    reply = _ask(agent.host, {"op": "peek", "address": address, "lines": lines,
+                              "ansi": ansi})
     # the peer cut and stripped it already; a peer is not trusted with our terminal either
     return local.last_lines(str(reply.get("text", "")), lines, ansi)
 
@@ -126,9 +128,14 @@ def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
     agent, here = _where(address)
     if here:
         return inbox_records(address, limit)
-    reply = call_host(agent.host, {"op": "inbox", "address": address, "limit": limit},
-                      timeout=READ_TIMEOUT)
+    reply = _ask(agent.host, {"op": "inbox", "address": address, "limit": limit})
     return [r for r in reply.get("records", []) if isinstance(r, dict)]
+
+
+def _ask(alias: str, request: dict[str, Any]) -> dict[str, Any]:
+    """One read request to a peer, within the read deadline."""
+    with connect(alias) as host:
+        return host.request(request, timeout=READ_TIMEOUT)
 
 
 def local_inbox_all(limit: int = 200) -> list[dict[str, Any]]:
@@ -149,21 +156,17 @@ def sent_records(limit: int = 200) -> list[dict[str, Any]]:
     records = log.read(log.sent_path(), limit)
     waiting: dict[str, set[str]] = {}
     for record in records:
-        if record.get("outcome") == "queued" and record.get("to") and record.get("host"):
+        if record.get("outcome") == Outcome.QUEUED.word and record.get("to") and record.get("host"):
             waiting.setdefault(str(record["host"]), set()).add(str(record["to"]))
     if not waiting:
         return records
-    me = naming.self_alias()
 
-    def ends_on(host: str) -> dict[str, Any]:
+    def ends_on(host: Host) -> dict[str, Any]:
         found: dict[str, Any] = {}
-        for address in sorted(waiting[host]):
-            if host == me:
-                lines = inbox_records(address, 1000)
-            else:
-                reply = call_host(host, {"op": "inbox", "address": address, "limit": 1000},
-                                  timeout=READ_TIMEOUT)
-                lines = [r for r in reply.get("records", []) if isinstance(r, dict)]
+        for address in sorted(waiting[host.host]):
+            reply = host.request({"op": "inbox", "address": address, "limit": 1000},
+                                 timeout=READ_TIMEOUT)
+            lines = [r for r in reply.get("records", []) if isinstance(r, dict)]
             for line in lines:
                 if line.get("outcome") in log.QUEUE_ENDS and line.get("id"):
                     found[f"{address}\n{line['id']}"] = line
@@ -171,12 +174,12 @@ def sent_records(limit: int = 200) -> list[dict[str, Any]]:
 
     # keyed by host, agent and id: a host speaks only for its own agents' messages
     ends: dict[tuple[str, str], Any] = {}
-    for host, answer in each_host(waiting, ends_on).items():
+    for host, answer in group(waiting).each(ends_on).items():
         if isinstance(answer, dict):
             ends.update(((host, key), line) for key, line in answer.items())
     for record in records:
         key = (str(record.get("host")), f"{record.get('to')}\n{record.get('id')}")
-        end = ends.get(key) if record.get("outcome") == "queued" else None
+        end = ends.get(key) if record.get("outcome") == Outcome.QUEUED.word else None
         if end is not None:
             record["outcome"] = f"queued → {end['outcome']}"
             record["reason"] = str(end.get("reason", "") or "")

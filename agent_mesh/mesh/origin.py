@@ -96,7 +96,7 @@ def host_addresses(alias: str) -> set[str]:
     """The addresses this host would connect to for alias (`ssh -G`, then DNS)."""
     import socket
 
-    from agent_mesh.mesh.ssh import resolve_alias
+    from agent_mesh.mesh.paramiko import resolve_alias
 
     try:
         hostname = resolve_alias(alias).hostname

@@ -1,14 +1,14 @@
 """Which transport reaches a peer: OpenSSH with a control master (the default where an
 `ssh` client exists) or paramiko, chosen per run, per user config or by what is installed.
 
-Its own module so that sync and hosts can both ask without importing each other (sync
-answers rpc pushes; hosts calls rpc in-process for this host).
+Its own module so that sync and mesh/host.py can both ask without importing each other
+(sync answers rpc pushes; host.py's LocalHost calls rpc in-process).
 """
 
 from __future__ import annotations
 
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.transport import TRANSPORTS, Transport, config_value
+from agent_mesh.mesh.transport import TRANSPORTS, Host, config_value
 
 
 def chosen_transport() -> str:
@@ -25,18 +25,18 @@ def chosen_transport() -> str:
         raise UsageError(f"{where}: unknown transport {choice!r} (openssh or paramiko)")
     if choice:
         return choice
-    from agent_mesh.mesh.openssh import ssh_client
+    from agent_mesh.mesh.sshclient import ssh_client
 
     return "openssh" if ssh_client() else "paramiko"
 
 
-def remote_transport(host: str, kind: str | None = None) -> Transport:
+def remote_transport(host: str, kind: str | None = None) -> Host:
     """The transport to a peer: `kind`, else the chosen one (imported only now)."""
     kind = kind or chosen_transport()
     if kind == "openssh":
         from agent_mesh.mesh.openssh import OpenSshTransport
 
         return OpenSshTransport(host)
-    from agent_mesh.mesh.ssh import SshTransport
+    from agent_mesh.mesh.paramiko import ParamikoTransport
 
-    return SshTransport(host)
+    return ParamikoTransport(host)

@@ -1,4 +1,4 @@
-"""`agent-mesh rpc`: the fixed entrypoint a peer's SshTransport runs over SSH.
+"""`agent-mesh rpc`: the fixed entrypoint a peer's transport runs over SSH.
 
 Reads one request on stdin (a JSON header line, then a file's bytes when the
 header announces one: see wire.py), answers one JSON reply on stdout, always exit 0
@@ -14,7 +14,7 @@ import os
 import sys
 
 from agent_mesh import __version__, paths
-from agent_mesh.errors import UsageError
+from agent_mesh.errors import Cause, UsageError
 from agent_mesh.mesh.wire import (
     GREETING,
     MAX_HEADER,
@@ -23,6 +23,7 @@ from agent_mesh.mesh.wire import (
     dumps,
     error_to_reply,
     loads,
+    request_envelope,
 )
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
@@ -42,8 +43,14 @@ def handle(request: dict[str, Any], stream: BinaryIO | None = None,
     if request.get("protocol") != PROTOCOL or request.get("version") != __version__:
         raise UsageError(
             f"agent-mesh {request.get('version', '?')} on the sender, {__version__} here: "
-            "install the same version on both"
+            "install the same version on both", cause=Cause.VERSION_MISMATCH,
         )
+    return dispatch(request, stream, origin)
+
+
+def dispatch(request: dict[str, Any], stream: BinaryIO | None = None,
+             origin: Origin | None = None) -> dict[str, Any]:
+    """Answer one request of this very installation (LocalHost calls this directly)."""
     op = request.get("op")
     verified, remote = _caller(origin)
     if op == "hello":  # who answers, and whom it takes the caller for (doctor)
@@ -149,12 +156,8 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
              origin: Origin | None, verified: str) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive
-    from agent_mesh.model import Envelope
 
-    try:
-        envelope = Envelope.from_json(request["envelope"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UsageError(f"bad envelope: {exc}") from None
+    envelope = request_envelope(request)
     upload = request.get("file")
     file = None
     if upload:
@@ -169,11 +172,7 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)
-    return {
-        "address": result.address, "target": result.target, "pane_id": result.pane_id,
-        "bytes_sent": result.bytes_sent, "notes": result.notes, "outcome": result.outcome,
-        "msg_id": result.msg_id,
-    }
+    return result.to_json()
 
 
 def _exchange(request: dict[str, Any]) -> dict[str, Any]:
@@ -303,7 +302,7 @@ def serve(idle: int) -> None:
     import select
     import time
 
-    from agent_mesh.mesh.openssh import control_dir
+    from agent_mesh.mesh.sshclient import control_dir
 
     folder = control_dir()
     if folder is None or not 0 < idle <= 86400:

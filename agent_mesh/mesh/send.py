@@ -1,4 +1,4 @@
-"""notify-pane's core: resolve the address, build the envelope, pick the transport."""
+"""notify-pane's core: resolve the address, build the envelope, connect to its host."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 from agent_mesh.clock import now_iso
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile
-from agent_mesh.errors import UsageError
-from agent_mesh.mesh.hosts import call_host, transport_for
+from agent_mesh.errors import Outcome, UsageError
+from agent_mesh.mesh.host import connect
+from agent_mesh.mesh.wire import result_from_reply
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.view import load_agents
@@ -65,7 +66,7 @@ def send(
 ) -> DeliveryResult:
     """Deliver body (and optionally a file) to the agent at address.
 
-    queue: hold it on the recipient's host while the pane is busy (outcome "queued");
+    queue: hold it on the recipient's host while the pane is busy (Outcome.QUEUED);
     re: this is the reply to ask `re` — it may then go to a host alias, whose mailbox
     keeps it for an asker that is not a pane; `origin` is this process as its sender
     on this host (mesh.delegate.reply_origin; without it a reply here is refused).
@@ -95,17 +96,14 @@ def send(
         reply_to=reply_to,
     )
     if re and address not in agents and _is_host_alias(address):
-        reply = call_host(address, {"op": "reply", "envelope": envelope.to_json()},
-                          origin=origin)
-        result = reply["result"]
-        return DeliveryResult(address=address, host=address, target="mailbox", pane_id="",
-                              bytes_sent=0, outcome=str(result.get("outcome", "mailbox")),
-                              msg_id=envelope.msg_id)
+        with connect(address, origin) as host:
+            reply = host.request({"op": "reply", "envelope": envelope.to_json()})
+        return result_from_reply(address, reply).replace(address=address,
+                                                         msg_id=envelope.msg_id)
     agent = view.resolve(address, agents)
-    transport = transport_for(agent.host, naming.self_alias(), origin)
-    with log.sending(envelope, agent) as sent:  # sent.jsonl: what went where, how it ended
-        result = transport.deliver(envelope, agent, file_data)
-        if result.outcome != "delivered":  # queued on its host (agent-mesh log follows it)
+    with connect(agent.host, origin) as host, log.sending(envelope, agent) as sent:
+        result = host.deliver(envelope, agent, file_data)  # sent.jsonl: what went where
+        if result.outcome != Outcome.DELIVERED:  # queued on its host (agent-mesh log follows it)
             sent.result(result.outcome, f"on {result.host}")
         return result
 

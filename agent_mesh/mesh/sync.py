@@ -18,17 +18,15 @@ up the others, registry.toml is assembled from those that answered.
 from __future__ import annotations
 
 import os
-import sys
-import threading
 import time
 
 from agent_mesh import clock, paths
 from agent_mesh.clock import age
-from agent_mesh.errors import SliceRejected, UsageError, WireError, printable
+from agent_mesh.detach import start_helper
+from agent_mesh.errors import SliceRejected, UsageError, printable
 from agent_mesh.fsutil import locked, make_dirs
-from agent_mesh.mesh.transport import Transport
+from agent_mesh.mesh.transport import Host
 from agent_mesh.model import Agent
-from agent_mesh.procs import spawn_detached
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import read_peers
 from agent_mesh.registry.toml import (
@@ -187,8 +185,7 @@ def schedule_pull(sender: str, pushed: str | None = None) -> bool:
     if pushed is not None and _matches_verified(sender, pushed):
         return False
     agents_dir = ensure_agents_dir()
-    code = "import sys; from agent_mesh.mesh.sync import pull_main; pull_main(sys.argv[1])"
-    spawn_detached([sys.executable, "-c", code, sender], os.path.join(agents_dir, "push.log"))
+    start_helper(f"{__name__}:pull_main", sender, log=os.path.join(agents_dir, "push.log"))
     return True
 
 
@@ -209,62 +206,27 @@ def _ago(stamp: str) -> str:
 Outcome = tuple[str, float] | Exception
 
 
-def _fetch(alias: str, local_text: str | None, limit: float,
-           results: dict[str, Outcome], transports: dict[str, Transport], kind: str) -> None:
-    """One exchange, in its own thread: only network I/O here, nothing is stored."""
-    from agent_mesh.mesh.remote import remote_transport
-
-    transport = remote_transport(alias, kind)
-    transports[alias] = transport
-    outcome: Outcome
-    try:
-        outcome = transport.exchange(naming.self_alias(), local_text, min(SYNC_TIMEOUT, limit))
-    except (WireError, UsageError) as exc:
-        outcome = exc
-    except Exception as exc:  # a thread must report, never die silently
-        outcome = WireError(f"{alias}: {type(exc).__name__}: {exc}")
-    finally:
-        transport.close()
-    results[alias] = outcome
-
-
 def exchange_all(peers: list[str], local_text: str | None) -> list[PeerReport]:
     """Exchange with every peer in parallel, each within the deadline as a whole.
 
     A peer that has not answered completely by then is reported unreachable and
-    keeps its last good slice (stale); its thread is a daemon and its answer,
-    should it ever come, is thrown away: only this thread stores slices.
+    keeps its last good slice (stale); its answer, should it ever come, is thrown
+    away (mesh/group.py): only this thread stores slices.
     """
-    limit = deadline()
-    results: dict[str, Outcome] = {}
-    transports: dict[str, Transport] = {}
-    from agent_mesh.mesh.remote import chosen_transport
+    from agent_mesh.mesh.group import Group
+    from agent_mesh.mesh.remote import chosen_transport, remote_transport
 
+    limit = deadline()
     kind = chosen_transport()  # once, not per thread
-    threads = {alias: threading.Thread(target=_fetch, name=f"sync-{alias}", daemon=True,
-                                       args=(alias, local_text, limit, results, transports,
-                                             kind))
-               for alias in peers}
-    for thread in threads.values():
-        thread.start()
-    end = time.monotonic() + limit
-    for thread in threads.values():
-        thread.join(max(0.0, end - time.monotonic()))
+    me = naming.self_alias()
+
+    def fetch(peer: Host) -> tuple[str, float]:  # only network I/O here, nothing is stored
+        return peer.exchange(me, local_text, min(SYNC_TIMEOUT, limit))
+
+    answers = Group(peers, lambda alias: remote_transport(alias, kind)).each(
+        fetch, limit, why="deadline; AGENT_MESH_SYNC_DEADLINE sets it")
     aliases = set(naming.mesh_aliases())
-    reports = []
-    for alias, thread in threads.items():
-        outcome = results.get(alias) if not thread.is_alive() else None
-        if outcome is None:
-            late = transports.get(alias)
-            if late is not None:
-                try:  # noqa: SIM105 - unblock its read; answer ignored (no contextlib)
-                    late.close()
-                except Exception:
-                    pass
-            outcome = WireError(f"{alias}: no complete answer within {limit:g}s (deadline; "
-                                "AGENT_MESH_SYNC_DEADLINE sets it)")
-        reports.append(_settle(alias, outcome, aliases))
-    return reports
+    return [_settle(alias, answer, aliases) for alias, answer in answers.items()]
 
 
 def _settle(alias: str, outcome: Outcome, aliases: set[str]) -> PeerReport:
@@ -319,12 +281,22 @@ def pull(alias: str) -> list[PeerReport]:
 
 
 def pull_main(alias: str) -> None:
-    """The detached process `schedule_pull` starts: coalesced per alias, logged."""
+    """The detached helper `schedule_pull` starts: coalesced per alias, logged."""
+    _logged(f"pull {printable(alias)}", lambda: _coalesced(f"pull-{alias}", lambda: pull(alias)))
+
+
+def push_main() -> None:
+    """The detached helper a hook starts (cli/hook.py): coalesced pushes, logged."""
+    _logged("push", push_pending)
+
+
+def _logged(what: str, run: Callable[[], list[PeerReport]]) -> None:
+    """A helper's rounds as push.log lines: one per peer, or one for a failure."""
     try:
-        for report in _coalesced(f"pull-{alias}", lambda: pull(alias)):
-            print(f"{clock.now_iso()} pull {report.line()}")
+        for report in run():
+            print(f"{clock.now_iso()} {what.split()[0]} {report.line()}")
     except Exception as exc:  # the log gets one line, never a traceback
-        print(f"{clock.now_iso()} pull {printable(alias)}: failed: {printable(str(exc))}")
+        print(f"{clock.now_iso()} {what}: failed: {printable(str(exc))}")
 
 
 def push_pending() -> list[PeerReport]:

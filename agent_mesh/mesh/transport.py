@@ -1,12 +1,13 @@
-"""How a message reaches the host that runs the recipient's tmux.
+"""`Host`: a connection to one mesh host, as fabric's Connection is (a context manager).
 
-One interface, three implementations: `LocalTransport` delivers on this host;
-`OpenSshTransport` (the default for a peer, mesh/openssh.py) runs the user's
-own `ssh` client through a reused control master; `SshTransport` (paramiko,
-mesh/ssh.py) is the fallback where there is no OpenSSH client. Both remote
-ones send one request (a JSON header line, then a file's raw bytes) to
-`agent-mesh rpc` on the peer, which runs the same delivery; see wire.py.
-mesh/hosts.py chooses between them.
+Every host fulfils one contract: `request` (one rpc request, its reply), `deliver`,
+`exchange` and `close`. Three implementations: `LocalHost` (mesh/host.py) answers
+in-process by calling the handlers directly; `OpenSshTransport` (the default for a
+peer, mesh/openssh.py) runs the user's own `ssh` client through a reused control
+master; `ParamikoTransport` (mesh/paramiko.py) is the fallback where there is no
+OpenSSH client. Both remote ones send one request (a JSON header line, then a
+file's raw bytes) to `agent-mesh rpc` on the peer, which runs the same delivery;
+see wire.py. mesh/host.py's `connect` chooses between them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ if TYPE_CHECKING:  # typing costs an import on every message's path
     from typing import Any
 
     from agent_mesh.delivery.inbox import SourceFile
-    from agent_mesh.delivery.mailbox import Origin
 
 TRANSPORTS = ("openssh", "paramiko")
 REQUEST_TIMEOUT = 60.0
@@ -64,11 +64,19 @@ def as_body(file_data: SourceFile | bytes | FileBody | None, name: str | None) -
     return FileBody(file_data, name or "file")
 
 
-class Transport:
-    """The interface (a plain base class: typing.Protocol costs an import on the hot path)."""
+class Host:
+    """One host of the mesh: the whole contract (a plain base class: typing.Protocol
+    costs an import on the hot path). `host` is its alias; use it in a `with` block,
+    or call `close`."""
 
     host: str
     name = "local"
+
+    def __enter__(self) -> Host:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def deliver(
         self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
@@ -101,21 +109,6 @@ class Transport:
 
     def close(self) -> None:
         """Release any connection (nothing to do locally)."""
-
-
-class LocalTransport(Transport):
-    """Delivery to a pane of this host's own tmux server."""
-
-    def __init__(self, host: str, origin: Origin | None = None) -> None:
-        self.host = host
-        self.origin = origin  # this process, as a reply's sender (None: replies refused)
-
-    def deliver(
-        self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
-    ) -> DeliveryResult:
-        from agent_mesh.delivery.receive import receive
-
-        return receive(envelope, agent, file_data, self.origin)
 
 
 def config_value(key: str) -> str | None:

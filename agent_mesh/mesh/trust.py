@@ -231,7 +231,7 @@ def _login_ssh(alias: str, verb: str, data: str) -> str:
     this is the one visible use of the login access); its stdout."""
     import subprocess
 
-    from agent_mesh.mesh.openssh import ssh_client
+    from agent_mesh.mesh.sshclient import ssh_client
 
     ssh = ssh_client()
     if ssh is None:

@@ -28,6 +28,7 @@ from agent_mesh.errors import (
     BY_CODE,
     KINDS,
     WIRE,
+    Cause,
     MeshError,
     NotReady,
     PaneGone,
@@ -37,7 +38,7 @@ from agent_mesh.errors import (
     printable,
     report,
 )
-from agent_mesh.model import DeliveryResult
+from agent_mesh.model import DeliveryResult, Envelope
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -83,6 +84,14 @@ def bounded(value: object, what: str, default: float, maximum: float) -> float:
     return min(float(value), maximum)
 
 
+def request_envelope(request: dict[str, Any]) -> Envelope:
+    """The envelope a deliver or reply request carries; malformed is a usage error."""
+    try:
+        return Envelope.from_json(request["envelope"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"bad envelope: {exc}") from None
+
+
 def error_to_reply(exc: BaseException) -> dict[str, Any]:
     """What `agent-mesh rpc` answers for a failure: enough for the sender to rebuild
     the same error (type, exit code, message, flags) with error_from_reply."""
@@ -93,6 +102,8 @@ def error_to_reply(exc: BaseException) -> dict[str, Any]:
             reply["overridable"] = exc.overridable
         if isinstance(exc, UnknownAgent):
             reply["address"] = exc.address
+        if exc.cause:  # a field a previous version does not read: it ignores it
+            reply["cause"] = exc.cause
         return reply
     # A bug or a local file error there: the sender's request was fine.
     return {"ok": False, "code": WIRE, "error": f"peer error: {report(exc)[0]}"}
@@ -104,6 +115,9 @@ def error_from_reply(host: str, reply: dict[str, Any]) -> MeshError:
     (exit 4), never a crash."""
     err = _rebuilt(host, reply)
     err.answered = True
+    cause = reply.get("cause")
+    if isinstance(cause, str) and cause.isascii() and cause.isprintable():
+        err.cause = cause[:40]
     return err
 
 
@@ -131,14 +145,7 @@ def _rebuilt(host: str, reply: dict[str, Any]) -> MeshError:
 def result_from_reply(host: str, reply: dict[str, Any]) -> DeliveryResult:
     """A successful deliver reply as a DeliveryResult; malformed is a wire failure."""
     try:
-        result = reply["result"]
-        return DeliveryResult(
-            address=printable(str(result["address"])), host=host,
-            target=printable(str(result["target"])), pane_id=printable(str(result["pane_id"])),
-            bytes_sent=int(result["bytes_sent"]),
-            notes=[printable(str(note)) for note in result.get("notes", [])],
-            outcome=str(result.get("outcome", "delivered")), msg_id=str(result.get("msg_id", "")),
-        )
+        return DeliveryResult.from_json(reply["result"], host=host)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise WireError(f"{host}: malformed reply from agent-mesh there "
                         f"({type(exc).__name__}: {printable(str(exc))[:80]})") from None
@@ -206,15 +213,16 @@ def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:
     """
     if status == 127 and not raw.strip():
         raise WireError(f"{host}: agent-mesh is not installed there "
-                        "(run install.sh or agent-mesh setup on that host)")
+                        "(run install.sh or agent-mesh setup on that host)",
+                        cause=Cause.NOT_INSTALLED)
     try:
         reply = loads(raw)
         assert isinstance(reply, dict)
     except Exception:
         lines = raw.decode("utf-8", "replace").strip().splitlines()
         last = printable(lines[-1]) if lines else "no output"
-        raise WireError(f"{host}: agent-mesh there did not answer (exit {status}: {last})"
-                        ) from None
+        raise WireError(f"{host}: agent-mesh there did not answer (exit {status}: {last})",
+                        cause=Cause.NO_ANSWER) from None
     theirs = printable(str(reply.get("version", "?")))
     if reply.get("protocol") != PROTOCOL or theirs != __version__:
         protocol = printable(str(reply.get("protocol", "?")))
@@ -222,7 +230,8 @@ def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:
         mine = __version__ if same else f"{__version__} (protocol {PROTOCOL})"
         there = theirs if same else f"{theirs} (protocol {protocol})"
         raise WireError(
-            f"{host}: agent-mesh {there} there, {mine} here: install the same version on both"
+            f"{host}: agent-mesh {there} there, {mine} here: install the same version on both",
+            cause=Cause.VERSION_MISMATCH,
         )
     if reply.get("ok"):
         return reply

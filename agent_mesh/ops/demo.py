@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent_mesh.ops.doctor import MIN_TMUX, parse_tmux_version
+from agent_mesh.errors import DemoFailed
+from agent_mesh.ops.host_checks import MIN_TMUX, parse_tmux_version
 from agent_mesh.procs import alive
 
 SESSION = "demo"
@@ -49,10 +50,6 @@ while True:
         continue
     print(f"{name} got: {line}")
 """
-
-
-class DemoFailed(Exception):
-    """A step failed; the message is the one-line reason shown to the user."""
 
 
 class _Demo:

@@ -20,11 +20,15 @@ import os
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
-from agent_mesh.receivers import is_shell
+from agent_mesh.receivers import AGENTS, is_shell
 
 SLUG_MAX = 40
 ADDRESS_MAX = 128
-_ADDRESS_PUNCT = "._-"
+# The one home of the address alphabet: letters and digits (of any script, and
+# combining marks: address_char), and this punctuation; a host alias also takes `@`
+# and `:` (user@host, host:port).
+ADDRESS_PUNCT = "._-"
+ALIAS_PUNCT = ADDRESS_PUNCT + "@:"
 
 # Scratch sessions the bash tool never registers.
 SCRATCH_NAMES = frozenset({"scratch", "tmp", "temp", "test"})
@@ -52,7 +56,7 @@ def host_name() -> str:
 def valid_alias(alias: str) -> bool:
     """A host alias safe to hand to ssh and to name files after."""
     return bool(alias) and not alias.startswith("-") and all(
-        ch.isalnum() or ch in "._-@:" for ch in alias
+        ch.isalnum() or ch in ALIAS_PUNCT for ch in alias
     )
 
 
@@ -100,7 +104,7 @@ def address_char(ch: str) -> bool:
     """Is ch one an address may hold: a letter or digit of any script, a combining
     mark, `.`, `_` or `-` (never a control, format or bidi character, a space or `/`)."""
     if ch.isascii():
-        return ch.isalnum() or ch in _ADDRESS_PUNCT
+        return ch.isalnum() or ch in ADDRESS_PUNCT
     return ch.isalnum() or _is_mark(ch)
 
 
@@ -181,10 +185,8 @@ def derives_from(address: str, base: str) -> bool:
 def infer_role(command: str, session: str, window: str) -> str:
     """The role of a window nobody labelled, from its foreground command."""
     where = f"{session}:{window}"
-    if command in ("claude", "claude-code"):
-        return f"Claude Code agent in {where}"
-    if command == "codex":
-        return f"Codex agent in {where}"
+    if command in AGENTS:  # `Claude Code agent`, `Codex agent`
+        return f"{AGENTS[command]} agent in {where}"
     if is_shell(command):
         return f"Shell agent in {where}"
     if not command:

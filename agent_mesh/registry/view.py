@@ -16,7 +16,7 @@ import os
 
 from agent_mesh import __version__, paths
 from agent_mesh.clock import now_iso
-from agent_mesh.errors import MeshError, UnknownAgent, UsageError
+from agent_mesh.errors import UnknownAddress, UnknownAgent, UsageError
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent
 from agent_mesh.registry.naming import (
@@ -43,17 +43,6 @@ from agent_mesh.registry.toml import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # collections costs ~1 ms of every message's start
     from collections.abc import Iterable, Mapping
-
-
-
-class UnknownAddress(UnknownAgent):
-    """Exit 2 with a reason of its own (out of date, scratch session) instead of
-    the did-you-mean hint."""
-
-    def __init__(self, address: str, message: str) -> None:
-        self.address = address
-        self.suggestions = []
-        MeshError.__init__(self, message)
 
 
 # --- assembling registry.toml ---------------------------------------------------

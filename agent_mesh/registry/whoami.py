@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 
 from agent_mesh.model import Agent
+from agent_mesh.procs import parent
 from agent_mesh.registry.naming import self_alias, server_part
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
@@ -59,11 +60,7 @@ def _pane_without_tmux_pane(tmux: Tmux, session: str) -> str:
             break
         if str(pid) in by_pid:
             return by_pid[str(pid)]
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as fh:
-                pid = int(fh.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
+        pid = parent(pid)
     mine = {p["pane_id"] for p in panes if session and p["session_id"] == session}
     return mine.pop() if len(mine) == 1 else ""
 

@@ -23,8 +23,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent_mesh.errors import UsageError, WireError
-from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Transport
+from agent_mesh.errors import Cause, UsageError, WireError
+from agent_mesh.mesh.transport import REQUEST_TIMEOUT, FileBody, Host
 from agent_mesh.mesh.wire import REMOTE_COMMAND, decode_reply, encode_header
 
 DEFAULT_CONNECT_TIMEOUT = 4.0
@@ -178,7 +178,7 @@ class _QuickAckSocket:
         return getattr(self._sock, name)
 
 
-class SshTransport(Transport):
+class ParamikoTransport(Host):
     """A lazily opened connection to one peer, reused for every request to it."""
 
     name = "paramiko"
@@ -189,13 +189,13 @@ class SshTransport(Transport):
         self.host = alias
         self._via = via
         self._client: Any = None
-        self._jump: SshTransport | None = None
+        self._jump: ParamikoTransport | None = None
         self._hop = False  # a jump host on the way to another peer
 
     # --- connection ---------------------------------------------------------
 
-    def _fail(self, cause: str) -> WireError:
-        return WireError(f"{self.host}: {cause}")
+    def _fail(self, text: str, cause: str = "") -> WireError:
+        return WireError(f"{self.host}: {text}", cause=cause)
 
     def connect(self) -> Any:
         if self._client is not None:
@@ -233,26 +233,26 @@ class SshTransport(Transport):
             sock.close()
             raise self._fail(
                 f"host key for {target.hostname} CHANGED (possible man-in-the-middle); "
-                "nothing was sent. Verify it, then fix ~/.ssh/known_hosts"
+                "nothing was sent. Verify it, then fix ~/.ssh/known_hosts", Cause.HOST_KEY_CHANGED
             ) from None
         except paramiko.AuthenticationException:
             sock.close()
             raise self._fail(
                 f"authentication failed as {target.user or '?'} (keys tried: agent"
-                f"{', ' if keys else ''}{', '.join(keys)})"
+                f"{', ' if keys else ''}{', '.join(keys)})", Cause.AUTH_FAILED
             ) from None
         except paramiko.SSHException as exc:
             sock.close()
             if "banner" in str(exc) or "No existing session" in str(exc):
                 raise self._fail(
                     f"unreachable (no SSH handshake from {target.hostname}:{target.port} "
-                    f"within {t:g}s)"
+                    f"within {t:g}s)", Cause.NO_HANDSHAKE
                 ) from None
             if "known_hosts" in str(exc):
                 raise self._fail(
                     f"host key for {target.hostname} is unknown; nothing was sent. "
                     + (_CA_HINT if _marked_keys(target.known_hosts, "@cert-authority") else
-                       f"Check and add it once: ssh {self.host} true")
+                       f"Check and add it once: ssh {self.host} true"), Cause.HOST_KEY_UNKNOWN
                 ) from None
             raise self._fail(f"ssh failed: {exc}") from None
         except (OSError, EOFError) as exc:
@@ -264,7 +264,8 @@ class SshTransport(Transport):
             client.close()
             raise self._fail(
                 f"host key for {target.hostname} is REVOKED (marked @revoked in known_hosts); "
-                "nothing was sent. Do not trust this host until its key is replaced"
+                "nothing was sent. Do not trust this host until its key is replaced",
+                Cause.HOST_KEY_REVOKED,
             )
         self._client = client
         return client
@@ -274,7 +275,7 @@ class SshTransport(Transport):
         if target.proxy_jump:
             # ProxyJump a,b,c: reach the last hop through the ones before it
             *before, jump_alias = target.proxy_jump.split(",")
-            self._jump = SshTransport(jump_alias, via=",".join(before) if before else None)
+            self._jump = ParamikoTransport(jump_alias, via=",".join(before) if before else None)
             self._jump._hop = True
             jump_client = self._jump.connect()
             try:
@@ -294,7 +295,8 @@ class SshTransport(Transport):
                 f"within {target.connect_timeout:g}s)"
             ) from None
         except socket.gaierror as exc:
-            raise self._fail(f"unknown host name {target.hostname!r} ({exc.strerror})") from None
+            raise self._fail(f"unknown host name {target.hostname!r} ({exc.strerror})",
+                             Cause.UNKNOWN_HOST) from None
         except OSError as exc:
             raise self._fail(f"unreachable ({exc.strerror or exc})") from None
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
