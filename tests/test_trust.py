@@ -216,3 +216,17 @@ def test_a_login_key_peer_gets_the_all_peers_rights(isolated_env: Path) -> None:
     log = isolated_env / ".agents" / "log" / "peers.jsonl"
     record = json.loads(log.read_text().splitlines()[-1])
     assert (record["op"], record["verified"], record["from"]) == ("spawn", False, "10.0.0.9")
+
+
+def test_a_queued_message_is_refused_by_the_allow_list_not_queued(tui: Receiver) -> None:
+    tui.pane.server.run("set-option", "-w", "-t", tui.pane.pane_id, "@agent-allow", "orch-*")
+    tui.pane.send_keys("a draft", literal=True)
+    retry_until(lambda: "a draft" in tui.pane.capture())
+    out = notify("--queue", tui.address, "would wait")
+    assert out.returncode == 3 and b"@agent-allow 'orch-*'" in out.stderr, out
+    assert not list((Path.home() / ".agents" / "queue").rglob("*.json"))
+    log = Path.home() / ".agents" / "log" / "received" / f"{tui.address}.jsonl"
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [r["outcome"] for r in records] == ["refused"], records
+    out = notify("--queue", tui.address, "from orch", env={"AGENT_NAME": "orch-1"})
+    assert out.returncode == 5, out  # allowed, and queued behind the draft

@@ -10,13 +10,16 @@ from __future__ import annotations
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import MeshError, NotReady, Outcome, PaneDead, UsageError
+from agent_mesh.errors import MeshError, NotReady, Outcome, PaneDead, Refused, UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope, is_hex_id
 from agent_mesh.registry import naming
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the hot path an import
+    from collections.abc import Callable
+
     from agent_mesh.delivery.mailbox import Origin
+    from agent_mesh.delivery.state import PaneState
 
 
 def _result(agent: Agent, envelope: Envelope, outcome: Outcome, note: str) -> DeliveryResult:
@@ -58,18 +61,25 @@ def receive(
         if mailbox.store_reply(envelope, ask):
             return _result(agent, envelope, Outcome.MAILBOX, "the asker was waiting: kept for it")
         late = f"its ask ended ({mailbox.ended(ask)}): typed into the asker's pane"
-    else:
-        _check_allowed(envelope, agent)
+    # A window's @agent-allow (a reply to its own ask is held to the asked agent instead):
+    # read with the pane's state, in the same tmux call; by itself only before queueing.
+    allowed = None if envelope.re else _allow_check(envelope, agent)
     if envelope.queue:
         from agent_mesh.delivery import queue  # json: only for queued messages
 
         queue.check_request(envelope)  # before the pane is looked at; enqueue relies on it
         if queue.has_pending(agent.address):  # behind the ones already waiting, in order
+            if allowed is not None:
+                _check_allowed(envelope, agent)
             queue.enqueue(envelope, agent, "earlier messages are still queued")
             queue.start_waiter(agent.address)
             return _result(agent, envelope, Outcome.QUEUED, "queued behind earlier messages")
     try:
-        result = deliver_envelope(envelope, agent, file)
+        result = deliver_envelope(envelope, agent, file, allowed=allowed)
+    except Refused as exc:
+        if envelope.queue:  # the receiving log leaves a queued message's refusals to us
+            log.received_event(envelope, agent.address, Outcome.REFUSED, str(exc))
+        raise
     except NotReady as exc:
         if not envelope.queue:
             raise
@@ -80,6 +90,8 @@ def receive(
             raise refused from None
         from agent_mesh.delivery import queue  # json: only for queued messages
 
+        if allowed is not None:  # refused before its state was read (the lock was busy)
+            _check_allowed(envelope, agent)
         queue.enqueue(envelope, agent, str(exc))
         queue.start_waiter(agent.address)
         return _result(agent, envelope, Outcome.QUEUED, f"queued: {exc}")
@@ -95,15 +107,26 @@ def _verified(origin: Origin | None) -> str:
     return origin.verified_host()
 
 
-def _check_allowed(envelope: Envelope, agent: Agent) -> None:
-    """The window's @agent-allow (delivery/allow.py); a refusal is logged as such."""
+def _allow_check(envelope: Envelope, agent: Agent) -> Callable[[PaneState], None]:
+    """What claim_pane runs on the pane's first state: refused unless its @agent-allow
+    takes this sender (delivery/allow.py)."""
     from agent_mesh.delivery import allow
-    from agent_mesh.errors import Refused
+
+    def check(state: PaneState) -> None:
+        allow.check(envelope, agent, state.allow)
+
+    return check
+
+
+def _check_allowed(envelope: Envelope, agent: Agent) -> None:
+    """The window's @agent-allow read by itself (one more tmux call: only for a message
+    queued without a look at its pane); a refusal is logged as such."""
+    from agent_mesh.delivery import allow
 
     try:
         allow.check(envelope, agent)
     except Refused as exc:
-        log.received_event(envelope, agent.address, "refused", str(exc))
+        log.received_event(envelope, agent.address, Outcome.REFUSED, str(exc))
         raise
 
 
