@@ -18,7 +18,8 @@ Exit codes (those of the bash tool):
        peer answered something that is not a valid reply
     5  queued (`--queue`): the recipient was busy; its host delivers the message when
        it is ready (an outcome, not an error)
-    6  `agent-mesh ask`: no reply within the timeout
+    6  waited the whole timeout: `agent-mesh ask` got no reply, `agent-mesh lock
+       --wait` found the path still held
     130 interrupted
 
 Stdlib only: this is on every hot path. `printable` reads escape sequences with the one
@@ -224,6 +225,13 @@ class NotReady(MeshError):
         self.address = address
 
 
+class MidTurn(NotReady):
+    """The agent is mid-turn (or asking) by its own hooks (delivery/turns.py): the
+    message is queued for its Stop hook (exit 5) rather than refused or typed."""
+
+    queues = True  # the queue logs what becomes of it (delivery/log.py)
+
+
 class PaneDead(NotReady):
     """The pane's program exited (remain-on-exit). Not overridable: nothing would read
     the message, and tmux 3.3a's server crashes on `paste-buffer` into a dead pane."""
@@ -281,6 +289,18 @@ class AskTimeout(MeshError):
     exit_code = ASK_TIMEOUT
 
 
+class Held(MeshError):
+    """A lock or a task is someone else's (exit 3): the line names the holder."""
+
+    exit_code = NOT_READY
+
+
+class WaitTimeout(MeshError):
+    """`agent-mesh lock --wait` waited its whole time and the path is still held (exit 6)."""
+
+    exit_code = ASK_TIMEOUT
+
+
 class SetupError(UsageError):
     """Setup cannot start or go on without the user fixing something first (ops/setup.py)."""
 
@@ -295,7 +315,7 @@ class DemoFailed(Exception):
 KINDS: dict[str, type[MeshError]] = {
     cls.__name__: cls
     for cls in (UsageError, UnknownAgent, PaneGone, NotReady, PaneDead, AwaitingAnswer, WireError,
-                Refused, SliceRejected, NoMatch, AskTimeout)
+                Refused, SliceRejected, NoMatch, AskTimeout, Held, WaitTimeout)
 }
 BY_CODE: dict[int, type[MeshError]] = {
     USAGE: UsageError, UNKNOWN_AGENT: UnknownAgent, NOT_READY: NotReady, WIRE: WireError,

@@ -28,6 +28,11 @@ DEFAULTS: dict[str, int] = {
     "mailbox_reply_bytes": 1024 * 1024,  # one reply's text
     "mailbox_per_sender": 20,  # replies kept from one asked agent
     "mailbox_total_bytes": 16 * 1024 * 1024,  # everything in ~/.agents/mailbox
+    "coord_text_bytes": 8192,  # one bulletin entry, decision, intent, task title or note
+    "coord_log_bytes": 4 * 1024 * 1024,  # the bulletin and decision logs rotate past this
+    "coord_locks": 10000,  # locks held on this host at once
+    "coord_tasks": 10000,  # tasks on one board
+    "coord_boards": 100,  # boards on this host
 }
 
 

@@ -56,6 +56,12 @@ def locks_dir() -> str:
     return os.path.join(agents_dir(), "locks")
 
 
+def coord_dir() -> str:
+    """The bulletin, decisions, locks and task boards this host is the authority for
+    (agent_mesh/coord), and the last entries read from each peer."""
+    return os.path.join(agents_dir(), "coord")
+
+
 def inbox_dir() -> str:
     """Where file drops land: ~/.agent-inbox/<sender>/<name>."""
     return os.path.join(home(), ".agent-inbox")

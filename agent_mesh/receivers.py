@@ -30,19 +30,21 @@ class Traits:
     input_box: it always shows an input box when it takes input, so a screen without one
     is a dialog, a splash or a menu; line_prompt: a line-mode prompt (asks on the cursor
     row, shows no prompt while it streams, has no input box); keeps_mid_turn: a message
-    submitted mid-turn is kept until the turn ends; hooks: it runs agent-mesh's hooks.
+    submitted mid-turn is kept until the turn ends; hooks: it runs agent-mesh's hooks;
+    interrupt_hook: those include one when a turn is interrupted (else a turn its hooks
+    never ended lapses once its screen is idle: delivery/turns.py).
     """
 
-    __slots__ = ("busy", "hooks", "input_box", "keeps_mid_turn", "line_prompt", "names",
-                 "packages", "shown", "subcommand")
+    __slots__ = ("busy", "hooks", "input_box", "interrupt_hook", "keeps_mid_turn",
+                 "line_prompt", "names", "packages", "shown", "subcommand")
 
     def __init__(self, names: tuple[str, ...], shown: str, *, packages: tuple[str, ...] = (),
                  subcommand: str = "", busy: str = "", input_box: bool = False,
                  line_prompt: bool = False, keeps_mid_turn: bool = False,
-                 hooks: bool = False) -> None:
+                 hooks: bool = False, interrupt_hook: bool = False) -> None:
         self.names, self.shown, self.packages, self.subcommand = names, shown, packages, subcommand
         self.busy, self.input_box, self.line_prompt = busy, input_box, line_prompt
-        self.keeps_mid_turn, self.hooks = keeps_mid_turn, hooks
+        self.keeps_mid_turn, self.hooks, self.interrupt_hook = keeps_mid_turn, hooks, interrupt_hook
 
 
 # Every known agent, one row each. Claude Code keeps a message submitted mid-turn and
@@ -55,7 +57,7 @@ TRAITS: tuple[Traits, ...] = (
     Traits(("claude", "claude-code"), "Claude Code", packages=("@anthropic-ai/claude-code",),
            busy="spinner", input_box=True, keeps_mid_turn=True, hooks=True),
     Traits(("codex",), "Codex", packages=("@openai/codex",), busy="turn-end", input_box=True,
-           hooks=True),
+           hooks=True, interrupt_hook=True),
     Traits(("aider",), "aider", packages=("aider-chat",), line_prompt=True),
     Traits(("gemini",), "Gemini CLI", packages=("@google/gemini-cli",)),
     Traits(("opencode",), "opencode", packages=("opencode-ai",)),

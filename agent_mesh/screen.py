@@ -10,8 +10,6 @@ unicodedata only when a screen is parsed.
 
 from __future__ import annotations
 
-from collections import namedtuple
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs every path an import
     from collections.abc import Iterator
@@ -84,9 +82,18 @@ def tokens(text: str) -> Iterator[tuple[str, int]]:
 
 # --- a screen as cells ---------------------------------------------------------------
 
-# A screen cell: (character, drawn faint?). A namedtuple, not a class: a screen
-# has thousands of them and a tuple is the cheapest object to build.
-Cell = namedtuple("Cell", ("char", "faint"))
+class Cell:
+    """A screen cell: its character and whether it is drawn faint. A slotted class, not a
+    namedtuple: errors imports this module, and `collections` would cost every hot path."""
+
+    __slots__ = ("char", "faint")
+
+    def __init__(self, char: str, faint: bool) -> None:
+        self.char = char
+        self.faint = faint
+
+    def __repr__(self) -> str:
+        return f"Cell({self.char!r}, {self.faint})"
 
 
 def parse_screen(screen: str) -> list[list[Cell]]:

@@ -1,8 +1,8 @@
 """The package's import graph reads as its design: imports point down the layers and never loop.
 
-Layers, top to bottom: cli -> ops -> mesh -> delivery -> registry -> bottom. Every import counts,
-including the lazy ones inside functions (they are how the hot paths keep their import budget, and a
-lazy upward import is still an upward dependency).
+Layers, top to bottom: cli -> ops -> mesh -> coord -> delivery -> registry -> bottom. Every
+import counts, including the lazy ones inside functions (they are how the hot paths keep their
+import budget, and a lazy upward import is still an upward dependency).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "agent_mesh"
-LAYERS = ["cli", "ops", "mesh", "delivery", "registry", "bottom"]
+# coord (the authority's side of locks, boards and logs) sits under the mesh, which
+# answers its rpc op and reaches the other hosts' authorities (mesh/coord.py).
+LAYERS = ["cli", "ops", "mesh", "coord", "delivery", "registry", "bottom"]
 # The lowest modules: they import nothing from the package (errors may read __version__), but
 # errors' printable reads escape sequences with screen, the leaf that holds the parser, and
 # model takes Outcome and printable from errors.
@@ -185,6 +187,7 @@ def test_agent_names_are_written_only_in_receivers() -> None:
 FANOUT_HOME = "mesh.group"
 THREADS_ALLOWED = {
     "delivery.pane": "batches of tmux commands to this host's own tmux server, not hosts",
+    "cli.mcp_stdio": "one MCP session's stdin reader and stdout filter (pipes), not hosts",
 }
 
 

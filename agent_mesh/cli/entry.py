@@ -71,6 +71,14 @@ def main() -> None:
             sys.exit(1)
         _queue_run(sys.argv[2])
         sys.exit(0)
+    if command == ["agent-event"]:  # what the agent CLIs' hooks run: no click, exit 0 or 2
+        from agent_mesh.cli.agent_event import main as agent_event
+
+        sys.exit(agent_event(sys.argv[2:]))
+    if command == ["mcp"]:  # an agent CLI starts it: click's import is not needed
+        from agent_mesh.cli.mcp_server import main as mcp_main
+
+        sys.exit(mcp_main(sys.argv[2:]))
     if command == ["sync"] and len(sys.argv) == 2:  # plain sync: cli/main.py sync_cmd
         from agent_mesh.cli.observe_cmds import run_sync
 
@@ -79,6 +87,12 @@ def main() -> None:
         from agent_mesh.cli.observe_cmds import quick_status
 
         quick = quick_status(sys.argv[2:])
+        if quick is not None:
+            sys.exit(quick)
+    if command == ["bulletin"]:  # plain bulletin skips click too; see cli/coord_render.py
+        from agent_mesh.cli.coord_render import quick_bulletin
+
+        quick = quick_bulletin(sys.argv[2:])
         if quick is not None:
             sys.exit(quick)
     from agent_mesh.cli.main import mesh_main

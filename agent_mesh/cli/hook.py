@@ -90,7 +90,26 @@ def run(args: list[str]) -> str:
     outcome = _apply(args)
     if _slice_identity() != before:
         outcome += push_to_peers()
-    return outcome + resume_queues()
+    return outcome + resume_queues() + sweep_locks()
+
+
+def sweep_locks() -> str:
+    """End the locks whose holder's window just closed, or whose TTL ran out: one stat
+    when this host holds none (the coord package's imports only when it holds some)."""
+    from agent_mesh import paths
+
+    try:
+        if os.stat(os.path.join(paths.coord_dir(), "locks.json")).st_size < 16:
+            return ""
+    except OSError:
+        return ""
+    from agent_mesh.coord.locks import sweep
+
+    try:
+        ended = sweep()
+    except Exception as exc:  # a damaged locks.json must not hide what the hook did
+        return f"; locks not swept: {report(exc)[0]}"
+    return f"; released {len(ended)} lock(s)" if ended else ""
 
 
 def resume_queues() -> str:

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from agent_mesh.cli import delegate_cmds, observe_cmds, trust_cmds  # noqa: F401 - they add commands
+from agent_mesh.cli import coord_cmds, delegate_cmds, observe_cmds, trust_cmds  # noqa: F401
 from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
 from agent_mesh.cli.notify import listed_agents
 from agent_mesh.clock import age
@@ -21,6 +21,7 @@ from agent_mesh.registry.view import agents_of
 from agent_mesh.tmux import Tmux, fields_format, parse_records
 
 observe_cmds.register(mesh)  # status, peek, inbox, log (delegate_cmds: ask, queue, spawn)
+coord_cmds.register(mesh)  # post, bulletin, decide, decisions, lock, unlock, locks, task(s)
 
 
 def _invoke(command: click.Command, prog: str) -> None:
@@ -99,6 +100,15 @@ def _discover() -> None:
     from agent_mesh.delivery import queue
 
     queue.expire_held()  # held messages have no waiter: the timer ends them
+    from agent_mesh.coord import locks
+
+    try:
+        ended = locks.sweep()  # locks past their TTL, or whose holder's window closed
+    except UsageError as exc:  # a damaged table: say so, the rest is done
+        click.echo(f"agent-discover: locks not swept: {printable(str(exc))}")
+    else:
+        if ended:
+            click.echo(f"agent-discover: released {len(ended)} lock(s)")
     for address in queue.resume():  # the timer also restarts queues left waiting
         click.echo(f"agent-discover: resumed the queue of {address}")
 
@@ -138,11 +148,26 @@ def doctor_cmd(as_json: bool, no_peers: bool) -> None:
               help="Remove what setup added; keeps ~/.agents and your own config lines.")
 @click.option("--cron", is_flag=True, help="Use a crontab line even where systemd runs.")
 @click.option("--no-discover", is_flag=True, help="Skip the first agent-discover.")
-def setup_cmd(uninstall: bool, cron: bool, no_discover: bool) -> None:
+@click.option("--agents", is_flag=True,
+              help="Only the agent CLIs' own config (Claude Code, Codex): their hooks.")
+def setup_cmd(uninstall: bool, cron: bool, no_discover: bool, agents: bool) -> None:
     """Wire this installation into tmux, the timer and ~/.local/bin (safe to re-run)."""
     from agent_mesh.cli import setup_cmd as command
 
+    if agents:
+        sys.exit(command.run_agents(uninstall=uninstall))
     sys.exit(command.run(uninstall=uninstall, cron=cron, discover=not no_discover))
+
+
+@mesh.command("mcp", context_settings={"ignore_unknown_options": True, **CONTEXT},
+              add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def mcp_cmd(args: tuple[str, ...]) -> None:
+    """Serve the mesh as MCP tools over stdio, for an agent CLI that starts it in its
+    pane; `agent-mesh mcp register` adds it to every installed agent CLI (see README)."""
+    from agent_mesh.cli.mcp_server import main
+
+    sys.exit(main(list(args)))  # cli/entry.py runs `agent-mesh mcp …` without click
 
 
 @mesh.command("disconnect")

@@ -12,8 +12,13 @@ import sys
 
 from agent_mesh.errors import printable
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agent_mesh.ops.setup import Report
+
 PROG = "agent-mesh setup"
-USAGE = "usage: agent-mesh setup [--uninstall] [--cron] [--no-discover]"
+USAGE = ("usage: agent-mesh setup [--uninstall] [--cron] [--no-discover]\n"
+         "       agent-mesh setup --agents [--uninstall]")
 NEXT_STEPS = """\
 Next:
 {path}  - see it work on a private tmux server:   agent-mesh demo
@@ -44,6 +49,7 @@ def run(*, uninstall: bool = False, cron: bool = False, discover: bool = True) -
     try:
         if uninstall:
             setup.uninstall(report)
+            _uninstall_agents(report)
         else:
             new_shell = setup.install(report, cron=cron, discover=discover)
     except MeshError as exc:
@@ -64,10 +70,53 @@ def run(*, uninstall: bool = False, cron: bool = False, discover: bool = True) -
     return 0
 
 
+def _uninstall_agents(report: Report) -> None:
+    """The agent CLIs' hooks go with the rest (they would run a removed launcher); a
+    failure there is a warning: the rest of the uninstall went through."""
+    try:
+        from agent_mesh.ops import agents
+
+        agents.uninstall(report)
+    except Exception as exc:
+        _emit("warn", f"agent CLI hooks not removed ({type(exc).__name__}: {exc}); "
+              "run agent-mesh setup --agents --uninstall")
+
+
+def run_agents(*, uninstall: bool = False) -> int:
+    """`setup --agents`: agent-mesh's hooks (and any other per-CLI step) into, or out of,
+    each agent CLI's own config (ops/agents.py); 0 when every step worked."""
+    from agent_mesh.ops import agents, mcp_clients, setup
+
+    mcp_clients.plug_in()  # the MCP server's entry: one more step per agent CLI
+    report = setup.Report(_emit)
+    try:
+        if uninstall:
+            agents.uninstall(report)
+            mcp_clients.uninstall(report, mcp_clients.others())
+        else:
+            agents.install(report)
+            mcp_clients.install(report, mcp_clients.others(), installed_only=True)
+            from agent_mesh.cli.hook import remember_launch
+
+            remember_launch()  # hooks/agent-event then starts Python without `site`
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        _emit("error", f"{exc.strerror or exc}:{where}; nothing else was changed")
+        return 1
+    except Exception as exc:  # a config shaped in a way no step expected: one line
+        _emit("error", f"{type(exc).__name__}: {exc}; stopped there")
+        return 1
+    if report.problems:
+        print(f"{PROG}: finished with {report.problems} problem(s) (see the errors above)")
+        return 1
+    print(f"{PROG}: done")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The same command without click, for install.sh's fallback."""
     args = sys.argv[1:] if argv is None else argv
-    known = {"--uninstall", "--cron", "--no-discover"}
+    known = {"--uninstall", "--cron", "--no-discover", "--agents"}
     if any(a in ("-h", "--help") for a in args):
         print(USAGE)
         return 0
@@ -75,5 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"{PROG}: unknown argument: {unknown[0]} ({USAGE})", file=sys.stderr)
         return 1
+    if "--agents" in args:
+        return run_agents(uninstall="--uninstall" in args)
     return run(uninstall="--uninstall" in args, cron="--cron" in args,
                discover="--no-discover" not in args)

@@ -163,8 +163,9 @@ class _Recorder:
                 append(self.path, {"id": self.record["id"], "update": True,
                                    "outcome": "interrupted", "reason": INTERRUPTED})
             return  # KeyboardInterrupt etc.: not an outcome
-        if self.queued and exc is not None and Outcome.of_error(exc) == Outcome.REFUSED:
-            return
+        if (self.queued or getattr(exc, "queues", False)) and exc is not None \
+                and Outcome.of_error(exc) == Outcome.REFUSED:
+            return  # queued (or mid-turn by its hooks): the queue logs what becomes of it
         outcome: dict[str, object]
         if exc is None and "outcome" in self.record:  # set by result()
             outcome = {k: self.record[k] for k in ("outcome", "reason") if k in self.record}
@@ -198,6 +199,9 @@ def _received(envelope: Envelope, address: str) -> dict[str, object]:
         # the sending host as this host verified it (a mesh key, or this host), or not
         "verified": bool(envelope.verified), "host": envelope.verified,
     }
+    if envelope.ask:  # a question: where its reply goes (the MCP `reply` tool reads it)
+        record["ask"] = envelope.ask
+        record["reply_to"] = envelope.reply_to
     if envelope.file_name:  # the path it lands at is filled in once it is placed
         record["file"] = envelope.file_name
         record["size"] = envelope.file_size

@@ -116,6 +116,11 @@ def record_ask(ask_id: str, to: str, to_host: str, route: str, question: str,
     atomic_write(_ask_path(ask_id), json.dumps(record).encode(), mode=0o600)
 
 
+def read_ask(ask_id: str) -> dict[str, object] | None:
+    """The record of ask ask_id on this host, or None (never asked here, or forgotten)."""
+    return _load(_ask_path(ask_id))
+
+
 def end_ask(ask_id: str, how: str, take: bool = True) -> dict[str, object] | None:
     """Mark the ask ended (`answered`, `timed out`, …); with take, a reply that arrived
     meanwhile is taken and returned. Any other reply to it is deleted: nothing would
@@ -264,6 +269,12 @@ def take_reply(ask_id: str) -> dict[str, object] | None:
             if record is not None:
                 return record
     return None
+
+
+def has_reply(ask_id: str) -> bool:
+    """Is a reply to ask_id kept in the mailbox, not yet taken?"""
+    prefix = f"{check_id(ask_id)}."
+    return any(n.startswith(prefix) and n.endswith(".json") for n in _listdir(_dir("mailbox")))
 
 
 def keep_for_asker(envelope: Envelope, origin: Origin | None, host: str) -> None:

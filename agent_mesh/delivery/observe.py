@@ -108,7 +108,9 @@ def _status_of(state: PaneState | MeshError) -> dict[str, str]:
         return {"state": "gone" if Outcome.of_error(state) == Outcome.UNKNOWN
                 else "unknown", "program": "",
                 "detail": str(state)}
-    status = classify(state)
+    from agent_mesh.delivery.turns import combine  # the agent's own hooks, where installed
+
+    status = combine(state, classify(state))
     return {"state": status.kind, "program": status.program, "detail": status.detail}
 
 

@@ -27,7 +27,14 @@ from agent_mesh.delivery.pane import DEAD, Pane, is_pane_id, read_deadline, writ
 from agent_mesh.delivery.prompts import detect_modal
 from agent_mesh.delivery.rule import beneath_refusal, bracketed_paste, decide, unforceable
 from agent_mesh.delivery.state import NO_BRACKETED_PASTE, PaneState, PaneStatus
-from agent_mesh.errors import AwaitingAnswer, NotReady, PaneDead, UnknownAddress, WireError
+from agent_mesh.errors import (
+    AwaitingAnswer,
+    MidTurn,
+    NotReady,
+    PaneDead,
+    UnknownAddress,
+    WireError,
+)
 from agent_mesh.fsutil import locked
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.text import require_unicode, sanitize
@@ -90,6 +97,9 @@ class ClaimedPane:
             self._paste_then_look(text)
             return
         self.pane.paste(text, self._settle)
+        from agent_mesh.delivery.turns import mark_submitted
+
+        mark_submitted(self._state.socket, self.pane_id)  # mid-turn now, where hooks report
         try:
             write_deadline(self._fd, time.time() + self._settle)
         except OSError:
@@ -103,7 +113,7 @@ class ClaimedPane:
         self.pane.paste(text, self._settle, enter=False)
         time.sleep(self._settle)
         try:
-            status = classify(self.pane.state())
+            status = _classify(self.pane.state())
         except WireError:
             status = PaneStatus("waiting", detail="the pane could not be read again")
         if status.kind in ("waiting", "dead"):
@@ -209,7 +219,7 @@ def _leave_mode(pane: Pane, state: PaneState, notes: list[str]) -> tuple[PaneSta
     pane.leave_mode()
     notes.append(f"left tmux {state.mode or 'mode'} first")
     state = pane.state()
-    status = classify(state)
+    status = _classify(state)
     _refuse_for_good(state, status, True)
     if state.in_mode:
         raise NotReady(f"its pane is still in {state.mode or 'a tmux mode'} after leaving it "
@@ -233,7 +243,9 @@ def _wait_until_ready(
         _check_window(state, entry)
     if allowed is not None:  # who may message it comes before whether it is ready
         allowed(state)
-    status = classify(state)
+    status = _classify(state)
+    if not force:
+        _mid_turn(state, status)  # mid-turn or asking by its hooks: queued (MidTurn)
     _refuse_for_good(state, status, force)
     if force and state.in_mode:  # the program under the mode would take the message
         state, status = _leave_mode(pane, state, notes)
@@ -255,7 +267,7 @@ def _wait_until_ready(
         time.sleep(0.5)
         notes.append(f"dismissed the {modal} dialog first")
         state = pane.state()
-        status = classify(state)
+        status = _classify(state)
         _refuse_for_good(state, status, force)
         reason = None if force else decide(state, status, multiline)
         if reason:
@@ -263,6 +275,25 @@ def _wait_until_ready(
     if multiline and not force and not bracketed_paste(state, status):
         raise NotReady(NO_BRACKETED_PASTE.format(program=status.program or "the program"))
     return state, status
+
+
+def _classify(state: PaneState) -> PaneStatus:
+    """classify() with the agent's own hook state laid over it (delivery/turns.py)."""
+    from agent_mesh.delivery.turns import combine
+
+    return combine(state, classify(state))
+
+
+def _mid_turn(state: PaneState, status: PaneStatus) -> None:
+    """Mid-turn or asking by its own hooks: never typed into (the message is queued for
+    its Stop hook by receive), whatever the screen shows."""
+    from agent_mesh.delivery.turns import mid_turn
+
+    hook = mid_turn(state, status)
+    if hook is None:
+        return
+    raise MidTurn(f"{hook.state} by its hooks: {hook.detail} (since its {hook.event} hook); "
+                  "messages go over when its turn ends")
 
 
 def _dismissable(state: PaneState, status: PaneStatus) -> str:
@@ -278,7 +309,7 @@ def _poll_ready(pane: Pane, multiline: bool) -> tuple[PaneState, PaneStatus, str
     deadline = time.monotonic() + _READY_POLL
     while True:
         state = pane.state()
-        status = classify(state)
+        status = _classify(state)
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
             _refuse_for_good(state, status, False)

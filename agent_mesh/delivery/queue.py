@@ -294,7 +294,7 @@ def expire_held() -> None:
     now = time.time()
     for record in pending():
         if record.get("state") == "held" and float(str(record["expires_at"])) <= now:
-            _finish(record, "expired", "its time to live ran out while it was held")
+            finish(record, "expired", "its time to live ran out while it was held")
 
 
 # --- what became of a message: queue.log, the agent's received log -----------------
@@ -317,7 +317,7 @@ def _record(record: dict[str, object], outcome: Outcome | str, detail: str) -> N
             log.received_event(envelope, address, outcome, detail)
 
 
-def _finish(record: dict[str, object], outcome: Outcome | str, detail: str) -> None:
+def finish(record: dict[str, object], outcome: Outcome | str, detail: str) -> None:
     _remove(str(record["file"]))
     _record(record, outcome, detail)
 
@@ -332,7 +332,7 @@ def _hold(record: dict[str, object], reason: str) -> None:
     _record(record, "held", reason)
 
 
-def _delivered_before(record: dict[str, object]) -> bool:
+def delivered_before(record: dict[str, object]) -> bool:
     """Is the id in the agent's received log as delivered (a waiter killed after the
     paste, before it could remove the record)?"""
     path = log.received_path(str(record.get("address", "")))
@@ -377,11 +377,11 @@ def _drain(address: str, poll: float) -> int:
         if record is None:
             return delivered
         if float(str(record["expires_at"])) <= time.time():
-            _finish(record, "expired", "its time to live ran out before the pane was ready")
+            finish(record, "expired", "its time to live ran out before the pane was ready")
             continue
         if record["state"] == "sending":
-            if _delivered_before(record):
-                _finish(record, Outcome.DELIVERED, "found in the agent's received log")
+            if delivered_before(record):
+                finish(record, Outcome.DELIVERED, "found in the agent's received log")
             else:
                 _hold(record, "its waiter was stopped during the paste: it may or may not "
                       "have reached the pane (see agent-mesh peek), so it is not typed again")
@@ -409,12 +409,12 @@ def _drain(address: str, poll: float) -> int:
             if outcome == Outcome.FAILED:  # tmux or the host failed: keep it for a resume
                 _record(record, "waiting", str(exc))
                 raise _Stop from None
-            _finish(record, outcome, str(exc))  # the message itself is bad (usage)
+            finish(record, outcome, str(exc))  # the message itself is bad (usage)
             continue
         except (KeyError, TypeError, ValueError) as exc:  # not a record this code wrote
-            _finish(record, Outcome.INVALID, f"not a valid queued message: {exc}")
+            finish(record, Outcome.INVALID, f"not a valid queued message: {exc}")
             continue
-        _finish(record, result.outcome, f"{result.host}[{result.target}]")
+        finish(record, result.outcome, f"{result.host}[{result.target}]")
         delivered += 1
         pause, seen = poll, ""
 
@@ -464,7 +464,10 @@ def _deliver(record: dict[str, object], address: str) -> DeliveryResult:
     sending = os.path.splitext(path)[0] + SENDING
 
     def before_paste() -> None:
-        os.rename(path, sending)
+        try:
+            os.rename(path, sending)
+        except FileNotFoundError:  # its agent's Stop hook handed it over meanwhile
+            raise NotReady("handed over at the turn's end meanwhile") from None
         record["file"] = sending
         if os.environ.get("AGENT_MESH_FAULT") == "queue-kill-before-paste":  # tests
             os.kill(os.getpid(), 9)

@@ -10,7 +10,15 @@ from __future__ import annotations
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import MeshError, NotReady, Outcome, PaneDead, Refused, UsageError
+from agent_mesh.errors import (
+    MeshError,
+    MidTurn,
+    NotReady,
+    Outcome,
+    PaneDead,
+    Refused,
+    UsageError,
+)
 from agent_mesh.model import Agent, DeliveryResult, Envelope, is_hex_id
 from agent_mesh.registry import naming
 
@@ -80,6 +88,8 @@ def receive(
         if envelope.queue:  # the receiving log leaves a queued message's refusals to us
             log.received_event(envelope, agent.address, Outcome.REFUSED, str(exc))
         raise
+    except MidTurn as exc:  # mid-turn by its own hooks: for its Stop hook, --queue or not
+        return _queue_for_turn_end(envelope, agent, file, str(exc))
     except NotReady as exc:
         if not envelope.queue:
             raise
@@ -128,6 +138,33 @@ def _check_allowed(envelope: Envelope, agent: Agent) -> None:
     except Refused as exc:
         log.received_event(envelope, agent.address, Outcome.REFUSED, str(exc))
         raise
+
+
+def _queue_for_turn_end(envelope: Envelope, agent: Agent,
+                        file: SourceFile | Upload | bytes | None, reason: str) -> DeliveryResult:
+    """Queue a message for an agent that is mid-turn by its hooks (exit 5): its Stop hook
+    hands it over (delivery/handover.py). A file is dropped into the inbox now and its
+    announcement queued, so it is announced the same way."""
+    from agent_mesh.delivery import queue  # json: only for queued messages
+
+    envelope = envelope.replace(queue=True, force=False)
+    queue.check_request(envelope)
+    if file is not None:
+        from agent_mesh.delivery.inbox import place
+        from agent_mesh.delivery.paste import drop_notice
+
+        dropped = place(file, envelope.sender, envelope.file_name)
+        envelope = envelope.replace(body=drop_notice(dropped.shown, dropped.size,
+                                                     envelope.body))
+        try:
+            queue.enqueue(envelope, agent, reason)
+        except BaseException:
+            dropped.remove()
+            raise
+    else:
+        queue.enqueue(envelope, agent, reason)
+    queue.start_waiter(agent.address)  # the paste path's safety net: an idle agent later
+    return _result(agent, envelope, Outcome.QUEUED, f"queued for the end of its turn: {reason}")
 
 
 def _stays(agent: Agent) -> bool:

@@ -178,6 +178,64 @@ def ask(address: str, question: str, timeout: float = DEFAULT_ASK_TIMEOUT,
             "at": reply.get("at", ""), "waited": round(time.monotonic() - started, 3)}
 
 
+def start_ask(address: str, question: str, lifetime: float = DEFAULT_ASK_TIMEOUT,
+              send: Callable[..., Any] | None = None) -> dict[str, Any]:
+    """`ask` without the wait (the MCP `ask` tool): record the ask, deliver the question
+    (queued, as `ask` does) and return at once with its id. While this process lives and
+    `lifetime` runs, the reply is kept in the mailbox for `wait_reply`; after that, a
+    late reply is typed into the asking pane (refused for a process in no pane)."""
+    from agent_mesh.mesh.send import send as default_send
+
+    agents = view.load_agents()
+    asked = view.resolve(address, agents)
+    route = whoami.own_address(agents) or naming.self_alias()
+    ask_id = mailbox.new_ask_id()
+    mailbox.record_ask(ask_id, asked.address, asked.host, route, question, lifetime)
+    try:
+        result = (send or default_send)(address, question, ask=ask_id, reply_to=route,
+                                        queue=True)
+    except BaseException:
+        mailbox.end_ask(ask_id, "failed")
+        raise
+    return {"id": ask_id, "to": asked.address, "route": route, "outcome": str(result.outcome),
+            "msg_id": result.msg_id, "lifetime": lifetime}
+
+
+def wait_reply(ask_id: str, timeout: float) -> dict[str, Any] | None:
+    """The reply to this process's ask `ask_id` if one comes within `timeout` seconds,
+    else None (the ask stays open: wait again). NoMatch for an ask this process did not
+    make; AskTimeout once the ask has ended or its lifetime has run out (a reply that
+    came meanwhile is still returned)."""
+    record = mailbox.read_ask(mailbox.check_id(ask_id))
+    if record is None or record.get("pid") != os.getpid():
+        raise NoMatch(f"no ask {ask_id} was made here (wait_reply takes the id ask returned)")
+    if record.get("ended_at"):
+        raise AskTimeout(f"ask {ask_id} has ended ({mailbox.ended(record)})")
+    to, route = str(record.get("to", "")), str(record.get("route", ""))
+    asked_at, lifetime = _seconds(record.get("asked_at")), _seconds(record.get("timeout"))
+    ends = asked_at + lifetime
+    deadline = time.monotonic() + max(0.0, min(timeout, ends - time.time()))
+    while True:
+        reply = mailbox.take_reply(ask_id)
+        if reply is not None:
+            mailbox.end_ask(ask_id, "answered", take=False)
+            break
+        if time.time() >= ends:
+            reply = mailbox.end_ask(ask_id, "timed out")
+            if reply is not None:
+                break
+            later = (f"typed into {route}" if route != naming.self_alias()
+                     else "refused: nothing would read it")
+            raise AskTimeout(f"no reply from {to} within the ask's {lifetime:g} s "
+                             f"(id {ask_id}); a later reply is {later}")
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(POLL_SECONDS)
+    return {"id": ask_id, "to": to, "reply": reply.get("body", ""),
+            "from": reply.get("from", ""), "at": reply.get("at", ""),
+            "waited": round(time.time() - asked_at, 3)}
+
+
 # --- the queue, mesh-wide ----------------------------------------------------------
 
 

@@ -311,10 +311,18 @@ def inbox_records(address: str, limit: int = 200) -> list[dict[str, Any]]:
     return records
 
 
+def handle_coord(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
+    """rpc: the bulletin, decisions, locks and boards this host is the authority for."""
+    from agent_mesh.coord.serve import handle
+
+    return handle(request, origin)
+
+
 # The ops that may carry a reply learn who really sent the request (mesh/origin.py).
 REPLY_OPS: dict[str, Callable[[dict[str, Any], Origin], dict[str, Any]]] = {
     "deliver_many": handle_deliver_many,
     "reply": handle_reply,
+    "coord": handle_coord,  # who asks matters too: a lock or a claim is theirs
 }
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "queue": handle_queue,

@@ -22,7 +22,7 @@ from typing import Any
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import printable
-from agent_mesh.ops.checks import Check, fail
+from agent_mesh.ops.checks import Check, fail, ok, warn
 from agent_mesh.ops.host_checks import (
     check_hook_files,
     check_hook_log,
@@ -39,6 +39,24 @@ from agent_mesh.ops.peer_checks import PeerProbes, check_slice, check_trust
 __all__ = ["Check", "check_inbox_parts", "check_peers_conf", "check_registry_files",
            "check_timer", "check_tmux", "exit_code", "render", "run_checks", "summary",
            "to_json"]
+
+
+def check_agents() -> list[Check]:
+    """Per agent CLI on this host (Claude Code, Codex): agent-mesh's hooks installed and
+    trusted, its version, when a hook last fired (ops/agents.py). Without them delivery
+    reads the screen only, as before: a warning, not a failure."""
+    from agent_mesh.ops import agents, mcp_clients
+
+    mcp_clients.plug_in()  # the MCP server's entry, shown with each CLI's hooks
+    return [ok(name, detail) if good else warn(name, detail, "agent-mesh setup --agents")
+            for name, good, detail in agents.describe()]
+
+
+def check_mcp_registration() -> list[Check]:
+    """`agent-mesh mcp` in the agent CLIs check_agents does not cover (Gemini CLI)."""
+    from agent_mesh.ops import mcp_clients
+
+    return mcp_clients.checks()
 
 
 def _guard(name: str, func: Callable[[], Any]) -> list[Check]:
@@ -72,6 +90,8 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     checks += _guard("hook-log", lambda: check_hook_log(now))
     checks += _guard("inbox-parts", check_inbox_parts)
     checks += _guard("timer", check_timer)
+    checks += _guard("agents", check_agents)
+    checks += _guard("mcp", check_mcp_registration)
     probed = probes.results() if probes is not None else {}
     for alias in peers:
         if alias in probed:

@@ -46,6 +46,28 @@ def invoking_pane() -> tuple[str, str] | None:
     return (socket, found) if found else None
 
 
+def ancestors_tmux_env(names: tuple[str, ...] = ("TMUX", "TMUX_PANE")) -> dict[str, str]:
+    """`names` ($TMUX and $TMUX_PANE by default) as the nearest ancestor process that has
+    $TMUX was started with ({} when none has): a program that starts its helpers with a
+    scrubbed environment (Codex's MCP servers get neither) still runs in its pane."""
+    pid = os.getppid()
+    for _ in range(64):
+        if pid <= 1:
+            break
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = dict(item.partition(b"=")[::2] for item in fh.read().split(b"\0") if item)
+            with open(f"/proc/{pid}/stat", "rb") as fh:
+                parent = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if env.get(b"TMUX"):
+            return {k: env[k.encode()].decode("utf-8", "surrogateescape") for k in names
+                    if env.get(k.encode())}
+        pid = parent
+    return {}
+
+
 def _pane_without_tmux_pane(tmux: Tmux, session: str) -> str:
     """The pane whose process is our ancestor; else the session's only pane; else ""."""
     try:

@@ -1,0 +1,128 @@
+"""Queued messages handed to an agent at the end of its turn, by its own Stop hook.
+
+A message for an agent that is mid-turn by its hooks is queued (delivery/queue.py, the
+one queue: same records, same states, same log). When the turn ends the agent runs
+`agent-mesh agent-event Stop`, which takes every message queued for *its* pane (the
+pane id, tmux socket and server pid the record was bound to), in queue order, and
+returns them as one continuation text: each whole, `[from … @ …]`-tagged, a blank line
+between them. The agent goes on with that text as its next input; nothing is typed.
+
+Nothing lost, nothing twice:
+- The pane's delivery lock (the one paste.claim_pane takes) is held from reading the
+  records to removing them, so the queue's waiter never pastes a record the hook is
+  handing over, and a message queued meanwhile stays for the next turn end or the
+  paste path.
+- A record is removed, and logged `delivered` in queue.log and the agent's received log,
+  only after the whole text is written to the agent (`commit`). A hook killed before
+  that leaves the records as they were: still queued, delivered later. The CLIs ignore
+  the output of a hook that did not exit 2 itself, so a kill after the write delivers
+  nothing either.
+- An id already in the agent's received log as delivered is never handed over again.
+- Only a first Stop is used (`stop_hook_active` false): the CLIs cap how often a Stop
+  hook may extend one turn and drop the text beyond that cap, so messages queued while
+  a continuation runs wait for the next turn end, or go by paste once the agent is idle.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agent_mesh.delivery import log, queue
+from agent_mesh.errors import Outcome
+from agent_mesh.fsutil import locked
+from agent_mesh.model import Envelope
+from agent_mesh.text import sanitize
+
+LOCK_TIMEOUT = 5.0  # the hook must answer well within the CLIs' hook timeouts
+SEPARATOR = "\n\n"
+
+
+class Handover:
+    """The continuation text for one turn end, and the records it carries."""
+
+    __slots__ = ("records", "text")
+
+    def __init__(self, text: str, records: list[dict[str, object]]) -> None:
+        self.text = text
+        self.records = records
+
+    @property
+    def ids(self) -> list[str]:
+        return [str(r.get("id") or "") for r in self.records]
+
+
+def anything_queued() -> bool:
+    """A few listdirs: is any message queued on this host at all?"""
+    return bool(queue.has_waiting())
+
+
+def _same_socket(recorded: str, socket: str) -> bool:
+    from agent_mesh.delivery.turns import default_socket
+
+    a, b = recorded or default_socket(), socket or default_socket()
+    return a == b or os.path.realpath(a) == os.path.realpath(b)
+
+
+def belongs(record: dict[str, object], socket: str, server_pid: str, pane_id: str) -> bool:
+    """Was record queued for this pane of this tmux server?"""
+    pane = record.get("pane")
+    if not isinstance(pane, dict) or pane.get("pane_id") != pane_id:
+        return False
+    if str(pane.get("server") or "").split("@", 1)[0] != server_pid:
+        return False
+    return _same_socket(str(pane.get("socket") or ""), socket)
+
+
+def for_pane(socket: str, server_pid: str, pane_id: str) -> list[dict[str, object]]:
+    """The waiting (not held, not mid-paste) records of this pane, oldest first."""
+    mine = [r for r in queue.pending() if r.get("state") == "waiting"
+            and belongs(r, socket, server_pid, pane_id)]
+    mine.sort(key=lambda r: os.path.basename(str(r["file"])))  # names sort by queue time
+    return mine
+
+
+def pane_lock(socket: str, pane_id: str) -> locked:
+    """The pane's delivery lock (delivery/pane.Pane.lock, as paste.claim_pane takes it)."""
+    from agent_mesh.delivery.pane import Pane
+    from agent_mesh.tmux import Tmux
+
+    return Pane(Tmux(socket_path=socket or None), pane_id).lock(LOCK_TIMEOUT)
+
+
+def prepare(records: list[dict[str, object]]) -> Handover | None:
+    """The continuation for records: expired ones and ones already delivered are
+    finished (logged) and left out; None when nothing is left to hand over."""
+    now = time.time()
+    kept: list[dict[str, object]] = []
+    parts: list[str] = []
+    for record in records:
+        if float(str(record.get("expires_at") or 0)) <= now:
+            queue.finish(record, "expired", "its time to live ran out before the turn ended")
+            continue
+        if queue.delivered_before(record):
+            queue.finish(record, Outcome.DELIVERED, "found in the agent's received log")
+            continue
+        try:
+            envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            queue.finish(record, Outcome.INVALID, f"not a valid queued message: {exc}")
+            continue
+        text, _removed = sanitize(f"{envelope.tag()} {envelope.body}")
+        parts.append(text)
+        kept.append(record)
+    if not kept:
+        return None
+    return Handover(SEPARATOR.join(parts), kept)
+
+
+def commit(handover: Handover, detail: str) -> None:
+    """The text reached the agent: log each message delivered and dequeue it."""
+    for record in handover.records:
+        try:
+            envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
+            log.received_event(envelope, str(record.get("address") or ""), Outcome.DELIVERED,
+                               detail)
+        except (KeyError, TypeError, ValueError):
+            pass
+        queue.finish(record, Outcome.DELIVERED, detail)
