@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import retry_until
-from lab.netlab import Lab, LabHost, lab_available
+from lab.netlab import Lab, LabHost
 
-pytestmark = pytest.mark.lab
+pytestmark = pytest.mark.lab(hosts=3)
 
 RECEIVER = (
     "import json, readline, sys\n"
@@ -87,33 +87,26 @@ class Mesh:
 
 
 @pytest.fixture(scope="module")
-def lab_mesh() -> Iterator[Mesh]:
-    reason = lab_available()
-    if reason is not None:
-        pytest.skip(reason)
-    lab = Lab(n_hosts=3)
-    try:
-        lab.start()
-        m = Mesh(lab)
-        for name in HOSTS:
-            m.keys_before[name] = (m.host(name).home / ".ssh/authorized_keys").read_bytes()
-            m.start_receiver(name)
-            out = m.run(name, "agent-mesh", "trust", "init")
+def lab_mesh(lab: Lab) -> Mesh:
+    """The shared lab (conftest), with mesh keys installed as the module docstring says."""
+    m = Mesh(lab)
+    for name in HOSTS:
+        m.keys_before[name] = (m.host(name).home / ".ssh/authorized_keys").read_bytes()
+        m.start_receiver(name)
+        out = m.run(name, "agent-mesh", "trust", "init")
+        assert out.returncode == 0, out.stderr
+    for name, peers in TRUSTS.items():
+        for peer in peers:
+            out = m.run(name, "agent-mesh", "trust", "add", peer)
             assert out.returncode == 0, out.stderr
-        for name, peers in TRUSTS.items():
-            for peer in peers:
-                out = m.run(name, "agent-mesh", "trust", "add", peer)
-                assert out.returncode == 0, out.stderr
-                assert "restrict,command=" in out.stdout.decode(), out.stdout
-        h2 = m.host("h2")
-        (h2.home / ".agents/config.toml").write_text("[peers.h3]\nspawn = true\n")
-        for name in HOSTS:
-            assert m.run(name, "agent-discover").returncode == 0
-        for name in HOSTS:
-            assert m.run(name, "agent-mesh", "sync").returncode == 0
-        yield m
-    finally:
-        lab.stop()
+            assert "restrict,command=" in out.stdout.decode(), out.stdout
+    h2 = m.host("h2")
+    (h2.home / ".agents/config.toml").write_text("[peers.h3]\nspawn = true\n")
+    for name in HOSTS:
+        assert m.run(name, "agent-discover").returncode == 0
+    for name in HOSTS:
+        assert m.run(name, "agent-mesh", "sync").returncode == 0
+    return m
 
 
 @pytest.fixture(params=["openssh", "paramiko"])
