@@ -393,3 +393,8 @@ def printable_json(dumped: str) -> str:
         return dumped
     return "".join(f"\\u{ord(c):04x}" if (0x7F <= ord(c) <= 0x9F or c in BIDI
                                            or c in "\u2028\u2029") else c for c in dumped)
+
+
+class ToolFailure(Exception):
+    """An MCP tool's failure as the one line the client shows (agent-mesh mcp makes the SDK's
+    ToolError from it at the edge, so the tools' helpers need no SDK import)."""

@@ -760,8 +760,8 @@ def bench_mcp(rounds: int) -> list[Result]:
                     cache.unlink(missing_ok=True)
                 began = time.perf_counter()
                 server = _McpServer(box)
-                if server.start() != 9:
-                    raise RuntimeError("agent-mesh mcp did not list its 9 tools")
+                if server.start() != 21:
+                    raise RuntimeError("agent-mesh mcp did not list its 21 tools")
                 elapsed = (time.perf_counter() - began) * 1000
                 server.close()
                 if i:

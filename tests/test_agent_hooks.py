@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -103,6 +104,21 @@ def test_a_claude_code_turn_no_hook_ended_lapses_once_its_screen_is_idle(tui: Re
     data.update(agent="codex", state="working", event="UserPromptSubmit")
     record.write_text(json.dumps(data))
     assert status_of(tui)["state"] == "working"
+
+
+def test_a_question_its_hooks_saw_open_never_lapses_on_the_screen(tui: Receiver) -> None:
+    """A Claude Code `waiting` (PermissionRequest) 31 s old, with an idle-looking screen,
+    still queues: the screen may misread a question, and a message must never answer one."""
+    hook(tui, "PermissionRequest")
+    record = next((Path.home() / ".agents" / "turns").glob("*.json"))
+    data = json.loads(record.read_text())
+    assert data["state"] == "waiting"
+    data["time"] -= 31
+    record.write_text(json.dumps(data))
+    assert status_of(tui)["state"] == "waiting"
+    out = notify(tui.address, "must not answer a question")
+    assert out.returncode == 5, out.stderr
+    assert "must not answer a question" not in tui.pane.capture()
 
 
 def test_a_record_of_an_agent_that_exited_is_ignored(tui: Receiver) -> None:
@@ -265,3 +281,77 @@ def test_the_hook_imports_nothing_heavy(tui: Receiver) -> None:
     imported = {line.split("|")[-1].strip().split(".")[0] for line in
                 res.stderr.decode().splitlines() if line.startswith("import time:")}
     assert not {"click", "tomlkit", "paramiko", "subprocess"} & imported
+
+
+def test_a_stop_while_the_pane_lock_is_busy_still_ends_the_turn(tui: Receiver) -> None:
+    """The Stop hook cannot take the pane's lock in time (a delivery holds it): the
+    messages stay queued, but the turn's end is still recorded, or a Codex pane (whose
+    `working` never lapses) would count as mid-turn until its next prompt."""
+    from agent_mesh.delivery import handover
+
+    hook(tui, "UserPromptSubmit", cli="codex")
+    msg = queued(notify(tui.address, "after the busy stop"))
+    socket = tui.pane.display("#{socket_path}")
+    with handover.pane_lock(socket, tui.pane.pane_id):
+        out = hook(tui, "Stop", cli="codex")
+        assert (out.returncode, out.stderr) == (0, b"")
+        record = json.loads(next((Path.home() / ".agents" / "turns").glob("*.json")).read_text())
+        assert record["state"] == "idle", record
+    retry_until(lambda: [r["id"] for r in received(tui.address)
+                         if r.get("outcome") == "delivered"] == [msg], timeout=20)
+    (line,) = tui.wait_lines(1)
+    assert line.endswith("] after the busy stop")
+
+
+def test_a_turn_its_hooks_start_while_delivery_waits_for_the_pane_is_not_typed_into(
+        tui: Receiver) -> None:
+    """Delivery re-reads the pane while the previous message lands (paste._poll_ready):
+    a turn that started meanwhile by the agent's hooks must stop it there (queued), as
+    at the first look, never go on to type into the turn."""
+    from agent_mesh.delivery import paste
+    from agent_mesh.delivery.pane import Pane
+    from agent_mesh.errors import MidTurn
+    from agent_mesh.tmux import Tmux
+
+    hook(tui, "UserPromptSubmit")
+    pane = Pane(Tmux(socket_path=tui.pane.display("#{socket_path}")), tui.pane.pane_id)
+    with pytest.raises(MidTurn):
+        paste._poll_ready(pane, False)
+
+
+def test_the_launcher_exits_0_silently_when_the_package_is_gone(tmp_path: Path) -> None:
+    """hook.launch naming an interpreter whose agent-mesh was uninstalled (pip uninstall
+    without setup --uninstall): the hook must still exit 0 with nothing on stderr, not a
+    traceback at every event of the agent."""
+    import sys
+
+    from agent_mesh.ops.setup_base import data_file
+
+    home = tmp_path / "agents"
+    home.mkdir()
+    (home / "hook.launch").write_text(f"{sys.executable}\n{tmp_path / 'gone'}\n")
+    env = {**os.environ, "AGENT_MESH_HOME": str(home), "AGENT_MESH_BIN": str(tmp_path / "bin")}
+    out = subprocess.run(["sh", data_file("agent-event"), "--agent", "claude", "Stop"],
+                         input=b"{}", capture_output=True, env=env, timeout=30, check=False)
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"", b""), out
+
+
+def test_a_bookkeeping_failure_after_the_handover_still_hands_it_over(tui: Receiver) -> None:
+    """Once the whole text is on stderr, only exit 2 gets it to the agent: a record that
+    cannot be removed afterwards (here: immutable) must not turn the handover into an
+    exit 0, which would drop the text while the received log says `delivered`."""
+    if os.geteuid() != 0 or not shutil.which("chattr"):
+        pytest.skip("needs root and chattr to make a queue record immutable")
+    hook(tui, "UserPromptSubmit")
+    ids = [queued(notify(tui.address, f"kept {n}")) for n in range(2)]
+    stuck = queue_files()[-1]
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    try:
+        out = hook(tui, "Stop")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+    assert out.returncode == 2 and out.stderr.decode().count("] kept ") == 2, out
+    again = hook(tui, "Stop")  # the record left behind is known delivered: not twice
+    assert (again.returncode, again.stderr) == (0, b""), again
+    delivered = [r["id"] for r in received(tui.address) if r.get("outcome") == "delivered"]
+    assert delivered == ids and queue_files() == []

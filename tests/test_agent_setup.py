@@ -179,3 +179,65 @@ def test_codex_itself_trusts_the_hooks(configs: tuple[Path, Path, Path]) -> None
     assert {h["trustStatus"] for h in ours} == {"trusted"}, ours
     mine = [h for h in hooks if h["command"] == "mine"]
     assert mine and mine[0]["trustStatus"] == "untrusted"  # theirs: not ours to trust
+
+
+@pytest.mark.parametrize("features", ['features = { web_search = true }\n',
+                                      'features.web_search = true\n'])
+def test_codex_features_setup_cannot_mark_are_left_alone_and_uninstall_restores(
+        configs: tuple[Path, Path, Path], features: str) -> None:
+    """An inline `features = {…}` cannot carry the marker comment that lets --uninstall
+    take agent-mesh's flags out again: setup must not add them there (it says what to
+    add by hand). Either way --uninstall gives the file back as it was."""
+    import tomllib
+
+    _claude, toml, _hooks = configs
+    before = 'model = "o3"\n' + features
+    toml.write_text(before)
+    out = setup()
+    data = tomllib.loads(toml.read_text())
+    if features.startswith("features = {"):
+        assert b"daemon_auto_start = false" in out.stderr, out  # what to add by hand
+        assert data["features"] == {"web_search": True}, data
+    else:
+        assert data["features"] == {"web_search": True, "hooks": True,
+                                    "daemon_auto_start": False}, data
+    setup("--uninstall")
+    assert toml.read_text() == before
+
+
+def test_a_config_that_is_not_utf8_is_reported_and_the_other_steps_run(
+        configs: tuple[Path, Path, Path], isolated_env: Path) -> None:
+    claude_json = isolated_env / ".claude.json"
+    claude_json.write_bytes(b'{"name": "caf\xe9"}\n')
+    out = run_cli("agent-mesh", "setup", "--agents")
+    assert out.returncode == 1, out
+    assert claude_json.read_bytes() == b'{"name": "caf\xe9"}\n'
+    lines = [line for line in out.stderr.decode().splitlines() if "error" in line]
+    assert len(lines) == 1 and "~/.claude.json" in lines[0] and "stopped" not in lines[0], lines
+    _claude, _toml, hooks_json = configs
+    assert "agent-event --agent codex" in hooks_json.read_text()  # the later steps ran
+
+
+def test_the_plain_uninstall_takes_the_mcp_entries_out_too(
+        configs: tuple[Path, Path, Path], isolated_env: Path) -> None:
+    """`agent-mesh setup --uninstall` (and install.sh --uninstall, which runs it) removes
+    the agent CLIs' hooks, so it must remove the MCP server entries setup --agents wrote
+    beside them: left, every Claude Code and Codex start tries a command that is gone."""
+    _claude, toml, _hooks = configs
+    setup()
+    claude_json = isolated_env / ".claude.json"
+    assert "agent-mesh" in json.loads(claude_json.read_text())["mcpServers"]
+    out = run_cli("agent-mesh", "setup", "--uninstall")
+    assert out.returncode == 0, out
+    assert "agent-mesh" not in json.loads(claude_json.read_text()).get("mcpServers", {})
+    assert "mcp_servers" not in toml.read_text()
+
+
+def test_an_event_entry_that_is_not_a_list_is_refused_not_replaced(
+        configs: tuple[Path, Path, Path]) -> None:
+    claude, _toml, _hooks = configs
+    odd = {"hooks": {"Stop": {"hooks": [{"type": "command", "command": "mine"}]}}}
+    claude.write_text(json.dumps(odd))
+    out = run_cli("agent-mesh", "setup", "--agents")
+    assert out.returncode == 1 and b"Stop" in out.stderr, out
+    assert json.loads(claude.read_text()) == odd

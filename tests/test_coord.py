@@ -310,3 +310,13 @@ def test_every_command_has_help() -> None:
     for name in ("post", "bulletin", "decide", "decisions", "lock", "unlock", "locks", "task",
                  "tasks"):
         assert f"  {name} " in top
+
+
+def test_a_lock_path_that_would_show_as_another_is_refused(agents: Agents) -> None:
+    """A bidi override (or any character `locks` cannot show as it is) in a path made a
+    lock on `/tmp/\u202eevil` that every listing showed as `/tmp/evil`: refused."""
+    agents.add("alice")
+    for path in ("/tmp/\u202eevil", "/tmp/a\u200bb", "/tmp/nb\u00a0sp"):
+        out = agents.run("alice", "lock", path)
+        assert out.returncode == 1 and out.stderr.count(b"\n") == 1, (path, out)
+    ok(agents.run("alice", "lock", "/tmp/ünï code"))  # printable Unicode is fine

@@ -213,6 +213,10 @@ def test_entries_and_requests_for_another_host_are_dropped_or_refused(mesh: Mesh
          "text": "forged agent"},
         {"id": "f3", "time": time.time(), "host": "h2", "who": "h2", "text": 7},
         {"id": "f4", "time": time.time(), "host": "h2", "who": "h2", "text": "honest h2"},
+        {"id": "f5", "time": time.time(), "host": "h2", "who": "h2", "text": "forged tags",
+         "tags": 5},
+        {"id": "f6", "time": time.time(), "host": "h2", "who": "h2", "text": "forged tag",
+         "tags": ["ok", "\x1b[2Jx"]},
     ]
     with open(log, "a") as fh:
         fh.write("not json\n" + "".join(json.dumps(e) + "\n" for e in forged))
@@ -220,9 +224,10 @@ def test_entries_and_requests_for_another_host_are_dropped_or_refused(mesh: Mesh
     texts = [e["text"] for e in doc["entries"]]  # type: ignore[index]
     assert "honest h2" in texts and "a real one" in texts
     assert not [t for t in texts if "forged" in str(t) or t == 7]
-    assert doc["hosts"][0]["dropped"] == 3  # type: ignore[index]
+    assert doc["hosts"][0]["dropped"] == 5  # type: ignore[index]
     out = mesh.run("h3", None, "bulletin", "--host", "h2")
-    assert b"h2: dropped 3 entries that are not its own" in out.stderr
+    assert out.returncode == 0 and b"honest h2" in out.stdout, out
+    assert b"h2: dropped 5 entries that are not its own" in out.stderr
     # h2 speaking for h3's agent: h1 checks where the request came from
     code = ("import sys; from agent_mesh.mesh.host import connect\n"
             "from agent_mesh.errors import report\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -31,6 +32,13 @@ TOOLS = {
     "whoami": [], "list_agents": ["pattern"], "send": ["to", "text", "file", "queue", "ttl"],
     "ask": ["to", "text"], "wait_reply": ["id", "timeout"], "reply": ["id", "text"],
     "peek": ["address", "lines"], "inbox": ["address"], "queue": [],
+    # the coordination tools: test_mcp_coord.py
+    "post": ["text", "tag"], "bulletin": ["since", "tag", "host", "limit"],
+    "decide": ["title", "because", "supersedes"], "decisions": ["all"],
+    "lock": ["path", "host", "intent", "ttl", "wait"], "unlock": ["path", "host", "force"],
+    "locks": ["host"], "task_add": ["title", "board", "role", "notify"],
+    "task_claim": ["id", "next", "role", "board"], "task_done": ["id", "note", "board"],
+    "task_drop": ["id", "stale", "board"], "tasks": ["board"],
 }
 HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b]0;title\x07ok\u202eevil\x9b31m"
 
@@ -507,3 +515,42 @@ def test_an_ask_whose_lifetime_ran_out_ends_and_a_late_reply_is_typed_in(
     assert res.returncode == 0, res.stderr
     (line,) = caller.wait_lines(1)
     assert line.startswith(f"[from {peer.address} @ ") and line.endswith("] late")
+
+
+def test_a_malformed_cache_entry_is_a_miss_never_a_lost_answer(isolated_env: Path) -> None:
+    """An entry of the right key but the wrong shape (hand-edited, another writer) must
+    not swallow the SDK's answer to initialize, nor be served as the answer."""
+    cache = isolated_env / ".agents" / "cache" / "mcp-handshake.json"
+    _, init1, tools1, proc = raw_start()
+    proc.communicate(timeout=30)
+    (key,) = json.loads(cache.read_text())
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": "two", "method": "tools/list", "params": {}},
+    ]
+    for bad in (["initialize", "tools"], {"initialize": "x", "tools": tools1["result"]},
+                {"initialize": init1["result"], "tools": ["whoami"]}):
+        cache.write_text(json.dumps({key: bad}))
+        proc = subprocess.Popen([str(BIN / "agent-mesh"), "mcp"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+        proc.stdin.flush()
+        answers: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 20
+        while len(answers) < 2 and time.monotonic() < deadline:  # no answer: no line
+            ready, _, _ = select.select([proc.stdout], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            line = proc.stdout.readline()
+            if not line:
+                break
+            answers.append(json.loads(line))
+        proc.stdin.close()
+        proc.wait(timeout=30)
+        assert [a["id"] for a in answers] == [1, "two"], (bad, answers)
+        assert answers[0]["result"] == init1["result"], bad
+        assert answers[1]["result"] == tools1["result"], bad

@@ -155,3 +155,23 @@ def test_setup_agents_registers_it_with_each_cli_and_uninstall_takes_it_out(
         "mcpServers", {})
     assert "agent-mesh" not in (isolated_env / ".codex" / "config.toml").read_text()
     assert "agent-mesh" not in (isolated_env / ".gemini" / "settings.json").read_text()
+
+
+def test_codex_servers_split_around_another_table(isolated_env: Path) -> None:
+    """[mcp_servers.x] tables with another table between them (tomlkit's out-of-order
+    proxy): registered and unregistered like the others, never a crash."""
+    import tomllib
+
+    codex = isolated_env / ".codex"
+    codex.mkdir()
+    split = ('[mcp_servers.a]\ncommand = "x"\n\n[features]\nweb_search = true\n\n'
+             '[mcp_servers.b]\ncommand = "y"\n')
+    (codex / "config.toml").write_text(split)
+    report = Report()
+    mcp_clients.install(report, ["codex"])
+    assert report.problems == 0, report.lines
+    servers = tomllib.loads((codex / "config.toml").read_text())["mcp_servers"]
+    assert list(servers) == ["a", "agent-mesh", "b"] and servers["agent-mesh"]["args"] == ["mcp"]
+    mcp_clients.uninstall(report, ["codex"])
+    assert report.problems == 0, report.lines
+    assert tomllib.loads((codex / "config.toml").read_text()) == tomllib.loads(split)

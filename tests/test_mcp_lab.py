@@ -1,12 +1,14 @@
 """`agent-mesh mcp` across real hosts (tests/lab network namespaces, own sshd and user
 each): an MCP client on h2 peeks at a hostile pane on h1 and gets it stripped, and its
-`send` lands in h1's pane with h2 as the sender. Needs root; skips otherwise."""
+`send` lands in h1's pane with h2 as the sender; clients on h2 and h3 race for a task
+and a lock on h1. Needs root; skips otherwise."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -67,5 +69,57 @@ def test_a_peers_pane_through_mcp_is_stripped_and_send_crosses_hosts() -> None:
         got = retry_until(lambda: log.exists() and log.read_text().splitlines(), timeout=15)
         line = json.loads(got[0])
         assert line.startswith("[from h2 @ ") and line.endswith("] across hosts"), line
+    finally:
+        lab.stop()
+
+
+@pytest.mark.lab(hosts=3)
+def test_mcp_clients_on_two_hosts_race_for_a_task_and_a_lock_on_a_third() -> None:
+    """The coordination tools across hosts: clients on h2 and h3 claim task 1 of
+    main@h1 and lock h1:/srv/shared at once; exactly one wins each, and the other's tool
+    error names the winner (outside tmux, the holder is the client's host)."""
+    reason = lab_available()
+    if reason is not None:
+        pytest.skip(reason)
+    import threading
+
+    lab = Lab(n_hosts=3)
+    try:
+        lab.start()
+        h1 = lab.hosts["h1"]
+        h1.run(["agent-mesh", "task", "add", "the one task"], check=True)
+        python = str(lab.venv / "bin" / "python")
+        calls = [["task_claim", {"id": 1, "board": "main@h1"}],
+                 ["lock", {"path": "h1:/srv/shared", "intent": "race"}],
+                 ["tasks", {"board": "main@h1"}]]
+        runs: dict[str, object] = {}
+        threads = []
+        for name in ("h2", "h3"):
+            host = lab.hosts[name]
+            client = host.home / "mcp_client.py"
+            shutil.copy(PROGRAMS / "mcp_client.py", client)
+            os.chown(client, host.uid, host.gid)
+            argv = [python, str(client), str(lab.venv / "bin" / "agent-mesh"),
+                    str(host.home / "out.json"), str(host.home / "go"), json.dumps(calls)]
+            threads.append(threading.Thread(
+                target=lambda h=host, a=argv: runs.__setitem__(h.name, h.run(a, timeout=90))))
+            threads[-1].start()
+        time.sleep(1.0)  # both clients up and waiting for their go file
+        for name in ("h2", "h3"):
+            (lab.hosts[name].home / "go").write_text("")
+        for thread in threads:
+            thread.join(120)
+        results = {}
+        for name in ("h2", "h3"):
+            res = runs[name]
+            assert getattr(res, "returncode", None) == 0, res
+            results[name] = json.loads((lab.hosts[name].home / "out.json").read_text())
+        for i, what in ((0, "is claimed by"), (1, "is locked by")):
+            winners = [n for n, r in results.items() if not r[i]["error"]]
+            assert len(winners) == 1, results
+            (loser,) = {"h2", "h3"} - set(winners)
+            assert f"{what} {winners[0]}" in results[loser][i]["text"], results
+        claimed = next(n for n, r in results.items() if not r[0]["error"])
+        assert f"claimed  {claimed}" in results["h2"][2]["text"], results
     finally:
         lab.stop()

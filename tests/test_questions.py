@@ -294,5 +294,6 @@ def test_psql_and_mysql_continuation_prompts_are_drafts(
     continuation_refused(sql)
     closing = "'; " if "'" in opening else "; "  # tmux reads a final `;` as a separator
     sql.pane.send_keys(closing, "Enter")
-    retry_until(lambda: log.exists())
+    # The program creates its log before writing to it: wait for the line, not the file.
+    retry_until(lambda: log.exists() and log.read_text().endswith("\n"))
     assert [json.loads(x) for x in log.read_text().splitlines()] == [f"{opening}\n{closing}"]

@@ -200,13 +200,21 @@ def _queued() -> bool:
 def _hand_over(socket: str, server_pid: str, pane: str,
                record: dict[str, object]) -> Outcome | None:
     """At a turn's end, under the pane's delivery lock: the queued messages of this
-    pane as the continuation (exit 2), or None when there are none."""
+    pane as the continuation (exit 2), or None when none went over (none queued, the
+    lock busy, stderr unwritable): the turn's end is then recorded as any other."""
     if not _queued():
         return None
     from agent_mesh.delivery import handover, turns
 
     path = turns.record_path(socket, pane)
-    with handover.pane_lock(socket, pane):
+    try:
+        lock = handover.pane_lock(socket, pane)
+        lock.__enter__()
+    except Exception as exc:  # busy (a delivery holds it) or unusable: its turn still
+        log(f"Stop: {pane}'s delivery lock: {exc}; its queued messages stay queued and go "
+            "by paste")  # ended (recorded idle), and the waiters paste under the checks
+        return None
+    try:
         prepared = handover.prepare(handover.for_pane(socket, server_pid, pane))
         if prepared is None:
             return None
@@ -214,15 +222,21 @@ def _hand_over(socket: str, server_pid: str, pane: str,
         try:
             sys.stderr.write(text)
             sys.stderr.flush()
-        except (OSError, ValueError):
-            return Outcome(logged=f"Stop: could not write the continuation; "
-                                  f"{len(prepared.records)} message(s) stay queued")
+        except (OSError, ValueError):  # exit 0: the CLI ignores what got out; idle
+            log(f"Stop: could not write the continuation; {len(prepared.records)} "
+                "message(s) stay queued")
+            return None
         if os.environ.get("AGENT_MESH_FAULT") == "handover-kill-after-write":  # tests
             os.kill(os.getpid(), 9)
         detail = f"handed over at its turn's end by its Stop hook ({pane})"
-        handover.commit(prepared, detail)
-        _write_state(path, record, turns.WORKING,
-                     f"it goes on with {len(prepared.records)} handed-over message(s)")
+        try:  # the text is out: only exit 2 gets it to the agent, whatever fails now
+            handover.commit(prepared, detail)
+            _write_state(path, record, turns.WORKING,
+                         f"it goes on with {len(prepared.records)} handed-over message(s)")
+        except Exception as exc:
+            log(f"Stop: handed over, but its bookkeeping failed: {type(exc).__name__}: {exc}")
+    finally:
+        lock.__exit__(None, None, None)
     return Outcome(code=2, logged=f"Stop: handed over {', '.join(prepared.ids)} "
                                   f"({len(text.encode())} bytes) to {pane}")
 

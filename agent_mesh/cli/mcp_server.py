@@ -20,7 +20,8 @@ front end like notify-pane: every tool calls the core functions the CLI calls
   a client commonly allows a call); `ask` returns at once.
 
 What each tool does is in cli/mcp_tools.py; this module is the protocol side: the
-tools' names, arguments and descriptions, the guard, the process's identity.
+tools' names, arguments and descriptions, the guard, the process's identity. The
+coordination tools (bulletin, decisions, locks, task boards) are cli/mcp_coord.py's.
 
 The SDK (~0.3-0.6 s of imports) is imported only here, and this module only by
 `agent-mesh mcp`: never on the hook or delivery paths. While it loads, cli/mcp_stdio.py
@@ -32,10 +33,12 @@ reads the tools' annotations, which name local objects.
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
 from agent_mesh import __version__
+from agent_mesh.cli import mcp_coord
 from agent_mesh.cli.mcp_tools import (
     CONFIG_TABLE,
     OVERRIDE_KEY,
@@ -64,7 +67,10 @@ there and what each is doing, send to type a message into another agent's pane
 whose answer you need, and reply to answer a question you were asked (its id is in
 the question's tag: `reply: notify-pane <asker> --re <id>`). A refusal (the agent is
 busy typing, shows a dialog, or is a shell) is an error with the reason: retry with
-queue=true, or later. Never paste secrets: a message is typed into a terminal."""
+queue=true, or later. Never paste secrets: a message is typed into a terminal.
+To work alongside the others: read bulletin and decisions when you start, post what you
+did, take work from the task board (tasks, task_claim, task_done), and lock the paths you
+change (lock, unlock; locks shows who holds what)."""
 
 _lock = threading.Lock()  # one core call at a time (the core's caches are per process)
 
@@ -98,6 +104,16 @@ def _guarded(func: Callable[[], str], to: str = "", lock: bool = True) -> str:
     if lock:  # not wait_reply's own answer
         text += replies_waiting()
     return printable(text, lines=True)
+
+
+def _unlocked_sleep(seconds: float) -> None:
+    """A waiting lock tool's pause between tries, inside _guarded: the session's other
+    calls run meanwhile."""
+    _lock.release()
+    try:
+        time.sleep(seconds)
+    finally:
+        _lock.acquire()
 
 
 # --- identity ------------------------------------------------------------------------
@@ -145,11 +161,13 @@ TOOL_DOCS = {
              "outcome (delivered, refused and why). Default: your own.",
     "queue": "Messages waiting for a busy agent, on every host of the mesh (each is typed "
              "in by its host as soon as the agent is ready).",
+    **mcp_coord.TOOL_DOCS,
 }
 
 
 def build_server() -> Any:
-    """The MCPServer with the nine tools (names and arguments are a stable interface)."""
+    """The MCPServer with its tools: the nine messaging tools here, the coordination
+    ones of mcp_coord (names and arguments are a stable interface)."""
     from mcp.server.mcpserver import MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
     from pydantic import Field
@@ -237,6 +255,7 @@ def build_server() -> Any:
     def queue() -> str:
         return _guarded(queue_text)
 
+    mcp_coord.add_tools(tool, _guarded, _unlocked_sleep)
     return server
 
 
@@ -245,7 +264,9 @@ usage: agent-mesh mcp
        agent-mesh mcp register|unregister|status [claude|codex|gemini …]
 
 Serve the mesh as MCP tools over stdio (whoami, list_agents, send, ask, wait_reply,
-reply, peek, inbox, queue) for an agent CLI that runs it inside its tmux pane.
+reply, peek, inbox, queue; post, bulletin, decide, decisions, lock, unlock, locks,
+task_add, task_claim, task_done, task_drop, tasks) for an agent CLI that runs it inside
+its tmux pane.
 `agent-mesh mcp register` adds it to the user-level config of every installed agent
 CLI (Claude Code, Codex, Gemini CLI); `unregister` removes only that entry. By hand,
 for any MCP client: command `agent-mesh`, argument `mcp`. See README, "Agents as MCP
@@ -273,7 +294,8 @@ def main(argv: list[str]) -> int:
     from agent_mesh.cli import mcp_stdio
 
     try:
-        mcp_stdio.serve(build_server, __file__)
+        mcp_stdio.serve(build_server, mcp_stdio.tools_signature(
+            [__file__, mcp_coord.__file__], TOOL_DOCS))
     except ImportError as exc:
         print(f"agent-mesh mcp: the MCP SDK is missing ({exc}); install it: "
               "pip install 'mcp>=2.3,<3'", file=sys.stderr)

@@ -14,9 +14,10 @@ start and list its tools. So the process does two things at once:
   output to the client.
 
 The cache holds the SDK's own earlier answers, keyed by everything they depend on
-(this package's version and the server module's file, the installed SDK's version,
-the protocol version and capabilities the client asked with): the first start after
-an install or upgrade is a miss, served by the SDK alone, and fills it.
+(this package's version, the tool list: the tools' names and descriptions and the
+modules that define them, the installed SDK's version, the protocol version and
+capabilities the client asked with): the first start after an install, an upgrade or
+a new tool is a miss, served by the SDK alone, and fills it.
 ~/.agents/cache/mcp-handshake.json, a few keys at most. Stdlib only.
 """
 
@@ -56,14 +57,25 @@ def _sdk_versions() -> str:
                            and n.split("-", 1)[0] in ("mcp", "mcp_types", "pydantic")))
 
 
-def handshake_key(params: Any, server_file: str) -> str:
-    try:
-        info = os.stat(server_file)
-        stamp = f"{info.st_mtime_ns}:{info.st_size}"
-    except OSError:
-        stamp = ""
+def tools_signature(files: list[str], docs: dict[str, str]) -> str:
+    """What the tool list depends on beyond the versions: each module that defines tools
+    (size and mtime: an edit in a checkout changes its arguments) and the tools' names and
+    descriptions (a new tool is a new key even where the stamps cannot tell, e.g. an
+    upgrade that keeps them)."""
+    stamps = []
+    for path in files:
+        try:
+            info = os.stat(path)
+            stamps.append(f"{os.path.basename(path)}:{info.st_mtime_ns}:{info.st_size}")
+        except OSError:
+            stamps.append("")
+    text = json.dumps([stamps, sorted(docs.items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def handshake_key(params: Any, signature: str) -> str:
     asked = params if isinstance(params, dict) else {}
-    wanted = {"v": __version__, "server": stamp, "sdk": _sdk_versions(),
+    wanted = {"v": __version__, "tools": signature, "sdk": _sdk_versions(),
               "protocol": asked.get("protocolVersion"), "caps": asked.get("capabilities")}
     return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -77,13 +89,23 @@ def _load_cache() -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _entry(found: Any) -> dict[str, Any]:
+    """A cache entry fit to answer from (both answers, each a JSON object), else {}: a
+    hand-edited or half-foreign entry is a miss, never a reply lost or made up."""
+    if isinstance(found, dict) and all(isinstance(found.get(kind), dict)
+                                       for kind in ("initialize", "tools")):
+        return found
+    return {}
+
+
 def _store(key: str, kind: str, result: Any) -> None:
     """Keep the SDK's answer; never fails the session (a full disk only costs speed)."""
     try:
         from agent_mesh.fsutil import atomic_write, make_dirs
 
         data = _load_cache()
-        entry = data.pop(key, {})
+        entry = data.pop(key, None)
+        entry = entry if isinstance(entry, dict) else {}
         entry[kind] = result
         data[key] = entry  # most recent last
         while len(data) > KEEP:
@@ -101,8 +123,8 @@ def _id_key(value: Any) -> str:
 class Front:
     """The reader and filter threads around the SDK's stdio server (see the module)."""
 
-    def __init__(self, server_file: str) -> None:
-        self.server_file = server_file
+    def __init__(self, signature: str) -> None:
+        self.signature = signature
         self.ready = threading.Event()  # the SDK serves: tools/list goes to it
         self.write_lock = threading.Lock()
         self.drop: set[str] = set()  # ids the SDK answers that the client already has
@@ -185,9 +207,9 @@ class Front:
             return True
         method, msg_id = msg.get("method"), msg["id"]
         if method == "initialize":
-            self.key = handshake_key(msg.get("params"), self.server_file)
-            self.cached = _load_cache().get(self.key) or {}
-            if "initialize" in self.cached and "tools" in self.cached:
+            self.key = handshake_key(msg.get("params"), self.signature)
+            self.cached = _entry(_load_cache().get(self.key))
+            if self.cached:
                 with self.lock:
                     self.drop.add(_id_key(msg_id))
                 self._answer(msg_id, self.cached["initialize"])
@@ -238,9 +260,10 @@ class Front:
         return False
 
 
-def serve(build: Callable[[], Any], server_file: str) -> None:
-    """Serve a session: the front's threads now, the SDK's server once `build` returns."""
-    front = Front(server_file)
+def serve(build: Callable[[], Any], signature: str) -> None:
+    """Serve a session: the front's threads now, the SDK's server once `build` returns;
+    `signature` (tools_signature) keys the handshake cache."""
+    front = Front(signature)
     front.start()
     try:
         server = build()

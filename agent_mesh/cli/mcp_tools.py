@@ -7,7 +7,7 @@ server module holds the protocol side only. No SDK import here.
 
 import os
 
-from agent_mesh.errors import AskTimeout, Outcome, UsageError, printable
+from agent_mesh.errors import AskTimeout, Outcome, ToolFailure, UsageError, printable
 
 MAX_WAIT = 50.0  # seconds one wait_reply may block: clients cut calls at 60 s by default
 ASK_LIFETIME = 600.0  # how long an ask's reply is kept for wait_reply (as `agent-mesh ask`)
@@ -38,11 +38,6 @@ def override_refusals() -> bool:
         raise UsageError(f"{path}: {CONFIG_TABLE}.{OVERRIDE_KEY} must be true or false, "
                          f"not {value!r}")
     return value
-
-
-class ToolFailure(Exception):
-    """A tool's failure as the one line the client shows (the SDK's ToolError is made
-    from it at the edge, so this module's helpers need no SDK import)."""
 
 
 def replies_waiting() -> str:

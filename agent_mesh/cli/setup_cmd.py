@@ -74,12 +74,20 @@ def _uninstall_agents(report: Report) -> None:
     """The agent CLIs' hooks go with the rest (they would run a removed launcher); a
     failure there is a warning: the rest of the uninstall went through."""
     try:
-        from agent_mesh.ops import agents
-
-        agents.uninstall(report)
+        _remove_from_agent_clis(report)
     except Exception as exc:
         _emit("warn", f"agent CLI hooks not removed ({type(exc).__name__}: {exc}); "
               "run agent-mesh setup --agents --uninstall")
+
+
+def _remove_from_agent_clis(report: Report) -> None:
+    """Everything setup --agents put into the agent CLIs' configs: hooks and the MCP
+    server's entries (a CLI left with either would run a command that is gone)."""
+    from agent_mesh.ops import agents, mcp_clients
+
+    mcp_clients.plug_in()
+    agents.uninstall(report)
+    mcp_clients.uninstall(report, mcp_clients.others())
 
 
 def run_agents(*, uninstall: bool = False) -> int:
@@ -91,8 +99,7 @@ def run_agents(*, uninstall: bool = False) -> int:
     report = setup.Report(_emit)
     try:
         if uninstall:
-            agents.uninstall(report)
-            mcp_clients.uninstall(report, mcp_clients.others())
+            _remove_from_agent_clis(report)
         else:
             agents.install(report)
             mcp_clients.install(report, mcp_clients.others(), installed_only=True)

@@ -78,13 +78,14 @@ def clean_tags(tags: object) -> list[str]:
 
 
 def clean_path(path: object) -> str:
-    """An absolute path, normalised (`a/../b` is `b`, no trailing `/`); control characters
-    are refused: a lock must name exactly the path it shows."""
+    """An absolute path, normalised (`a/../b` is `b`, no trailing `/`); control, bidi and
+    other unprintable characters are refused: a lock must name exactly the path it shows."""
     if not isinstance(path, str) or not path:
         raise UsageError("a lock needs a path")
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in path) or len(path) > PATH_MAX:
-        raise UsageError(f"bad path {printable(path)[:80]!r}: control characters or over "
-                         f"{PATH_MAX} characters")
+    if not path.isprintable() or len(path) > PATH_MAX:  # controls, bidi, odd spaces
+        raise UsageError(f"bad path {printable(path)[:80]!r}: characters that cannot be "
+                         f"shown as they are (controls, bidi overrides) or over {PATH_MAX} "
+                         "characters")
     try:
         path.encode("utf-8")
     except UnicodeEncodeError:

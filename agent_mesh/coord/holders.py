@@ -14,13 +14,12 @@ window closes, so the authority asks: is this holder gone?
 
 from __future__ import annotations
 
-import calendar
 import os
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from agent_mesh import paths
+from agent_mesh.clock import parse_stamp
 from agent_mesh.errors import UsageError
 from agent_mesh.model import Agent
 from agent_mesh.registry import naming, view
@@ -64,11 +63,10 @@ class Liveness:
                 try:
                     meta, agents = view.read_slice_file(
                         os.path.join(paths.slices_dir(), f"{host}.toml"))
-                    fetched = calendar.timegm(time.strptime(str(meta.get("fetched", "")),
-                                                            "%Y-%m-%dT%H:%M:%SZ"))
-                    if not meta.get("stale"):
-                        self._peers[host] = (float(fetched), agents)
-                except (UsageError, ValueError):
+                    fetched = parse_stamp(str(meta.get("fetched", "")))
+                    if fetched is not None and not meta.get("stale"):
+                        self._peers[host] = (fetched, agents)
+                except UsageError:
                     pass
         return self._peers[host]
 

@@ -268,6 +268,8 @@ def _wait_until_ready(
         notes.append(f"dismissed the {modal} dialog first")
         state = pane.state()
         status = _classify(state)
+        if not force:
+            _mid_turn(state, status)
         _refuse_for_good(state, status, force)
         reason = None if force else decide(state, status, multiline)
         if reason:
@@ -310,6 +312,7 @@ def _poll_ready(pane: Pane, multiline: bool) -> tuple[PaneState, PaneStatus, str
     while True:
         state = pane.state()
         status = _classify(state)
+        _mid_turn(state, status)  # a turn its hooks started meanwhile: queued, as at first
         reason = decide(state, status, multiline)
         if status.kind in ("dead", "waiting") or reason is None or time.monotonic() >= deadline:
             _refuse_for_good(state, status, False)

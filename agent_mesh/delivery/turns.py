@@ -16,10 +16,12 @@ pane since, all leave a stale record, which is ignored: the screen decides again
 Where hook and screen disagree, the safer reading wins (`combine`): a turn the hooks
 say is running, or a question they say is open, is never typed into, whatever the
 screen shows. One exception is bounded: Claude Code fires no hook when a turn is
-interrupted with Escape (or ends on a refused permission), so a Claude Code whose hooks
-still say `working` or `waiting` while its screen shows an idle input box, STALE_WORKING
+interrupted with Escape, so a Claude Code whose hooks still say `working` while its
+screen shows an idle input box, STALE_WORKING
 seconds after the last event, counts as idle (Codex has an Interrupt hook, and its
-screen is the weaker witness).
+screen is the weaker witness). A `waiting` never lapses on the screen's word: a question the
+screen misreads as idle must not be answered by a message, so after a refused permission
+messages stay queued until the agent's next turn ends.
 
 Stdlib only and cheap to import: the hook's fast path records with it, and every
 delivery reads it.
@@ -256,12 +258,13 @@ def combine(state: PaneState, status: PaneStatus, hook: Turn | None = None) -> P
 
 
 def stale_working(hook: Turn) -> bool:
-    """A Claude Code `working` or `waiting` that no event has confirmed for STALE_WORKING
-    seconds while its screen shows it idle: an interrupted turn (Escape, or a permission
-    refused, fires no hook)."""
+    """A Claude Code `working` that no event has confirmed for STALE_WORKING seconds while
+    its screen shows it idle: an interrupted turn (Escape fires no hook). Never a `waiting`:
+    when in doubt about an open question, the message waits."""
     from agent_mesh.receivers import traits
 
-    return not traits(hook.agent).interrupt_hook and time.time() - hook.time >= STALE_WORKING
+    return (hook.state == WORKING and not traits(hook.agent).interrupt_hook
+            and time.time() - hook.time >= STALE_WORKING)
 
 
 def mid_turn(state: PaneState, status: PaneStatus) -> Turn | None:

@@ -132,9 +132,21 @@ def _valid(entry: Any, host: str, kind: str, aliases: set[str]) -> bool:
         return False
     if not isinstance(when, (int, float)) or not isinstance(entry.get("id"), str):
         return False
+    if not _tags_ok(entry.get("tags")):
+        return False
     if kind == "decisions":
         return isinstance(entry.get("title"), str) and isinstance(entry.get("because"), str)
     return isinstance(entry.get("text"), str)
+
+
+def _tags_ok(tags: Any) -> bool:
+    """Absent, or tags as `post` keeps them (clean_tags): what is shown is what was sent."""
+    if tags is None:
+        return True
+    try:
+        return type(tags) is list and clean_tags(tags) == tags
+    except UsageError:
+        return False
 
 
 def _remember(host: str, kind: str, entries: list[dict[str, Any]]) -> None:
@@ -278,9 +290,10 @@ def _held_line(lock: dict[str, Any], host: str) -> str:
 
 
 def lock(target: str, host: str | None = None, intent: str = "", ttl: float = 7200.0,
-         wait: float = 0.0) -> dict[str, Any]:
+         wait: float = 0.0, sleep: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Take the lock on HOST:PATH. Held (exit 3) names the holder; with `wait`, retries
-    until then and WaitTimeout (exit 6). Renews it when it is already ours."""
+    until then and WaitTimeout (exit 6). Renews it when it is already ours. `sleep`: the
+    pause between tries (an MCP tool lets its other calls run meanwhile)."""
     host, path = where(target, host)
     request = {"action": "lock", "who": me(), "path": path, "intent": intent, "ttl": ttl}
     deadline = time.monotonic() + wait
@@ -294,7 +307,7 @@ def lock(target: str, host: str | None = None, intent: str = "", ttl: float = 72
         left = deadline - time.monotonic()
         if left <= 0:
             raise WaitTimeout(f"still held after {wait:g}s: {line}") if wait else Held(line)
-        time.sleep(min(pause, left))
+        (sleep or time.sleep)(min(pause, left))
         pause = min(pause * 1.5, WAIT_POLL[1])
 
 

@@ -152,6 +152,9 @@ def merge_hooks(data: dict[str, object], agent: str, events: tuple[tuple[str, in
     hooks = data.setdefault("hooks", {})
     if not isinstance(hooks, dict):
         raise ValueError('its "hooks" is not an object')
+    odd = [event for event, groups in hooks.items() if not isinstance(groups, list)]
+    if odd:  # the user's own entry, malformed: not ours to replace
+        raise ValueError(f'its "hooks"."{odd[0]}" is not a list of groups')
     before = json.dumps(hooks)
     wanted = dict(events)
     present: set[str] = set()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.ops.agentcli import AgentCLI, JsonHooks, Step, _load_json, ours
@@ -142,6 +143,32 @@ class CodexHooks(JsonHooks):
             features = tomlkit.table()
             features.comment(FEATURE_NOTE)  # so that --uninstall knows it may remove it
             doc["features"] = features  # type: ignore[index]
+        if isinstance(features, tomlkit.items.InlineTable):
+            self._unmarkable(report, features)
+        else:
+            self._add_flags(report, features)
+        after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
+        if after != before:
+            os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
+            write_keeping(self.config_toml(), after)
+            report.say(f"Codex: trusted agent-mesh's hooks in {tilde(self.config_toml())}")
+
+    def _unmarkable(self, report: Report, features: Any) -> None:
+        """An inline `features = {…}` cannot hold the marker comment --uninstall goes by:
+        nothing is added there (it could not be taken out again); the user adds it."""
+        wanted = [f"{name} = {value}" for name, value, have in (
+            ("hooks", "true", features.get("hooks", features.get("codex_hooks"))),
+            (DAEMON_FLAG, "false", features.get(DAEMON_FLAG))) if have is None]
+        if wanted:
+            report.warn(f"Codex: {tilde(self.config_toml())} has an inline `features = {{…}}`, "
+                        f"which setup does not edit: add {' and '.join(wanted)} to it yourself "
+                        "(see README: Agent integration)")
+
+    def _add_flags(self, report: Report, features: Any) -> None:
+        """`hooks = true` and DAEMON_FLAG = false where unset, each marked FEATURE_NOTE
+        (features: a tomlkit table, or its proxy of dotted `features.x` keys)."""
+        import tomlkit
+
         flag = features.get("hooks", features.get("codex_hooks"))
         if flag is None:
             item = tomlkit.item(True)
@@ -159,11 +186,6 @@ class CodexHooks(JsonHooks):
             report.warn(f"Codex: [features] {DAEMON_FLAG} = true: Codex's shared app-server "
                         "daemon runs every TUI's hooks from the first TUI's pane, so they cannot "
                         "tell panes apart and agent-mesh ignores them; left as you set it")
-        after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
-        if after != before:
-            os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
-            write_keeping(self.config_toml(), after)
-            report.say(f"Codex: trusted agent-mesh's hooks in {tilde(self.config_toml())}")
 
     def before_removal(self, report: Report, data: dict[str, object]) -> None:
         doc = self._load_toml(report, removing=True)
@@ -186,10 +208,10 @@ class CodexHooks(JsonHooks):
         features = doc.get("features")  # type: ignore[attr-defined]
         if features is not None:
             for flag in ("hooks", DAEMON_FLAG):
-                if flag in features and FEATURE_NOTE in (features.item(flag).trivia.comment
-                                                         or ""):
-                    del features[flag]
-            if not features and FEATURE_NOTE in (features.trivia.comment or ""):
+                _remove_marked(doc, flag)
+            features = doc.get("features")  # type: ignore[attr-defined]
+            trivia = getattr(features, "trivia", None)
+            if not features and trivia is not None and FEATURE_NOTE in (trivia.comment or ""):
                 del doc["features"]  # type: ignore[attr-defined]
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
@@ -218,6 +240,21 @@ class CodexHooks(JsonHooks):
             return False, (f"[features] {DAEMON_FLAG} is not false in config.toml: Codex's "
                            "shared daemon runs the hooks, which then cannot tell panes apart")
         return True, line + ", trusted"
+
+
+def _remove_marked(doc: object, flag: str) -> None:
+    """Take `flag` out of [features] if setup added it (FEATURE_NOTE), wherever it is
+    written: one table, or dotted `features.x = …` keys, which tomlkit splits into
+    several tables (deleting through its proxy of them fails: each is edited alone)."""
+    from tomlkit.items import Table
+
+    for key, value in getattr(doc, "body", ()):
+        if key is not None and key.key == "features" and isinstance(value, Table) \
+                and flag in value:
+            item = value.value.item(flag)
+            if FEATURE_NOTE in (getattr(getattr(item, "trivia", None), "comment", "") or ""):
+                del value[flag]
+            return
 
 
 def _tidy(text: str, was: str) -> str:

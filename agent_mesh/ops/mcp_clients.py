@@ -62,11 +62,16 @@ def _home(*parts: str) -> str:
 
 
 def _read_text(path: str) -> str | None:
+    """The file's text (None when missing); UsageError when it is not UTF-8, so that
+    the step says so in one line and the other steps still run."""
     try:
         with open(path, encoding="utf-8") as fh:
             return fh.read()
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{setup_tilde(path)} is not UTF-8 text (byte {exc.start}); left "
+                         "as it is") from None
 
 
 def _write_text(path: str, text: str) -> None:
@@ -260,7 +265,7 @@ class Codex(McpClient):
         for key, value in wanted.items():
             table.add(key, value)
         table.add(tomlkit.nl())  # a blank line before whatever table follows
-        if NAME in servers:
+        if NAME in servers or not hasattr(servers, "add"):  # or split around other tables
             servers[NAME] = table
         else:
             servers.add(NAME, table)
