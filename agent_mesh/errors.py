@@ -269,6 +269,14 @@ class TornRecord(WireError):
     (a foreground program starting or ending). Reading again gives a whole record."""
 
 
+class Refused(MeshError):
+    """A rule of the recipient's host refuses this sender or operation: a window's
+    @agent-allow, or a peer's rights in ~/.agents/config.toml (issue 18). The message
+    names the rule; FORCE_SEND does not override it."""
+
+    exit_code = NOT_READY
+
+
 class SliceRejected(MeshError):
     """A peer's slice that must not replace the last good one."""
 
@@ -313,7 +321,7 @@ class DemoFailed(Exception):
 KINDS: dict[str, type[MeshError]] = {
     cls.__name__: cls
     for cls in (UsageError, UnknownAgent, PaneGone, NotReady, PaneDead, AwaitingAnswer, WireError,
-                SliceRejected, NoMatch, AskTimeout, Held, WaitTimeout)
+                Refused, SliceRejected, NoMatch, AskTimeout, Held, WaitTimeout)
 }
 BY_CODE: dict[int, type[MeshError]] = {
     USAGE: UsageError, UNKNOWN_AGENT: UnknownAgent, NOT_READY: NotReady, WIRE: WireError,

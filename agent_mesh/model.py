@@ -130,7 +130,7 @@ class Envelope(Frozen):
 
     FIELDS = (
         "sender", "address", "body", "timestamp", "force", "skip_dismiss", "file_name",
-        "file_size", "msg_id", "queue", "ttl", "ask", "reply_to", "re", "fanout"
+        "file_size", "msg_id", "queue", "ttl", "ask", "reply_to", "re", "fanout", "verified"
     )
     __slots__ = FIELDS
     sender: str
@@ -148,19 +148,26 @@ class Envelope(Frozen):
     reply_to: str
     re: str
     fanout: str
+    verified: str
 
     def __init__(self, sender: str, address: str, body: str, timestamp: str,
                  force: bool = False, skip_dismiss: bool = False,
                  file_name: str | None = None, file_size: int | None = None,
                  msg_id: str = "", queue: bool = False, ttl: float = 0.0, ask: str = "",
-                 reply_to: str = "", re: str = "", fanout: str = "") -> None:
+                 reply_to: str = "", re: str = "", fanout: str = "",
+                 verified: str = "") -> None:
+        """verified: the sending host as the receiving host knows it (a mesh key, or this
+        host itself); set there, never taken from a sender (from_json drops it)."""
         self._set(sender=sender, address=address, body=body, timestamp=timestamp, force=force,
                   skip_dismiss=skip_dismiss, file_name=file_name, file_size=file_size,
                   msg_id=msg_id, queue=queue, ttl=ttl, ask=ask, reply_to=reply_to, re=re,
-                  fanout=fanout)
+                  fanout=fanout, verified=verified)
 
     def tag(self) -> str:
-        """The `[from … @ …]` line that opens the pasted message."""
+        """The `[from … @ …]` line that opens the pasted message. A verified sending host
+        shows as `✓HOST` right after the time; a ✓ in any field the sender wrote
+        (its name, time, reply route, pattern) is shown as `?`, so only the receiving
+        host can put one in a tag (README: Security model)."""
         extra = ""
         if self.ask:
             extra = f', reply: notify-pane {self.reply_to} --re {self.ask} "…"'
@@ -168,14 +175,17 @@ class Envelope(Frozen):
             extra = f", re {self.re}"
         if self.fanout:
             extra += f", to {self.fanout}"
-        return f"[from {self.sender} @ {self.timestamp}{extra}]"
+        claimed = f"from {self.sender} @ {self.timestamp}".replace(VERIFIED_MARK, "?")
+        mark = f" {VERIFIED_MARK}{self.verified}" if self.verified else ""
+        return f"[{claimed}{mark}{extra.replace(VERIFIED_MARK, '?')}]"
 
     def to_json(self) -> dict[str, object]:
         return self.as_dict()
 
     @classmethod
-    def from_json(cls, data: dict[str, object]) -> Envelope:
-        """From a peer's JSON: unknown keys ignored, types coerced (a peer may be older)."""
+    def from_json(cls, data: dict[str, object], trusted: bool = False) -> Envelope:
+        """From a peer's JSON: unknown keys ignored, types coerced (a peer may be older);
+        `verified` only from this host's own records (trusted), never a peer's word."""
         size = data.get("file_size")
         name = data.get("file_name")
         return cls(
@@ -188,10 +198,12 @@ class Envelope(Frozen):
             ttl=_ttl(data.get("ttl")),
             ask=str(data.get("ask") or ""), reply_to=str(data.get("reply_to") or ""),
             re=str(data.get("re") or ""), fanout=str(data.get("fanout") or ""),
+            verified=str(data.get("verified") or "") if trusted else "",
         )
 
 
 _HEX = frozenset("0123456789abcdef")
+VERIFIED_MARK = "\u2713"  # ✓: written into a tag only by the receiving host
 
 
 def is_hex_id(value: str, shortest: int = 1) -> bool:

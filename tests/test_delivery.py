@@ -20,7 +20,7 @@ from agent_mesh.delivery.pane import pane_state
 from agent_mesh.delivery.rule import refusal
 from agent_mesh.tmux import Tmux
 
-TAG = re.compile(r"\[from " + SENDER + r" @ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\] ")
+TAG = re.compile(r"\[from " + SENDER + r" @ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \u2713testhost\] ")
 
 LINES_100K = "".join(f"{n:05d} " + "abcdefghij" * 9 + "xyz\n" for n in range(1000))
 

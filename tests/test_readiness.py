@@ -18,7 +18,7 @@ from agent_mesh.tmux import Tmux
 # each test runs over /proc and over psutil (the process tree off Linux)
 pytestmark = pytest.mark.usefixtures("procs_backend")
 
-TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+\] ")
+TAG = re.compile(r"\[from " + SENDER + r" @ [0-9TZ:-]+ \u2713testhost\] ")
 FORCE = {"FORCE_SEND": "1"}
 
 

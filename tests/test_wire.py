@@ -56,7 +56,7 @@ def test_the_header_is_one_json_line_with_protocol_and_version() -> None:
     line = encode_header({"op": "hello", "body": "two\nlines"})
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert json.loads(line) == {"op": "hello", "body": "two\nlines", "protocol": PROTOCOL,
-                                "version": __version__}
+                                "version": __version__, "sender_host": "testhost"}
 
 
 def test_a_file_body_streams_in_chunks_and_a_shrunk_file_fails(tmp_path: Path) -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import sys
 
 RPC_HELP = """\
-usage: agent-mesh rpc < REQUEST.json
+usage: agent-mesh rpc [--peer HOST] < REQUEST.json
 
 What a peer's notify-pane and sync run on this host over SSH (internal): reads
 one JSON request on stdin, runs it against this host's tmux and registry slice,
 writes one JSON reply on stdout and exits 0; errors travel in the reply with the
-same exit codes as a local run.
+same exit codes as a local run. `--peer HOST`: the forced command of HOST's mesh
+key (agent-mesh trust add): only requests are answered, HOST is the verified caller.
 """
 
 PUSH_HELP = """\
@@ -46,7 +47,7 @@ def main() -> None:
             sys.exit(0)
         from agent_mesh.mesh import rpc
 
-        rpc.launch([])
+        rpc.launch(sys.argv[2:])  # `--peer HOST`: a mesh key's forced command
     if command == ["push"]:
         if wants_help:
             print(PUSH_HELP, end="")

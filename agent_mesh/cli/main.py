@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from agent_mesh.cli import coord_cmds, delegate_cmds, observe_cmds  # noqa: F401 - add commands
+from agent_mesh.cli import coord_cmds, delegate_cmds, observe_cmds, trust_cmds  # noqa: F401
 from agent_mesh.cli.group import CONTEXT, mesh, run_guarded
 from agent_mesh.cli.notify import listed_agents
 from agent_mesh.clock import age

@@ -179,6 +179,8 @@ def _received(envelope: Envelope, address: str) -> dict[str, object]:
     record: dict[str, object] = {
         "id": envelope.msg_id, "time": now_iso(), "from": envelope.sender, "to": address,
         "sent": envelope.timestamp, "kind": "file" if envelope.file_name else "message",
+        # the sending host as this host verified it (a mesh key, or this host), or not
+        "verified": bool(envelope.verified), "host": envelope.verified,
     }
     if envelope.ask:  # a question: where its reply goes (the MCP `reply` tool reads it)
         record["ask"] = envelope.ask

@@ -45,6 +45,17 @@ class Origin:
         """The registered pane of this host it was sent from ('' if none or unknown)."""
         return ""
 
+    def verified_host(self) -> str:
+        """The sending host, where this host knows it for sure ('' where it is only
+        claimed). This base stands for a process of this host (an in-process call)."""
+        from agent_mesh.registry.naming import self_alias
+
+        return self_alias()
+
+    def remote(self) -> bool:
+        """Did it come from another host (peer rights apply)?"""
+        return False
+
 
 def where(name: str) -> str:
     """How to raise a cap, for a refusal line."""

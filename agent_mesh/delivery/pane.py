@@ -37,6 +37,7 @@ _STATE_FIELDS = (
     "pane_current_command",
     "pane_pid",
     "@agent-accept",
+    "@agent-allow",
     "socket_path",
     "session_name",
     "window_index",
@@ -113,6 +114,7 @@ class Pane:
             bracketed=record["bracketed_paste"],
             window_id=record["window_id"],
             tty_mode=tty_mode(record["pane_tty"]),
+            allow=record["@agent-allow"],
         )
 
     def press(self, key: str, check: bool = True) -> None:

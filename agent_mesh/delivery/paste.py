@@ -141,13 +141,15 @@ class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as p
 
     def __init__(self, tmux: Tmux, target: str, *, force: bool = False,
                  skip_dismiss: bool = False, multiline: bool = False,
-                 entry: Agent | None = None) -> None:
+                 entry: Agent | None = None,
+                 allowed: Callable[[PaneState], None] | None = None) -> None:
         self.tmux = tmux
         self.target = target
         self.force = force
         self.skip_dismiss = skip_dismiss
         self.multiline = multiline
         self.entry = entry  # the registry entry: its pane must still be in its window
+        self.allowed = allowed  # raises unless the pane's @agent-allow takes the sender
         self._lock: locked | None = None
 
     def __enter__(self) -> ClaimedPane:
@@ -163,7 +165,8 @@ class claim_pane:  # lowercase: used like a function, `with claim_pane(...) as p
         notes: list[str] = []
         try:
             state, status = _wait_until_ready(
-                pane, fd, self.force, self.skip_dismiss, self.multiline, notes, self.entry
+                pane, fd, self.force, self.skip_dismiss, self.multiline, notes, self.entry,
+                self.allowed,
             )
         except BaseException:
             lock.__exit__(None, None, None)
@@ -227,6 +230,7 @@ def _leave_mode(pane: Pane, state: PaneState, notes: list[str]) -> tuple[PaneSta
 def _wait_until_ready(
     pane: Pane, fd: int, force: bool, skip_dismiss: bool, multiline: bool,
     notes: list[str], entry: Agent | None = None,
+    allowed: Callable[[PaneState], None] | None = None,
 ) -> tuple[PaneState, PaneStatus]:
     """Under the pane lock: wait out the previous message, then check the pane; close a
     known harmless dialog with Escape (never Enter) and check again."""
@@ -237,6 +241,8 @@ def _wait_until_ready(
     state = pane.state()
     if entry is not None:
         _check_window(state, entry)
+    if allowed is not None:  # who may message it comes before whether it is ready
+        allowed(state)
     status = _classify(state)
     if not force:
         _mid_turn(state, status)  # mid-turn or asking by its hooks: queued (MidTurn)
@@ -328,6 +334,7 @@ def deliver_envelope(
     file: SourceFile | Upload | bytes | None = None,
     tmux: Tmux | None = None,
     before_paste: Callable[[], None] | None = None,
+    allowed: Callable[[PaneState], None] | None = None,
 ) -> DeliveryResult:
     """The whole same-host delivery of one envelope: used locally and by `agent-mesh rpc`.
 
@@ -336,6 +343,7 @@ def deliver_envelope(
     the paste then fails: a message that is not delivered leaves nothing behind.
     `before_paste` runs under the pane's lock right before the paste (the queue's
     waiter marks its record there, so a kill mid-paste is never typed twice).
+    `allowed` checks the sender against the pane's @agent-allow (delivery/allow.py).
     """
     require_unicode(envelope.body)  # a usage error comes before any check of the pane
     notes: list[str] = []
@@ -345,7 +353,7 @@ def deliver_envelope(
         multiline = "\n" in envelope.body or "\r" in envelope.body
         with claim_pane(
             tmux, target, force=envelope.force, skip_dismiss=envelope.skip_dismiss,
-            multiline=multiline, entry=agent,
+            multiline=multiline, entry=agent, allowed=allowed,
         ) as pane:
             dropped = place(file, envelope.sender, envelope.file_name) if file is not None else None
             if dropped is not None:

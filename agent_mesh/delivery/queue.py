@@ -311,7 +311,7 @@ def _record(record: dict[str, object], outcome: Outcome | str, detail: str) -> N
         env = record.get("envelope")
         if isinstance(env, dict):
             try:
-                envelope = Envelope.from_json(env)
+                envelope = Envelope.from_json(env, trusted=True)
             except (KeyError, TypeError, ValueError):
                 return
             log.received_event(envelope, address, outcome, detail)
@@ -458,7 +458,7 @@ def _deliver(record: dict[str, object], address: str) -> DeliveryResult:
     socket = str(pane.get("socket") or "")
     agent = Agent(address=address, host=self_alias(), target=str(pane["pane_id"]),
                   pane_id=str(pane["pane_id"]), window_id=str(pane["window_id"]), socket=socket)
-    envelope = Envelope.from_json(record["envelope"])  # type: ignore[arg-type]
+    envelope = Envelope.from_json(record["envelope"], trusted=True)  # type: ignore[arg-type]
     envelope = envelope.replace(force=False, queue=True)
     path = str(record["file"])
     sending = os.path.splitext(path)[0] + SENDING

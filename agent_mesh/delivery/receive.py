@@ -10,13 +10,24 @@ from __future__ import annotations
 from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile, Upload
 from agent_mesh.delivery.paste import deliver_envelope
-from agent_mesh.errors import MeshError, MidTurn, NotReady, Outcome, PaneDead, UsageError
+from agent_mesh.errors import (
+    MeshError,
+    MidTurn,
+    NotReady,
+    Outcome,
+    PaneDead,
+    Refused,
+    UsageError,
+)
 from agent_mesh.model import Agent, DeliveryResult, Envelope, is_hex_id
 from agent_mesh.registry import naming
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the hot path an import
+    from collections.abc import Callable
+
     from agent_mesh.delivery.mailbox import Origin
+    from agent_mesh.delivery.state import PaneState
 
 
 def _result(agent: Agent, envelope: Envelope, outcome: Outcome, note: str) -> DeliveryResult:
@@ -30,8 +41,11 @@ def receive(
     agent: Agent,
     file: SourceFile | Upload | bytes | None = None,
     origin: Origin | None = None,
+    verified: str | None = None,
 ) -> DeliveryResult:
     """Deliver envelope to agent's pane on this host, honouring `re` and `queue`.
+    `verified`: the sending host as this host knows it ('' : only claimed); None: from
+    origin (None: a process of this host).
 
     A reply is checked first against its ask and `origin` (who really sent it, as
     this host can tell): a refused one is neither stored, queued nor typed. While
@@ -43,6 +57,8 @@ def receive(
     that takes no messages), where it would only wait for its time to live.
     """
     _check_reply_fields(envelope)
+    # Who really sends (issue 18): a peer's mesh key, this host, or nobody knows.
+    envelope = envelope.replace(verified=_verified(origin) if verified is None else verified)
     if envelope.force:
         envelope = envelope.replace(queue=False)
     late = ""
@@ -53,16 +69,25 @@ def receive(
         if mailbox.store_reply(envelope, ask):
             return _result(agent, envelope, Outcome.MAILBOX, "the asker was waiting: kept for it")
         late = f"its ask ended ({mailbox.ended(ask)}): typed into the asker's pane"
+    # A window's @agent-allow (a reply to its own ask is held to the asked agent instead):
+    # read with the pane's state, in the same tmux call; by itself only before queueing.
+    allowed = None if envelope.re else _allow_check(envelope, agent)
     if envelope.queue:
         from agent_mesh.delivery import queue  # json: only for queued messages
 
         queue.check_request(envelope)  # before the pane is looked at; enqueue relies on it
         if queue.has_pending(agent.address):  # behind the ones already waiting, in order
+            if allowed is not None:
+                _check_allowed(envelope, agent)
             queue.enqueue(envelope, agent, "earlier messages are still queued")
             queue.start_waiter(agent.address)
             return _result(agent, envelope, Outcome.QUEUED, "queued behind earlier messages")
     try:
-        result = deliver_envelope(envelope, agent, file)
+        result = deliver_envelope(envelope, agent, file, allowed=allowed)
+    except Refused as exc:
+        if envelope.queue:  # the receiving log leaves a queued message's refusals to us
+            log.received_event(envelope, agent.address, Outcome.REFUSED, str(exc))
+        raise
     except MidTurn as exc:  # mid-turn by its own hooks: for its Stop hook, --queue or not
         return _queue_for_turn_end(envelope, agent, file, str(exc))
     except NotReady as exc:
@@ -75,11 +100,44 @@ def receive(
             raise refused from None
         from agent_mesh.delivery import queue  # json: only for queued messages
 
+        if allowed is not None:  # refused before its state was read (the lock was busy)
+            _check_allowed(envelope, agent)
         queue.enqueue(envelope, agent, str(exc))
         queue.start_waiter(agent.address)
         return _result(agent, envelope, Outcome.QUEUED, f"queued: {exc}")
     return result.replace(notes=[*result.notes, late] if late else result.notes,
                           msg_id=envelope.msg_id)
+
+
+def _verified(origin: Origin | None) -> str:
+    """The sending host where this host knows it ('' where it is only claimed); no
+    origin: a process of this host (a local notify-pane)."""
+    if origin is None:
+        return naming.self_alias()
+    return origin.verified_host()
+
+
+def _allow_check(envelope: Envelope, agent: Agent) -> Callable[[PaneState], None]:
+    """What claim_pane runs on the pane's first state: refused unless its @agent-allow
+    takes this sender (delivery/allow.py)."""
+    from agent_mesh.delivery import allow
+
+    def check(state: PaneState) -> None:
+        allow.check(envelope, agent, state.allow)
+
+    return check
+
+
+def _check_allowed(envelope: Envelope, agent: Agent) -> None:
+    """The window's @agent-allow read by itself (one more tmux call: only for a message
+    queued without a look at its pane); a refusal is logged as such."""
+    from agent_mesh.delivery import allow
+
+    try:
+        allow.check(envelope, agent)
+    except Refused as exc:
+        log.received_event(envelope, agent.address, Outcome.REFUSED, str(exc))
+        raise
 
 
 def _queue_for_turn_end(envelope: Envelope, agent: Agent,

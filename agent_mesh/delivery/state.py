@@ -22,7 +22,7 @@ class PaneState(Frozen):
     FIELDS = (
         "pane_id", "dead", "in_mode", "mode", "cursor_x", "cursor_y", "cursor_visible",
         "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground",
-        "procs", "target", "socket", "bracketed", "window_id", "tty_mode",
+        "procs", "target", "socket", "bracketed", "window_id", "tty_mode", "allow",
     )
     __slots__ = FIELDS
     pane_id: str
@@ -45,6 +45,7 @@ class PaneState(Frozen):
     bracketed: str
     window_id: str
     tty_mode: str
+    allow: str  # the window's (else session's) @agent-allow, read in the same tmux call
 
     def __init__(self, pane_id: str, dead: bool = False, in_mode: bool = False, mode: str = "",
                  cursor_x: int = 0, cursor_y: int = 0, cursor_visible: bool = True,
@@ -52,13 +53,13 @@ class PaneState(Frozen):
                  width: int = 0, accept: str = "", screen: str = "",
                  foreground: str = "", procs: Foreground | None = None, target: str = "",
                  socket: str = "", bracketed: str = "", window_id: str = "",
-                 tty_mode: str = "") -> None:
+                 tty_mode: str = "", allow: str = "") -> None:
         self._set(pane_id=pane_id, dead=dead, in_mode=in_mode, mode=mode, cursor_x=cursor_x,
                   cursor_y=cursor_y, cursor_visible=cursor_visible, alternate_on=alternate_on,
                   current_command=current_command, pane_pid=pane_pid, width=width,
                   accept=accept, screen=screen, foreground=foreground, procs=procs,
                   target=target, socket=socket, bracketed=bracketed, window_id=window_id,
-                  tty_mode=tty_mode)
+                  tty_mode=tty_mode, allow=allow)
 
     @property
     def accept_words(self) -> frozenset[str]:

@@ -94,8 +94,14 @@ class OpenSshTransport(Host):
         self.persist = control_persist() if persist == "" else persist
         folder = control_dir() if self.persist is not None else None
         self.socket = os.path.join(folder, socket_name(alias)) if folder else None
+        # The mesh key for this peer (issue 18: `agent-mesh trust add`), offered alone.
+        from agent_mesh.mesh.meshkey import mesh_key_for
+
+        self.key = mesh_key_for(alias)
         # The local end of the forward to the peer's rpc server (hidden: not a master).
-        self.forward = os.path.join(folder, f".{socket_name(alias)}.rpc") if folder else None
+        # A mesh key's `restrict` forbids forwarding: no server, a launcher per request.
+        self.forward = (os.path.join(folder, f".{socket_name(alias)}.rpc")
+                        if folder and self.key is None else None)
 
     def _fail(self, text: str, cause: str = "") -> WireError:
         return WireError(f"{self.host}: {text.replace('ALIAS', self.host)}", cause=cause)
@@ -110,7 +116,10 @@ class OpenSshTransport(Host):
             mux = ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.socket}",
                    "-o", f"ControlPersist={self.persist}"]
         timeout = 1 if master == "no" else CONNECT_TIMEOUT
-        return [self.ssh, *ssh_options(timeout), *mux, *flags, "--", self.host,
+        # -i and IdentitiesOnly: only the mesh key (and the config's own IdentityFile,
+        # should the peer not take it: doctor tells); every other setting is the user's.
+        key = ["-i", self.key, "-o", "IdentitiesOnly=yes"] if self.key else []
+        return [self.ssh, *ssh_options(timeout), *mux, *key, *flags, "--", self.host,
                 *([command] if command else [])]
 
     def request(self, header: dict[str, Any], stream: FileBody | None = None,

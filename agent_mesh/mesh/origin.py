@@ -6,6 +6,7 @@ the host, or the pane, of the agent that was asked: delivery/mailbox.py decides)
   (`SSH_CONNECTION`), matched against the addresses this host's own `ssh -G ALIAS`
   gives for the asked agent's host. The envelope's `sender` is never used: any peer
   can write any name there.
+- `agent-mesh rpc --peer HOST` (a mesh key's forced command): HOST, for sure.
 - `agent-mesh rpc` run without SSH: a process of this host, in no known pane.
 """
 
@@ -30,12 +31,44 @@ class LocalOrigin(Origin):
         return self._pane
 
 
+    def verified_host(self) -> str:
+        return self.host
+
+
+class KeyOrigin(Origin):
+    """An rpc request under a mesh key's forced command (`rpc --peer HOST`, issue 18):
+    sshd matched HOST's key, so the calling host is known for sure."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def why_not_host(self, alias: str) -> str | None:
+        return None if alias == self.host else f"it came with {self.host}'s mesh key"
+
+    def verified_host(self) -> str:
+        return self.host
+
+    def remote(self) -> bool:
+        return True
+
+
 class SshOrigin(Origin):
     """An rpc request over SSH: what is known is the address it connected from."""
 
     def __init__(self, connection: str) -> None:
         words = connection.split()
-        self.address = _normal(words[0]) if words else ""
+        self._raw = words[0] if words else ""
+
+    @property
+    def address(self) -> str:
+        """Normalised when asked (ipaddress costs an import every request would pay)."""
+        return _normal(self._raw) if self._raw else ""
+
+    def verified_host(self) -> str:
+        return ""  # a login key: any host holding it could be calling
+
+    def remote(self) -> bool:
+        return True
 
     def why_not_host(self, alias: str) -> str | None:
         if not self.address:
@@ -48,8 +81,11 @@ class SshOrigin(Origin):
                 "(a jump host or NAT in between hides the sender: see Security model)")
 
 
-def connection_origin() -> Origin:
-    """The caller of this `agent-mesh rpc`, from its environment."""
+def connection_origin(peer: str = "") -> Origin:
+    """The caller of this `agent-mesh rpc`, from its environment; `peer`: the host whose
+    mesh key sshd matched (`rpc --peer`)."""
+    if peer:
+        return KeyOrigin(peer)
     connection = os.environ.get("SSH_CONNECTION")
     if connection is not None:
         return SshOrigin(connection)

@@ -190,6 +190,7 @@ class ParamikoTransport(Host):
         self._via = via
         self._client: Any = None
         self._jump: ParamikoTransport | None = None
+        self._hop = False  # a jump host on the way to another peer
 
     # --- connection ---------------------------------------------------------
 
@@ -212,12 +213,20 @@ class ParamikoTransport(Host):
                 except Exception:  # a malformed line must not disable the rest
                     continue
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
-        keys = [p for p in target.identity_files if os.path.exists(p)]
+        from agent_mesh.mesh.meshkey import mesh_key_for
+
+        # never for a jump hop: a mesh key may not forward (its `restrict`)
+        mesh_key = None if self._hop else mesh_key_for(self.host)
+        # A peer reached with the mesh key (issue 18): that key first, then the config's
+        # own IdentityFile (a peer not yet given the key: doctor tells), no agent's keys,
+        # as OpenSSH does with -i and IdentitiesOnly.
+        keys = [mesh_key] if mesh_key else []
+        keys += [p for p in target.identity_files if os.path.exists(p) and p not in keys]
         t = target.connect_timeout
         try:
             client.connect(
                 target.hostname, port=target.port, username=target.user or None, sock=sock,
-                key_filename=keys or None, allow_agent=True, look_for_keys=False,
+                key_filename=keys or None, allow_agent=mesh_key is None, look_for_keys=False,
                 timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t,
             )
         except paramiko.BadHostKeyException:
@@ -267,6 +276,7 @@ class ParamikoTransport(Host):
             # ProxyJump a,b,c: reach the last hop through the ones before it
             *before, jump_alias = target.proxy_jump.split(",")
             self._jump = ParamikoTransport(jump_alias, via=",".join(before) if before else None)
+            self._jump._hop = True
             jump_client = self._jump.connect()
             try:
                 return jump_client.get_transport().open_channel(

@@ -19,6 +19,7 @@ from agent_mesh.mesh.wire import (
     GREETING,
     MAX_HEADER,
     PROTOCOL,
+    REMOTE_COMMAND,
     dumps,
     error_to_reply,
     loads,
@@ -51,10 +52,18 @@ def dispatch(request: dict[str, Any], stream: BinaryIO | None = None,
              origin: Origin | None = None) -> dict[str, Any]:
     """Answer one request of this very installation (LocalHost calls this directly)."""
     op = request.get("op")
-    if op == "hello":
-        return {"host": self_alias()}
+    verified, remote = _caller(origin)
+    if op == "hello":  # who answers, and whom it takes the caller for (doctor)
+        return {"host": self_alias(), "caller": verified if remote else "",
+                "mesh_key": bool(remote and verified)}
+    if remote:  # a peer: what it claims must be what its key says, and it needs the right
+        from agent_mesh.mesh import rights
+
+        if verified:
+            _check_claims(request, verified)
+        rights.check(str(op), request, verified)
     if op == "deliver":
-        return {"result": _deliver(request, stream, origin)}
+        return {"result": _deliver(request, stream, origin, verified)}
     if op == "exchange":
         return _exchange(request)
     from agent_mesh.mesh.handlers import OPS, REPLY_OPS, handle_spawn
@@ -83,16 +92,68 @@ def _closed(stream: BinaryIO) -> Callable[[], bool]:
     return closed
 
 
+# Set by launch(): the host whose mesh key sshd matched (`rpc --peer HOST`, the forced
+# command of `trust add`), or '' for a login key or a process of this host.
+PEER = ""
+
+
 def _origin(origin: Origin | None) -> Origin:
     if origin is not None:
         return origin
     from agent_mesh.mesh.origin import connection_origin
 
-    return connection_origin()
+    return connection_origin(PEER)
+
+
+def _caller(origin: Origin | None) -> tuple[str, bool]:
+    """(the calling host as verified here or '', whether it is another host), without
+    mesh/origin.py's imports for a plain request."""
+    if origin is not None:
+        return origin.verified_host(), origin.remote()
+    if PEER:
+        return PEER, True
+    if "SSH_CONNECTION" in os.environ:
+        return "", True  # a login key: any host holding it could be calling
+    return self_alias(), False
+
+
+def _check_claims(request: dict[str, Any], peer: str) -> None:
+    """A request that came with peer's mesh key must not speak for another host: its
+    sending host, an exchange's `from`, or a sender that names another host's agent
+    (or that host) are refused (exit 4, a forgery is no delivery problem)."""
+    from agent_mesh.errors import WireError
+
+    claims = [("sending host", request.get("sender_host")), ("exchange from",
+                                                          request.get("from"))]
+    envelopes = request.get("envelopes") if request.get("op") == "deliver_many" else [
+        request.get("envelope")]
+    senders = [str(env.get("sender")) for env in envelopes or [] if isinstance(env, dict)]
+    if senders:
+        hosts = {self_alias(), *naming.mesh_aliases(strict=False)}
+        for sender in senders:
+            claims.append(("sender", _claimed_host(sender, peer, hosts)))
+    for what, claimed in claims:
+        if claimed and claimed != peer:
+            raise WireError(f"refused: the request's {what} claims host {claimed}, but it came "
+                            f"with {peer}'s mesh key (a peer speaks only for itself)")
+
+
+def _claimed_host(sender: str, peer: str, hosts: set[str]) -> str:
+    """The host a sender's name speaks for: `HOST`, `HOST[session]`, or an address under
+    HOST (the longest alias it starts with: `peer-2-main` is peer-2's) or another host's
+    registered agent; '' for a free name (AGENT_NAME) that names no host."""
+    name = sender.split("[", 1)[0] if sender.endswith("]") else sender
+    if name in hosts or name == peer:
+        return name
+    owners = [h for h in hosts | {peer} if sender.startswith(h + "-")]
+    if owners:
+        return max(owners, key=len)
+    agent = view.load_agents().get(sender)  # a registered address without a host prefix
+    return str(agent.host) if agent is not None else ""
 
 
 def _deliver(request: dict[str, Any], stream: BinaryIO | None,
-             origin: Origin | None) -> dict[str, Any]:
+             origin: Origin | None, verified: str) -> dict[str, Any]:
     from agent_mesh.delivery.inbox import discard_upload, receive_upload
     from agent_mesh.delivery.receive import receive
 
@@ -106,7 +167,8 @@ def _deliver(request: dict[str, Any], stream: BinaryIO | None,
         file = receive_upload(stream, size)  # the body follows the header: read it first
     try:
         agent = view.resolve(envelope.address, view.load_agents(paths.local_slice()))
-        result = receive(envelope, agent, file, _origin(origin) if envelope.re else None)
+        result = receive(envelope, agent, file, _origin(origin) if envelope.re else None,
+                         verified=verified)
     finally:
         if file is not None:  # refused or failed: the upload must not linger
             discard_upload(file.tmp)
@@ -134,6 +196,7 @@ def _exchange(request: dict[str, Any]) -> dict[str, Any]:
 def answer(stream: BinaryIO) -> bytes:
     """Read one request from stream (header line, then any file's bytes); the reply."""
     reply: dict[str, Any]
+    request: Any = {}
     try:
         raw = stream.readline(MAX_HEADER + 1)
         if len(raw) > MAX_HEADER:
@@ -148,7 +211,31 @@ def answer(stream: BinaryIO) -> bytes:
     except Exception as exc:  # answer, never a traceback on the wire
         reply = error_to_reply(exc)
     reply.update(protocol=PROTOCOL, version=__version__, host=naming.self_alias())
+    _log_peer(request if isinstance(request, dict) else {}, reply)
     return dumps(reply).encode()
+
+
+def _log_peer(request: dict[str, Any], reply: dict[str, Any]) -> None:
+    """Every operation of another host, with the host as verified here (issue 18):
+    ~/.agents/log/peers.jsonl (delivery/log.py's writer: never fails the request)."""
+    verified, remote = _caller(None)
+    if not remote:
+        return
+    import time
+
+    from agent_mesh.delivery import log
+
+    record: dict[str, object] = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "op": str(request.get("op")),
+        "host": verified, "verified": bool(verified),
+        "claimed": str(request.get("sender_host") or ""),
+        "outcome": "ok" if reply.get("ok") else f"exit {reply.get('code')}",
+    }
+    if not verified:
+        record["from"] = os.environ.get("SSH_CONNECTION", "").split(" ", 1)[0]
+    if not reply.get("ok"):
+        record["reason"] = str(reply.get("error", ""))[:300]
+    log.append(os.path.join(log.log_dir(), "peers.jsonl"), record)
 
 
 def main() -> int:
@@ -167,11 +254,23 @@ def main() -> int:
 
 
 def launch(argv: list[str]) -> None:
-    """What ~/.local/share/agent-mesh/rpc runs: one request, or `--serve SECONDS`."""
+    """What ~/.local/share/agent-mesh/rpc runs: one request, or `--serve SECONDS`;
+    `--peer HOST` is a mesh key's forced command (mesh/trust.py): what the client asked
+    for is in SSH_ORIGINAL_COMMAND, and only a request is answered."""
+    global PEER
+    if argv[:1] == ["--peer"] and len(argv) == 2 and naming.valid_alias(argv[1]):
+        PEER = argv[1]
+        asked = os.environ.get("SSH_ORIGINAL_COMMAND")
+        if asked != REMOTE_COMMAND:
+            what = "a login shell" if asked is None else "this command"
+            sys.stderr.write(f"agent-mesh: refused {what}: this key ({PEER}'s mesh key) runs "
+                             "agent-mesh requests only\n")
+            sys.exit(1)
+        argv = []
     if argv[:1] == ["--serve"] and len(argv) == 2 and argv[1].isdigit():
         serve(int(argv[1]))
     elif argv:
-        sys.stderr.write("usage: rpc [--serve SECONDS] < REQUEST\n")
+        sys.stderr.write("usage: rpc [--serve SECONDS | --peer HOST] < REQUEST\n")
         sys.exit(1)
     else:
         main()
@@ -257,8 +356,10 @@ def serve(idle: int) -> None:
 def _preload() -> None:
     """Import, once, what requests use (modules only, no data): every forked child then
     starts with them loaded instead of importing them for each message."""
-    from agent_mesh.delivery import inbox, receive  # noqa: F401
-    from agent_mesh.mesh import handlers, sync  # noqa: F401
+    import tomllib  # noqa: F401 - the peer rights in config.toml
+
+    from agent_mesh.delivery import allow, inbox, receive  # noqa: F401
+    from agent_mesh.mesh import handlers, rights, sync  # noqa: F401
     from agent_mesh.model import Envelope  # noqa: F401
 
 

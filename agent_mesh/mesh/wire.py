@@ -198,7 +198,11 @@ def loads(raw: bytes | str) -> Any:
 
 def encode_header(header: dict[str, Any]) -> bytes:
     """The request's first line: header plus protocol and version, newline-terminated."""
-    return dumps({**header, "protocol": PROTOCOL, "version": __version__}).encode() + b"\n"
+    from agent_mesh.registry.naming import self_alias
+
+    # sender_host: the host this request speaks for; a mesh key's rpc checks it (issue 18)
+    return dumps({**header, "protocol": PROTOCOL, "version": __version__,
+                  "sender_host": self_alias()}).encode() + b"\n"
 
 
 def decode_reply(host: str, raw: bytes, status: int) -> dict[str, Any]:

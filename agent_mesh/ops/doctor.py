@@ -34,7 +34,7 @@ from agent_mesh.ops.host_checks import (
     check_timer,
     check_tmux,
 )
-from agent_mesh.ops.peer_checks import PeerProbes, check_slice
+from agent_mesh.ops.peer_checks import PeerProbes, check_slice, check_trust
 
 __all__ = ["Check", "check_inbox_parts", "check_peers_conf", "check_registry_files",
            "check_timer", "check_tmux", "exit_code", "render", "run_checks", "summary",
@@ -96,6 +96,7 @@ def run_checks(*, include_peers: bool = True) -> list[Check]:
     for alias in peers:
         if alias in probed:
             checks.append(probed[alias])
+            checks += _guard(f"trust:{alias}", functools.partial(check_trust, alias))
         checks += _guard(f"slice:{alias}", functools.partial(check_slice, alias, now))
     return checks
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.errors import Cause, MeshError, UsageError, report
@@ -132,6 +133,7 @@ def check_peer(host: Host, budget: float = PEER_BUDGET) -> Check:
             how = f"via paramiko, host key known, connect {(asked - started) * 1000:.0f} ms,"
     except MeshError as exc:
         return _peer_failure(alias, exc)
+    HELLO[alias] = reply
     theirs = str(reply.get("host", ""))
     if theirs != alias:
         return fail(f"peer:{alias}", f"reachable, but it calls itself {theirs!r} in its "
@@ -139,6 +141,37 @@ def check_peer(host: Host, budget: float = PEER_BUDGET) -> Check:
                     f"on {alias}: echo {alias} > ~/.agents/self.conf")
     return ok(f"peer:{alias}", f"reachable {how} agent-mesh {reply.get('version', '?')} "
               f"(same as here) answered in {(answered - asked) * 1000:.0f} ms")
+
+
+HELLO: dict[str, dict[str, Any]] = {}  # each peer's answer to `hello`, for check_trust
+
+
+def check_trust(alias: str) -> Check:
+    """Does this host reach alias with a restricted mesh key (issue 18)? The peer's own
+    answer to `hello` says so: its rpc ran as the key's forced command, and took us for
+    whom."""
+    from agent_mesh.mesh.meshkey import key_path, mesh_key_for
+    from agent_mesh.registry.naming import self_alias
+
+    name = f"trust:{alias}"
+    reply = HELLO.get(alias)
+    me = self_alias()
+    if reply is not None and reply.get("mesh_key"):
+        caller = str(reply.get("caller", ""))
+        if caller != me:
+            return fail(name, f"the mesh key reaches {alias}, but it takes this host for "
+                        f"{caller!r}", f"agent-mesh trust remove {alias}; "
+                        f"agent-mesh trust add {alias}")
+        return ok(name, f"reached with a restricted mesh key (verified there as {me})")
+    fix = (f"agent-mesh trust add {alias}" if Path(key_path()).exists() else
+           f"agent-mesh trust init && agent-mesh trust add {alias}")
+    if reply is None:
+        return warn(name, "not checked (the peer did not answer)", fix)
+    if mesh_key_for(alias):
+        return warn(name, f"{alias} was reached with a login key although this host has "
+                    "a mesh key for it: the key's line is missing there", fix)
+    return warn(name, "reached with an unrestricted login key: a compromised host here "
+                f"is a shell on {alias}, and {alias} cannot verify who sends", fix)
 
 
 def check_slice(alias: str, now: float) -> Check:

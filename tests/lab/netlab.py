@@ -671,6 +671,9 @@ class Lab:
             agents.mkdir()
             _write(agents / "self.conf", f"{h.name}\n", 0o644, own)
             _write(agents / "peers.conf", peers, 0o644, own)
+            # Force and spawn are off for peers by default (issue 18): the lab's hosts
+            # grant them, as every host did before; tests/test_trust_lab.py takes it back.
+            _write(agents / "config.toml", "[peers]\nforce = true\nspawn = true\n", 0o644, own)
             os.chown(agents, *own)
             local_bin = h.home / ".local" / "bin"
             local_bin.mkdir(parents=True)
