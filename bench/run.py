@@ -97,8 +97,21 @@ class Sandbox:
         shutil.copy2(REPO / "agent_mesh/ops/data/tmux-event", hooks / "tmux-event")
         local_bin = self.home / ".local" / "bin"
         local_bin.mkdir(parents=True)
-        for script in ("agent-register-hook", "notify-pane", "agent-discover"):
+        for script in ("agent-register-hook", "agent-discover"):
             (local_bin / script).symlink_to(BIN / script)
+        # notify-pane as `agent-mesh setup` links it: to its `python -I -S` launcher
+        from agent_mesh import paths
+        from agent_mesh.ops.setup import notify_launcher_text
+
+        launcher = self.home / ".local" / "share" / "agent-mesh" / "notify-pane"
+        text = notify_launcher_text(sys.executable, paths.package_paths(),
+                                    str(BIN / "notify-pane"))
+        if text is not None:
+            launcher.write_text(text)
+            launcher.chmod(0o755)
+        (local_bin / "notify-pane").symlink_to(launcher if text is not None
+                                               else BIN / "notify-pane")
+        self.notify = str(local_bin / "notify-pane")
         self.env = {
             k: v for k, v in os.environ.items() if k not in ("TMUX", "TMUX_PANE", "AGENT_NAME")
         }
@@ -207,7 +220,7 @@ def bench_local_delivery(rounds: int) -> Result:
         result = Result("local delivery to an idle pane", target=0.7)
         landed: dict[str, list[float]] = {"ours": [], "baseline": []}
         runners = {
-            "ours": lambda body: box.run([str(BIN / "notify-pane"), address, body]),
+            "ours": lambda body: box.run([box.notify, address, body]),
             # The bash tool's own check refuses a `>>>` prompt; skipping it favours it.
             "baseline": lambda body: box.run(
                 [str(BASELINE / "notify-pane.sh"), address, body],
@@ -804,7 +817,7 @@ def _mcp_send(server: _McpServer, address: str, body: str) -> None:
 
 
 def _notify(box: Sandbox, address: str, body: str) -> None:
-    out = box.run([str(BIN / "notify-pane"), address, body])
+    out = box.run([box.notify, address, body])
     if out.returncode != 0:
         raise RuntimeError(f"notify-pane: {out.stderr.decode().strip()}")
 
