@@ -111,6 +111,12 @@ def managed_tmux_conf() -> str:
     return os.path.join(share_dir(), "tmux.conf")
 
 
+def notify_launcher() -> str:
+    """The notify-pane that `agent-mesh setup` writes and links into local_bin():
+    `python -I -S`, without site or the console script's imports (issue 20)."""
+    return os.path.join(share_dir(), "notify-pane")
+
+
 def setup_links() -> str:
     """The command links `agent-mesh setup` created in local_bin(), for --uninstall."""
     return os.path.join(share_dir(), "linked-commands")

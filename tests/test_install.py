@@ -415,6 +415,11 @@ def test_venv_package_and_commands(installed: Installed) -> None:
     for name in COMMANDS:
         link = home / ".local/bin" / name
         assert link.is_symlink(), name
+        if name == "notify-pane":  # setup's python -I -S launcher for this venv (issue 20)
+            launcher = home / ".local/share/agent-mesh/notify-pane"
+            assert os.readlink(link) == str(launcher)
+            assert launcher.read_text().startswith(f"#!{venv / 'bin' / 'python'} -IS\n")
+            continue
         assert os.readlink(link) == str(venv / "bin" / name)
         assert Path(os.path.realpath(link)).parent == Path(os.path.realpath(venv / "bin"))
     for name in ("notify-pane", "agent-mesh"):

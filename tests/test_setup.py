@@ -111,8 +111,12 @@ def test_pip_install_then_setup_gives_a_working_host(host: Host) -> None:
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert "agent-mesh setup: done" in setup.stdout
     assert "no tmux server running" in setup.stdout
+    launcher = env.home / ".local/share/agent-mesh/notify-pane"
     for name in COMMANDS:
-        assert os.readlink(host.local(name)) == str(venv / "bin" / name)
+        assert os.readlink(host.local(name)) == str(
+            launcher if name == "notify-pane" else venv / "bin" / name)
+    # notify-pane starts as the hook does (issue 20): -I -S, the package from its folders
+    assert launcher.read_text().startswith(f"#!{venv / 'bin' / 'python'} -IS\n")
     assert (env.home / ".local/share/agent-mesh/hooks/tmux-event").stat().st_mode & 0o111
     text = (env.home / ".tmux.conf").read_text()
     assert text.startswith(USER_TMUX)

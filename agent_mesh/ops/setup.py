@@ -74,8 +74,8 @@ from agent_mesh.ops.setup_tmux import (
 # What the CLI, doctor and the tests name as `setup.X`, wherever the part lives.
 __all__ = ["BLOCK_BEGIN", "BLOCK_END", "FIX", "HOOK_EVENTS", "HOOK_MARK", "TIMER_UNIT",
            "Report", "SetupError", "check_tmux_conf", "data_file", "install",
-           "install_rpc_launcher", "rewrite_block", "rpc_launcher_text", "run_helper",
-           "tmux_block", "uninstall"]
+           "install_rpc_launcher", "notify_launcher_text", "rewrite_block", "rpc_launcher_text",
+           "run_helper", "tmux_block", "uninstall"]
 
 # --- files: the launcher, the snippet, the command links -------------------------------
 
@@ -97,13 +97,54 @@ def rpc_launcher_text(python: str, folders: list[str]) -> str | None:
     folders as a repr, nothing a shell reads); None when python cannot go into a #!
     line (relative, whitespace, too long): the peers' requests then start the
     console script, as before."""
+    return _launcher_text("rpc", python, folders)
+
+
+def notify_launcher_text(python: str, folders: list[str], script: str) -> str | None:
+    """The notify-pane launcher (~/.local/bin/notify-pane links to it), which runs
+    the console script `script` when the package is gone; None as above."""
+    text = _launcher_text("notify-pane", python, folders)
+    return None if text is None else text.replace("@SCRIPT@", repr(script), 1)
+
+
+def _launcher_text(name: str, python: str, folders: list[str]) -> str | None:
     line = f"#!{python} -IS"
     if (not python.startswith("/") or any(ch.isspace() for ch in python)
             or len(line.encode()) > SHEBANG_MAX):
         return None
-    with open(data_file("rpc"), encoding="utf-8") as fh:
+    with open(data_file(name), encoding="utf-8") as fh:
         template = fh.read()
     return template.replace("@PYTHON@", python, 1).replace("@PATHS@", repr(folders), 1)
+
+
+def notify_link_target(bindir: str) -> str:
+    """Where ~/.local/bin/notify-pane points: setup's launcher when this interpreter
+    can start one (install_notify_launcher writes it), else the console script."""
+    script = os.path.join(bindir, "notify-pane")
+    if notify_launcher_text(sys.executable, [], script) is None:
+        return script
+    return paths.notify_launcher()
+
+
+def install_notify_launcher(report: Report, bindir: str, plan: list[tuple[str, str]]) -> None:
+    """~/.local/share/agent-mesh/notify-pane: a local delivery starts Python as the
+    hook does, without the console script's `import re` or `site` (issue 20). Only
+    while ~/.local/bin/notify-pane is (or is about to be) our link to it."""
+    path = paths.notify_launcher()
+    text = notify_launcher_text(sys.executable, paths.package_paths(),
+                                os.path.join(bindir, "notify-pane"))
+    link = os.path.join(paths.local_bin(), "notify-pane")
+    used = any(target == path for _, target in plan) or (
+        os.path.islink(link) and os.readlink(link) == path)
+    if text is None or not used:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    if read_or_none(path) == text and (os.stat(path).st_mode & 0o7777) == 0o755:
+        return
+    atomic_write(path, text.encode("utf-8"), 0o755)
+    os.chmod(path, 0o755)
+    report.say(f"installed the notify-pane launcher {tilde(path)}")
 
 
 def install_rpc_launcher(report: Report) -> None:
@@ -136,19 +177,27 @@ def plan_links(bindir: str, names: Iterable[str]) -> list[tuple[str, str]]:
     local = paths.local_bin()
     if os.path.realpath(bindir) == os.path.realpath(local):
         return []
+    recorded = _recorded_links()
     plan = []
     for name in names:
-        link, target = os.path.join(local, name), os.path.join(bindir, name)
+        link, script = os.path.join(local, name), os.path.join(bindir, name)
+        target = notify_link_target(bindir) if name == "notify-pane" else script
         if os.path.islink(link):
-            if os.readlink(link) == target or (
-                    os.path.exists(link) and os.path.samefile(link, target)):
+            if _points_at(link, target):
                 continue
+            if target != script and _points_at(link, script) and os.readlink(link) not in recorded:
+                continue  # another installer's link to this console script (pipx): keep it
         elif os.path.lexists(link):
             raise SetupError(f"{link} exists and is not a symlink (another install, e.g. pip "
                              f"install --user?); fix: remove it (pip uninstall agent-mesh, or "
                              f"rm {link}) and re-run")
         plan.append((link, target))
     return plan
+
+
+def _points_at(link: str, target: str) -> bool:
+    return os.readlink(link) == target or (
+        os.path.exists(link) and os.path.exists(target) and os.path.samefile(link, target))
 
 
 def link_commands(report: Report, bindir: str, plan: list[tuple[str, str]]) -> None:
@@ -198,7 +247,8 @@ def remove_files(report: Report) -> None:
     share = paths.share_dir()
     gone = []
     for path in (paths.hook_launcher(), paths.managed_tmux_conf(), paths.setup_links(),
-                 paths.setup_made_tmux_conf(), paths.rpc_launcher()):
+                 paths.setup_made_tmux_conf(), paths.rpc_launcher(),
+                 paths.notify_launcher()):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             gone.append(path)
@@ -352,6 +402,7 @@ def install(report: Report, *, cron: bool = False, discover: bool = True) -> boo
     if not os.path.exists(paths.self_conf()):
         host_alias()  # a hostname that is no alias stops setup here, not halfway
     install_files(report)
+    install_notify_launcher(report, bindir, plan)
     link_commands(report, bindir, plan)
     new_shell = add_path_line(report)
     seed_config(report)

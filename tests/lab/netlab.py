@@ -685,6 +685,23 @@ class Lab:
                         (local_bin / s).symlink_to(self.venv / "bin" / s)
                         os.lchown(local_bin / s, *own)
                 self.write_rpc_launcher(h)
+                self.write_notify_launcher(h)
+
+    def write_notify_launcher(self, h: LabHost) -> None:
+        """~/.local/bin/notify-pane -> ~/.local/share/agent-mesh/notify-pane, as `agent-mesh
+        setup` links it (a python -I -S launcher; issue 20)."""
+        from agent_mesh.ops.setup import notify_launcher_text
+
+        site = next((self.venv / "lib").glob("python3*/site-packages"))
+        text = notify_launcher_text(str(self.venv / "bin" / "python"), [str(site)],
+                                    str(self.venv / "bin" / "notify-pane"))
+        assert text is not None
+        launcher = h.home / ".local" / "share" / "agent-mesh" / "notify-pane"
+        _write(launcher, text, 0o755, (h.uid, h.gid))
+        link = h.home / ".local" / "bin" / "notify-pane"
+        link.unlink(missing_ok=True)
+        link.symlink_to(launcher)
+        os.lchown(link, h.uid, h.gid)
 
     def write_rpc_launcher(self, h: LabHost) -> None:
         """~/.local/share/agent-mesh/rpc, as `agent-mesh setup` writes it for the venv."""

@@ -1,0 +1,57 @@
+"""The notify-pane launcher `agent-mesh setup` links into ~/.local/bin (issue 20):
+`python -I -S` with the package's folders, and the console script when they are gone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from agent_mesh import paths
+from agent_mesh.ops.setup import notify_launcher_text
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def test_launcher_runs_notify_pane_without_site(tmp_path: Path) -> None:
+    text = notify_launcher_text(sys.executable, paths.package_paths(), "/nonexistent")
+    assert text is not None and text.startswith(f"#!{sys.executable} -IS\n")
+    launcher = _write(tmp_path / "notify-pane", text)
+    out = subprocess.run([str(launcher), "--version"], capture_output=True, text=True,
+                         check=False)
+    assert (out.returncode, out.stderr) == (0, "")
+    assert out.stdout.startswith("notify-pane (agent-mesh) ")
+    # the same interpreter flags as the hook: isolated, no site (so no `re` either)
+    probe = text.replace("from agent_mesh.cli.notify import main",
+                         "import agent_mesh; print(sys.flags.isolated, sys.flags.no_site, "
+                         "'re' in sys.modules, 'site' in sys.modules); sys.exit(0)")
+    out = subprocess.run([str(_write(tmp_path / "probe", probe))], capture_output=True,
+                         text=True, check=False)
+    assert out.stdout.split() == ["1", "1", "False", "False"], out.stderr
+
+
+def test_package_gone_runs_the_console_script(tmp_path: Path) -> None:
+    script = _write(tmp_path / "console", "#!/bin/sh\necho \"console: $*\"\n")
+    text = notify_launcher_text(sys.executable, [str(tmp_path / "gone")], str(script))
+    assert text is not None
+    launcher = _write(tmp_path / "notify-pane", text)
+    out = subprocess.run([str(launcher), "agent", "two words", "--x"], capture_output=True,
+                         text=True, check=False)
+    assert (out.returncode, out.stdout) == (0, "console: agent two words --x\n")
+
+    os.unlink(script)  # and that gone too: one line, "not installed"
+    out = subprocess.run([str(launcher), "agent", "hi"], capture_output=True, text=True,
+                         check=False)
+    assert out.returncode == 127
+    assert out.stderr.count("\n") == 1 and "not installed" in out.stderr
+
+
+def test_no_launcher_for_an_interpreter_no_shebang_can_start() -> None:
+    assert notify_launcher_text("python3", [], "/x") is None
+    assert notify_launcher_text("/opt/my python/bin/python", [], "/x") is None
+    assert notify_launcher_text("/" + "p" * 200, [], "/x") is None
