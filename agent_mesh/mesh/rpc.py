@@ -221,12 +221,11 @@ def _log_peer(request: dict[str, Any], reply: dict[str, Any]) -> None:
     verified, remote = _caller(None)
     if not remote:
         return
-    import time
-
+    from agent_mesh.clock import now_iso
     from agent_mesh.delivery import log
 
     record: dict[str, object] = {
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "op": str(request.get("op")),
+        "time": now_iso(), "op": str(request.get("op")),
         "host": verified, "verified": bool(verified),
         "claimed": str(request.get("sender_host") or ""),
         "outcome": "ok" if reply.get("ok") else f"exit {reply.get('code')}",
