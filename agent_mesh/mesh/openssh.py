@@ -102,9 +102,6 @@ class OpenSshTransport(Host):
         # A mesh key's `restrict` forbids forwarding: no server, a launcher per request.
         self.forward = (os.path.join(folder, f".{socket_name(alias)}.rpc")
                         if folder and self.key is None else None)
-        # Seconds a new connection may take: shorter after a master died of keepalives
-        # while holding our request (the total must stay under ~5 s when the peer is gone).
-        self.connect_timeout = CONNECT_TIMEOUT
 
     def _fail(self, text: str, cause: str = "") -> WireError:
         return WireError(f"{self.host}: {text.replace('ALIAS', self.host)}", cause=cause)
@@ -118,7 +115,7 @@ class OpenSshTransport(Host):
         else:
             mux = ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.socket}",
                    "-o", f"ControlPersist={self.persist}"]
-        timeout = 1 if master == "no" else self.connect_timeout
+        timeout = 1 if master == "no" else CONNECT_TIMEOUT
         # -i and IdentitiesOnly: only the mesh key (and the config's own IdentityFile,
         # should the peer not take it: doctor tells); every other setting is the user's.
         key = ["-i", self.key, "-o", "IdentitiesOnly=yes"] if self.key else []
@@ -212,18 +209,10 @@ class OpenSshTransport(Host):
             except OSError:
                 greeting = b""
             if greeting != GREETING:
-                waited = time.monotonic() - started
-                if not greeting and waited > 1.0:
-                    # Closed after seconds: the master died of unanswered keepalives. The
-                    # request never reached the server (it is sent after the greeting), and
-                    # a peer that was only cut off for a while (rebooted, network back)
-                    # answers a new connection: try one, within what is left of ~4.5 s.
-                    if waited > 3.5:
-                        raise self._fail(f"unreachable (Timeout, {self.host} not responding "
-                                         "to keepalives)")
-                    self.drop_master()
-                    self.connect_timeout = max(1, int(4.5 - waited))
-                    return None
+                if not greeting and time.monotonic() - started > 1.0:
+                    # Closed after seconds: the master died of unanswered keepalives.
+                    raise self._fail(f"unreachable (Timeout, {self.host} not responding to "
+                                     "keepalives)")
                 self._start_server(anew=True)  # gone, refused or another version
                 return None
             return self._exchange_with(conn, payload, stream, deadline)
