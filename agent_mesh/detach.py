@@ -14,10 +14,10 @@ hook starts helpers.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from agent_mesh import paths
-from agent_mesh.procs import spawn_detached
 
 _CODE = "import sys; sys.path[:0] = {}; from agent_mesh.detach import run; run(sys.argv[1:])"
 
@@ -32,3 +32,24 @@ def run(argv: list[str]) -> None:
     """The helper's side: call argv[0]'s function with the other arguments."""
     module, _, function = argv[0].partition(":")
     getattr(__import__(module, fromlist=[function]), function)(*argv[1:])
+
+
+def spawn_detached(argv: list[str], log_path: str | None = None) -> None:
+    """Start argv (argv[0] a path) in a new session, stdin from /dev/null and its
+    output appended to log_path (discarded without one): the caller returns at once
+    and nothing waits on it."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    out = devnull
+    try:
+        if log_path is not None:
+            out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.posix_spawn(
+            argv[0], argv, os.environ,
+            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
+                          (os.POSIX_SPAWN_DUP2, out, 2)],
+            setsid=True,
+        )
+    finally:
+        os.close(devnull)
+        if out != devnull:
+            os.close(out)

@@ -414,24 +414,3 @@ def running(marks: tuple[bytes, ...], env: bytes) -> list[int]:
         if environ is not None and env + b"\0" in environ + b"\0":
             found.append(pid)
     return found
-
-
-def spawn_detached(argv: list[str], log_path: str | None = None) -> None:
-    """Start argv (argv[0] a path) in a new session, stdin from /dev/null and its
-    output appended to log_path (discarded without one): the caller returns at once
-    and nothing waits on it."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    out = devnull
-    try:
-        if log_path is not None:
-            out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.posix_spawn(
-            argv[0], argv, os.environ,
-            file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out, 1),
-                          (os.POSIX_SPAWN_DUP2, out, 2)],
-            setsid=True,
-        )
-    finally:
-        os.close(devnull)
-        if out != devnull:
-            os.close(out)
