@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def test_a_warm_message_starts_no_ssh_and_no_python_on_the_peer(lab: Lab) -> Non
     # Private at both ends: only the user can reach the forward or the server's socket.
     assert forward.stat().st_mode & 0o777 == 0o600
     assert forward.parent.stat().st_mode & 0o777 == 0o700
-    (sock,) = [p for p in (h1.home / ".agents" / "cm").iterdir() if p.name.startswith(".rpc-")]
+    (sock,) = [p for p in (h1.home / ".agents" / "cm").iterdir() if p.name.endswith(".sock")]
     assert sock.parent.stat().st_mode & 0o777 == 0o700
 
 
@@ -151,6 +152,34 @@ def test_nothing_outlives_the_master(lab: Lab) -> None:
     _send(lab, "after the master was killed")  # a new master: cold, no server yet
     _send(lab, "and again")  # reused: the server comes back
     retry_until(lambda: _procs(h1, SERVER), timeout=20)
+
+
+def test_a_server_its_master_left_behind_is_retired_by_the_next(lab: Lab) -> None:
+    """The master ends while h1 is cut off, and h1's sshd never hears of it (the
+    connection is destroyed here, so no FIN follows the heal), as after a sender's crash
+    behind a dead link: the server it held lives on. The next master's server takes the
+    same slot (this user's master to h1) and retires it."""
+    h1, h2 = lab.hosts["h1"], lab.hosts["h2"]
+    _server_up(lab)
+    (old,) = _procs(h1, SERVER)
+    lab.partition("h1")
+    try:
+        masters = [pid for pid in _procs(h2, b"[mux]") if b"/h1-" in
+                   Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(masters) == 1, masters
+        os.kill(masters[0], 9)
+        retry_until(lambda: not _procs(h2, HOLDER), timeout=10)
+        subprocess.run(["ip", "netns", "exec", h2.ns, "ss", "-K", "dst", h1.ip,
+                        "dport", "=", ":22"], check=True, capture_output=True)
+    finally:
+        lab.heal("h1")
+    time.sleep(1)
+    if old not in _procs(h1, SERVER):
+        pytest.skip("h1 heard the connection end anyway (this kernel cannot `ss -K`)")
+    _server_up(lab)
+    retry_until(lambda: old not in _procs(h1, SERVER), timeout=5)
+    assert len(_procs(h1, SERVER)) == 1
+    _send(lab, "through the new server")
 
 
 def test_a_cut_off_peer_fails_within_5_s_through_the_server(lab: Lab) -> None:

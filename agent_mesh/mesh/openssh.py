@@ -102,6 +102,9 @@ class OpenSshTransport(Host):
         # A mesh key's `restrict` forbids forwarding: no server, a launcher per request.
         self.forward = (os.path.join(folder, f".{socket_name(alias)}.rpc")
                         if folder and self.key is None else None)
+        # Seconds a new connection may take: less after a master died holding a request
+        # (a peer cut off must still fail within ~5 s in all).
+        self.connect_timeout = CONNECT_TIMEOUT
 
     def _fail(self, text: str, cause: str = "") -> WireError:
         return WireError(f"{self.host}: {text.replace('ALIAS', self.host)}", cause=cause)
@@ -115,7 +118,7 @@ class OpenSshTransport(Host):
         else:
             mux = ["-o", "ControlMaster=auto", "-o", f"ControlPath={self.socket}",
                    "-o", f"ControlPersist={self.persist}"]
-        timeout = 1 if master == "no" else CONNECT_TIMEOUT
+        timeout = 1 if master == "no" else self.connect_timeout
         # -i and IdentitiesOnly: only the mesh key (and the config's own IdentityFile,
         # should the peer not take it: doctor tells); every other setting is the user's.
         key = ["-i", self.key, "-o", "IdentitiesOnly=yes"] if self.key else []
@@ -209,10 +212,15 @@ class OpenSshTransport(Host):
             except OSError:
                 greeting = b""
             if greeting != GREETING:
-                if not greeting and time.monotonic() - started > 1.0:
-                    # Closed after seconds: the master died of unanswered keepalives.
-                    raise self._fail(f"unreachable (Timeout, {self.host} not responding to "
-                                     "keepalives)")
+                waited = time.monotonic() - started
+                if not greeting and waited > 1.0:
+                    # Closed after a second or more: the master died holding our channel,
+                    # of unanswered keepalives (the peer is gone) or of a reset that a TCP
+                    # retransmission only now drew (the peer is back after a reboot or a
+                    # partition). The request never reached the server (it goes after the
+                    # greeting): one new connection, in what is left of ~4.5 s, tells which.
+                    self.connect_timeout = max(1, int(4.5 - waited))
+                    return None
                 self._start_server(anew=True)  # gone, refused or another version
                 return None
             return self._exchange_with(conn, payload, stream, deadline)
@@ -280,7 +288,8 @@ class OpenSshTransport(Host):
             return None
         _unlink(self.forward)  # the master's old listener, if any, is left unreachable
         holder = self.argv("-o", "ProxyCommand=false",  # through the master, or not at all
-                           command=serve_command(persist_seconds(self.persist or "0")),
+                           command=serve_command(persist_seconds(self.persist or "0"),
+                                                 self.server_slot()),
                            master="no")
         pid, stdin, stdout, stderr = spawn_piped(holder)
         os.close(stdin)
@@ -315,6 +324,20 @@ class OpenSshTransport(Host):
                 pass
             _unlink(self.forward)
         return ok
+
+    def server_slot(self) -> str:
+        """The peer's server slot our master's server takes: one per sending machine, user
+        and alias, so the next master's server retires one a partition left behind."""
+        import hashlib
+
+        try:
+            with open("/etc/machine-id", "rb") as fh:
+                machine = fh.read(64)
+        except OSError:
+            machine = b""
+        ident = b"\0".join([machine, os.uname().nodename.encode(), str(os.getuid()).encode(),
+                             os.fsencode(self.socket or "")])
+        return hashlib.blake2b(ident, digest_size=8).hexdigest()
 
     def _greets(self) -> bool:
         """Does a server answer with our greeting through the forward?"""

@@ -24,6 +24,7 @@ from agent_mesh.mesh.wire import (
     error_to_reply,
     loads,
     request_envelope,
+    valid_slot,
 )
 from agent_mesh.registry import naming, view
 from agent_mesh.registry.naming import self_alias
@@ -266,10 +267,11 @@ def launch(argv: list[str]) -> None:
                              "agent-mesh requests only\n")
             sys.exit(1)
         argv = []
-    if argv[:1] == ["--serve"] and len(argv) == 2 and argv[1].isdigit():
-        serve(int(argv[1]))
+    if argv[:1] == ["--serve"] and len(argv) == 3 and argv[1].isdigit() \
+            and valid_slot(argv[2]):
+        serve(int(argv[1]), argv[2])
     elif argv:
-        sys.stderr.write("usage: rpc [--serve SECONDS | --peer HOST] < REQUEST\n")
+        sys.stderr.write("usage: rpc [--serve SECONDS SLOT | --peer HOST] < REQUEST\n")
         sys.exit(1)
     else:
         main()
@@ -281,10 +283,14 @@ def launch(argv: list[str]) -> None:
 # forwards a Unix socket of its own 0700 control directory to the one this prints: a
 # message then needs neither an `ssh` process there nor a Python start here. It serves until
 # its session ends (the master exited: stdout, a pipe to sshd, reports an error), after
-# SECONDS without a request, or once its launcher is rewritten or removed (setup ran: a
-# newer installation answers). Each connection is one request, answered in a forked child
-# exactly as `agent-mesh rpc` answers it; the child first sends wire.GREETING, so a sender
-# that gets no greeting knows its request never arrived and may send it another way.
+# SECONDS without a request, once its launcher is rewritten or removed (setup ran: a
+# newer installation answers), or once a newer server took its SLOT. A slot is one sender's
+# master to this host (the sender hashes its host, user and control socket): when a partition
+# or a reboot ends a master without this host's sshd noticing, the server it held would
+# live on; the next master's server takes the slot and retires it. Each connection is one
+# request, answered in a forked child exactly as `agent-mesh rpc` answers it; the child first
+# sends wire.GREETING, so a sender that gets no greeting knows its request never arrived and
+# may send it another way.
 
 
 def _identity(path: str) -> tuple[int, int, int] | None:
@@ -295,7 +301,7 @@ def _identity(path: str) -> tuple[int, int, int] | None:
     return info.st_ino, info.st_mtime_ns, info.st_size
 
 
-def serve(idle: int) -> None:
+def serve(idle: int, slot: str) -> None:
     """Listen in this host's private control directory; print the socket's path."""
     import _socket
     import select
@@ -307,15 +313,20 @@ def serve(idle: int) -> None:
     if folder is None or not 0 < idle <= 86400:
         sys.exit(1)
     _preload()
-    path = os.path.join(folder, f".rpc-{os.urandom(6).hex()}.sock")  # hidden: no master
+    path = os.path.join(folder, f".rpc-{slot}.sock")  # hidden: no master
+    pidfile = os.path.join(folder, f".rpc-{slot}.pid")
+    _retire(pidfile, slot)
     launcher = _identity(paths.rpc_launcher())
     listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    _remove(path)
     umask = os.umask(0o077)  # the socket 0600 from the start (its folder is 0700 anyway)
     try:
         listener.bind(path)
     finally:
         os.umask(umask)  # requests run with the session's own, as `agent-mesh rpc` does
+    mine = _inode(path)
     try:
+        _write_pid(pidfile)
         listener.listen(64)
         os.write(1, path.encode() + b"\n")
         poller = select.poll()
@@ -327,10 +338,12 @@ def serve(idle: int) -> None:
             left = idle - (time.monotonic() - last)
             if left <= 0:
                 return
-            events = poller.poll(min(left, 5.0) * 1000)
+            events = poller.poll(min(left, 2.0) * 1000)
             if any(fd == 1 for fd, _ in events):
                 return
             if not events:
+                if _inode(path) != mine:
+                    return  # a newer server took the slot (and was to signal us)
                 continue
             fd, _ = listener._accept()  # type: ignore[attr-defined]  # the fd, no socket module
             last = time.monotonic()
@@ -346,10 +359,54 @@ def serve(idle: int) -> None:
             os.close(fd)
     finally:
         listener.close()
+        if _inode(path) == mine:  # never a newer server's socket
+            _remove(path)
+            _remove(pidfile)
+
+
+def _inode(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _retire(pidfile: str, slot: str) -> None:
+    """Stop the server that held slot before (its master is gone, or it would have
+    greeted the sender, who then would not have started us)."""
+    import signal
+
+    from agent_mesh.procs import read_argv
+
+    try:
+        with open(pidfile, "rb") as fh:
+            pid = int(fh.read(20))
+    except (OSError, ValueError):
+        return
+    argv = read_argv(pid) if pid > 1 and pid != os.getpid() else ()
+    if "--serve" in argv and argv[-1:] == (slot,):
         try:  # noqa: SIM105 - contextlib would cost an import
-            os.unlink(path)
+            os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
+
+
+def _write_pid(pidfile: str) -> None:
+    partial = f"{pidfile}.{os.getpid()}"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, str(os.getpid()).encode())
+    finally:
+        os.close(fd)
+    os.replace(partial, pidfile)
+
+
+def _remove(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib would cost an import
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def _preload() -> None:

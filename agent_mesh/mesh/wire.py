@@ -65,10 +65,18 @@ REMOTE_COMMAND = (
 GREETING = f"agent-mesh rpc {PROTOCOL} {__version__}\n".encode()
 
 
-def serve_command(seconds: int) -> str:
+def serve_command(seconds: int, slot: str) -> str:
     """What starts a peer's rpc server through a control master (mesh/rpc.py serve):
-    only from the launcher; seconds (idle) is a number, nothing else varies."""
-    return f"[ -x {RPC_LAUNCHER} ] && exec {RPC_LAUNCHER} --serve {int(seconds)} || exit 127"
+    only from the launcher; seconds (idle) is a number and slot (which sender's master
+    it serves: a newer server in the same slot retires the older) 16 hex digits."""
+    if not valid_slot(slot):
+        raise ValueError(f"bad server slot {slot!r}")
+    return (f"[ -x {RPC_LAUNCHER} ] && exec {RPC_LAUNCHER} --serve {int(seconds)} {slot} "
+            "|| exit 127")
+
+
+def valid_slot(slot: str) -> bool:
+    return len(slot) == 16 and all(ch in "0123456789abcdef" for ch in slot)
 
 
 def bounded(value: object, what: str, default: float, maximum: float) -> float:
