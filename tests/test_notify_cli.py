@@ -219,6 +219,30 @@ def test_local_delivery_imports_no_heavy_modules(tui: Receiver) -> None:
     tui.wait_lines(2)
 
 
+def test_a_peers_half_reads_the_local_slice_without_tomllib(tui: Receiver) -> None:
+    """The peer's half of a remote message (`agent-mesh rpc`, a deliver request) reads
+    local.toml, which we write, without importing tomllib: ~7-12 ms of a cold remote
+    message (issue 20's cold target is `ssh ALIAS true` + 40 ms)."""
+    from agent_mesh.mesh.wire import encode_header
+    from agent_mesh.model import Envelope
+
+    envelope = Envelope(sender=SENDER, address=tui.address, body="from a peer's rpc",
+                        timestamp="2026-12-07T08:00:00Z", msg_id="abcdef12")
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c",
+         "import sys; from agent_mesh.mesh.rpc import launch; launch([])"],
+        input=encode_header({"op": "deliver", "envelope": envelope.to_json()}),
+        capture_output=True, check=False,
+    )
+    assert res.returncode == 0, res.stderr[-500:]
+    assert json.loads(res.stdout)["ok"] is True, res.stdout
+    imported = {line.split("|")[-1].strip() for line in res.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "agent_mesh.delivery.paste" in imported
+    assert "tomllib" not in imported
+    assert tui.wait_lines(1)[0].endswith("] from a peer's rpc")
+
+
 def test_body_from_stdin(tui: Receiver) -> None:
     body = "from a pipe\nwith two lines; and $(no expansion)"
     res = notify(tui.address, "--stdin", input=body.encode())
