@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_mesh.errors import UsageError, printable
+from agent_mesh.errors import UsageError, bounded, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,15 +39,13 @@ def requester(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
     return {"who": who, "host": host, "pane": pane}
 
 
-# The largest numbers a peer's request may carry, clamped (mesh/wire.bounded refuses NaN,
+# The largest numbers a peer's request may carry, clamped (errors.bounded refuses NaN,
 # infinities, negatives and non-numbers): epoch seconds well past any real clock, a count
 # of entries past any log's size, a ttl past locks.MAX_TTL so that acquire still says so.
 _MAXIMA = {"since": 1e11, "limit": 1e9, "ttl": 1e9}
 
 
 def _number(request: dict[str, Any], key: str, default: float) -> float:
-    from agent_mesh.mesh.wire import bounded
-
     return bounded(request.get(key), key, default, _MAXIMA[key])
 
 
