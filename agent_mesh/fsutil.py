@@ -77,6 +77,12 @@ def atomic_write(path: PathArg, data: bytes, mode: int = 0o644) -> None:
     atomic) and is removed again on any failure: nothing is left behind.
     """
     target = os.fspath(path)
+    tmp = _write_temp(target, data, mode)
+    _rename_or_drop(tmp, target)
+
+
+def _write_temp(target: str, data: bytes, mode: int) -> str:
+    """A fsynced temp file with data next to target (its folder made); its path."""
     parent, name = os.path.split(target)
     if parent:
         make_dirs(parent)
@@ -90,13 +96,42 @@ def atomic_write(path: PathArg, data: bytes, mode: int = 0o644) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _rename_or_drop(tmp: str, target: str) -> None:
+    try:
         os.replace(tmp, target)
     except BaseException:
-        try:  # noqa: SIM105 - contextlib would cost the hook an import
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
+
+
+def _unlink_quietly(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib would cost the hook an import
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_keeping(path: PathArg, data: bytes | str, new_mode: int) -> None:
+    """Replace a user's file atomically, keeping what it is: a symlink (into a dotfiles
+    repo) stays one, its target rewritten; an existing file keeps its permission bits;
+    a new one gets exactly new_mode, whatever the umask (0600 for a config that may
+    hold tokens, 0644 for a shell rc). Text is written as UTF-8, the undecodable bytes
+    it was read with (surrogateescape) as they were. The one writer of a user's files."""
+    real = os.path.realpath(os.fspath(path))
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    try:
+        mode = os.stat(real).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = new_mode
+    atomic_write(real, data, mode)
+    os.chmod(real, mode)  # the umask may have masked bits off
 
 
 class locked:  # lowercase: used like a function, `with locked(path):`

@@ -23,14 +23,15 @@ import shutil
 from collections.abc import Callable
 
 from agent_mesh import paths
+from agent_mesh.fsutil import write_keeping
 from agent_mesh.ops.setup_base import (
+    CONFIG_MODE,
     Report,
     data_file,
     install_copy,
     read_or_none,
     run_helper,
     tilde,
-    write_keeping,
 )
 from agent_mesh.receivers import PACKAGES, traits
 
@@ -261,7 +262,7 @@ class JsonHooks(Step):
             return
         if changed:
             os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            write_keeping(path, _dump_json(data))
+            write_keeping(path, _dump_json(data), CONFIG_MODE)
             report.say(f"{self.cli.label}: hooks for {len(self.cli.events)} events in "
                        f"{tilde(path)}")
         else:
@@ -282,7 +283,7 @@ class JsonHooks(Step):
         self.before_removal(report, data)
         if remove_hooks(data):
             if data or os.path.basename(path) != "hooks.json":
-                write_keeping(path, _dump_json(data))
+                write_keeping(path, _dump_json(data), CONFIG_MODE)
             else:
                 os.unlink(path)  # a hooks.json with nothing but ours: setup made it
             report.say(f"{self.cli.label}: removed agent-mesh's hooks from {tilde(path)}")

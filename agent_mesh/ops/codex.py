@@ -17,8 +17,9 @@ import os
 from typing import Any
 
 from agent_mesh import paths
+from agent_mesh.fsutil import write_keeping
 from agent_mesh.ops.agentcli import AgentCLI, JsonHooks, Step, _load_json, ours
-from agent_mesh.ops.setup_base import Report, read_or_none, tilde, write_keeping
+from agent_mesh.ops.setup_base import CONFIG_MODE, Report, read_or_none, tilde
 from agent_mesh.receivers import PACKAGES, traits
 
 FEATURE_NOTE = "added by agent-mesh setup --agents"
@@ -150,7 +151,7 @@ class CodexHooks(JsonHooks):
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
             os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
-            write_keeping(self.config_toml(), after)
+            write_keeping(self.config_toml(), after, CONFIG_MODE)
             report.say(f"Codex: trusted agent-mesh's hooks in {tilde(self.config_toml())}")
 
     def _unmarkable(self, report: Report, features: Any) -> None:
@@ -215,7 +216,7 @@ class CodexHooks(JsonHooks):
                 del doc["features"]  # type: ignore[attr-defined]
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
         if after != before:
-            write_keeping(self.config_toml(), after)
+            write_keeping(self.config_toml(), after, CONFIG_MODE)
 
     def check(self) -> tuple[bool, str]:
         ok, line = super().check()

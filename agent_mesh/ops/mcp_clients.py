@@ -29,7 +29,8 @@ from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
-from agent_mesh.fsutil import atomic_write, make_dirs
+from agent_mesh.fsutil import write_keeping
+from agent_mesh.ops.setup_base import CONFIG_MODE
 from agent_mesh.receivers import PACKAGES, traits
 
 NAME = "agent-mesh"  # our entry's key in every client's config
@@ -72,18 +73,6 @@ def _read_text(path: str) -> str | None:
     except UnicodeDecodeError as exc:
         raise UsageError(f"{setup_tilde(path)} is not UTF-8 text (byte {exc.start}); left "
                          "as it is") from None
-
-
-def _write_text(path: str, text: str) -> None:
-    """Atomic, keeping the file's mode (a config may hold tokens: new ones are 0600) and
-    a symlink into a dotfiles repo."""
-    real = os.path.realpath(path)
-    try:
-        mode = os.stat(real).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600
-    make_dirs(os.path.dirname(real) or ".")
-    atomic_write(real, text.encode("utf-8"), mode)
 
 
 class McpClient:
@@ -158,7 +147,8 @@ class _JsonClient(McpClient):
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        _write_text(self.config_path(), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        write_keeping(self.config_path(), json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+                      CONFIG_MODE)
 
     def entry(self) -> dict[str, Any] | None:
         servers = self._load().get("mcpServers")
@@ -269,7 +259,7 @@ class Codex(McpClient):
             servers[NAME] = table
         else:
             servers.add(NAME, table)
-        _write_text(self.config_path(), tomlkit.dumps(doc))
+        write_keeping(self.config_path(), tomlkit.dumps(doc), CONFIG_MODE)
         return "added" if before is None else "updated"
 
     @staticmethod
@@ -294,7 +284,7 @@ class Codex(McpClient):
         text = tomlkit.dumps(doc)
         if last:  # the blank line tomlkit put before the table it appended goes too
             text = text.rstrip("\n") + "\n" if text.strip() else ""
-        _write_text(self.config_path(), text)
+        write_keeping(self.config_path(), text, CONFIG_MODE)
         return True
 
 

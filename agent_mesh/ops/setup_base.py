@@ -35,6 +35,9 @@ SERVICE_UNIT = "agent-resync.service"
 COMMANDS = ("notify-pane", "agent-mesh", "agent-register-hook", "agent-discover",
             "agent-self-identify")
 FIX = "agent-mesh setup (safe to re-run; from a checkout: ./install.sh)"
+# A new agent CLI config file we create (settings.json, hooks.json, config.toml,
+# ~/.claude.json): private, as a config may hold tokens; an existing one keeps its mode.
+CONFIG_MODE = 0o600
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
@@ -84,18 +87,6 @@ def read_or_none(path: str) -> str | None:
             return fh.read()
     except FileNotFoundError:
         return None
-
-
-def write_keeping(path: str, text: str) -> None:
-    """Replace a user's file atomically, keeping what it is: a symlink into a dotfiles
-    repo stays one (the target is rewritten), and so do its permission bits."""
-    real = os.path.realpath(path)
-    try:
-        mode = os.stat(real).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    atomic_write(real, text.encode("utf-8", "surrogateescape"), mode)
-    os.chmod(real, mode)  # the umask may have masked bits off
 
 
 def install_copy(src: str, dst: str, mode: int) -> bool:
