@@ -19,6 +19,7 @@ from agent_mesh import paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TypeAlias
 
     PathArg: TypeAlias = str | os.PathLike[str]
@@ -132,6 +133,98 @@ def write_keeping(path: PathArg, data: bytes | str, new_mode: int) -> None:
         mode = new_mode
     atomic_write(real, data, mode)
     os.chmod(real, mode)  # the umask may have masked bits off
+
+
+class FileKeptChanging(OSError):
+    """edit_keeping found the file changed under it on every try; it was left as it is."""
+
+
+EDIT_TRIES = 5
+
+
+def edit_keeping(path: PathArg, edit: Callable[[bytes | None], bytes | None],
+                 new_mode: int, tries: int = EDIT_TRIES, remove_empty: bool = False) -> bool:
+    """Edit a file another program writes too (an agent CLI's own config: Claude Code
+    rewrites ~/.claude.json while it runs) without losing its write: compare and swap.
+
+    Under our own lock (one agent-mesh edit of a file at a time), read the file, let
+    edit(old bytes, None when missing) make the new bytes (None or the same: nothing
+    to write), write them to a temp file, and just before the rename check the file is
+    still what was read (same inode, same bytes); if not, the other program wrote it
+    meanwhile: read it again and redo the edit, up to `tries` times, then
+    FileKeptChanging, the file untouched. A missing file is created with link(2), which
+    fails rather than replace one made meanwhile. What is left is the microseconds
+    between the check and the rename, which only the other program's own lock could
+    close (the agent CLIs take none). Kept like write_keeping: symlink, mode, new_mode.
+    With remove_empty, an edit that leaves nothing (b"") removes the file instead,
+    under the same check. True when the file was written or removed."""
+    real = os.path.realpath(os.fspath(path))
+    with locked(_edit_lock(real)):
+        for _ in range(max(1, tries)):
+            before, ino, mode = _read_stamped(real)
+            after = edit(before)
+            if after is None or after == before:
+                return False
+            if remove_empty and not after:
+                if before is None or _unlink_if(real, before, ino):
+                    return before is not None
+                continue
+            mode = new_mode if mode is None else mode
+            tmp = _write_temp(real, after, mode)
+            try:
+                os.chmod(tmp, mode)  # the umask may have masked bits off
+                if _swap(tmp, real, before, ino):
+                    return True
+            finally:
+                _unlink_quietly(tmp)
+    raise FileKeptChanging(f"{path} kept changing while agent-mesh edited it ({tries} "
+                           "tries); left as it is: run the command again")
+
+
+def _edit_lock(real: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return os.path.join(paths.locks_dir(), f"edit-{digest}.lock")
+
+
+def _read_stamped(real: str) -> tuple[bytes | None, int | None, int | None]:
+    """(bytes, inode, permission bits) of the file; (None, None, None) when missing."""
+    try:
+        with open(real, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            return fh.read(), st.st_ino, st.st_mode & 0o7777
+    except FileNotFoundError:
+        return None, None, None
+
+
+def _unlink_if(real: str, before: bytes, ino: int | None) -> bool:
+    """Remove real if it is still (before, ino); False when it changed."""
+    now, now_ino, _mode = _read_stamped(real)
+    if now != before or now_ino != ino:
+        return False
+    os.unlink(real)
+    return True
+
+
+def _swap(tmp: str, real: str, before: bytes | None, ino: int | None) -> bool:
+    """Put tmp at real if real is still (before, ino); False when it changed."""
+    if before is None:
+        try:
+            os.link(tmp, real)  # fails if one was made meanwhile: never replaces it
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: check, then rename
+            if os.path.lexists(real):
+                return False
+            os.replace(tmp, real)
+            return True
+    now, now_ino, _mode = _read_stamped(real)
+    if now != before or now_ino != ino:
+        return False
+    os.replace(tmp, real)
+    return True
 
 
 class locked:  # lowercase: used like a function, `with locked(path):`

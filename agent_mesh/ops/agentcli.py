@@ -23,11 +23,10 @@ import shutil
 from collections.abc import Callable
 
 from agent_mesh import paths
-from agent_mesh.fsutil import write_keeping
 from agent_mesh.ops.setup_base import (
-    CONFIG_MODE,
     Report,
     data_file,
+    edit_config,
     install_copy,
     read_or_none,
     run_helper,
@@ -130,7 +129,10 @@ class AgentCLI:
 
 def _load_json(path: str) -> dict[str, object] | None:
     """The file's object ({} when missing); None when it is not a JSON object."""
-    text = read_or_none(path)
+    return _parse_json(read_or_none(path))
+
+
+def _parse_json(text: str | None) -> dict[str, object] | None:
     if text is None or not text.strip():
         return {}
     try:
@@ -248,26 +250,39 @@ class JsonHooks(Step):
 
     def install(self, report: Report) -> None:
         path = self.path()
-        data = _load_json(path)
-        if data is None:
+        if _load_json(path) is None:
             report.problem(f"{self.cli.label}: {tilde(path)} is not a JSON object; left as it "
                            "is (fix it, then re-run agent-mesh setup --agents)")
             return
         install_launcher(report)
-        previous = json.loads(json.dumps(data))
-        try:
-            changed = merge_hooks(data, self.cli.name, self.cli.events, self.matcher)
-        except ValueError as exc:
-            report.problem(f"{self.cli.label}: {tilde(path)}: {exc}; left as it is")
-            return
-        if changed:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            write_keeping(path, _dump_json(data), CONFIG_MODE)
+        done: dict[str, object] = {}
+
+        def edit(text: str | None) -> str | None:
+            """Run again on what the CLI wrote, if it wrote the file meanwhile."""
+            done.clear()
+            data = _parse_json(text)
+            if data is None:
+                done["problem"] = "is not a JSON object; left as it is"
+                return None
+            previous = json.loads(json.dumps(data))
+            try:
+                changed = merge_hooks(data, self.cli.name, self.cli.events, self.matcher)
+            except ValueError as exc:
+                done["problem"] = f"{exc}; left as it is"
+                return None
+            done.update(data=data, previous=previous)
+            return _dump_json(data) if changed else None
+
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        if edit_config(path, edit):
             report.say(f"{self.cli.label}: hooks for {len(self.cli.events)} events in "
                        f"{tilde(path)}")
+        elif "problem" in done:
+            report.problem(f"{self.cli.label}: {tilde(path)}: {done['problem']}")
+            return
         else:
             report.say(f"{self.cli.label}: hooks already in {tilde(path)}")
-        self.after(report, data, previous)
+        self.after(report, done["data"], done["previous"])  # type: ignore[arg-type]
 
     def after(self, report: Report, data: dict[str, object],
               previous: dict[str, object]) -> None:
@@ -281,11 +296,17 @@ class JsonHooks(Step):
             report.warn(f"{self.cli.label}: {tilde(path)} is not a JSON object; not changed")
             return
         self.before_removal(report, data)
-        if remove_hooks(data):
-            if data or os.path.basename(path) != "hooks.json":
-                write_keeping(path, _dump_json(data), CONFIG_MODE)
-            else:
-                os.unlink(path)  # a hooks.json with nothing but ours: setup made it
+        hooks_json = os.path.basename(path) == "hooks.json"
+
+        def edit(text: str | None) -> str | None:
+            now = _parse_json(text)
+            if now is None or not remove_hooks(now):
+                return None
+            if not now and hooks_json:
+                return ""  # a hooks.json with nothing but ours: setup made it
+            return _dump_json(now)
+
+        if edit_config(path, edit, remove_empty=hooks_json):
             report.say(f"{self.cli.label}: removed agent-mesh's hooks from {tilde(path)}")
 
     def before_removal(self, report: Report, data: dict[str, object]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from agent_mesh import paths
 from agent_mesh.errors import SetupError
-from agent_mesh.fsutil import atomic_write
+from agent_mesh.fsutil import atomic_write, edit_keeping
 
 BLOCK_BEGIN = "# >>> agent-mesh >>>"
 BLOCK_END = "# <<< agent-mesh <<<"
@@ -87,6 +87,21 @@ def read_or_none(path: str) -> str | None:
             return fh.read()
     except FileNotFoundError:
         return None
+
+
+def edit_config(path: str, edit: Callable[[str | None], str | None],
+                remove_empty: bool = False) -> bool:
+    """Edit an agent CLI's config as text, compare-and-swap (fsutil.edit_keeping: the CLI
+    may write it meanwhile, and its write is never lost: edit runs again on what it
+    wrote). edit gets the text (None when missing; bytes that are not UTF-8 pass
+    through as read) and returns the new text, or None for no change; with
+    remove_empty, "" removes the file. A new file is CONFIG_MODE. True if written."""
+
+    def on_bytes(raw: bytes | None) -> bytes | None:
+        new = edit(None if raw is None else raw.decode("utf-8", "surrogateescape"))
+        return None if new is None else new.encode("utf-8", "surrogateescape")
+
+    return edit_keeping(path, on_bytes, CONFIG_MODE, remove_empty=remove_empty)
 
 
 def install_copy(src: str, dst: str, mode: int) -> bool:
