@@ -185,3 +185,47 @@ def test_the_hooks_step_keeps_the_agents_concurrent_write(isolated_env: Path, tm
     data = json.loads(settings.read_text())
     assert data["agentWrite1"] == 1 and data["theme"] == "dark" and "Stop" in data["hooks"]
     assert report.problems == 0, report.lines
+
+
+# --- item 6: one setup --agents at a time --------------------------------------------------
+
+HOLDER = r"""
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+def test_a_second_setup_agents_waits_for_the_first(isolated_env: Path) -> None:
+    """A real process holds the setup lock (as a running `setup --agents` does): another
+    run waits, and goes on once it is released; concurrent runs leave one set of hooks."""
+    import sys
+    import time
+
+    (isolated_env / ".claude").mkdir()
+    lock = isolated_env / ".agents" / "locks" / "setup-agents.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+    from conftest import BIN
+
+    waiting = subprocess.Popen([str(BIN / "agent-mesh"), "setup", "--agents"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(1.5)
+    settings = isolated_env / ".claude" / "settings.json"
+    assert waiting.poll() is None and not settings.exists(), "ran while the lock was held"
+    assert holder.stdin is not None
+    holder.stdin.close()
+    holder.wait(timeout=10)
+    assert waiting.wait(timeout=60) == 0, waiting.stderr
+    assert "agent-event --agent claude Stop" in settings.read_text()
+    runs = [subprocess.Popen([str(BIN / "agent-mesh"), "setup", "--agents", *extra],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for extra in ([], ["--uninstall"], [], [])]
+    assert [r.wait(timeout=120) for r in runs] == [0, 0, 0, 0]
+    setup_agents()  # whatever order they ran in, one more run leaves exactly one set
+    stops = json.loads(settings.read_text())["hooks"]["Stop"]
+    assert sum("agent-mesh/hooks/agent-event" in json.dumps(g) for g in stops) == 1, stops
