@@ -229,3 +229,37 @@ def test_a_second_setup_agents_waits_for_the_first(isolated_env: Path) -> None:
     setup_agents()  # whatever order they ran in, one more run leaves exactly one set
     stops = json.loads(settings.read_text())["hooks"]["Stop"]
     assert sum("agent-mesh/hooks/agent-event" in json.dumps(g) for g in stops) == 1, stops
+
+
+# --- item 3: uninstall leaves no empty container of ours ------------------------------------
+
+
+def test_uninstall_leaves_no_empty_container_it_emptied(isolated_env: Path) -> None:
+    (isolated_env / ".claude").mkdir()
+    (isolated_env / ".codex").mkdir()
+    made = [isolated_env / ".claude" / "settings.json", isolated_env / ".claude.json",
+            isolated_env / ".codex" / "config.toml", isolated_env / ".codex" / "hooks.json"]
+    setup_agents()
+    assert all(p.exists() for p in made)
+    setup_agents("--uninstall")
+    left = {str(p): p.read_text() for p in made if p.exists()}
+    assert left == {}, left  # was: {}, {"mcpServers": {}}, an empty config.toml
+
+
+def test_uninstall_keeps_what_holds_anything_else(isolated_env: Path) -> None:
+    settings = isolated_env / ".claude" / "settings.json"
+    settings.parent.mkdir()
+    mine = {"theme": "dark", "hooks": {"PreToolUse": []}}
+    settings.write_text(json.dumps(mine, indent=2) + "\n")
+    claude_json = isolated_env / ".claude.json"
+    servers = {"mcpServers": {"mine": {"command": "x"}}}
+    claude_json.write_text(json.dumps(servers, indent=2) + "\n")
+    codex = isolated_env / ".codex"
+    codex.mkdir()
+    (codex / "config.toml").write_text("# just a comment\n")
+    setup_agents()
+    setup_agents("--uninstall")
+    assert json.loads(settings.read_text()) == mine  # their own empty list stays
+    assert json.loads(claude_json.read_text()) == servers
+    assert (codex / "config.toml").read_text() == "# just a comment\n"
+    assert not (codex / "hooks.json").exists()

@@ -12,6 +12,13 @@ are found by their command (the launcher path, HOOK_MARK) and only those are add
 updated or removed; the user's own entries, their order, and (in TOML, through tomlkit)
 their comments stay as they were. JSON keeps its key order. A config that does not
 parse is reported and left alone.
+
+EMPTIED: removing ours also removes each container it leaves empty that holds nothing
+else: a hook group, an event's list, "hooks", "mcpServers", [mcp_servers], [hooks.state],
+[hooks], and a whole file left holding nothing (`{}`, or no TOML at all). The rule is the
+simplest honest one: whether a container was empty before setup filled it is not
+recorded, so one the user left empty goes too; to each CLI an empty one and a missing
+one mean the same. A container that still holds anything, even a comment, stays.
 """
 
 from __future__ import annotations
@@ -181,7 +188,7 @@ def merge_hooks(data: dict[str, object], agent: str, events: tuple[tuple[str, in
             if left:
                 group["hooks"] = left
                 kept.append(group)
-        if kept:
+        if kept or not groups:  # a user's own empty list stays
             hooks[event] = kept
         else:
             del hooks[event]
@@ -210,9 +217,9 @@ def remove_hooks(data: dict[str, object]) -> bool:
                 changed = True
                 group["hooks"] = [h for h in handlers if not ours(h)]
                 if not group["hooks"]:
-                    continue
+                    continue  # a group only ours filled (EMPTIED)
             kept.append(group)
-        if kept:
+        if kept or not groups:  # a user's own empty list stays
             hooks[event] = kept
         else:
             del hooks[event]
@@ -296,17 +303,14 @@ class JsonHooks(Step):
             report.warn(f"{self.cli.label}: {tilde(path)} is not a JSON object; not changed")
             return
         self.before_removal(report, data)
-        hooks_json = os.path.basename(path) == "hooks.json"
 
         def edit(text: str | None) -> str | None:
             now = _parse_json(text)
             if now is None or not remove_hooks(now):
                 return None
-            if not now and hooks_json:
-                return ""  # a hooks.json with nothing but ours: setup made it
-            return _dump_json(now)
+            return _dump_json(now) if now else ""  # "": nothing else in it (EMPTIED)
 
-        if edit_config(path, edit, remove_empty=hooks_json):
+        if edit_config(path, edit, remove_empty=True):
             report.say(f"{self.cli.label}: removed agent-mesh's hooks from {tilde(path)}")
 
     def before_removal(self, report: Report, data: dict[str, object]) -> None:

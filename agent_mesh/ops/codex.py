@@ -207,9 +207,9 @@ class CodexHooks(JsonHooks):
 
         def edit(text: str | None) -> str | None:
             notes[0] = Report()
-            return self._untrusting(notes[0], text, data)
+            return self._untrusting(notes[0], text, data)  # "": empty (agentcli: EMPTIED)
 
-        edit_config(self.config_toml(), edit)
+        edit_config(self.config_toml(), edit, remove_empty=True)
         _replay(notes[0], report)
 
     def _untrusting(self, report: Report, text: str | None,
@@ -227,11 +227,11 @@ class CodexHooks(JsonHooks):
         trust = codex_trust(os.path.abspath(self.path()), data)
         hooks = doc.get("hooks")  # type: ignore[attr-defined]
         state = hooks.get("state") if hooks is not None else None
-        if state is not None:
+        if state is not None and any(key in state for key in trust):
             for key in trust:
                 if key in state:
                     del state[key]
-            if not state:
+            if not state:  # emptied by us (agentcli: EMPTIED)
                 del hooks["state"]
             if not hooks:
                 del doc["hooks"]  # type: ignore[attr-defined]

@@ -193,9 +193,11 @@ class _JsonClient(McpClient):
             if not isinstance(servers, dict) or NAME not in servers:
                 return None
             del servers[NAME]
-            return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+            if not servers:  # emptied by us, nothing else in it (ops/agentcli.py: EMPTIED)
+                del data["mcpServers"]
+            return json.dumps(data, indent=2, ensure_ascii=False) + "\n" if data else ""
 
-        return edit_config(self.config_path(), edit)
+        return edit_config(self.config_path(), edit, remove_empty=True)
 
 
 class ClaudeCode(_JsonClient):
@@ -311,9 +313,9 @@ class Codex(McpClient):
             new = str(tomlkit.dumps(doc))
             if last:  # the blank line tomlkit put before the table it appended goes too
                 new = new.rstrip("\n") + "\n" if new.strip() else ""
-            return new
+            return new  # "": nothing else was in the file (ops/agentcli.py: EMPTIED)
 
-        return edit_config(self.config_path(), edit)
+        return edit_config(self.config_path(), edit, remove_empty=True)
 
 
 CLIENTS: dict[str, McpClient] = {c.name: c for c in (ClaudeCode(), Codex(), GeminiCli())}
