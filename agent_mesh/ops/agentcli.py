@@ -168,30 +168,16 @@ def merge_hooks(data: dict[str, object], agent: str, events: tuple[tuple[str, in
     before = json.dumps(hooks)
     wanted = dict(events)
     present: set[str] = set()
-    for event in list(hooks):
-        groups = hooks[event]
-        if not isinstance(groups, list):
-            continue
-        kept = []
-        for group in groups:
-            handlers = group.get("hooks") if isinstance(group, dict) else None
-            if not isinstance(handlers, list) or not any(ours(h) for h in handlers):
-                kept.append(group)
-                continue
-            left = []
-            for handler in handlers:
-                exact = event in wanted and handler == _handler(agent, event, wanted[event])
-                if not ours(handler) or (exact and event not in present):
-                    left.append(handler)
-                    if ours(handler):
-                        present.add(event)
-            if left:
-                group["hooks"] = left
-                kept.append(group)
-        if kept or not groups:  # a user's own empty list stays
-            hooks[event] = kept
-        else:
-            del hooks[event]
+
+    def keep(event: str, handler: object) -> bool:
+        """The first exact handler of ours for a wanted event stays; the rest go."""
+        if event in wanted and event not in present \
+                and handler == _handler(agent, event, wanted[event]):
+            present.add(event)
+            return True
+        return False
+
+    _drop_ours(hooks, keep)
     for event, timeout in events:
         if event not in present:
             groups = hooks.get(event)
@@ -205,6 +191,17 @@ def remove_hooks(data: dict[str, object]) -> bool:
     hooks = data.get("hooks")
     if not isinstance(hooks, dict):
         return False
+    changed = _drop_ours(hooks, lambda _event, _handler: False)
+    if changed and not hooks:
+        del data["hooks"]
+    return changed
+
+
+def _drop_ours(hooks: dict[str, object], keep: Callable[[str, object], bool]) -> bool:
+    """The one walk of the hook groups: every handler of ours that keep(event, handler)
+    refuses goes (asked in order), and so does a group or an event's list that this
+    leaves empty (EMPTIED); the user's own groups and lists stay as they are. True
+    when a handler went."""
     changed = False
     for event in list(hooks):
         groups = hooks[event]
@@ -213,18 +210,18 @@ def remove_hooks(data: dict[str, object]) -> bool:
         kept = []
         for group in groups:
             handlers = group.get("hooks") if isinstance(group, dict) else None
-            if isinstance(handlers, list) and any(ours(h) for h in handlers):
-                changed = True
-                group["hooks"] = [h for h in handlers if not ours(h)]
-                if not group["hooks"]:
-                    continue  # a group only ours filled (EMPTIED)
-            kept.append(group)
+            if not isinstance(handlers, list) or not any(ours(h) for h in handlers):
+                kept.append(group)
+                continue
+            left = [h for h in handlers if not ours(h) or keep(event, h)]
+            changed = changed or len(left) != len(handlers)
+            if left:
+                group["hooks"] = left
+                kept.append(group)
         if kept or not groups:  # a user's own empty list stays
             hooks[event] = kept
         else:
             del hooks[event]
-    if changed and not hooks:
-        del data["hooks"]
     return changed
 
 
