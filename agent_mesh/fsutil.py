@@ -11,6 +11,7 @@ Paths may be given as str or any os.PathLike.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -177,8 +178,9 @@ def edit_keeping(path: PathArg, edit: Callable[[bytes | None], bytes | None],
                     return True
             finally:
                 _unlink_quietly(tmp)
-    raise FileKeptChanging(f"{path} kept changing while agent-mesh edited it ({tries} "
-                           "tries); left as it is: run the command again")
+    raise FileKeptChanging(errno.EAGAIN, f"it kept changing while agent-mesh edited it "
+                           f"({tries} tries); left as it is: run the command again",
+                           os.fspath(path))
 
 
 def _edit_lock(real: str) -> str:
