@@ -24,11 +24,11 @@ Nothing lost, nothing twice:
 
 Size: one handover carries whole messages, in order, up to MAX_CHARS in all (a queued
 message may be 1 MB; Claude Code shows a hook's text past 10,000 characters only as a
-preview and a file path, as read from its 2.1 binary by others; Codex documents no
-limit). The first that does not fit and every later one stay queued, and a last line
-says how many: they come at the next turn's end, or by paste once the agent is idle
-(the idle Stop starts their waiters). A first message bigger than the cap alone is not
-handed over at all: it goes by paste, whole.
+preview and a file path, as others read it from its 2.1 binary, not documented; Codex's
+limit, if any, was not checked). The first that does not fit and every later one stay
+queued, and a last line says how many: they come at the next turn's end, or by paste
+once the agent is idle (the idle Stop starts their waiters). A first message bigger than
+the cap alone is not handed over at all: it goes by paste, whole.
 """
 
 from __future__ import annotations
