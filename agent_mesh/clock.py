@@ -40,15 +40,23 @@ def is_stamp(value: str) -> bool:
 
 
 def age(stamp: str) -> str:
-    """How long ago an ISO-8601 UTC stamp was, as `42s`, `5m`, `3h`, `2d` ('' if unparsable)."""
+    """How long ago an ISO-8601 UTC stamp was, as clock.duration writes it ('' if unparsable)."""
     then = parse_stamp(stamp)
     return "" if then is None else duration(time.time() - then)
 
 
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
 def duration(seconds: float) -> str:
-    """A span as `42s`, `5m`, `3h` or `2d` (largest whole unit; negative counts as 0)."""
-    whole = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if whole >= size:
-            return f"{whole // size}{unit}"
-    return f"{whole}s"
+    """A span as `42s`, `5m3s`, `1h59m` or `2d3h`: its largest unit and the next one,
+    rounded to the nearest of that next one (negative counts as 0). The one way every
+    command writes a span: rounded, not cut, so a 2h lease read a few seconds after it
+    was taken is `2h` whether `lock` or `locks` prints it."""
+    for i in range(len(_UNITS) - 1):
+        (unit, size), (sub, sub_size) = _UNITS[i], _UNITS[i + 1]
+        count = round(max(0.0, seconds) / sub_size)  # in the smaller unit
+        if count * sub_size >= size:
+            big, small = divmod(count, size // sub_size)
+            return f"{big}{unit}{small}{sub}" if small else f"{big}{unit}"
+    return f"{round(max(0.0, seconds))}s"

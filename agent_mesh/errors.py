@@ -404,3 +404,17 @@ def printable_json(dumped: str) -> str:
 class ToolFailure(Exception):
     """An MCP tool's failure as the one line the client shows (agent-mesh mcp makes the SDK's
     ToolError from it at the edge, so the tools' helpers need no SDK import)."""
+
+
+def bounded(value: object, what: str, default: float, maximum: float) -> float:
+    """A number a peer sent (a wait, a count: mesh/handlers.py, coord/serve.py), clamped
+    to maximum; missing is default. NaN, infinities, negatives and non-numbers are a
+    UsageError (exit 1): a peer must not hold a process for 1e300 s, nor slip a NaN past
+    a comparison."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise UsageError(f"bad {what} {printable(repr(value))[:40]}: "
+                         f"a number from 0 to {maximum:g}")
+    return min(float(value), maximum)

@@ -11,6 +11,7 @@ Paths may be given as str or any os.PathLike.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -19,6 +20,7 @@ from agent_mesh import paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TypeAlias
 
     PathArg: TypeAlias = str | os.PathLike[str]
@@ -77,6 +79,12 @@ def atomic_write(path: PathArg, data: bytes, mode: int = 0o644) -> None:
     atomic) and is removed again on any failure: nothing is left behind.
     """
     target = os.fspath(path)
+    tmp = _write_temp(target, data, mode)
+    _rename_or_drop(tmp, target)
+
+
+def _write_temp(target: str, data: bytes, mode: int) -> str:
+    """A fsynced temp file with data next to target (its folder made); its path."""
     parent, name = os.path.split(target)
     if parent:
         make_dirs(parent)
@@ -90,13 +98,135 @@ def atomic_write(path: PathArg, data: bytes, mode: int = 0o644) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _rename_or_drop(tmp: str, target: str) -> None:
+    try:
         os.replace(tmp, target)
     except BaseException:
-        try:  # noqa: SIM105 - contextlib would cost the hook an import
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _unlink_quietly(tmp)
         raise
+
+
+def _unlink_quietly(path: str) -> None:
+    try:  # noqa: SIM105 - contextlib would cost the hook an import
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def write_keeping(path: PathArg, data: bytes | str, new_mode: int) -> None:
+    """Replace a user's file atomically, keeping what it is: a symlink (into a dotfiles
+    repo) stays one, its target rewritten; an existing file keeps its permission bits;
+    a new one gets exactly new_mode, whatever the umask (0600 for a config that may
+    hold tokens, 0644 for a shell rc). Text is written as UTF-8, the undecodable bytes
+    it was read with (surrogateescape) as they were. The one writer of a user's files."""
+    real = os.path.realpath(os.fspath(path))
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    try:
+        mode = os.stat(real).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = new_mode
+    atomic_write(real, data, mode)
+    os.chmod(real, mode)  # the umask may have masked bits off
+
+
+class FileKeptChanging(OSError):
+    """edit_keeping found the file changed under it on every try; it was left as it is."""
+
+
+EDIT_TRIES = 5
+
+
+def edit_keeping(path: PathArg, edit: Callable[[bytes | None], bytes | None],
+                 new_mode: int, tries: int = EDIT_TRIES, remove_empty: bool = False) -> bool:
+    """Edit a file another program writes too (an agent CLI's own config: Claude Code
+    rewrites ~/.claude.json while it runs) without losing its write: compare and swap.
+
+    Under our own lock (one agent-mesh edit of a file at a time), read the file, let
+    edit(old bytes, None when missing) make the new bytes (None or the same: nothing
+    to write), write them to a temp file, and just before the rename check the file is
+    still what was read (same inode, same bytes); if not, the other program wrote it
+    meanwhile: read it again and redo the edit, up to `tries` times, then
+    FileKeptChanging, the file untouched. A missing file is created with link(2), which
+    fails rather than replace one made meanwhile. What is left is the microseconds
+    between the check and the rename, which only the other program's own lock could
+    close (the agent CLIs take none). Kept like write_keeping: symlink, mode, new_mode.
+    With remove_empty, an edit that leaves nothing (b"") removes the file instead,
+    under the same check. True when the file was written or removed."""
+    real = os.path.realpath(os.fspath(path))
+    with locked(_edit_lock(real)):
+        for _ in range(max(1, tries)):
+            before, ino, mode = _read_stamped(real)
+            after = edit(before)
+            if after is None or after == before:
+                return False
+            if remove_empty and not after:
+                if before is None or _unlink_if(real, before, ino):
+                    return before is not None
+                continue
+            mode = new_mode if mode is None else mode
+            tmp = _write_temp(real, after, mode)
+            try:
+                os.chmod(tmp, mode)  # the umask may have masked bits off
+                if _swap(tmp, real, before, ino):
+                    return True
+            finally:
+                _unlink_quietly(tmp)
+    raise FileKeptChanging(errno.EAGAIN, f"it kept changing while agent-mesh edited it "
+                           f"({tries} tries); left as it is: run the command again",
+                           os.fspath(path))
+
+
+def _edit_lock(real: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:20]
+    return os.path.join(paths.locks_dir(), f"edit-{digest}.lock")
+
+
+def _read_stamped(real: str) -> tuple[bytes | None, int | None, int | None]:
+    """(bytes, inode, permission bits) of the file; (None, None, None) when missing."""
+    try:
+        with open(real, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            return fh.read(), st.st_ino, st.st_mode & 0o7777
+    except FileNotFoundError:
+        return None, None, None
+
+
+def _unlink_if(real: str, before: bytes, ino: int | None) -> bool:
+    """Remove real if it is still (before, ino); False when it changed."""
+    now, now_ino, _mode = _read_stamped(real)
+    if now != before or now_ino != ino:
+        return False
+    os.unlink(real)
+    return True
+
+
+def _swap(tmp: str, real: str, before: bytes | None, ino: int | None) -> bool:
+    """Put tmp at real if real is still (before, ino); False when it changed."""
+    if before is None:
+        try:
+            os.link(tmp, real)  # fails if one was made meanwhile: never replaces it
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a filesystem without hard links: check, then rename
+            if os.path.lexists(real):
+                return False
+            os.replace(tmp, real)
+            return True
+    now, now_ino, _mode = _read_stamped(real)
+    if now != before or now_ino != ino:
+        return False
+    os.replace(tmp, real)
+    return True
 
 
 class locked:  # lowercase: used like a function, `with locked(path):`

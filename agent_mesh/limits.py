@@ -7,17 +7,16 @@ Each cap has a default here and can be changed in `~/.agents/config.toml`:
     [limits]
     queue_message_bytes = 1048576
 
-`limit(name)` is the whole API; it reads the file only when a cap is checked (never on
-a plain delivery), once per process while the file is unchanged, and a bad value is a
-one-line usage error naming the file.
+`limit(name)` is the whole API; it reads the file (config.py) only when a cap is checked
+(never on a plain delivery), and a bad value is a one-line usage error naming the file.
 """
 
 from __future__ import annotations
 
-import os
-
-from agent_mesh import paths
+from agent_mesh.config import config_path, table
 from agent_mesh.errors import UsageError
+
+__all__ = ["DEFAULTS", "config_path", "limit"]
 
 DEFAULTS: dict[str, int] = {
     "queue_message_bytes": 1024 * 1024,  # one queued message's text
@@ -36,42 +35,11 @@ DEFAULTS: dict[str, int] = {
 }
 
 
-def config_path() -> str:
-    return os.path.join(paths.agents_dir(), "config.toml")
-
-
-_cache: tuple[tuple[int, int, int] | None, dict[str, object]] = (None, {})
-
-
-def _table(path: str) -> dict[str, object]:
-    """The [limits] table of path ({} when there is none), parsed once per process while
-    the file stays the same (inode, mtime, size): a queued message looks up five caps."""
-    global _cache
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    key = (info.st_ino, info.st_mtime_ns, info.st_size)
-    if _cache[0] == key:
-        return _cache[1]
-    import tomllib
-
-    try:
-        with open(path, "rb") as fh:
-            table = tomllib.load(fh).get("limits", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    _cache = (key, table if isinstance(table, dict) else {})
-    return _cache[1]
-
-
 def limit(name: str) -> int:
     """The cap `name`: `[limits] name` in ~/.agents/config.toml, else its default."""
     default = DEFAULTS[name]
     path = config_path()
-    value = _table(path).get(name, default)
+    value = table("limits").get(name, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise UsageError(f"{path}: limits.{name} must be a positive whole number, "
                          f"not {value!r}")

@@ -355,3 +355,43 @@ def test_a_bookkeeping_failure_after_the_handover_still_hands_it_over(tui: Recei
     assert (again.returncode, again.stderr) == (0, b""), again
     delivered = [r["id"] for r in received(tui.address) if r.get("outcome") == "delivered"]
     assert delivered == ids and queue_files() == []
+
+
+def test_a_handover_is_capped_at_whole_messages_and_says_how_many_wait(tui: Receiver) -> None:
+    """Review item 4: the continuation had no size cap (a queued message may be 1 MB;
+    Claude Code shows a hook's text past 10,000 characters only as a preview)."""
+    from agent_mesh.delivery.handover import MAX_CHARS
+
+    hook(tui, "UserPromptSubmit")
+    bodies = [f"m{n} " + "x" * 3000 for n in range(5)]
+    ids = [queued(notify(tui.address, body)) for body in bodies]
+    out = hook(tui, "Stop")
+    assert out.returncode == 2, out
+    text = out.stderr.decode()
+    assert len(text) <= MAX_CHARS, len(text)
+    *parts, last = text.split("\n\n")
+    assert [p.split("] ", 1)[1] for p in parts] == bodies[:2]  # whole, in order
+    assert "3 more queued message(s)" in last and "\n" not in last, last
+    assert len(queue_files()) == 3
+    delivered = [r["id"] for r in received(tui.address) if r.get("outcome") == "delivered"]
+    assert delivered == ids[:2]
+    assert hook(tui, "Stop", {"stop_hook_active": True}).returncode == 0
+    hook(tui, "UserPromptSubmit")  # (the continuation ended; a next turn of the agent)
+    out = hook(tui, "Stop")
+    assert out.returncode == 2 and "1 more queued message(s)" in out.stderr.decode()
+    hook(tui, "UserPromptSubmit")
+    out = hook(tui, "Stop")
+    assert out.returncode == 2 and out.stderr.decode().endswith(bodies[4])
+    delivered = [r["id"] for r in received(tui.address) if r.get("outcome") == "delivered"]
+    assert delivered == ids and queue_files() == []
+
+
+def test_a_message_bigger_than_a_handover_waits_whole_for_the_paste(tui: Receiver) -> None:
+    from agent_mesh.delivery.handover import MAX_CHARS
+
+    hook(tui, "UserPromptSubmit")
+    big = "b" * (MAX_CHARS + 100)
+    queued(notify(tui.address, big))
+    out = hook(tui, "Stop")
+    assert (out.returncode, out.stderr) == (0, b"")  # not cut, not handed over
+    retry_until(lambda: submitted(tui) and submitted(tui)[-1].endswith(big), timeout=30)

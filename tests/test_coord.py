@@ -83,7 +83,7 @@ def test_a_held_lock_names_its_holder_and_covers_what_is_below(agents: Agents,
         assert out.returncode == 3, out.stderr
         line = out.stderr.decode()
         assert line.count("\n") == 1 and agents.address("alice") in line
-        assert "refactor io" in line and "since" in line and "expires in 59m" in line
+        assert "refactor io" in line and "since" in line and "expires in 1h" in line
     ok(agents.run("alice", "lock", str(repo / "src")))  # the holder's own: no conflict
     ok(agents.run("alice", "unlock", str(repo / "src")))
     ok(agents.run("bob", "lock", str(tmp_path / "elsewhere")))
@@ -95,6 +95,22 @@ def test_a_held_lock_names_its_holder_and_covers_what_is_below(agents: Agents,
     assert {(lk["path"], lk["who"]) for lk in doc["locks"]} == {
         (str(repo), agents.address("alice")), (str(tmp_path / "elsewhere"),
                                                agents.address("bob"))}
+
+
+def test_lock_and_locks_write_the_same_lease_the_same_way(agents: Agents,
+                                                         tmp_path: Path) -> None:
+    """Review item 7: `lock` said `2h` and `locks` `in 1h` for the same fresh lease (one
+    rounded, one cut); both write it with clock.duration now."""
+    agents.add("alice")
+    said = ok(agents.run("alice", "lock", str(tmp_path / "a"), "--ttl", "2h"))
+    assert said.rstrip().endswith("is yours for 2h"), said
+    time.sleep(1.2)  # a second later the lease has 1h59m58s left: still 2h, rounded
+    [row] = [line for line in ok(agents.run(None, "locks")).splitlines() if "/a" in line]
+    assert " in 2h " in f"{row} ", row
+    from agent_mesh.clock import duration
+
+    assert [duration(s) for s in (7199.4, 7169, 3599, 119.5, 61, 0.4, -5, 90000)] == [
+        "2h", "1h59m", "1h", "2m", "1m1s", "0s", "0s", "1d1h"]
 
 
 def test_a_lock_ends_at_its_ttl_and_another_agent_takes_it(agents: Agents,

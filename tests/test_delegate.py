@@ -154,7 +154,7 @@ def test_queue_table_has_a_header_and_shows_expired(tui: Receiver) -> None:
     assert head.split() == ["ID", "TO", "FROM", "EXPIRES", "WHY", "QUEUED", "MESSAGE"]
     assert len(rows) == 2, rows
     assert " expired " in rows[0] and rows[0].endswith("short-lived"), rows
-    assert " in 59m " in rows[1] and rows[1].endswith("long-lived"), rows
+    assert " in 1h " in rows[1] and rows[1].endswith("long-lived"), rows
     assert "expires in 0s" not in out.stdout.decode()
 
 

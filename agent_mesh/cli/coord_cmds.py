@@ -154,7 +154,7 @@ def register(group: click.Group) -> None:
             from agent_mesh.clock import duration
 
             echo(printable(f"agent-mesh lock: {got['host']}:{got['path']} is yours for "
-                                 f"{duration(left + 0.5)}"))
+                                 f"{duration(left)}"))
 
         run_guarded("agent-mesh lock", body)
 

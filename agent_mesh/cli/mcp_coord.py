@@ -140,7 +140,7 @@ def lock_text(path: str, host: str, intent: str, ttl: str, wait: float,
     seconds = min(max(float(wait), 0.0), MAX_WAIT)
     got = coord.lock(path, host or None, intent, span(ttl or "2h", "ttl"), seconds, sleep)
     left = float(got["expires"]) - time.time()
-    return (f"{got['host']}:{got['path']} is yours for {duration(left + 0.5)}: unlock it "
+    return (f"{got['host']}:{got['path']} is yours for {duration(left)}: unlock it "
             "when done")
 
 

@@ -86,8 +86,9 @@ def _remove_from_agent_clis(report: Report) -> None:
     from agent_mesh.ops import agents, mcp_clients
 
     mcp_clients.plug_in()
-    agents.uninstall(report)
-    mcp_clients.uninstall(report, mcp_clients.others())
+    with agents.setup_lock():
+        agents.uninstall(report)
+        mcp_clients.uninstall(report, mcp_clients.others())
 
 
 def run_agents(*, uninstall: bool = False) -> int:
@@ -101,8 +102,9 @@ def run_agents(*, uninstall: bool = False) -> int:
         if uninstall:
             _remove_from_agent_clis(report)
         else:
-            agents.install(report)
-            mcp_clients.install(report, mcp_clients.others(), installed_only=True)
+            with agents.setup_lock():
+                agents.install(report)
+                mcp_clients.install(report, mcp_clients.others(), installed_only=True)
             from agent_mesh.cli.hook import remember_launch
 
             remember_launch()  # hooks/agent-event then starts Python without `site`

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent_mesh.errors import UsageError, printable
+from agent_mesh.errors import UsageError, bounded, printable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,11 +39,24 @@ def requester(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
     return {"who": who, "host": host, "pane": pane}
 
 
+# The largest numbers a peer's request may carry, clamped (errors.bounded refuses NaN,
+# infinities, negatives and non-numbers): epoch seconds well past any real clock, a count
+# of entries past any log's size, a ttl past locks.MAX_TTL so that acquire still says so.
+_MAXIMA = {"since": 1e11, "limit": 1e9, "ttl": 1e9}
+
+
 def _number(request: dict[str, Any], key: str, default: float) -> float:
-    value = request.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise UsageError(f"bad {key} {printable(str(value))[:20]!r}")
-    return float(value)
+    return bounded(request.get(key), key, default, _MAXIMA[key])
+
+
+def _strings(value: object, what: str) -> list[str]:
+    """A list of strings a peer sent (None or missing: empty); anything else, or a member
+    that is no string (a list or an object is not even hashable), is a usage error."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise UsageError(f"bad {what} {printable(repr(value))[:40]}: a list of addresses")
+    return value
 
 
 def handle(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
@@ -79,9 +92,9 @@ def handle(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
         return done
     name = str(request.get("board", ""))
     if action == "add":
-        notify = request.get("notify")
         return board.add(name, who["who"], str(request.get("title", "")),
-                         str(request.get("role", "")), notify if isinstance(notify, list) else None)
+                         str(request.get("role", "")),
+                         _strings(request.get("notify"), "notify") or None)
     if action == "claim":
         ident = request.get("id")
         return board.claim(name, who, ident, str(request.get("role", "")))
@@ -92,7 +105,6 @@ def handle(request: dict[str, Any], origin: Origin) -> dict[str, Any]:
     if action == "drop_stale":
         return board.drop_stale(name)
     if action == "subscribe":
-        addresses = request.get("addresses")
-        return board.subscribe(name, addresses if isinstance(addresses, list) else [],
+        return board.subscribe(name, _strings(request.get("addresses"), "addresses"),
                                request.get("off") is True)
     raise UsageError(f"unknown coord action {printable(str(action))[:40]!r}")

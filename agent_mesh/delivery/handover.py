@@ -21,6 +21,14 @@ Nothing lost, nothing twice:
 - Only a first Stop is used (`stop_hook_active` false): the CLIs cap how often a Stop
   hook may extend one turn and drop the text beyond that cap, so messages queued while
   a continuation runs wait for the next turn end, or go by paste once the agent is idle.
+
+Size: one handover carries whole messages, in order, up to MAX_CHARS in all (a queued
+message may be 1 MB; Claude Code shows a hook's text past 10,000 characters only as a
+preview and a file path, as others read it from its 2.1 binary, not documented; Codex's
+limit, if any, was not checked). The first that does not fit and every later one stay
+queued, and a last line says how many: they come at the next turn's end, or by paste
+once the agent is idle (the idle Stop starts their waiters). A first message bigger than
+the cap alone is not handed over at all: it goes by paste, whole.
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ from agent_mesh.text import sanitize
 
 LOCK_TIMEOUT = 5.0  # the hook must answer well within the CLIs' hook timeouts
 SEPARATOR = "\n\n"
+MAX_CHARS = 9000  # the whole continuation text, the line about the rest included
+
+
+def rest_line(count: int) -> str:
+    """The last line of a handover that left count messages queued."""
+    return (f"[agent-mesh: {count} more queued message(s) did not fit in this handover; they "
+            "follow at your next turn's end, or once you are idle]")
 
 
 class Handover:
@@ -90,13 +105,17 @@ def pane_lock(socket: str, pane_id: str) -> locked:
     return Pane(Tmux(socket_path=socket or None), pane_id).lock(LOCK_TIMEOUT)
 
 
-def prepare(records: list[dict[str, object]]) -> Handover | None:
+def prepare(records: list[dict[str, object]], cap: int = MAX_CHARS) -> Handover | None:
     """The continuation for records: expired ones and ones already delivered are
-    finished (logged) and left out; None when nothing is left to hand over."""
+    finished (logged) and left out; whole messages up to cap characters in all, the
+    rest left queued and counted in a last line; None when nothing is to hand over."""
     now = time.time()
     kept: list[dict[str, object]] = []
     parts: list[str] = []
-    for record in records:
+    room = cap - len(SEPARATOR) - len(rest_line(len(records)))  # the line may follow
+    used = 0
+    left = 0
+    for index, record in enumerate(records):
         if float(str(record.get("expires_at") or 0)) <= now:
             queue.finish(record, "expired", "its time to live ran out before the turn ended")
             continue
@@ -109,10 +128,17 @@ def prepare(records: list[dict[str, object]]) -> Handover | None:
             queue.finish(record, Outcome.INVALID, f"not a valid queued message: {exc}")
             continue
         text, _removed = sanitize(f"{envelope.tag()} {envelope.body}")
+        size = len(text) + (len(SEPARATOR) if parts else 0)
+        if used + size > room:  # whole messages only: this one and the rest wait
+            left = len(records) - index
+            break
         parts.append(text)
         kept.append(record)
+        used += size
     if not kept:
         return None
+    if left:
+        parts.append(rest_line(left))
     return Handover(SEPARATOR.join(parts), kept)
 
 

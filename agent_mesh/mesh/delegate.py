@@ -29,12 +29,12 @@ from agent_mesh.errors import (
     Outcome,
     UsageError,
     WireError,
+    bounded,
 )
 from agent_mesh.mesh.handlers import DEFAULT_SPAWN_WAIT, MAX_SPAWN_WAIT
 from agent_mesh.mesh.host import READ_TIMEOUT, connect, hosts
 from agent_mesh.mesh.origin import LocalOrigin
 from agent_mesh.mesh.transport import Host
-from agent_mesh.mesh.wire import bounded
 from agent_mesh.model import Agent, Envelope
 from agent_mesh.receivers import DEFAULT_COMMAND
 from agent_mesh.registry import naming, view, whoami

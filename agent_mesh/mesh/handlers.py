@@ -19,9 +19,10 @@ from agent_mesh.errors import (
     PaneGone,
     UsageError,
     WireError,
+    bounded,
     printable,
 )
-from agent_mesh.mesh.wire import bounded, request_envelope
+from agent_mesh.mesh.wire import request_envelope
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view
 from agent_mesh.tmux import literal

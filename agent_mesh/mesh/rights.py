@@ -16,10 +16,8 @@ A refused operation is exit 3 with the rule that refused it. Processes of this h
 
 from __future__ import annotations
 
-import os
-
-from agent_mesh import paths
-from agent_mesh.errors import Refused, UsageError
+from agent_mesh.config import config_path, table
+from agent_mesh.errors import Refused
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,60 +31,9 @@ OP_RIGHT = {"deliver": "deliver", "deliver_many": "deliver", "reply": "deliver",
             "peek": "peek", "inbox": "inbox", "spawn": "spawn"}
 
 
-def config_path() -> str:
-    return os.path.join(paths.agents_dir(), "config.toml")
-
-
 def _tables() -> dict[str, Any]:
-    """config.toml's [peers] tables. A peer's every request asks, and tomllib costs a fresh
-    rpc process ~10-30 ms of imports: the tables are kept in a marshal cache next to it,
-    valid while config.toml keeps its inode, mtime and size."""
-    import marshal
-
-    path = config_path()
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
-    stamp = (info.st_ino, info.st_mtime_ns, info.st_size)
-    cache = os.path.join(paths.agents_dir(), ".peers.cache")
-    try:
-        with open(cache, "rb") as fh:
-            cached_stamp, cached = marshal.load(fh)
-        if tuple(cached_stamp) == stamp and isinstance(cached, dict):
-            return cached
-    except (OSError, EOFError, ValueError, TypeError):
-        pass
-    tables = _parse(path)
-    from agent_mesh.fsutil import atomic_write
-
-    try:  # noqa: SIM105 - a cache that cannot be written is only slower
-        atomic_write(cache, marshal.dumps((stamp, tables)), 0o600)
-    except (OSError, ValueError):
-        pass
-    return tables
-
-
-def _parse(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc.strerror}") from None
-    if b"peers" not in data:
-        return {}  # the defaults
-    import tomllib
-
-    try:
-        peers = tomllib.loads(data.decode("utf-8")).get("peers", {})
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    if not isinstance(peers, dict):
-        return {}
-    return {name: (dict(value) if isinstance(value, dict) else value)
-            for name, value in peers.items()
+    """config.toml's [peers]: its rights (true/false) and its peers' tables of them."""
+    return {name: value for name, value in table("peers").items()
             if isinstance(value, bool) or (isinstance(value, dict) and all(
                 isinstance(v, bool) for v in value.values()))}
 

@@ -79,19 +79,6 @@ def valid_slot(slot: str) -> bool:
     return len(slot) == 16 and all(ch in "0123456789abcdef" for ch in slot)
 
 
-def bounded(value: object, what: str, default: float, maximum: float) -> float:
-    """A number a peer sent (a wait, a count), clamped to maximum; missing is default.
-    NaN, infinities, negatives and non-numbers are a UsageError (exit 1): a peer must
-    not hold a process for 1e300 s, nor slip a NaN past a comparison."""
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or value != value or value in (float("inf"), float("-inf")) or value < 0:
-        raise UsageError(f"bad {what} {printable(repr(value))[:40]}: "
-                         f"a number from 0 to {maximum:g}")
-    return min(float(value), maximum)
-
-
 def request_envelope(request: dict[str, Any]) -> Envelope:
     """The envelope a deliver or reply request carries; malformed is a usage error."""
     try:

@@ -12,6 +12,13 @@ are found by their command (the launcher path, HOOK_MARK) and only those are add
 updated or removed; the user's own entries, their order, and (in TOML, through tomlkit)
 their comments stay as they were. JSON keeps its key order. A config that does not
 parse is reported and left alone.
+
+EMPTIED: removing ours also removes each container it leaves empty that holds nothing
+else: a hook group, an event's list, "hooks", "mcpServers", [mcp_servers], [hooks.state],
+[hooks], and a whole file left holding nothing (`{}`, or no TOML at all). The rule is the
+simplest honest one: whether a container was empty before setup filled it is not
+recorded, so one the user left empty goes too; to each CLI an empty one and a missing
+one mean the same. A container that still holds anything, even a comment, stays.
 """
 
 from __future__ import annotations
@@ -26,11 +33,11 @@ from agent_mesh import paths
 from agent_mesh.ops.setup_base import (
     Report,
     data_file,
+    edit_config,
     install_copy,
     read_or_none,
     run_helper,
     tilde,
-    write_keeping,
 )
 from agent_mesh.receivers import PACKAGES, traits
 
@@ -129,7 +136,10 @@ class AgentCLI:
 
 def _load_json(path: str) -> dict[str, object] | None:
     """The file's object ({} when missing); None when it is not a JSON object."""
-    text = read_or_none(path)
+    return _parse_json(read_or_none(path))
+
+
+def _parse_json(text: str | None) -> dict[str, object] | None:
     if text is None or not text.strip():
         return {}
     try:
@@ -158,30 +168,16 @@ def merge_hooks(data: dict[str, object], agent: str, events: tuple[tuple[str, in
     before = json.dumps(hooks)
     wanted = dict(events)
     present: set[str] = set()
-    for event in list(hooks):
-        groups = hooks[event]
-        if not isinstance(groups, list):
-            continue
-        kept = []
-        for group in groups:
-            handlers = group.get("hooks") if isinstance(group, dict) else None
-            if not isinstance(handlers, list) or not any(ours(h) for h in handlers):
-                kept.append(group)
-                continue
-            left = []
-            for handler in handlers:
-                exact = event in wanted and handler == _handler(agent, event, wanted[event])
-                if not ours(handler) or (exact and event not in present):
-                    left.append(handler)
-                    if ours(handler):
-                        present.add(event)
-            if left:
-                group["hooks"] = left
-                kept.append(group)
-        if kept:
-            hooks[event] = kept
-        else:
-            del hooks[event]
+
+    def keep(event: str, handler: object) -> bool:
+        """The first exact handler of ours for a wanted event stays; the rest go."""
+        if event in wanted and event not in present \
+                and handler == _handler(agent, event, wanted[event]):
+            present.add(event)
+            return True
+        return False
+
+    _drop_ours(hooks, keep)
     for event, timeout in events:
         if event not in present:
             groups = hooks.get(event)
@@ -195,6 +191,17 @@ def remove_hooks(data: dict[str, object]) -> bool:
     hooks = data.get("hooks")
     if not isinstance(hooks, dict):
         return False
+    changed = _drop_ours(hooks, lambda _event, _handler: False)
+    if changed and not hooks:
+        del data["hooks"]
+    return changed
+
+
+def _drop_ours(hooks: dict[str, object], keep: Callable[[str, object], bool]) -> bool:
+    """The one walk of the hook groups: every handler of ours that keep(event, handler)
+    refuses goes (asked in order), and so does a group or an event's list that this
+    leaves empty (EMPTIED); the user's own groups and lists stay as they are. True
+    when a handler went."""
     changed = False
     for event in list(hooks):
         groups = hooks[event]
@@ -203,18 +210,18 @@ def remove_hooks(data: dict[str, object]) -> bool:
         kept = []
         for group in groups:
             handlers = group.get("hooks") if isinstance(group, dict) else None
-            if isinstance(handlers, list) and any(ours(h) for h in handlers):
-                changed = True
-                group["hooks"] = [h for h in handlers if not ours(h)]
-                if not group["hooks"]:
-                    continue
-            kept.append(group)
-        if kept:
+            if not isinstance(handlers, list) or not any(ours(h) for h in handlers):
+                kept.append(group)
+                continue
+            left = [h for h in handlers if not ours(h) or keep(event, h)]
+            changed = changed or len(left) != len(handlers)
+            if left:
+                group["hooks"] = left
+                kept.append(group)
+        if kept or not groups:  # a user's own empty list stays
             hooks[event] = kept
         else:
             del hooks[event]
-    if changed and not hooks:
-        del data["hooks"]
     return changed
 
 
@@ -247,26 +254,39 @@ class JsonHooks(Step):
 
     def install(self, report: Report) -> None:
         path = self.path()
-        data = _load_json(path)
-        if data is None:
+        if _load_json(path) is None:
             report.problem(f"{self.cli.label}: {tilde(path)} is not a JSON object; left as it "
                            "is (fix it, then re-run agent-mesh setup --agents)")
             return
         install_launcher(report)
-        previous = json.loads(json.dumps(data))
-        try:
-            changed = merge_hooks(data, self.cli.name, self.cli.events, self.matcher)
-        except ValueError as exc:
-            report.problem(f"{self.cli.label}: {tilde(path)}: {exc}; left as it is")
-            return
-        if changed:
-            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-            write_keeping(path, _dump_json(data))
+        done: dict[str, object] = {}
+
+        def edit(text: str | None) -> str | None:
+            """Run again on what the CLI wrote, if it wrote the file meanwhile."""
+            done.clear()
+            data = _parse_json(text)
+            if data is None:
+                done["problem"] = "is not a JSON object; left as it is"
+                return None
+            previous = json.loads(json.dumps(data))
+            try:
+                changed = merge_hooks(data, self.cli.name, self.cli.events, self.matcher)
+            except ValueError as exc:
+                done["problem"] = f"{exc}; left as it is"
+                return None
+            done.update(data=data, previous=previous)
+            return _dump_json(data) if changed else None
+
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        if edit_config(path, edit):
             report.say(f"{self.cli.label}: hooks for {len(self.cli.events)} events in "
                        f"{tilde(path)}")
+        elif "problem" in done:
+            report.problem(f"{self.cli.label}: {tilde(path)}: {done['problem']}")
+            return
         else:
             report.say(f"{self.cli.label}: hooks already in {tilde(path)}")
-        self.after(report, data, previous)
+        self.after(report, done["data"], done["previous"])  # type: ignore[arg-type]
 
     def after(self, report: Report, data: dict[str, object],
               previous: dict[str, object]) -> None:
@@ -280,11 +300,14 @@ class JsonHooks(Step):
             report.warn(f"{self.cli.label}: {tilde(path)} is not a JSON object; not changed")
             return
         self.before_removal(report, data)
-        if remove_hooks(data):
-            if data or os.path.basename(path) != "hooks.json":
-                write_keeping(path, _dump_json(data))
-            else:
-                os.unlink(path)  # a hooks.json with nothing but ours: setup made it
+
+        def edit(text: str | None) -> str | None:
+            now = _parse_json(text)
+            if now is None or not remove_hooks(now):
+                return None
+            return _dump_json(now) if now else ""  # "": nothing else in it (EMPTIED)
+
+        if edit_config(path, edit, remove_empty=True):
             report.say(f"{self.cli.label}: removed agent-mesh's hooks from {tilde(path)}")
 
     def before_removal(self, report: Report, data: dict[str, object]) -> None:

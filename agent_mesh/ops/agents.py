@@ -28,12 +28,23 @@ from __future__ import annotations
 import os
 import time
 
+from agent_mesh import paths
+from agent_mesh.fsutil import locked
 from agent_mesh.ops.agentcli import AgentCLI, ClaudeCode, Step, StepFactory, add_step, launcher
 from agent_mesh.ops.codex import Codex
 from agent_mesh.ops.setup_base import Report, tilde
 
 __all__ = ["AgentCLI", "Step", "StepFactory", "add_step", "clis", "describe", "install",
-           "uninstall"]
+           "setup_lock", "uninstall"]
+
+SETUP_LOCK_WAIT = 120.0  # seconds a second setup --agents waits for the first
+
+
+def setup_lock() -> locked:
+    """One `setup --agents` (or its --uninstall) at a time on this host: two would each
+    read a config, install the launcher and write the trust for their own view of it.
+    TimeoutError (an OSError: one line) when another run holds it past SETUP_LOCK_WAIT."""
+    return locked(os.path.join(paths.locks_dir(), "setup-agents.lock"), SETUP_LOCK_WAIT)
 
 
 def clis() -> list[AgentCLI]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.ops.agentcli import AgentCLI, JsonHooks, Step, _load_json, ours
-from agent_mesh.ops.setup_base import Report, read_or_none, tilde, write_keeping
+from agent_mesh.ops.setup_base import Report, edit_config, read_or_none, tilde
 from agent_mesh.receivers import PACKAGES, traits
 
 FEATURE_NOTE = "added by agent-mesh setup --agents"
@@ -90,10 +90,11 @@ class CodexHooks(JsonHooks):
     def config_toml(self) -> str:
         return os.path.join(self.cli.config_dir(), "config.toml")
 
-    def _load_toml(self, report: Report | None, removing: bool = False) -> object | None:
-        """config.toml as a tomlkit document, or None (said in report): it does not parse
-        (a problem when installing), or tomlkit is missing (install.sh's --uninstall
-        after its venv is gone)."""
+    def _load_toml(self, report: Report | None, removing: bool = False,
+                   text: str | None = None, read: bool = True) -> object | None:
+        """config.toml (or text) as a tomlkit document, or None (said in report): it does
+        not parse (a problem when installing), or tomlkit is missing (install.sh's
+        --uninstall after its venv is gone)."""
         try:
             import tomlkit
         except ImportError:
@@ -102,7 +103,7 @@ class CodexHooks(JsonHooks):
                             "not changed")
             return None
         try:
-            return tomlkit.parse(read_or_none(self.config_toml()) or "")
+            return tomlkit.parse((read_or_none(self.config_toml()) if read else text) or "")
         except Exception as exc:  # tomlkit's errors have no common base worth naming
             if report is not None and removing:
                 report.warn(f"Codex: {tilde(self.config_toml())} does not parse ({exc}); "
@@ -114,9 +115,26 @@ class CodexHooks(JsonHooks):
 
     def after(self, report: Report, data: dict[str, object],
               previous: dict[str, object]) -> None:
-        doc = self._load_toml(report)
+        notes = [Report()]
+
+        def edit(text: str | None) -> str | None:
+            """Run again on what Codex wrote, if it wrote config.toml meanwhile."""
+            notes[0] = Report()
+            return self._trusting(notes[0], text, data, previous)
+
+        os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
+        written = edit_config(self.config_toml(), edit)
+        _replay(notes[0], report)
+        if written:
+            report.say(f"Codex: trusted agent-mesh's hooks in {tilde(self.config_toml())}")
+
+    def _trusting(self, report: Report, text: str | None, data: dict[str, object],
+                  previous: dict[str, object]) -> str | None:
+        """config.toml's text with the trust for data's handlers (and none for handlers
+        of ours only previous had), and the feature flags; None: nothing to change."""
+        doc = self._load_toml(report, text=text, read=False)
         if doc is None:
-            return
+            return None
         import tomlkit
 
         before = tomlkit.dumps(doc)  # type: ignore[arg-type]
@@ -148,10 +166,7 @@ class CodexHooks(JsonHooks):
         else:
             self._add_flags(report, features)
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
-        if after != before:
-            os.makedirs(self.cli.config_dir(), mode=0o700, exist_ok=True)
-            write_keeping(self.config_toml(), after)
-            report.say(f"Codex: trusted agent-mesh's hooks in {tilde(self.config_toml())}")
+        return after if after != before else None
 
     def _unmarkable(self, report: Report, features: Any) -> None:
         """An inline `features = {…}` cannot hold the marker comment --uninstall goes by:
@@ -188,20 +203,35 @@ class CodexHooks(JsonHooks):
                         "tell panes apart and agent-mesh ignores them; left as you set it")
 
     def before_removal(self, report: Report, data: dict[str, object]) -> None:
-        doc = self._load_toml(report, removing=True)
+        notes = [Report()]
+
+        def edit(text: str | None) -> str | None:
+            notes[0] = Report()
+            return self._untrusting(notes[0], text, data)  # "": empty (agentcli: EMPTIED)
+
+        edit_config(self.config_toml(), edit, remove_empty=True)
+        _replay(notes[0], report)
+
+    def _untrusting(self, report: Report, text: str | None,
+                    data: dict[str, object]) -> str | None:
+        """config.toml's text without the trust for data's handlers of ours, nor the
+        feature flags setup added; None: nothing to change."""
+        if text is None:
+            return None
+        doc = self._load_toml(report, removing=True, text=text, read=False)
         if doc is None:
-            return
+            return None
         import tomlkit
 
         before = tomlkit.dumps(doc)  # type: ignore[arg-type]
         trust = codex_trust(os.path.abspath(self.path()), data)
         hooks = doc.get("hooks")  # type: ignore[attr-defined]
         state = hooks.get("state") if hooks is not None else None
-        if state is not None:
+        if state is not None and any(key in state for key in trust):
             for key in trust:
                 if key in state:
                     del state[key]
-            if not state:
+            if not state:  # emptied by us (agentcli: EMPTIED)
                 del hooks["state"]
             if not hooks:
                 del doc["hooks"]  # type: ignore[attr-defined]
@@ -214,8 +244,7 @@ class CodexHooks(JsonHooks):
             if not features and trivia is not None and FEATURE_NOTE in (trivia.comment or ""):
                 del doc["features"]  # type: ignore[attr-defined]
         after = _tidy(tomlkit.dumps(doc), before)  # type: ignore[arg-type]
-        if after != before:
-            write_keeping(self.config_toml(), after)
+        return after if after != before else None
 
     def check(self) -> tuple[bool, str]:
         ok, line = super().check()
@@ -240,6 +269,12 @@ class CodexHooks(JsonHooks):
             return False, (f"[features] {DAEMON_FLAG} is not false in config.toml: Codex's "
                            "shared daemon runs the hooks, which then cannot tell panes apart")
         return True, line + ", trusted"
+
+
+def _replay(notes: Report, report: Report) -> None:
+    """What the last try of an edit said, said once (an edit may run again)."""
+    for kind, text in notes.lines:
+        {"say": report.say, "warn": report.warn, "error": report.problem}[kind](text)
 
 
 def _remove_marked(doc: object, flag: str) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
-from agent_mesh.fsutil import atomic_write, make_dirs
+from agent_mesh.ops.setup_base import edit_config
 from agent_mesh.receivers import PACKAGES, traits
 
 NAME = "agent-mesh"  # our entry's key in every client's config
@@ -62,28 +62,27 @@ def _home(*parts: str) -> str:
 
 
 def _read_text(path: str) -> str | None:
-    """The file's text (None when missing); UsageError when it is not UTF-8, so that
-    the step says so in one line and the other steps still run."""
+    """The file's text (None when missing); UsageError when it is not UTF-8."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
+        with open(path, "rb") as fh:
+            raw = fh.read()
     except FileNotFoundError:
         return None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{setup_tilde(path)} is not UTF-8 text (byte {exc.start}); left "
-                         "as it is") from None
+    return _utf8(raw.decode("utf-8", "surrogateescape"), path)
 
 
-def _write_text(path: str, text: str) -> None:
-    """Atomic, keeping the file's mode (a config may hold tokens: new ones are 0600) and
-    a symlink into a dotfiles repo."""
-    real = os.path.realpath(path)
+def _utf8(text: str | None, path: str) -> str | None:
+    """text as read (surrogateescape), or a UsageError when it is not UTF-8, so that the
+    step says so in one line, leaves the file alone, and the other steps still run."""
+    if text is None:
+        return None
     try:
-        mode = os.stat(real).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600
-    make_dirs(os.path.dirname(real) or ".")
-    atomic_write(real, text.encode("utf-8"), mode)
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = text[:exc.start].encode("utf-8", "surrogateescape")
+        raise UsageError(f"{setup_tilde(path)} is not UTF-8 text (byte {len(raw)}); left "
+                         "as it is") from None
+    return text
 
 
 class McpClient:
@@ -144,7 +143,10 @@ class _JsonClient(McpClient):
     """A JSON settings file with a top-level "mcpServers" object."""
 
     def _load(self) -> dict[str, Any]:
-        text = _read_text(self.config_path())
+        return self._parse(_read_text(self.config_path()))
+
+    def _parse(self, text: str | None) -> dict[str, Any]:
+        text = _utf8(text, self.config_path())
         if text is None or not text.strip():
             return {}
         try:
@@ -157,37 +159,45 @@ class _JsonClient(McpClient):
             raise UsageError(f"{setup_tilde(self.config_path())} holds no JSON object")
         return data
 
-    def _save(self, data: dict[str, Any]) -> None:
-        _write_text(self.config_path(), json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
     def entry(self) -> dict[str, Any] | None:
         servers = self._load().get("mcpServers")
         found = servers.get(NAME) if isinstance(servers, dict) else None
         return found if isinstance(found, dict) else None
 
     def register(self, command: list[str]) -> str:
-        data = self._load()
-        servers = data.get("mcpServers")
-        if not isinstance(servers, dict):
-            servers = data["mcpServers"] = {}
         wanted = self.wanted(command)
-        before = servers.get(NAME)
-        if before == wanted:
-            return "unchanged"
-        servers[NAME] = wanted
-        self._save(data)
-        return "added" if before is None else "updated"
+        how = ["unchanged"]
+
+        def edit(text: str | None) -> str | None:
+            data = self._parse(text)
+            servers = data.get("mcpServers")
+            if not isinstance(servers, dict):
+                servers = data["mcpServers"] = {}
+            before = servers.get(NAME)
+            if before == wanted:
+                how[0] = "unchanged"
+                return None
+            how[0] = "added" if before is None else "updated"
+            servers[NAME] = wanted
+            return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+        edit_config(self.config_path(), edit)
+        return how[0]
 
     def unregister(self) -> bool:
-        if _read_text(self.config_path()) is None:
-            return False
-        data = self._load()
-        servers = data.get("mcpServers")
-        if not isinstance(servers, dict) or NAME not in servers:
-            return False
-        del servers[NAME]
-        self._save(data)
-        return True
+        def edit(text: str | None) -> str | None:
+            if text is None:
+                return None
+            data = self._parse(text)
+            servers = data.get("mcpServers")
+            if not isinstance(servers, dict) or NAME not in servers:
+                return None
+            del servers[NAME]
+            if not servers:  # emptied by us, nothing else in it (ops/agentcli.py: EMPTIED)
+                del data["mcpServers"]
+            return json.dumps(data, indent=2, ensure_ascii=False) + "\n" if data else ""
+
+        return edit_config(self.config_path(), edit, remove_empty=True)
 
 
 class ClaudeCode(_JsonClient):
@@ -232,12 +242,13 @@ class Codex(McpClient):
     def config_path(self) -> str:
         return os.path.join(os.environ.get("CODEX_HOME") or _home(".codex"), "config.toml")
 
-    def _doc(self) -> Any:
+    def _doc(self, text: str | None = None, read: bool = True) -> Any:
         import tomlkit
 
-        text = _read_text(self.config_path()) or ""
+        if read:
+            text = _read_text(self.config_path())
         try:
-            return tomlkit.parse(text)
+            return tomlkit.parse(_utf8(text, self.config_path()) or "")
         except Exception as exc:  # tomlkit's ParseError and kin
             raise UsageError(f"{setup_tilde(self.config_path())} is not valid TOML ({exc}); "
                              "fix it first") from None
@@ -252,25 +263,32 @@ class Codex(McpClient):
     def register(self, command: list[str]) -> str:
         import tomlkit
 
-        doc = self._doc()
         wanted = self.wanted(command)
-        before = self.entry_of(doc)
-        if before == wanted:
-            return "unchanged"
-        servers = doc.get("mcp_servers")
-        if servers is None:
-            servers = tomlkit.table(is_super_table=True)
-            doc.add("mcp_servers", servers)
-        table = tomlkit.table()
-        for key, value in wanted.items():
-            table.add(key, value)
-        table.add(tomlkit.nl())  # a blank line before whatever table follows
-        if NAME in servers or not hasattr(servers, "add"):  # or split around other tables
-            servers[NAME] = table
-        else:
-            servers.add(NAME, table)
-        _write_text(self.config_path(), tomlkit.dumps(doc))
-        return "added" if before is None else "updated"
+        how = ["unchanged"]
+
+        def edit(text: str | None) -> str | None:
+            doc = self._doc(text, read=False)
+            before = self.entry_of(doc)
+            if before == wanted:
+                how[0] = "unchanged"
+                return None
+            how[0] = "added" if before is None else "updated"
+            servers = doc.get("mcp_servers")
+            if servers is None:
+                servers = tomlkit.table(is_super_table=True)
+                doc.add("mcp_servers", servers)
+            table = tomlkit.table()
+            for key, value in wanted.items():
+                table.add(key, value)
+            table.add(tomlkit.nl())  # a blank line before whatever table follows
+            if NAME in servers or not hasattr(servers, "add"):  # or split around tables
+                servers[NAME] = table
+            else:
+                servers.add(NAME, table)
+            return str(tomlkit.dumps(doc))
+
+        edit_config(self.config_path(), edit)
+        return how[0]
 
     @staticmethod
     def entry_of(doc: Any) -> dict[str, Any] | None:
@@ -281,21 +299,23 @@ class Codex(McpClient):
     def unregister(self) -> bool:
         import tomlkit
 
-        if _read_text(self.config_path()) is None:
-            return False
-        doc = self._doc()
-        servers = doc.get("mcp_servers")
-        if servers is None or NAME not in servers:
-            return False
-        last = list(doc)[-1] == "mcp_servers" and list(servers)[-1] == NAME
-        del servers[NAME]
-        if not servers:  # the table held only ours: it goes too
-            del doc["mcp_servers"]
-        text = tomlkit.dumps(doc)
-        if last:  # the blank line tomlkit put before the table it appended goes too
-            text = text.rstrip("\n") + "\n" if text.strip() else ""
-        _write_text(self.config_path(), text)
-        return True
+        def edit(text: str | None) -> str | None:
+            if text is None:
+                return None
+            doc = self._doc(text, read=False)
+            servers = doc.get("mcp_servers")
+            if servers is None or NAME not in servers:
+                return None
+            last = list(doc)[-1] == "mcp_servers" and list(servers)[-1] == NAME
+            del servers[NAME]
+            if not servers:  # the table held only ours: it goes too
+                del doc["mcp_servers"]
+            new = str(tomlkit.dumps(doc))
+            if last:  # the blank line tomlkit put before the table it appended goes too
+                new = new.rstrip("\n") + "\n" if new.strip() else ""
+            return new  # "": nothing else was in the file (ops/agentcli.py: EMPTIED)
+
+        return edit_config(self.config_path(), edit, remove_empty=True)
 
 
 CLIENTS: dict[str, McpClient] = {c.name: c for c in (ClaudeCode(), Codex(), GeminiCli())}

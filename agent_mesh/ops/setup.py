@@ -35,7 +35,7 @@ import sys
 from collections.abc import Iterable
 
 from agent_mesh import paths
-from agent_mesh.fsutil import atomic_write, make_dirs
+from agent_mesh.fsutil import atomic_write, make_dirs, write_keeping
 from agent_mesh.ops.setup_base import (
     BLOCK_BEGIN,
     BLOCK_END,
@@ -54,7 +54,6 @@ from agent_mesh.ops.setup_base import (
     run_helper,
     tilde,
     without_lines,
-    write_keeping,
 )
 from agent_mesh.ops.setup_resync import (
     remove_cron,
@@ -304,7 +303,7 @@ def add_path_line(report: Report) -> bool:
     text = text or ""
     if text and not text.endswith("\n"):
         text += "\n"
-    write_keeping(rc, text + line)
+    write_keeping(rc, text + line, 0o644)
     report.say(f'added {tilde(local)} to PATH in {tilde(rc)} (open a new shell, or: export '
                f'PATH="$HOME/.local/bin:$PATH")')
     return True
@@ -317,7 +316,7 @@ def remove_path_line(report: Report) -> None:
         rc = os.path.join(home, name)
         text = read_or_none(rc)
         if text is not None and RC_MARKER in text:
-            write_keeping(rc, without_lines(text, RC_MARKER))
+            write_keeping(rc, without_lines(text, RC_MARKER), 0o644)
             found.append(tilde(rc))
     if found:
         report.say(f"removed the PATH line from {' '.join(found)}")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from agent_mesh import paths
 from agent_mesh.errors import SetupError
-from agent_mesh.fsutil import atomic_write
+from agent_mesh.fsutil import atomic_write, edit_keeping
 
 BLOCK_BEGIN = "# >>> agent-mesh >>>"
 BLOCK_END = "# <<< agent-mesh <<<"
@@ -35,6 +35,9 @@ SERVICE_UNIT = "agent-resync.service"
 COMMANDS = ("notify-pane", "agent-mesh", "agent-register-hook", "agent-discover",
             "agent-self-identify")
 FIX = "agent-mesh setup (safe to re-run; from a checkout: ./install.sh)"
+# A new agent CLI config file we create (settings.json, hooks.json, config.toml,
+# ~/.claude.json): private, as a config may hold tokens; an existing one keeps its mode.
+CONFIG_MODE = 0o600
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
 
@@ -86,16 +89,19 @@ def read_or_none(path: str) -> str | None:
         return None
 
 
-def write_keeping(path: str, text: str) -> None:
-    """Replace a user's file atomically, keeping what it is: a symlink into a dotfiles
-    repo stays one (the target is rewritten), and so do its permission bits."""
-    real = os.path.realpath(path)
-    try:
-        mode = os.stat(real).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    atomic_write(real, text.encode("utf-8", "surrogateescape"), mode)
-    os.chmod(real, mode)  # the umask may have masked bits off
+def edit_config(path: str, edit: Callable[[str | None], str | None],
+                remove_empty: bool = False) -> bool:
+    """Edit an agent CLI's config as text, compare-and-swap (fsutil.edit_keeping: the CLI
+    may write it meanwhile, and its write is never lost: edit runs again on what it
+    wrote). edit gets the text (None when missing; bytes that are not UTF-8 pass
+    through as read) and returns the new text, or None for no change; with
+    remove_empty, "" removes the file. A new file is CONFIG_MODE. True if written."""
+
+    def on_bytes(raw: bytes | None) -> bytes | None:
+        new = edit(None if raw is None else raw.decode("utf-8", "surrogateescape"))
+        return None if new is None else new.encode("utf-8", "surrogateescape")
+
+    return edit_keeping(path, on_bytes, CONFIG_MODE, remove_empty=remove_empty)
 
 
 def install_copy(src: str, dst: str, mode: int) -> bool:

@@ -10,7 +10,7 @@ import shutil
 import stat
 
 from agent_mesh import paths
-from agent_mesh.fsutil import atomic_write
+from agent_mesh.fsutil import atomic_write, write_keeping
 from agent_mesh.ops.setup_base import (
     BLOCK_BEGIN,
     BLOCK_END,
@@ -22,7 +22,6 @@ from agent_mesh.ops.setup_base import (
     read_or_none,
     run_helper,
     tilde,
-    write_keeping,
 )
 
 # --- ~/.tmux.conf block ----------------------------------------------------------------
@@ -88,7 +87,7 @@ def install_tmux_block(report: Report) -> None:
     text = read_or_none(path)
     block = tmux_block()
     if text is None:
-        write_keeping(path, block)
+        write_keeping(path, block, 0o644)
         atomic_write(paths.setup_made_tmux_conf(), b"")
         report.say(f"created {tilde(path)} with the agent-mesh block")
         return
@@ -96,7 +95,7 @@ def install_tmux_block(report: Report) -> None:
     if new == text:
         report.say(f"the agent-mesh block in {tilde(path)} is up to date")
     else:
-        write_keeping(path, new)
+        write_keeping(path, new, 0o644)
         report.say(f"updated the agent-mesh block in {tilde(path)} (your other lines kept)")
 
 
@@ -115,7 +114,7 @@ def remove_tmux_block(report: Report) -> None:
         os.unlink(path)  # setup created it and it holds nothing else: not left 0 bytes
         report.say(f"removed {tilde(path)} (setup created it, and it held only the block)")
         return
-    write_keeping(path, new)
+    write_keeping(path, new, 0o644)
     report.say(f"removed the agent-mesh block from {tilde(path)} (your other lines kept)")
 
 
