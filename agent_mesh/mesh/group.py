@@ -50,11 +50,17 @@ class Running:
         for alias in self._aliases[first:]:
             busy = self._busy[alias] = _thread.allocate_lock()
             busy.acquire()
-            _thread.start_new_thread(self._run, (alias, busy))
+            started = _thread.allocate_lock()
+            started.acquire()
+            _thread.start_new_thread(self._run, (alias, busy, started))
+            # As threading's start() does: the thread runs until it waits (its request
+            # sent, or on its way), before this one starts the next or its own host.
+            started.acquire()
         if here and self._aliases:
             self._one(self._aliases[0])
 
-    def _run(self, alias: str, busy: Any) -> None:
+    def _run(self, alias: str, busy: Any, started: Any) -> None:
+        started.release()
         try:
             self._one(alias)
         finally:
