@@ -114,7 +114,13 @@ def managed_tmux_conf() -> str:
 def notify_launcher() -> str:
     """The notify-pane that `agent-mesh setup` writes and links into local_bin():
     `python -I -S`, without site or the console script's imports (issue 20)."""
-    return os.path.join(share_dir(), "notify-pane")
+    return command_launcher("notify-pane")
+
+
+def command_launcher(name: str) -> str:
+    """The launcher `agent-mesh setup` writes for command `name` (notify-pane,
+    agent-mesh) and links into local_bin() in place of its console script."""
+    return os.path.join(share_dir(), name)
 
 
 def setup_links() -> str:

@@ -415,8 +415,8 @@ def test_venv_package_and_commands(installed: Installed) -> None:
     for name in COMMANDS:
         link = home / ".local/bin" / name
         assert link.is_symlink(), name
-        if name == "notify-pane":  # setup's python -I -S launcher for this venv (issue 20)
-            launcher = home / ".local/share/agent-mesh/notify-pane"
+        if name in ("notify-pane", "agent-mesh"):  # setup's python -I -S launcher (issue 20)
+            launcher = home / ".local/share/agent-mesh" / name
             assert os.readlink(link) == str(launcher)
             assert launcher.read_text().startswith(f"#!{venv / 'bin' / 'python'} -IS\n")
             continue

@@ -96,10 +96,11 @@ def test_console_scripts_linked(lab: Lab) -> None:
     bin1 = lab.hosts["h1"].home / ".local/bin"
     linked = sorted(p.name for p in bin1.iterdir())
     assert linked, "no console scripts linked"
-    # notify-pane goes through its small launcher (python -I -S, issue 20), the rest to the venv
-    launcher = lab.hosts["h1"].home / ".local/share/agent-mesh/notify-pane"
+    # notify-pane and agent-mesh go through their small launchers (python -I -S, issue 20),
+    # the rest to the venv
+    share = lab.hosts["h1"].home / ".local/share/agent-mesh"
     assert all((bin1 / n).resolve().is_relative_to(lab.venv)
-               or (bin1 / n).resolve() == launcher.resolve() for n in linked), linked
+               or (bin1 / n).resolve() == (share / n).resolve() for n in linked), linked
     # Lab users can run the venv's interpreter and import the installed package and its deps.
     cp = lab.hosts["h1"].run(["python", "-c", "import agent_mesh, click, paramiko"])
     assert cp.returncode == 0, cp.stderr

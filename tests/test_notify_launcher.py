@@ -1,4 +1,4 @@
-"""The notify-pane launcher `agent-mesh setup` links into ~/.local/bin (issue 20):
+"""The notify-pane and agent-mesh launchers that ~/.local/bin links to (issue 20):
 `python -I -S` with the package's folders, and the console script when they are gone."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from agent_mesh import paths
-from agent_mesh.ops.setup import notify_launcher_text
+from agent_mesh.ops.setup import command_launcher_text, notify_launcher_text
 
 
 def _write(path: Path, text: str) -> Path:
@@ -55,3 +55,32 @@ def test_no_launcher_for_an_interpreter_no_shebang_can_start() -> None:
     assert notify_launcher_text("python3", [], "/x") is None
     assert notify_launcher_text("/opt/my python/bin/python", [], "/x") is None
     assert notify_launcher_text("/" + "p" * 200, [], "/x") is None
+
+
+def test_agent_mesh_launcher_runs_its_commands_without_site(tmp_path: Path) -> None:
+    """agent-mesh's launcher (issue 20: a status without site or `re`): the quick paths
+    and the click group both answer, and the package gone runs the console script."""
+    text = command_launcher_text("agent-mesh", sys.executable, paths.package_paths(),
+                                 "/nonexistent")
+    assert text is not None and text.startswith(f"#!{sys.executable} -IS\n")
+    launcher = _write(tmp_path / "agent-mesh", text)
+    for argv, head in ((["rpc", "--help"], "usage: agent-mesh rpc"),
+                       (["--help"], "Usage: agent-mesh")):
+        out = subprocess.run([str(launcher), *argv], capture_output=True, text=True,
+                             check=False)
+        assert (out.returncode, out.stderr) == (0, ""), argv
+        assert out.stdout.startswith(head), out.stdout
+    probe = text.replace("from agent_mesh.cli.entry import main",
+                         "import agent_mesh; print(sys.flags.isolated, sys.flags.no_site, "
+                         "'re' in sys.modules, 'site' in sys.modules); sys.exit(0)")
+    out = subprocess.run([str(_write(tmp_path / "probe", probe))], capture_output=True,
+                         text=True, check=False)
+    assert out.stdout.split() == ["1", "1", "False", "False"], out.stderr
+
+    script = _write(tmp_path / "console", "#!/bin/sh\necho \"console: $*\"\n")
+    text = command_launcher_text("agent-mesh", sys.executable, [str(tmp_path / "gone")],
+                                 str(script))
+    assert text is not None
+    out = subprocess.run([str(_write(tmp_path / "gone-mesh", text)), "status", "--json"],
+                         capture_output=True, text=True, check=False)
+    assert (out.returncode, out.stdout) == (0, "console: status --json\n")

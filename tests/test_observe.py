@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -79,6 +80,41 @@ def test_status_table_one_row_per_agent(zoo: Spawner) -> None:
     row = next(line for line in lines if line.startswith(addr("busy")))
     assert row.split()[1:3] == [SELF_HOST, "running"]
     assert b"\x1b" not in out.stdout  # not a terminal: no colours
+
+
+def _tmux_calls(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """TMUX_BIN for a tmux that logs one line per call, and that log."""
+    calls = tmp_path / "tmux-calls"
+    wrapper = tmp_path / "tmux"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\nexec "{shutil.which("tmux")}" "$@"\n')
+    wrapper.chmod(0o755)
+    return {"TMUX_BIN": str(wrapper)}, calls
+
+
+def test_status_reads_the_tmux_server_in_one_call(spawn: Spawner, tmp_path: Path) -> None:
+    """list-panes and every live pane's state go in one tmux command list (issue 20)."""
+    spawn.agent_tui("one")
+    spawn.bash("two")
+    spawn.register()
+    env, calls = _tmux_calls(tmp_path)
+    out = run_cli("agent-mesh", "status", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert {r["state"] for r in json.loads(out.stdout)["agents"]} == {"idle", "shell"}
+    (call,) = calls.read_text().splitlines()
+    assert "list-panes" in call and call.count("capture-pane") == 2
+
+
+def test_a_closed_window_costs_status_one_more_call(zoo: Spawner, tmp_path: Path) -> None:
+    """A pane closed since it was registered cuts the command list short: the live panes
+    after it are read in one more call (not one each), the closed one shows as before."""
+    env, calls = _tmux_calls(tmp_path)
+    out = run_cli("agent-mesh", "status", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    rows = {r["address"]: r for r in json.loads(out.stdout)["agents"]}
+    assert rows[addr("closed")]["state"] == "gone"
+    assert rows[addr("closed")]["detail"] == "its window is closed (registry entry only)"
+    assert {a: r["state"] for a, r in rows.items()} == states()
+    assert len(calls.read_text().splitlines()) <= 2
 
 
 def test_status_patterns(zoo: Spawner) -> None:

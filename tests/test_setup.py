@@ -111,12 +111,14 @@ def test_pip_install_then_setup_gives_a_working_host(host: Host) -> None:
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert "agent-mesh setup: done" in setup.stdout
     assert "no tmux server running" in setup.stdout
-    launcher = env.home / ".local/share/agent-mesh/notify-pane"
+    share = env.home / ".local/share/agent-mesh"
     for name in COMMANDS:
         assert os.readlink(host.local(name)) == str(
-            launcher if name == "notify-pane" else venv / "bin" / name)
-    # notify-pane starts as the hook does (issue 20): -I -S, the package from its folders
-    assert launcher.read_text().startswith(f"#!{venv / 'bin' / 'python'} -IS\n")
+            share / name if name in ("notify-pane", "agent-mesh") else venv / "bin" / name)
+    # notify-pane and agent-mesh start as the hook does (issue 20): -I -S, the package
+    # from its folders
+    for name in ("notify-pane", "agent-mesh"):
+        assert (share / name).read_text().startswith(f"#!{venv / 'bin' / 'python'} -IS\n")
     assert (env.home / ".local/share/agent-mesh/hooks/tmux-event").stat().st_mode & 0o111
     text = (env.home / ".tmux.conf").read_text()
     assert text.startswith(USER_TMUX)

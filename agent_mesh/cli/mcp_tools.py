@@ -176,7 +176,7 @@ def reply_text(ask_id: str, text: str) -> str:
     from agent_mesh.delivery import log
     from agent_mesh.delivery.mailbox import check_id
     from agent_mesh.mesh.delegate import reply_origin
-    from agent_mesh.mesh.observe import own_agents
+    from agent_mesh.mesh.handlers import own_agents
     from agent_mesh.mesh.send import send
     from agent_mesh.registry import view, whoami
 

@@ -1,9 +1,9 @@
 """What this host's agents are doing, and what their panes show: read-only.
 
-`local_status` answers for every agent of this host's slice in one `list-panes`
-call per tmux server plus one state read per live pane (batched), and `peek` reads
-a pane's last lines, each on the agent's own server (its entry's socket). Nothing
-here types into a pane.
+`local_status` answers for every agent of this host's slice in one tmux call per
+server (`list-panes`, then each agent pane's state in the same command list), and
+`peek` reads a pane's last lines, each on the agent's own server (its entry's
+socket). Nothing here types into a pane.
 
 `since`, when the state last changed, is as good as can be known without a
 daemon: a small per-host cache (~/.agents/state.cache, marshal, 0600, replaced
@@ -25,7 +25,7 @@ import time
 from agent_mesh import paths
 from agent_mesh.clock import iso
 from agent_mesh.delivery.classify import classify
-from agent_mesh.delivery.pane import read_states
+from agent_mesh.delivery.pane import is_pane_id, read_states, read_states_after
 from agent_mesh.delivery.state import PaneState
 from agent_mesh.errors import MeshError, Outcome, PaneGone, WireError, printable
 from agent_mesh.fsutil import locked
@@ -69,9 +69,8 @@ def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
     panes: dict[str, dict[str, dict[str, str]]] = {}
     found: dict[str, dict[str, str]] = {}
     for socket, on_it in by_server.items():
-        tmux = server_of(on_it[0])
-        panes[socket] = live_panes(tmux)
-        found.update(statuses(tmux, [a for a in on_it if a.pane_id in panes[socket]]))
+        panes[socket], here = _read_server(server_of(on_it[0]), on_it)
+        found.update(here)
     now = time.time()
     rows: list[dict[str, Any]] = []
     for agent in agents:
@@ -90,6 +89,27 @@ def local_status(agents: list[Agent]) -> list[dict[str, Any]]:
         row["since"] = iso(row["since"])
         del row["activity"]
     return rows
+
+
+def _read_server(tmux: Tmux, agents: list[Agent]) -> tuple[dict[str, dict[str, str]],
+                                                            dict[str, dict[str, str]]]:
+    """(every pane of the server, the status of each agent whose pane is among them),
+    from one tmux call: list-panes and then the agents' panes, which a pane closed
+    meanwhile cuts short (those after it are read again, in one more call). No
+    list-panes output (no server, tmux failed): live_panes says which, as before."""
+    targets = [a.pane_id for a in agents if is_pane_id(a.pane_id)]
+    head, states = read_states_after(tmux, ("list-panes", "-a", "-F", fields_format(_PANE_FIELDS)),
+                                     targets)
+    if head is None:
+        panes = live_panes(tmux)
+        return panes, statuses(tmux, [a for a in agents if a.pane_id in panes])
+    panes = {r["pane_id"]: r for r in parse_records(head, _PANE_FIELDS)}
+    live = [a for a in agents if a.pane_id in panes]
+    missing = [a for a in live if a.pane_id not in states]
+    found = statuses(tmux, missing) if missing else {}
+    found.update((a.address, _status_of(states[a.pane_id])) for a in live
+                 if a.pane_id in states)
+    return panes, found
 
 
 def statuses(tmux: Tmux, agents: list[Agent]) -> dict[str, dict[str, str]]:

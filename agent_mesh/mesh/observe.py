@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import time
 
-from agent_mesh.delivery import log
-from agent_mesh.delivery import observe as local
 from agent_mesh.errors import MeshError, Outcome
-from agent_mesh.mesh.handlers import inbox_records, own_agents
 from agent_mesh.mesh.host import READ_TIMEOUT, connect
 from agent_mesh.mesh.host import hosts as group
 from agent_mesh.mesh.transport import Host
@@ -22,6 +19,10 @@ from agent_mesh.registry import naming, select, view
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import
     from typing import Any
+
+# This host's side (delivery/observe.py, mesh/handlers.py, the delivery log) is imported
+# where it is used: a status imports it as it answers for this host in-process, once
+# the peers' requests are on their way, so the import overlaps their answers.
 
 
 def _hosts_wanted(patterns: list[str]) -> list[str] | None:
@@ -115,8 +116,12 @@ def _where(address: str) -> tuple[Agent, bool]:
 
 
 def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
+    from agent_mesh.delivery import observe as local
+
     agent, here = _where(address)
     if here:
+        from agent_mesh.mesh.handlers import own_agents
+
         return local.peek(view.resolve(address, own_agents()), lines, ansi)
     reply = _ask(agent.host, {"op": "peek", "address": address, "lines": lines,
                               "ansi": ansi})
@@ -127,6 +132,8 @@ def peek(address: str, lines: int = 40, ansi: bool = False) -> str:
 def inbox(address: str, limit: int = 200) -> list[dict[str, Any]]:
     agent, here = _where(address)
     if here:
+        from agent_mesh.mesh.handlers import inbox_records
+
         return inbox_records(address, limit)
     reply = _ask(agent.host, {"op": "inbox", "address": address, "limit": limit})
     return [r for r in reply.get("records", []) if isinstance(r, dict)]
@@ -140,6 +147,8 @@ def _ask(alias: str, request: dict[str, Any]) -> dict[str, Any]:
 
 def local_inbox_all(limit: int = 200) -> list[dict[str, Any]]:
     """Every agent of this host's received records, merged by time."""
+    from agent_mesh.mesh.handlers import inbox_records, own_agents
+
     records: list[dict[str, Any]] = []
     for address in own_agents():
         records += inbox_records(address, limit)
@@ -153,6 +162,8 @@ def sent_records(limit: int = 200) -> list[dict[str, Any]]:
     received log, read here for this host's agents and with one `inbox` request per
     agent (in parallel per host, within the read deadline) for a peer's; a host that
     does not answer leaves `queued`."""
+    from agent_mesh.delivery import log
+
     records = log.read(log.sent_path(), limit)
     waiting: dict[str, set[str]] = {}
     for record in records:

@@ -412,9 +412,10 @@ def _remove(path: str) -> None:
 def _preload() -> None:
     """Import, once, what requests use (modules only, no data): every forked child then
     starts with them loaded instead of importing them for each message."""
+    import _json  # noqa: F401 - every request's header and reply (mesh/wire.py)
     import tomllib  # noqa: F401 - the peer rights in config.toml
 
-    from agent_mesh.delivery import allow, inbox, receive  # noqa: F401
+    from agent_mesh.delivery import allow, inbox, observe, receive, turns  # noqa: F401
     from agent_mesh.mesh import handlers, rights, sync  # noqa: F401
     from agent_mesh.model import Envelope  # noqa: F401
 

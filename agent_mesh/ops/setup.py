@@ -9,6 +9,8 @@ hooks, the timer and a peer's SSH command run are found at fixed places:
   ~/.local/share/agent-mesh/hooks/tmux-event  the launcher every tmux hook runs
   ~/.local/share/agent-mesh/tmux.conf      the snippet, to `tmux source-file` live
   ~/.local/share/agent-mesh/rpc            what a peer's request runs (python -I -S)
+  ~/.local/share/agent-mesh/notify-pane    what ~/.local/bin/notify-pane and agent-mesh
+  ~/.local/share/agent-mesh/agent-mesh     link to (python -I -S, LAUNCHED)
   ~/.tmux.conf                             one block between BLOCK_BEGIN and BLOCK_END
                                            (created-tmux.conf in the share folder says
                                            setup created the file itself)
@@ -71,10 +73,10 @@ from agent_mesh.ops.setup_tmux import (
 )
 
 # What the CLI, doctor and the tests name as `setup.X`, wherever the part lives.
-__all__ = ["BLOCK_BEGIN", "BLOCK_END", "FIX", "HOOK_EVENTS", "HOOK_MARK", "TIMER_UNIT",
-           "Report", "SetupError", "check_tmux_conf", "data_file", "install",
-           "install_rpc_launcher", "notify_launcher_text", "rewrite_block", "rpc_launcher_text",
-           "run_helper", "tmux_block", "uninstall"]
+__all__ = ["BLOCK_BEGIN", "BLOCK_END", "FIX", "HOOK_EVENTS", "HOOK_MARK", "LAUNCHED",
+           "TIMER_UNIT", "Report", "SetupError", "check_tmux_conf", "command_launcher_text",
+           "data_file", "install", "install_rpc_launcher", "notify_launcher_text",
+           "rewrite_block", "rpc_launcher_text", "run_helper", "tmux_block", "uninstall"]
 
 # --- files: the launcher, the snippet, the command links -------------------------------
 
@@ -99,10 +101,23 @@ def rpc_launcher_text(python: str, folders: list[str]) -> str | None:
     return _launcher_text("rpc", python, folders)
 
 
+# The commands ~/.local/bin links to a `python -I -S` launcher of setup's instead of
+# their console script (issue 20): notify-pane (a local delivery), agent-mesh (status,
+# and the hooks' push, the timer's sync, a peer's rpc without its launcher).
+LAUNCHED = ("notify-pane", "agent-mesh")
+
+
 def notify_launcher_text(python: str, folders: list[str], script: str) -> str | None:
     """The notify-pane launcher (~/.local/bin/notify-pane links to it), which runs
     the console script `script` when the package is gone; None as above."""
-    text = _launcher_text("notify-pane", python, folders)
+    return command_launcher_text("notify-pane", python, folders, script)
+
+
+def command_launcher_text(name: str, python: str, folders: list[str],
+                          script: str) -> str | None:
+    """The launcher of command `name` (one of LAUNCHED), which runs the console script
+    `script` when the package is gone; None as above."""
+    text = _launcher_text(name, python, folders)
     return None if text is None else text.replace("@SCRIPT@", repr(script), 1)
 
 
@@ -116,34 +131,36 @@ def _launcher_text(name: str, python: str, folders: list[str]) -> str | None:
     return template.replace("@PYTHON@", python, 1).replace("@PATHS@", repr(folders), 1)
 
 
-def notify_link_target(bindir: str) -> str:
-    """Where ~/.local/bin/notify-pane points: setup's launcher when this interpreter
-    can start one (install_notify_launcher writes it), else the console script."""
-    script = os.path.join(bindir, "notify-pane")
-    if notify_launcher_text(sys.executable, [], script) is None:
+def link_target(bindir: str, name: str) -> str:
+    """Where ~/.local/bin/NAME points: setup's launcher for a LAUNCHED command when
+    this interpreter can start one (install_launchers writes it), else the console
+    script."""
+    script = os.path.join(bindir, name)
+    if name not in LAUNCHED or command_launcher_text(name, sys.executable, [], script) is None:
         return script
-    return paths.notify_launcher()
+    return paths.command_launcher(name)
 
 
-def install_notify_launcher(report: Report, bindir: str, plan: list[tuple[str, str]]) -> None:
-    """~/.local/share/agent-mesh/notify-pane: a local delivery starts Python as the
-    hook does, without the console script's `import re` or `site` (issue 20). Only
-    while ~/.local/bin/notify-pane is (or is about to be) our link to it."""
-    path = paths.notify_launcher()
-    text = notify_launcher_text(sys.executable, paths.package_paths(),
-                                os.path.join(bindir, "notify-pane"))
-    link = os.path.join(paths.local_bin(), "notify-pane")
-    used = any(target == path for _, target in plan) or (
-        os.path.islink(link) and os.readlink(link) == path)
-    if text is None or not used:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        return
-    if read_or_none(path) == text and (os.stat(path).st_mode & 0o7777) == 0o755:
-        return
-    atomic_write(path, text.encode("utf-8"), 0o755)
-    os.chmod(path, 0o755)
-    report.say(f"installed the notify-pane launcher {tilde(path)}")
+def install_launchers(report: Report, bindir: str, plan: list[tuple[str, str]]) -> None:
+    """~/.local/share/agent-mesh/<command> for each LAUNCHED command: it starts Python
+    as the hook does, without the console script's `import re` or `site` (issue 20).
+    Only while ~/.local/bin/<command> is (or is about to be) our link to it."""
+    for name in LAUNCHED:
+        path = paths.command_launcher(name)
+        text = command_launcher_text(name, sys.executable, paths.package_paths(),
+                                     os.path.join(bindir, name))
+        link = os.path.join(paths.local_bin(), name)
+        used = any(target == path for _, target in plan) or (
+            os.path.islink(link) and os.readlink(link) == path)
+        if text is None or not used:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            continue
+        if read_or_none(path) == text and (os.stat(path).st_mode & 0o7777) == 0o755:
+            continue
+        atomic_write(path, text.encode("utf-8"), 0o755)
+        os.chmod(path, 0o755)
+        report.say(f"installed the {name} launcher {tilde(path)}")
 
 
 def install_rpc_launcher(report: Report) -> None:
@@ -180,7 +197,7 @@ def plan_links(bindir: str, names: Iterable[str]) -> list[tuple[str, str]]:
     plan = []
     for name in names:
         link, script = os.path.join(local, name), os.path.join(bindir, name)
-        target = notify_link_target(bindir) if name == "notify-pane" else script
+        target = link_target(bindir, name)
         if os.path.islink(link):
             if _points_at(link, target):
                 continue
@@ -247,7 +264,7 @@ def remove_files(report: Report) -> None:
     gone = []
     for path in (paths.hook_launcher(), paths.managed_tmux_conf(), paths.setup_links(),
                  paths.setup_made_tmux_conf(), paths.rpc_launcher(),
-                 paths.notify_launcher()):
+                 *(paths.command_launcher(name) for name in LAUNCHED)):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
             gone.append(path)
@@ -401,7 +418,7 @@ def install(report: Report, *, cron: bool = False, discover: bool = True) -> boo
     if not os.path.exists(paths.self_conf()):
         host_alias()  # a hostname that is no alias stops setup here, not halfway
     install_files(report)
-    install_notify_launcher(report, bindir, plan)
+    install_launchers(report, bindir, plan)
     link_commands(report, bindir, plan)
     new_shell = add_path_line(report)
     seed_config(report)

@@ -685,20 +685,23 @@ class Lab:
                         (local_bin / s).symlink_to(self.venv / "bin" / s)
                         os.lchown(local_bin / s, *own)
                 self.write_rpc_launcher(h)
-                self.write_notify_launcher(h)
+                from agent_mesh.ops.setup import LAUNCHED
 
-    def write_notify_launcher(self, h: LabHost) -> None:
-        """~/.local/bin/notify-pane -> ~/.local/share/agent-mesh/notify-pane, as `agent-mesh
-        setup` links it (a python -I -S launcher; issue 20)."""
-        from agent_mesh.ops.setup import notify_launcher_text
+                for name in LAUNCHED:
+                    self.write_command_launcher(h, name)
+
+    def write_command_launcher(self, h: LabHost, name: str) -> None:
+        """~/.local/bin/NAME -> ~/.local/share/agent-mesh/NAME for notify-pane and
+        agent-mesh, as `agent-mesh setup` links them (python -I -S launchers; issue 20)."""
+        from agent_mesh.ops.setup import command_launcher_text
 
         site = next((self.venv / "lib").glob("python3*/site-packages"))
-        text = notify_launcher_text(str(self.venv / "bin" / "python"), [str(site)],
-                                    str(self.venv / "bin" / "notify-pane"))
+        text = command_launcher_text(name, str(self.venv / "bin" / "python"), [str(site)],
+                                     str(self.venv / "bin" / name))
         assert text is not None
-        launcher = h.home / ".local" / "share" / "agent-mesh" / "notify-pane"
+        launcher = h.home / ".local" / "share" / "agent-mesh" / name
         _write(launcher, text, 0o755, (h.uid, h.gid))
-        link = h.home / ".local" / "bin" / "notify-pane"
+        link = h.home / ".local" / "bin" / name
         link.unlink(missing_ok=True)
         link.symlink_to(launcher)
         os.lchown(link, h.uid, h.gid)
