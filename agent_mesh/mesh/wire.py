@@ -38,7 +38,7 @@ from agent_mesh.errors import (
     printable,
     report,
 )
-from agent_mesh.model import DeliveryResult, Envelope
+from agent_mesh.model import DeliveryResult, Envelope, is_hex_id
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs an import on every remote message's path
@@ -76,7 +76,7 @@ def serve_command(seconds: int, slot: str) -> str:
 
 
 def valid_slot(slot: str) -> bool:
-    return len(slot) == 16 and all(ch in "0123456789abcdef" for ch in slot)
+    return len(slot) == 16 and is_hex_id(slot)
 
 
 def request_envelope(request: dict[str, Any]) -> Envelope:
