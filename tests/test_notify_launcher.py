@@ -55,3 +55,26 @@ def test_no_launcher_for_an_interpreter_no_shebang_can_start() -> None:
     assert notify_launcher_text("python3", [], "/x") is None
     assert notify_launcher_text("/opt/my python/bin/python", [], "/x") is None
     assert notify_launcher_text("/" + "p" * 200, [], "/x") is None
+
+
+def _exit_now(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                          text=True, check=False)
+
+
+def test_exit_now_flushes_and_keeps_the_code() -> None:
+    """The launcher ends with exit_now: no teardown, but what was printed arrives."""
+    root = paths.package_paths()[0]
+    out = _exit_now(f"import sys; sys.path.append({root!r}); "
+                    "from agent_mesh.cli.guard import exit_now; "
+                    "print('out', end=''); print('err', end='', file=sys.stderr); exit_now(4)")
+    assert (out.returncode, out.stdout, out.stderr) == (4, "out", "err")
+
+
+def test_exit_now_runs_exit_functions_when_there_are_some() -> None:
+    """The OpenSSH transport registers an atexit function: then the normal exit runs it."""
+    root = paths.package_paths()[0]
+    out = _exit_now(f"import sys, atexit; sys.path.append({root!r}); "
+                    "from agent_mesh.cli.guard import exit_now; "
+                    "atexit.register(lambda: print('at exit')); exit_now(3)")
+    assert (out.returncode, out.stdout) == (3, "at exit\n"), out.stderr

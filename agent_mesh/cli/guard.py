@@ -6,6 +6,7 @@ skip it (cli/group.py's run_guarded is this guard for click commands).
 
 from __future__ import annotations
 
+import os
 import sys
 
 from agent_mesh.errors import report
@@ -13,6 +14,7 @@ from agent_mesh.errors import report
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs notify-pane an import
     from collections.abc import Callable
+    from typing import NoReturn
 
 
 def guarded(prog: str, body: Callable[[], int | None],
@@ -29,3 +31,21 @@ def guarded(prog: str, body: Callable[[], int | None],
         else:
             say(f"{prog}: {line}")
         return code
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit with code, without the interpreter's teardown when nothing waits for it.
+
+    Tearing down the ~40 modules of a local delivery costs ~1.5 ms of its ~20 (issue
+    20). Skipped only while no exit function can be registered (`atexit` was never
+    imported: the OpenSSH transport registers one) and no thread can still run
+    (`threading` was never imported); stdout and stderr are flushed first, and if that
+    fails the normal exit reports it as before."""
+    if "atexit" not in sys.modules and "threading" not in sys.modules:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            sys.exit(code)
+        os._exit(code)
+    sys.exit(code)

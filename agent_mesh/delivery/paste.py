@@ -24,7 +24,7 @@ from agent_mesh.delivery import log
 from agent_mesh.delivery.classify import classify
 from agent_mesh.delivery.inbox import SourceFile, Upload, place, sweep_stale_parts
 from agent_mesh.delivery.pane import DEAD, Pane, is_pane_id, read_deadline, write_deadline
-from agent_mesh.delivery.prompts import detect_modal
+from agent_mesh.delivery.prompts import modal_in
 from agent_mesh.delivery.rule import beneath_refusal, bracketed_paste, decide, unforceable
 from agent_mesh.delivery.state import NO_BRACKETED_PASTE, PaneState, PaneStatus
 from agent_mesh.errors import (
@@ -258,7 +258,7 @@ def _wait_until_ready(
             raise NotReady(reason)
         if skip_dismiss and _dismissable(state, status):
             raise NotReady(
-                f"a {detect_modal(state.screen)} dialog is open and SKIP_DISMISS=1 keeps it: "
+                f"a {modal_in(state.rows)} dialog is open and SKIP_DISMISS=1 keeps it: "
                 "the text would go into it"
             )
     modal = "" if skip_dismiss else _dismissable(state, status)
@@ -303,7 +303,7 @@ def _dismissable(state: PaneState, status: PaneStatus) -> str:
     known agent that reads its own keys (raw terminal), never a name match alone."""
     if not status.agent or state.tty_mode != "raw":
         return ""
-    return detect_modal(state.screen)
+    return modal_in(state.rows)
 
 
 def _poll_ready(pane: Pane, multiline: bool) -> tuple[PaneState, PaneStatus, str | None]:
