@@ -285,8 +285,16 @@ def _wait_until_ready(
 def _load_rules() -> None:
     """What judges a pane's state (the classifier, the rules, the agents' own hook
     state), loaded while tmux reads the pane the first time: ~1 ms of a local send's
-    imports then runs beside that tmux call instead of before it (issue 20)."""
+    imports then runs beside that tmux call instead of before it (issue 20). So do the
+    C modules the state's reading needs next: termios (procs.tty_mode) and unicodedata
+    (screen.parse_screen, for a screen with any non-ASCII character)."""
     from agent_mesh.delivery import classify, rule, turns  # noqa: F401
+
+    try:
+        import termios  # noqa: F401
+        import unicodedata  # noqa: F401
+    except ImportError:  # tty_mode and parse_screen find out themselves
+        pass
 
 
 def _classify(state: PaneState) -> PaneStatus:
