@@ -5,7 +5,7 @@ their C1 forms) ends and whether it sets colours (SGR). errors.printable drops o
 keeps those sequences for text shown on a terminal; `parse_screen` turns a
 `capture-pane -e` screen into rows of cells, each knowing whether it is drawn faint.
 A leaf at the bottom layer, imported by errors.py on every path: stdlib only, and
-unicodedata only when a screen is parsed.
+unicodedata only when a screen with non-ASCII text is parsed.
 """
 
 from __future__ import annotations
@@ -103,8 +103,6 @@ def parse_screen(screen: str) -> list[list[Cell]]:
     foreground: what TUIs use for placeholders and suggestions. A wide character
     takes two cells, the second one empty.
     """
-    from unicodedata import east_asian_width  # only here: errors imports this module
-
     rows: list[list[Cell]] = []
     for line in screen.split("\n"):
         cells: list[Cell] = []
@@ -119,6 +117,8 @@ def parse_screen(screen: str) -> list[list[Cell]]:
             if run.isascii():  # no wide characters: the common case, at C speed
                 cells.extend([Cell(ch, faint) for ch in run])
                 continue
+            from unicodedata import east_asian_width  # only here, and only for non-ASCII
+
             for ch in run:
                 cells.append(Cell(ch, faint))
                 if east_asian_width(ch) in ("W", "F"):

@@ -88,22 +88,62 @@ class Tmux:
         check: bool = True,
     ) -> TmuxResult:
         """Run one tmux client command list; raise WireError on failure if check."""
-        argv = self.argv(args)
-        what = args[0] if args else "(no command)"
+        return self.start(*args, input=input, timeout=timeout).result(check)
+
+    def start(self, *args: str, input: bytes | None = None, timeout: float = 10.0) -> TmuxCall:
+        """`run`, started: tmux runs while the caller goes on, and `result()` then
+        returns what `run` would have (the timeout counts from the start)."""
+        return TmuxCall(self, args, input, timeout)
+
+
+class TmuxCall:
+    """One tmux client command list under way (Tmux.start); `result` collects it once."""
+
+    __slots__ = ("_binary", "_deadline", "_fds", "_input", "_pid", "_result", "_timeout",
+                 "_what")
+
+    def __init__(self, tmux: Tmux, args: Sequence[str], input: bytes | None,
+                 timeout: float) -> None:
+        self._binary = tmux.binary
+        self._what = args[0] if args else "(no command)"
+        self._input = input
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._result: TmuxResult | None = None
         try:
-            result = _spawn(argv, input, timeout)
+            self._pid, *fds = spawn_piped(tmux.argv(args), search_path=True)
         except FileNotFoundError as exc:
             raise WireError(
-                f"tmux not found ({self.binary!r} is not on PATH): install tmux "
+                f"tmux not found ({self._binary!r} is not on PATH): install tmux "
                 "or point $TMUX_BIN at it"
             ) from exc
-        except TimeoutError as exc:
-            raise WireError(f"tmux did not answer within {timeout:g}s: {what}") from exc
         except OSError as exc:
-            raise WireError(f"cannot run tmux ({self.binary!r}): {exc.strerror or exc}") from exc
-        if check and result.returncode != 0:
-            raise WireError(f"tmux {what} failed: {result.error_line}")
-        return result
+            raise self._cannot_run(exc) from exc
+        if not input:  # tmux sees the end of its input at once, as before
+            os.close(fds[0])
+            fds[0] = -1
+        self._fds = fds
+
+    def result(self, check: bool = True) -> TmuxResult:
+        """What tmux returned; WireError when it did not answer in time, or (if check)
+        exited non-zero."""
+        if self._result is None:
+            in_w, out_r, err_r = self._fds
+            try:
+                self._result = _collect(self._pid, in_w, out_r, err_r, self._input,
+                                        self._deadline)
+            except TimeoutError as exc:
+                raise WireError(
+                    f"tmux did not answer within {self._timeout:g}s: {self._what}"
+                ) from exc
+            except OSError as exc:
+                raise self._cannot_run(exc) from exc
+        if check and self._result.returncode != 0:
+            raise WireError(f"tmux {self._what} failed: {self._result.error_line}")
+        return self._result
+
+    def _cannot_run(self, exc: OSError) -> WireError:
+        return WireError(f"cannot run tmux ({self._binary!r}): {exc.strerror or exc}")
 
 
 def literal(word: str) -> str:
@@ -170,19 +210,19 @@ def _parse_record(out: bytes, fields: Sequence[str], pos: int) -> tuple[dict[str
     return record, pos + 1
 
 
-def _spawn(argv: list[str], input: bytes | None, timeout: float) -> TmuxResult:
-    """posix_spawn argv, feed input, collect stdout/stderr, bounded by timeout."""
-    pid, in_w, out_r, err_r = spawn_piped(argv, search_path=True)
-
+def _collect(pid: int, in_w: int, out_r: int, err_r: int, input: bytes | None,
+             deadline: float) -> TmuxResult:
+    """Feed input to the started child pid, collect its stdout/stderr and status, by the
+    deadline (time.monotonic); our ends of its pipes are closed whatever happens."""
     pending = memoryview(input or b"")
     if not pending:
-        os.close(in_w)
+        if in_w >= 0:
+            os.close(in_w)
         in_w = -1
     else:
         os.set_blocking(in_w, False)
     chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
     open_readers = {out_r, err_r}
-    deadline = time.monotonic() + timeout
     poller = select.poll()
     for fd in open_readers:
         poller.register(fd, select.POLLIN)

@@ -154,6 +154,31 @@ def test_claim_checks_the_pane_before_the_caller_does_anything(spawn: Spawner) -
     assert tui.wait_lines(1) == ["claimed and pasted"]
 
 
+def test_state_runs_meanwhile_during_the_tmux_call_and_leaves_no_client(spawn: Spawner) -> None:
+    """Pane.state(meanwhile): what a delivery does while tmux reads the pane (it loads
+    its rules then). The state reads as without it; a failing meanwhile still collects tmux."""
+    import pytest
+
+    from agent_mesh.delivery.pane import Pane
+
+    tui = spawn.agent_tui()
+    pane = Pane(Tmux(), tui.pane.pane_id)
+    ran = []
+    state = pane.state(meanwhile=lambda: ran.append(True))
+    assert ran == [True]
+    again = pane.state()
+    assert (state.pane_id, state.target, state.tty_mode) == (
+        again.pane_id, again.target, again.tty_mode)
+
+    def fails() -> None:
+        raise RuntimeError("meanwhile failed")
+
+    with pytest.raises(RuntimeError, match="meanwhile failed"):
+        pane.state(meanwhile=fails)
+    with pytest.raises(ChildProcessError):  # the tmux client was waited for
+        os.waitpid(-1, os.WNOHANG)
+
+
 def test_file_is_taken_back_when_the_paste_fails(spawn: Spawner, tmp_path: Path,
                                                 mocker: MockerFixture) -> None:
     """tmux fails at the very last step (fault injected at the tmux edge): the

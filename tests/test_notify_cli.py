@@ -216,6 +216,9 @@ def test_local_delivery_imports_no_heavy_modules(tui: Receiver) -> None:
              "typing", "tomllib", "json", "re"}
     assert not heavy & {name.split(".")[0] for name in imported}, sorted(
         heavy & {name.split(".")[0] for name in imported})
+    # a peer's path only (issue 20): the transports, the wire format, the thread group
+    remote = {"agent_mesh.mesh.wire", "agent_mesh.mesh.remote", "agent_mesh.mesh.group"}
+    assert not remote & imported, sorted(remote & imported)
     tui.wait_lines(2)
 
 

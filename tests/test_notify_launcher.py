@@ -84,3 +84,26 @@ def test_agent_mesh_launcher_runs_its_commands_without_site(tmp_path: Path) -> N
     out = subprocess.run([str(_write(tmp_path / "gone-mesh", text)), "status", "--json"],
                          capture_output=True, text=True, check=False)
     assert (out.returncode, out.stdout) == (0, "console: status --json\n")
+
+
+def _exit_now(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                          text=True, check=False)
+
+
+def test_exit_now_flushes_and_keeps_the_code() -> None:
+    """The launcher ends with exit_now: no teardown, but what was printed arrives."""
+    root = paths.package_paths()[0]
+    out = _exit_now(f"import sys; sys.path.append({root!r}); "
+                    "from agent_mesh.cli.guard import exit_now; "
+                    "print('out', end=''); print('err', end='', file=sys.stderr); exit_now(4)")
+    assert (out.returncode, out.stdout, out.stderr) == (4, "out", "err")
+
+
+def test_exit_now_runs_exit_functions_when_there_are_some() -> None:
+    """The OpenSSH transport registers an atexit function: it runs before the exit."""
+    root = paths.package_paths()[0]
+    out = _exit_now(f"import sys, atexit; sys.path.append({root!r}); "
+                    "from agent_mesh.cli.guard import exit_now; "
+                    "atexit.register(lambda: print('at exit')); exit_now(3)")
+    assert (out.returncode, out.stdout) == (3, "at exit\n"), out.stderr

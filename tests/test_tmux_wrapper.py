@@ -121,6 +121,22 @@ def test_timeout_kills_and_raises_wire_error() -> None:
     assert time.monotonic() - started < 15
 
 
+def test_start_returns_while_tmux_runs_and_result_is_runs() -> None:
+    """Tmux.start (a delivery loads its rules meanwhile): the call is under way when it
+    returns, and result() is what run() gives, its timeout counted from the start."""
+    started = time.monotonic()
+    call = Tmux(binary="sh").start("-c", "sleep 0.3; echo out; echo err >&2; exit 3")
+    assert time.monotonic() - started < 0.25
+    assert call.result(check=False) == TmuxResult(3, b"out\n", b"err\n")
+    with pytest.raises(WireError, match="tmux -c failed: err"):
+        call.result()
+    call = Tmux(binary="sleep").start("30", timeout=0.3)
+    time.sleep(0.4)
+    with pytest.raises(WireError, match=r"did not answer within 0\.3s"):
+        call.result()
+    assert time.monotonic() - started < 15
+
+
 def test_missing_binary_is_a_clear_wire_error(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(WireError, match="tmux not found") as info:
         Tmux(binary="/nonexistent/tmux").run("list-sessions")

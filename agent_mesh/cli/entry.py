@@ -88,7 +88,9 @@ def main() -> None:
 
         quick = quick_status(sys.argv[2:])
         if quick is not None:
-            _exit_now(quick)
+            from agent_mesh.cli.guard import exit_now
+
+            exit_now(quick)
     if command == ["bulletin"]:  # plain bulletin skips click too; see cli/coord_render.py
         from agent_mesh.cli.coord_render import quick_bulletin
 
@@ -98,23 +100,6 @@ def main() -> None:
     from agent_mesh.cli.main import mesh_main
 
     mesh_main()
-
-
-def _exit_now(code: int) -> None:
-    """Exit without the interpreter's teardown (~2.5 ms of a status's CPU), as the rpc
-    launcher does: stdout and stderr flushed and the atexit functions run first (the
-    helper that starts a peer's rpc server), so nothing is lost. A flush that fails (a
-    closed pipe) takes the usual way out, with its usual message and status."""
-    import atexit
-    import os
-
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except BaseException:
-        sys.exit(code)
-    atexit._run_exitfuncs()
-    os._exit(code)
 
 
 def _queue_run(address: str) -> None:

@@ -14,17 +14,17 @@ from agent_mesh.delivery.prompts import (
     box_draft,
     cursor_question,
     cursor_row_question,
-    detect_modal,
     find_draft,
     find_question,
     input_row,
     line_editor,
+    modal_in,
     nonblank,
     prompt_end,
 )
 from agent_mesh.delivery.state import NO_INPUT_BOX, PaneState, PaneStatus
 from agent_mesh.receivers import Traits, program_name, stem, traits
-from agent_mesh.screen import Cell, parse_screen, plain
+from agent_mesh.screen import Cell, plain
 
 __all__ = ["classify"]
 
@@ -50,7 +50,7 @@ def _program_status(state: PaneState) -> PaneStatus:
     if state.dead:
         return PaneStatus("dead", state.current_command, "the program exited")
     who = foreground_of(state)
-    rows = parse_screen(state.screen)
+    rows = state.rows
     if state.tty_mode == "hidden":
         question = cursor_question(rows, state.cursor_y) or _hidden_input(state, rows)
         return PaneStatus("waiting", who.shell or who.program, question)
@@ -105,7 +105,7 @@ def _agent_status(state: PaneState, rows: list[list[Cell]], agent: str, name: st
                               agent)
     no_box = row.input_box and input_row(rows) < 0
     if no_box:
-        modal = detect_modal(state.screen)
+        modal = modal_in(rows)
         if modal:
             return PaneStatus("idle", name, f"the {modal} dialog is open", agent)
     draft = find_draft(rows, state.cursor_x, state.cursor_y, width=state.width)
@@ -170,7 +170,7 @@ def _tui_seen(state: PaneState, rows: list[list[Cell]]) -> bool:
         return False
     row = rows[state.cursor_y] if 0 <= state.cursor_y < len(rows) else []
     return (input_row(rows) >= 0 or prompt_end(row[: state.cursor_x]) >= 0
-            or bool(find_question(rows)) or bool(detect_modal(state.screen)))
+            or bool(find_question(rows)) or bool(modal_in(rows)))
 
 
 def _hidden_input(state: PaneState, rows: list[list[Cell]]) -> str:

@@ -21,6 +21,10 @@ from agent_mesh.fsutil import locked
 from agent_mesh.procs import foreground, tty_mode
 from agent_mesh.tmux import Tmux, TmuxResult, fields_format, parse_head
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the hot path an import
+    from collections.abc import Callable
+
 __all__ = ["DEAD", "Pane", "is_pane_id", "pane_state", "read_deadline", "read_states",
            "read_states_after", "server_identity", "write_deadline"]
 
@@ -61,11 +65,19 @@ class Pane:
         self.tmux = tmux
         self.target = target
 
-    def state(self) -> PaneState:
+    def state(self, meanwhile: Callable[[], object] | None = None) -> PaneState:
         """Flags, cursor, foreground program and visible screen in one tmux call;
-        PaneGone for a pane that no longer exists, WireError when tmux fails."""
+        PaneGone for a pane that no longer exists, WireError when tmux fails.
+        `meanwhile` runs while tmux answers (a delivery loads its rules then)."""
         for _attempt in range(3):
-            state = self._parse_state(self.tmux.run(*self._state_args(), check=False))
+            call = self.tmux.start(*self._state_args())
+            try:
+                if meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
+            finally:  # collected even if meanwhile failed: no tmux client left behind
+                result = call.result(check=False)
+            state = self._parse_state(result)
             if state is not None:
                 return state
         raise WireError(f"tmux kept returning a malformed record for pane {self.target}")

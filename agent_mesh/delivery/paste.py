@@ -21,11 +21,8 @@ import os
 import time
 
 from agent_mesh.delivery import log
-from agent_mesh.delivery.classify import classify
 from agent_mesh.delivery.inbox import SourceFile, Upload, place, sweep_stale_parts
 from agent_mesh.delivery.pane import DEAD, Pane, is_pane_id, read_deadline, write_deadline
-from agent_mesh.delivery.prompts import detect_modal
-from agent_mesh.delivery.rule import beneath_refusal, bracketed_paste, decide, unforceable
 from agent_mesh.delivery.state import NO_BRACKETED_PASTE, PaneState, PaneStatus
 from agent_mesh.errors import (
     AwaitingAnswer,
@@ -87,6 +84,8 @@ class ClaimedPane:
         we wait for our own Enter instead), so a delivered message is never
         reported as failed and never duplicated by a retry.
         """
+        from agent_mesh.delivery.rule import bracketed_paste
+
         if "\n" in text and not bracketed_paste(self._state, self._status):
             if not self._force:
                 program = self._status.program or "the program"
@@ -202,6 +201,8 @@ def _refuse_for_good(state: PaneState, status: PaneStatus, force: bool) -> None:
     message, and text that only a shell would read (rule.unforceable): refused even with
     FORCE_SEND. force: the send is forced (only then, or with `shell` accepted, is bash's
     vi mode read)."""
+    from agent_mesh.delivery.rule import beneath_refusal, decide, unforceable
+
     if status.kind == "dead":
         raise PaneDead(DEAD)
     if status.kind == "waiting" and status.under is None:
@@ -238,7 +239,9 @@ def _wait_until_ready(
     wait = previous_deadline - time.time()
     if wait > 0:
         time.sleep(wait + 0.05)
-    state = pane.state()
+    state = pane.state(meanwhile=_load_rules)
+    from agent_mesh.delivery.rule import bracketed_paste, decide  # loaded by now
+
     if entry is not None:
         _check_window(state, entry)
     if allowed is not None:  # who may message it comes before whether it is ready
@@ -258,7 +261,7 @@ def _wait_until_ready(
             raise NotReady(reason)
         if skip_dismiss and _dismissable(state, status):
             raise NotReady(
-                f"a {detect_modal(state.screen)} dialog is open and SKIP_DISMISS=1 keeps it: "
+                f"a {_dismissable(state, status)} dialog is open and SKIP_DISMISS=1 keeps it: "
                 "the text would go into it"
             )
     modal = "" if skip_dismiss else _dismissable(state, status)
@@ -279,8 +282,24 @@ def _wait_until_ready(
     return state, status
 
 
+def _load_rules() -> None:
+    """What judges a pane's state (the classifier, the rules, the agents' own hook
+    state), loaded while tmux reads the pane the first time: ~1 ms of a local send's
+    imports then runs beside that tmux call instead of before it (issue 20). So do the
+    C modules the state's reading needs next: termios (procs.tty_mode) and unicodedata
+    (screen.parse_screen, for a screen with any non-ASCII character)."""
+    from agent_mesh.delivery import classify, rule, turns  # noqa: F401
+
+    try:
+        import termios  # noqa: F401
+        import unicodedata  # noqa: F401
+    except ImportError:  # tty_mode and parse_screen find out themselves
+        pass
+
+
 def _classify(state: PaneState) -> PaneStatus:
     """classify() with the agent's own hook state laid over it (delivery/turns.py)."""
+    from agent_mesh.delivery.classify import classify
     from agent_mesh.delivery.turns import combine
 
     return combine(state, classify(state))
@@ -303,11 +322,15 @@ def _dismissable(state: PaneState, status: PaneStatus) -> str:
     known agent that reads its own keys (raw terminal), never a name match alone."""
     if not status.agent or state.tty_mode != "raw":
         return ""
-    return detect_modal(state.screen)
+    from agent_mesh.delivery.prompts import modal_in
+
+    return modal_in(state.rows)
 
 
 def _poll_ready(pane: Pane, multiline: bool) -> tuple[PaneState, PaneStatus, str | None]:
     """The previous message may still be landing: give the pane a moment to clear."""
+    from agent_mesh.delivery.rule import decide
+
     deadline = time.monotonic() + _READY_POLL
     while True:
         state = pane.state()

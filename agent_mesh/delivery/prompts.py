@@ -13,7 +13,7 @@ from agent_mesh.receivers import SHELLS
 from agent_mesh.screen import Cell, parse_screen, plain
 
 __all__ = ["box_draft", "cursor_question", "cursor_row_question", "detect_modal",
-           "find_draft", "find_question", "input_row", "line_editor", "nonblank",
+           "find_draft", "find_question", "input_row", "line_editor", "modal_in", "nonblank",
            "prompt_end"]
 
 # Prompt ends: a shell's `$ # %`, REPLs' `> >>>`, agent TUIs' `❯ › »`.
@@ -324,7 +324,11 @@ def detect_modal(screen: str) -> str:
     recognised while an input prompt row is visible, and the markers must be in
     the bottom 20 non-blank rows, where the dialogs are drawn.
     """
-    rows = parse_screen(screen)
+    return modal_in(parse_screen(screen))
+
+
+def modal_in(rows: list[list[Cell]]) -> str:
+    """detect_modal for a screen already parsed (PaneState.rows)."""
     if find_question(rows):
         return ""  # a question is never dismissed: Escape there is an answer too
     lines = [text for text in (plain(row).strip() for row in rows) if text][-20:]

@@ -22,7 +22,7 @@ from agent_mesh.delivery.state import (
 )
 from agent_mesh.procs import readline_vi_command
 from agent_mesh.receivers import NOT_AN_INPUT, program_name, stem, traits
-from agent_mesh.screen import parse_screen, plain
+from agent_mesh.screen import plain
 from agent_mesh.text import shell_quote
 
 __all__ = ["beneath_refusal", "bracketed_paste", "decide", "lasting", "opt_in_command",
@@ -75,7 +75,7 @@ def decide(state: PaneState, status: PaneStatus, multiline: bool = False) -> str
         return f"its foreground program is {blocker}{via}, not an agent input"
     if not opted_in(state, who):
         return _unforceable(state, who, status, False) or _not_opted_in(state, who, program)
-    draft = find_draft(parse_screen(state.screen), state.cursor_x, state.cursor_y,
+    draft = find_draft(state.rows, state.cursor_x, state.cursor_y,
                        width=state.width, line_editor=line_editor(base))
     if draft:
         return f"it looks mid-prompt ({draft})"
@@ -136,7 +136,7 @@ def _vi_command_mode(state: PaneState, who: Who) -> bool:
     """A shell at its prompt in readline's vi command mode, where pasted text is read as
     commands: bash's own keymap (procs.readline_vi_command), else readline's mode string
     `(cmd)` before the prompt (show-mode-in-prompt). Unknown counts as no."""
-    rows = parse_screen(state.screen)
+    rows = state.rows
     row = plain(rows[state.cursor_y]).lstrip() if 0 <= state.cursor_y < len(rows) else ""
     if row.startswith("(cmd)"):
         return True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from agent_mesh.model import Frozen
 from agent_mesh.procs import Foreground
+from agent_mesh.screen import Cell, parse_screen
 
 __all__ = ["DEAD_REASON", "NO_BRACKETED_PASTE", "NO_INPUT_BOX", "PaneState", "PaneStatus"]
 
@@ -24,7 +25,7 @@ class PaneState(Frozen):
         "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground",
         "procs", "target", "socket", "bracketed", "window_id", "tty_mode", "allow",
     )
-    __slots__ = FIELDS
+    __slots__ = (*FIELDS, "_rows")
     pane_id: str
     dead: bool
     in_mode: bool
@@ -46,6 +47,7 @@ class PaneState(Frozen):
     window_id: str
     tty_mode: str
     allow: str  # the window's (else session's) @agent-allow, read in the same tmux call
+    _rows: list[list[Cell]]  # the screen parsed, once it is asked for (rows)
 
     def __init__(self, pane_id: str, dead: bool = False, in_mode: bool = False, mode: str = "",
                  cursor_x: int = 0, cursor_y: int = 0, cursor_visible: bool = True,
@@ -64,6 +66,18 @@ class PaneState(Frozen):
     @property
     def accept_words(self) -> frozenset[str]:
         return frozenset(self.accept.replace(",", " ").split())
+
+    @property
+    def rows(self) -> list[list[Cell]]:
+        """The screen as rows of cells (screen.parse_screen), parsed on first use and
+        kept: the classifier, the rule and the dialog check all read the same screen,
+        and parsing it is most of their time. Read-only, like the state."""
+        try:
+            return self._rows
+        except AttributeError:
+            rows = parse_screen(self.screen)
+            object.__setattr__(self, "_rows", rows)
+            return rows
 
 
 class PaneStatus(Frozen):

@@ -9,8 +9,6 @@ local and a remote agent behave alike, and callers never ask which one they have
 
 from __future__ import annotations
 
-from agent_mesh.mesh.group import Group
-from agent_mesh.mesh.remote import remote_transport
 from agent_mesh.mesh.transport import REQUEST_TIMEOUT, Host
 from agent_mesh.registry import naming
 
@@ -21,6 +19,7 @@ if TYPE_CHECKING:  # typing costs an import on every message's path
 
     from agent_mesh.delivery.inbox import SourceFile
     from agent_mesh.delivery.mailbox import Origin
+    from agent_mesh.mesh.group import Group
     from agent_mesh.mesh.transport import FileBody
     from agent_mesh.model import Agent, DeliveryResult, Envelope
 
@@ -58,10 +57,14 @@ def connect(alias: str, origin: Origin | None = None, kind: str | None = None) -
     (`kind`, else the configured one; the peer learns who sends from the connection)."""
     if alias == naming.self_alias():
         return LocalHost(alias, origin)
+    from agent_mesh.mesh.remote import remote_transport  # not on a local message's path
+
     return remote_transport(alias, kind)
 
 
 def hosts(aliases: Iterable[str], origin: Origin | None = None,
           kind: str | None = None) -> Group:
     """A Group of these hosts, each reached as `connect` reaches it."""
+    from agent_mesh.mesh.group import Group  # not on a local message's path
+
     return Group(aliases, lambda alias: connect(alias, origin, kind))

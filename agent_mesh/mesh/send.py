@@ -9,7 +9,6 @@ from agent_mesh.delivery import log
 from agent_mesh.delivery.inbox import SourceFile
 from agent_mesh.errors import Outcome, UsageError
 from agent_mesh.mesh.host import connect
-from agent_mesh.mesh.wire import result_from_reply
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 from agent_mesh.registry import naming, view, whoami
 from agent_mesh.registry.view import load_agents
@@ -96,6 +95,8 @@ def send(
         reply_to=reply_to,
     )
     if re and address not in agents and _is_host_alias(address):
+        from agent_mesh.mesh.wire import result_from_reply  # a peer's path
+
         with connect(address, origin) as host:
             reply = host.request({"op": "reply", "envelope": envelope.to_json()})
         return result_from_reply(address, reply).replace(address=address,

@@ -16,7 +16,6 @@ import os
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.wire import CHUNK, result_from_reply
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
 TYPE_CHECKING = False
@@ -45,6 +44,8 @@ class FileBody:
 
     def chunks(self) -> Iterator[bytes]:
         """The announced size exactly, from the start (a retry may read it again)."""
+        from agent_mesh.mesh.wire import CHUNK  # a peer's path: LocalHost never needs wire
+
         if isinstance(self.source, bytes):
             for start in range(0, len(self.source), CHUNK):
                 yield self.source[start:start + CHUNK]
@@ -82,6 +83,8 @@ class Host:
         self, envelope: Envelope, agent: Agent, file_data: SourceFile | bytes | None = None
     ) -> DeliveryResult:
         """Deliver envelope to agent's pane, dropping file_data into the inbox first."""
+        from agent_mesh.mesh.wire import result_from_reply
+
         body = as_body(file_data, envelope.file_name)
         header: dict[str, Any] = {"op": "deliver", "envelope": envelope.to_json()}
         if body is not None:
