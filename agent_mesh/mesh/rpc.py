@@ -304,6 +304,7 @@ def _identity(path: str) -> tuple[int, int, int] | None:
 def serve(idle: int, slot: str) -> None:
     """Listen in this host's private control directory; print the socket's path."""
     import _socket
+    import gc
     import select
     import time
 
@@ -312,6 +313,7 @@ def serve(idle: int, slot: str) -> None:
     folder = control_dir()
     if folder is None or not 0 < idle <= 86400:
         sys.exit(1)
+    gc.enable()  # the launcher turned it off for one request; this process lives on
     _preload()
     path = os.path.join(folder, f".rpc-{slot}.sock")  # hidden: no master
     pidfile = os.path.join(folder, f".rpc-{slot}.pid")
