@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from agent_mesh import paths
 from agent_mesh.ops.setup import command_launcher_text, notify_launcher_text
 
@@ -107,3 +109,21 @@ def test_exit_now_runs_exit_functions_when_there_are_some() -> None:
                     "from agent_mesh.cli.guard import exit_now; "
                     "atexit.register(lambda: print('at exit')); exit_now(3)")
     assert (out.returncode, out.stdout) == (3, "at exit\n"), out.stderr
+
+
+@pytest.mark.parametrize(("argv", "collecting"), [
+    (["rpc", "--help"], "False"), (["push", "--help"], "False"),
+    (["queue-run", "--help"], "True"), (["status", "--help"], "True"),
+    (["lock", "--help"], "True")])
+def test_the_collector_stays_off_only_for_the_short_lived_commands(
+        argv: list[str], collecting: str) -> None:
+    """agent-mesh's launcher turns the collector off; cli/entry.py turns it back on for
+    everything but status, sync, push and rpc (an MCP server or a waiter lives long;
+    `status --help` is click's)."""
+    code = (f"import atexit, gc, sys; gc.disable(); sys.path += {paths.package_paths()!r}; "
+            f"sys.argv = ['agent-mesh', *{argv!r}]; "
+            "atexit.register(lambda: sys.stderr.write(f'gc {gc.isenabled()}')); "
+            "from agent_mesh.cli.entry import main; main()")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0 and out.stderr.endswith(f"gc {collecting}"), out.stderr
