@@ -303,5 +303,6 @@ def mark_submitted(socket: str, pane_id: str) -> None:
 
 
 def _ago(when: float) -> str:
-    seconds = max(0, int(time.time() - when))
-    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m"
+    from agent_mesh.clock import duration  # only for this message: off the hook's path
+
+    return duration(time.time() - when)

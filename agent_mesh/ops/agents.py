@@ -29,6 +29,7 @@ import os
 import time
 
 from agent_mesh import paths
+from agent_mesh.clock import duration
 from agent_mesh.fsutil import locked
 from agent_mesh.ops.agentcli import AgentCLI, ClaudeCode, Step, StepFactory, add_step, launcher
 from agent_mesh.ops.codex import Codex
@@ -87,7 +88,7 @@ def describe(now: float | None = None) -> list[tuple[str, bool, str]]:
             continue
         version = cli.version()
         fired = cli.last_fired()
-        when = "never" if fired is None else f"{_ago(now - fired)} ago"
+        when = "never" if fired is None else f"{duration(now - fired)} ago"
         for step in cli.steps():
             ok, line = step.check()
             rows.append((f"agent:{cli.name}:{step.name}", ok,
@@ -96,10 +97,3 @@ def describe(now: float | None = None) -> list[tuple[str, bool, str]]:
     return rows
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h"
