@@ -1,5 +1,6 @@
-"""~/.agents/config.toml's tables, read in one place: `[limits]` (limits.py) and `[peers]`
-(mesh/rights.py) ask `table(name)`.
+"""~/.agents/config.toml, read in one place: `[limits]` (limits.py) and `[peers]`
+(mesh/rights.py) ask `table(name)`, the top-level `transport` and `control_persist`
+(mesh/remote.py, mesh/sshclient.py) `value(key)`.
 
 A peer's every request and every capped write look a table up, and tomllib costs a fresh
 process ~10-30 ms of imports: the file's tables are kept in a marshal cache next to it
@@ -31,6 +32,12 @@ def table(name: str) -> dict[str, Any]:
     """config.toml's [name] ({} when the file or the table is missing, or it is no table)."""
     found = _tables().get(name)
     return found if isinstance(found, dict) else {}
+
+
+def value(key: str) -> str | None:
+    """config.toml's top-level key, as text (None when the file or the key is missing)."""
+    found = _tables().get(key)
+    return None if found is None or isinstance(found, dict) else str(found)
 
 
 def _tables() -> dict[str, Any]:
@@ -65,7 +72,7 @@ def _tables() -> dict[str, Any]:
 
 
 def _parse(path: str) -> dict[str, Any]:
-    """The file's top-level tables."""
+    """The file's tables and top-level values (what marshal can keep: no dates)."""
     import tomllib
 
     try:
@@ -75,4 +82,5 @@ def _parse(path: str) -> dict[str, Any]:
         raise UsageError(f"{path}: {exc.strerror or exc}") from None
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: {exc}") from None
-    return {key: value for key, value in doc.items() if isinstance(value, dict)}
+    return {key: value for key, value in doc.items()
+            if isinstance(value, (dict, str, int, float, bool))}

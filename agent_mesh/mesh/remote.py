@@ -7,8 +7,9 @@ Its own module so that sync and mesh/host.py can both ask without importing each
 
 from __future__ import annotations
 
+from agent_mesh.config import value as config_value
 from agent_mesh.errors import UsageError
-from agent_mesh.mesh.transport import TRANSPORTS, Host, config_value
+from agent_mesh.mesh.transport import TRANSPORTS, Host
 
 
 def chosen_transport() -> str:

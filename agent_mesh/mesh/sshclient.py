@@ -14,8 +14,8 @@ import os
 import sys
 
 from agent_mesh import paths
+from agent_mesh.config import value as config_value
 from agent_mesh.errors import Cause, UsageError, WireError
-from agent_mesh.mesh.transport import config_value
 from agent_mesh.pipes import spawn_piped
 from agent_mesh.registry.naming import ADDRESS_PUNCT
 

@@ -12,9 +12,6 @@ see wire.py. mesh/host.py's `connect` chooses between them.
 
 from __future__ import annotations
 
-import os
-
-from agent_mesh import paths
 from agent_mesh.errors import UsageError
 from agent_mesh.model import Agent, DeliveryResult, Envelope
 
@@ -112,26 +109,5 @@ class Host:
 
     def close(self) -> None:
         """Release any connection (nothing to do locally)."""
-
-
-def config_value(key: str) -> str | None:
-    """A top-level key of ~/.agents/config.toml, read only when a peer is contacted."""
-    path = os.path.join(paths.agents_dir(), "config.toml")
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    if key.encode() not in data:
-        return None  # not set: no TOML parser (~5 ms of imports) on the message path
-    import tomllib
-
-    try:
-        value = tomllib.loads(data.decode("utf-8")).get(key)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    return None if value is None else str(value)
 
 
