@@ -99,7 +99,7 @@ def _write_temp(target: str, data: bytes, mode: int) -> str:
         finally:
             os.close(fd)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
     return tmp
 
@@ -108,11 +108,13 @@ def _rename_or_drop(tmp: str, target: str) -> None:
     try:
         os.replace(tmp, target)
     except BaseException:
-        _unlink_quietly(tmp)
+        unlink_quietly(tmp)
         raise
 
 
-def _unlink_quietly(path: str) -> None:
+def unlink_quietly(path: str) -> None:
+    """Remove path if it is there; any failure is the caller's to ignore (a temp file,
+    a stale socket). The one such helper."""
     try:  # noqa: SIM105 - contextlib would cost the hook an import
         os.unlink(path)
     except OSError:
@@ -177,7 +179,7 @@ def edit_keeping(path: PathArg, edit: Callable[[bytes | None], bytes | None],
                 if _swap(tmp, real, before, ino):
                     return True
             finally:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp)
     raise FileKeptChanging(errno.EAGAIN, f"it kept changing while agent-mesh edited it "
                            f"({tries} tries); left as it is: run the command again",
                            os.fspath(path))

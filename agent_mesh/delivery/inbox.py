@@ -19,6 +19,7 @@ import time
 
 from agent_mesh import paths
 from agent_mesh.errors import UsageError, WireError
+from agent_mesh.fsutil import unlink_quietly
 from agent_mesh.registry.naming import address_char
 
 TYPE_CHECKING = False
@@ -210,7 +211,7 @@ def receive_upload(stream: BinaryIO, size: int) -> Upload:
             left -= len(data)
     except BaseException:
         os.close(fd)
-        _unlink_quietly(part)
+        unlink_quietly(part)
         raise
     os.close(fd)
     return Upload(os.path.relpath(part, paths.home()), size)
@@ -228,7 +229,7 @@ class Dropped:
 
     def remove(self) -> None:
         """Take it out again (the message announcing it was not delivered)."""
-        _unlink_quietly(self.path)
+        unlink_quietly(self.path)
 
 
 def place(file: SourceFile | Upload | bytes, sender: str, name: str | None) -> Dropped:
@@ -268,7 +269,7 @@ def place_local(source: SourceFile | bytes, sender: str, name: str) -> Dropped:
             os.close(fd)
         path, shown = _publish(part, sender, name)
     except BaseException:
-        _unlink_quietly(part)
+        unlink_quietly(part)
         raise
     return Dropped(path, shown, size)
 
@@ -288,13 +289,13 @@ def place_upload(tmp: str, sender: str, name: str, size: int) -> Dropped:
     except FileNotFoundError:
         raise UsageError("the uploaded file is missing") from None
     if actual != size:
-        _unlink_quietly(source)
+        unlink_quietly(source)
         raise UsageError(f"upload truncated ({actual} of {size} bytes)")
     try:
         os.chmod(source, 0o600)
         path, shown = _publish(source, sender, name)
     except BaseException:
-        _unlink_quietly(source)
+        unlink_quietly(source)
         raise
     return Dropped(path, shown, size)
 
@@ -303,7 +304,7 @@ def discard_upload(tmp: str) -> None:
     """Remove a peer's part that was not delivered (a no-op once it was published)."""
     source = _upload_path(tmp)
     if source is not None:
-        _unlink_quietly(source)
+        unlink_quietly(source)
 
 
 def _upload_path(tmp: str) -> str | None:
@@ -330,15 +331,8 @@ def _publish(part: str, sender: str, name: str) -> tuple[str, str]:
             chosen = _numbered(base, n)
     else:
         raise OSError(f"too many files named {base} from this sender")
-    _unlink_quietly(part)
+    unlink_quietly(part)
     return os.path.join(target_dir, chosen), f"~/.agent-inbox/{folder}/{chosen}"
-
-
-def _unlink_quietly(path: str) -> None:
-    try:  # noqa: SIM105 - contextlib would cost the hot path an import
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 # --- leftovers --------------------------------------------------------------
@@ -366,5 +360,5 @@ def sweep_stale_parts(max_age: float = STALE_PART_SECONDS) -> int:
     """Remove stale parts; how many went. Never raises (it is housekeeping)."""
     stale = stale_parts(max_age)
     for path in stale:
-        _unlink_quietly(path)
+        unlink_quietly(path)
     return len(stale)

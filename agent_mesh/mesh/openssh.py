@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 
 from agent_mesh.errors import UsageError, WireError
+from agent_mesh.fsutil import unlink_quietly
 from agent_mesh.mesh.sshclient import (
     CONNECT_TIMEOUT,
     MAX_REPLY,
@@ -193,7 +194,7 @@ class OpenSshTransport(Host):
                 conn.settimeout(max(0.1, deadline - time.monotonic()))
                 conn.connect(self.forward)
             except (FileNotFoundError, ConnectionRefusedError):
-                _unlink(self.forward)  # its master is gone
+                unlink_quietly(self.forward)  # its master is gone
                 return None
             except OSError:
                 return None
@@ -286,7 +287,7 @@ class OpenSshTransport(Host):
         assert self.forward is not None and self.socket is not None
         if not listening(self.socket) or self._greets():
             return None
-        _unlink(self.forward)  # the master's old listener, if any, is left unreachable
+        unlink_quietly(self.forward)  # the master's old listener, if any, is left unreachable
         holder = self.argv("-o", "ProxyCommand=false",  # through the master, or not at all
                            command=serve_command(persist_seconds(self.persist or "0"),
                                                  self.server_slot()),
@@ -322,7 +323,7 @@ class OpenSshTransport(Host):
                 os.kill(pid, 15)
             except OSError:
                 pass
-            _unlink(self.forward)
+            unlink_quietly(self.forward)
         return ok
 
     def server_slot(self) -> str:
@@ -401,13 +402,6 @@ def time_since(path: str) -> float:
     return time.time() - os.stat(path).st_mtime
 
 
-def _unlink(path: str) -> None:
-    try:  # noqa: SIM105 - contextlib would cost an import
-        os.unlink(path)
-    except OSError:
-        pass
-
-
 _WANT_SERVER: list[str] = []  # peers whose server the helper should start at our exit
 
 
@@ -437,7 +431,7 @@ def start_server_main(*aliases: str) -> None:
             with locked(transport.forward + ".lock", timeout=0):
                 done = transport.setup_server()
                 if done:
-                    _unlink(transport.forward + ".failed")
+                    unlink_quietly(transport.forward + ".failed")
                 elif done is False:
                     fd = os.open(transport.forward + ".failed", os.O_WRONLY | os.O_CREAT, 0o600)
                     os.close(fd)
@@ -470,7 +464,7 @@ def disconnect(aliases: list[str] | None = None) -> list[str]:
             run = transport.control("exit")
         except (TimeoutError, OSError):
             continue
-        _unlink(os.path.join(folder, f".{name}.rpc"))  # its forward went with it
+        unlink_quietly(os.path.join(folder, f".{name}.rpc"))  # its forward went with it
         if run.status == 0:
             closed.append(alias)
         else:  # nothing listens: a leftover socket

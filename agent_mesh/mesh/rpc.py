@@ -15,6 +15,7 @@ import sys
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import Cause, UsageError
+from agent_mesh.fsutil import unlink_quietly
 from agent_mesh.mesh.wire import (
     GREETING,
     MAX_HEADER,
@@ -320,7 +321,7 @@ def serve(idle: int, slot: str) -> None:
     _retire(pidfile, slot)
     launcher = _identity(paths.rpc_launcher())
     listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    _remove(path)
+    unlink_quietly(path)
     umask = os.umask(0o077)  # the socket 0600 from the start (its folder is 0700 anyway)
     try:
         listener.bind(path)
@@ -362,8 +363,8 @@ def serve(idle: int, slot: str) -> None:
     finally:
         listener.close()
         if _inode(path) == mine:  # never a newer server's socket
-            _remove(path)
-            _remove(pidfile)
+            unlink_quietly(path)
+            unlink_quietly(pidfile)
 
 
 def _inode(path: str) -> tuple[int, int] | None:
@@ -402,13 +403,6 @@ def _write_pid(pidfile: str) -> None:
     finally:
         os.close(fd)
     os.replace(partial, pidfile)
-
-
-def _remove(path: str) -> None:
-    try:  # noqa: SIM105 - contextlib would cost an import
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _preload() -> None:
