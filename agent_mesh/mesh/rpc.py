@@ -15,7 +15,7 @@ import sys
 
 from agent_mesh import __version__, paths
 from agent_mesh.errors import Cause, UsageError
-from agent_mesh.fsutil import unlink_quietly
+from agent_mesh.fsutil import atomic_write, unlink_quietly
 from agent_mesh.mesh.wire import (
     GREETING,
     MAX_HEADER,
@@ -329,7 +329,7 @@ def serve(idle: int, slot: str) -> None:
         os.umask(umask)  # requests run with the session's own, as `agent-mesh rpc` does
     mine = _inode(path)
     try:
-        _write_pid(pidfile)
+        atomic_write(pidfile, str(os.getpid()).encode(), 0o600)
         listener.listen(64)
         os.write(1, path.encode() + b"\n")
         poller = select.poll()
@@ -393,16 +393,6 @@ def _retire(pidfile: str, slot: str) -> None:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             pass
-
-
-def _write_pid(pidfile: str) -> None:
-    partial = f"{pidfile}.{os.getpid()}"
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, str(os.getpid()).encode())
-    finally:
-        os.close(fd)
-    os.replace(partial, pidfile)
 
 
 def _preload() -> None:
