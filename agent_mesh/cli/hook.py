@@ -77,14 +77,16 @@ def run(args: list[str]) -> str:
     """Carry out one hook call; returns what to log."""
     before = _slice_identity()
     outcome = _apply(args)
-    if _slice_identity() != before:
-        outcome += push_to_peers()
-    return outcome + resume_queues() + sweep_locks()
+    if _slice_identity() != before:  # windows came or went: a lock's holder may be gone
+        outcome += push_to_peers() + sweep_locks()
+    return outcome + resume_queues()
 
 
 def sweep_locks() -> str:
-    """End the locks whose holder's window just closed, or whose TTL ran out: one stat
-    when this host holds none (the coord package's imports only when it holds some)."""
+    """End the locks whose holder's window just closed (the slice changed), and those
+    whose TTL ran out meanwhile: one stat when this host holds none (the coord package's
+    imports only when it holds some). Expiry alone is also seen by every read of the
+    table and by the timer's sync."""
     from agent_mesh import paths
 
     try:
