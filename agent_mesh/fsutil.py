@@ -301,7 +301,6 @@ def log_line(path: str, line: str) -> None:
         from agent_mesh.clock import now_iso
         from agent_mesh.errors import printable
 
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         text = f"{now_iso()} [{os.getpid()}] {printable(line)}\n"
         append_rotating(path, text.encode("utf-8", "replace"), LOG_LINE_MAX)
     except Exception:
