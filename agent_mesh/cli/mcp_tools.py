@@ -21,21 +21,11 @@ def override_refusals() -> bool:
     """The user's opt-in: `[mcp] override_refusals = true` in ~/.agents/config.toml lets
     agents' sends override a refusal as FORCE_SEND=1 does (never a question on screen,
     a dead pane or a tmux mode). Read at every send, so an edit takes effect at once."""
-    import tomllib
+    from agent_mesh.config import config_path, table
 
-    from agent_mesh.limits import config_path
-
-    path = config_path()
-    try:
-        with open(path, "rb") as fh:
-            table = tomllib.load(fh).get(CONFIG_TABLE, {})
-    except FileNotFoundError:
-        return False
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: {exc}") from None
-    value = table.get(OVERRIDE_KEY, False) if isinstance(table, dict) else False
+    value = table(CONFIG_TABLE).get(OVERRIDE_KEY, False)
     if not isinstance(value, bool):
-        raise UsageError(f"{path}: {CONFIG_TABLE}.{OVERRIDE_KEY} must be true or false, "
+        raise UsageError(f"{config_path()}: {CONFIG_TABLE}.{OVERRIDE_KEY} must be true or false, "
                          f"not {value!r}")
     return value
 
