@@ -31,12 +31,12 @@ def since_epoch(text: str | None) -> float:
     """`2h`, `90m`, `30s`, `1d` ago, or an ISO stamp (`2026-12-07T05:00:00Z`): epoch secs."""
     if not text:
         return 0.0
-    from agent_mesh.clock import STAMP_FORMAT, is_stamp
+    from agent_mesh.clock import is_stamp, parse_stamp
 
     if is_stamp(text):
-        import calendar
-
-        return float(calendar.timegm(time.strptime(text, STAMP_FORMAT)))
+        then = parse_stamp(text)
+        if then is not None:
+            return then
     from agent_mesh.mesh.delegate import parse_duration
 
     return time.time() - parse_duration(text)
