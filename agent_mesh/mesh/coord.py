@@ -446,7 +446,10 @@ def task_subscribe(addresses: list[str], board: str | None = None,
 def _notify(answer: dict[str, Any], what: str, actor: str) -> list[dict[str, Any]]:
     """Message the board's subscribers (not the actor) through the normal delivery path,
     queued when one is busy; one outcome each. A failure here never undoes the claim."""
-    subs = [s for s in answer.get("subscribers") or [] if s != actor]
+    got = answer.get("subscribers")
+    # the authority may be a peer: only addresses, as many as a board keeps, never the actor
+    subs = [s for s in (got if isinstance(got, list) else [])[:board_store.SUBSCRIBERS_MAX]
+            if isinstance(s, str) and naming.is_valid_address(s) and s != actor]
     if not subs:
         return []
     from agent_mesh.mesh.send import send
