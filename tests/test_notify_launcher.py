@@ -113,12 +113,13 @@ def test_exit_now_runs_exit_functions_when_there_are_some() -> None:
 
 @pytest.mark.parametrize(("argv", "collecting"), [
     (["rpc", "--help"], "False"), (["push", "--help"], "False"),
+    (["agent-event", "--help"], "False"),
     (["queue-run", "--help"], "True"), (["status", "--help"], "True"),
     (["lock", "--help"], "True")])
 def test_the_collector_stays_off_only_for_the_short_lived_commands(
         argv: list[str], collecting: str) -> None:
     """agent-mesh's launcher turns the collector off; cli/entry.py turns it back on for
-    everything but status, sync, push and rpc (an MCP server or a waiter lives long;
+    everything but status, sync, push, rpc and agent-event (an MCP server or a waiter lives long;
     `status --help` is click's)."""
     code = (f"import atexit, gc, sys; gc.disable(); sys.path += {paths.package_paths()!r}; "
             f"sys.argv = ['agent-mesh', *{argv!r}]; "

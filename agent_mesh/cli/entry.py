@@ -38,10 +38,11 @@ and exits when nothing is left to deliver. `agent-mesh queue` lists and cancels 
 """
 
 
-# The launcher (ops/data/agent-mesh) starts with the collector off: a status or a sync
-# lives ~30 ms and makes next to no cycles, while the collector's passes over the modules
-# it imports cost ~0.7 ms. Everything else may live long (mcp, queue-run, --watch): on.
-SHORT_LIVED = (["rpc"], ["push"], ["sync"], ["status"])
+# The launcher (ops/data/agent-mesh) starts with the collector off: a status, a sync or
+# an agent's hook event lives ~30 ms and makes next to no cycles, while the collector's
+# passes over the modules it imports cost ~0.7 ms. Everything else may live long (mcp,
+# queue-run, --watch): on.
+SHORT_LIVED = (["rpc"], ["push"], ["sync"], ["status"], ["agent-event"])
 
 
 def main() -> None:
