@@ -241,3 +241,20 @@ def test_an_event_entry_that_is_not_a_list_is_refused_not_replaced(
     out = run_cli("agent-mesh", "setup", "--agents")
     assert out.returncode == 1 and b"Stop" in out.stderr, out
     assert json.loads(claude.read_text()) == odd
+
+
+@pytest.mark.parametrize("shape", ["hooks = 1\n", "features = 3\n", "hooks = { state = 2 }\n",
+                                   '[hooks]\nstate = "x"\n'])
+def test_a_codex_table_that_is_not_a_table_is_reported_in_one_line(
+        configs: tuple[Path, Path, Path], shape: str) -> None:
+    """hooks, hooks.state or features of some other type: one line naming the file and
+    the key, what was there kept (the MCP step still adds its own [mcp_servers] table),
+    no `unexpected error`."""
+    _claude, toml, _hooks = configs
+    toml.write_text(shape)
+    out = run_cli("agent-mesh", "setup", "--agents")
+    assert out.returncode == 1, out
+    lines = [line for line in out.stderr.decode().splitlines() if "config.toml" in line]
+    assert len(lines) == 1 and "must be a table" in lines[0], out.stderr
+    assert "unexpected error" not in out.stderr.decode() and b"Traceback" not in out.stderr
+    assert toml.read_text().startswith(shape) and "trusted_hash" not in toml.read_text()

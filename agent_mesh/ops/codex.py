@@ -103,15 +103,19 @@ class CodexHooks(JsonHooks):
                             "not changed")
             return None
         try:
-            return tomlkit.parse((read_or_none(self.config_toml()) if read else text) or "")
+            doc = tomlkit.parse((read_or_none(self.config_toml()) if read else text) or "")
+            why = _not_a_table(doc)
         except Exception as exc:  # tomlkit's errors have no common base worth naming
-            if report is not None and removing:
-                report.warn(f"Codex: {tilde(self.config_toml())} does not parse ({exc}); "
-                            "its trust entries for agent-mesh's hooks stay")
-            elif report is not None:
-                report.problem(f"Codex: {tilde(self.config_toml())} does not parse ({exc}); "
-                               "hooks written but not trusted: fix it, then re-run")
-            return None
+            why = f"does not parse ({exc})"
+        if not why:
+            return doc
+        if report is not None and removing:
+            report.warn(f"Codex: {tilde(self.config_toml())} {why}; its trust entries for "
+                        "agent-mesh's hooks stay")
+        elif report is not None:
+            report.problem(f"Codex: {tilde(self.config_toml())} {why}; hooks written but not "
+                           "trusted: fix it, then re-run")
+        return None
 
     def after(self, report: Report, data: dict[str, object],
               previous: dict[str, object]) -> None:
@@ -253,7 +257,7 @@ class CodexHooks(JsonHooks):
         data = _load_json(self.path()) or {}
         doc = self._load_toml(None)
         if doc is None:
-            return False, f"{tilde(self.config_toml())} does not parse"
+            return False, f"{tilde(self.config_toml())} does not parse, or a table is not one"
         hooks = doc.get("hooks") or {}  # type: ignore[attr-defined]
         state = hooks.get("state") or {}
         trust = codex_trust(os.path.abspath(self.path()), data)
@@ -269,6 +273,18 @@ class CodexHooks(JsonHooks):
             return False, (f"[features] {DAEMON_FLAG} is not false in config.toml: Codex's "
                            "shared daemon runs the hooks, which then cannot tell panes apart")
         return True, line + ", trusted"
+
+
+def _not_a_table(doc: Any) -> str:
+    """Where config.toml has another type for a table setup edits ('' if none): said in
+    one line, the file left as it is (tomlkit's tables are dicts)."""
+    hooks = doc.get("hooks")
+    state = hooks.get("state") if isinstance(hooks, dict) else None
+    named = [("hooks", hooks), ("hooks.state", state), ("features", doc.get("features"))]
+    if isinstance(state, dict):
+        named += [(f"hooks.state.{json.dumps(key)}", value) for key, value in state.items()]
+    bad = [key for key, value in named if value is not None and not isinstance(value, dict)]
+    return f"has `{bad[0]}` that must be a table" if bad else ""
 
 
 def _replay(notes: Report, report: Report) -> None:
