@@ -25,7 +25,7 @@ class PaneState(Frozen):
         "alternate_on", "current_command", "pane_pid", "width", "accept", "screen", "foreground",
         "procs", "target", "socket", "bracketed", "window_id", "tty_mode", "allow",
     )
-    __slots__ = (*FIELDS, "_rows")
+    __slots__ = (*FIELDS, "_rows", "_turn")  # _turn: delivery/turns.py hook_for keeps it
     pane_id: str
     dead: bool
     in_mode: bool
@@ -48,6 +48,7 @@ class PaneState(Frozen):
     tty_mode: str
     allow: str  # the window's (else session's) @agent-allow, read in the same tmux call
     _rows: list[list[Cell]]  # the screen parsed, once it is asked for (rows)
+    _turn: object  # the pane's hook record as of this read (delivery/turns.py hook_for)
 
     def __init__(self, pane_id: str, dead: bool = False, in_mode: bool = False, mode: str = "",
                  cursor_x: int = 0, cursor_y: int = 0, cursor_visible: bool = True,

@@ -210,7 +210,23 @@ def _num(value: object) -> float:
 def turn(socket: str, pane_id: str) -> Turn | None:
     """The pane's hook state if its agent is still the one that reported it, else None."""
     path = record_path(socket or default_socket(), pane_id)
-    record = read(path) if path else None
+    return _fresh(read(path) if path else None)
+
+
+def hook_for(state: PaneState) -> Turn | None:
+    """turn() for this read of the pane, read once: the classification and the mid-turn
+    check of one delivery step ask the same record (a stat, a read, a /proc look)."""
+    try:
+        return state._turn  # type: ignore[return-value]
+    except AttributeError:
+        found = turn(state.socket, state.pane_id)
+        object.__setattr__(state, "_turn", found)
+        return found
+
+
+def _fresh(record: dict[str, object] | None) -> Turn | None:
+    """The record's Turn while it counts: its agent alive, a paste not yet lapsed, a
+    state it still proves."""
     if record is None:
         return None
     proc = record.get("proc")
@@ -238,7 +254,7 @@ def combine(state: PaneState, status: PaneStatus, hook: Turn | None = None) -> P
     """The pane's status with its fresh hook state laid over the screen's: where they
     disagree the safer one wins (a question or a running turn beats an idle screen)."""
     if hook is None:
-        hook = turn(state.socket, state.pane_id)
+        hook = hook_for(state)
     if hook is None or status.kind in ("dead", "shell", "running") or state.in_mode:
         return status
     from agent_mesh.delivery.state import PaneStatus
@@ -272,7 +288,7 @@ def mid_turn(state: PaneState, status: PaneStatus) -> Turn | None:
     must be queued for its Stop hook), else None."""
     if status.kind in ("dead", "shell", "running"):
         return None
-    hook = turn(state.socket, state.pane_id)
+    hook = hook_for(state)
     if hook is None or not hook.busy:
         return None
     if status.kind == "idle" and stale_working(hook):
@@ -291,7 +307,7 @@ def mark_submitted(socket: str, pane_id: str) -> None:
     the turn just started. Unconfirmed, it lapses after PASTE_GRACE seconds."""
     path = record_path(socket or default_socket(), pane_id)
     record = read(path) if path else None
-    if record is None or turn(socket, pane_id) is None:
+    if record is None or _fresh(record) is None:
         return
     now = time.time()
     record.update(state=WORKING, event=PASTED, time=now, since=now,
