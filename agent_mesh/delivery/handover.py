@@ -67,11 +67,6 @@ class Handover:
         return [str(r.get("id") or "") for r in self.records]
 
 
-def anything_queued() -> bool:
-    """A few listdirs: is any message queued on this host at all?"""
-    return bool(queue.has_waiting())
-
-
 def _same_socket(recorded: str, socket: str) -> bool:
     from agent_mesh.delivery.turns import default_socket
 
