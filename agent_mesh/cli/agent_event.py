@@ -230,8 +230,7 @@ def _start_waiters(socket: str, server_pid: str, pane: str) -> str:
     its pane: start their waiters, which deliver by paste under the normal checks."""
     from agent_mesh.delivery import handover, queue
 
-    mine = [r for r in queue.pending() if r.get("state") == "waiting"
-            and handover.belongs(r, socket, server_pid, pane)]
+    mine = handover.for_pane(socket, server_pid, pane)
     started = [a for a in dict.fromkeys(str(r.get("address")) for r in mine)
                if queue.start_waiter(a)]
     return f"idle with {len(mine)} queued message(s): started {len(started)} waiter(s)" \
